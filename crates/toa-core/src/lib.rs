@@ -1,0 +1,13 @@
+//! The kernel module's pure Rust, compiled for the host from the very files
+//! Kbuild compiles into `toa.ko` (`src/wire.rs`, `src/stash.rs`, `src/parse.rs`), so that
+//! their unit tests, property tests and fuzz targets run in userspace.
+#![cfg_attr(not(test), no_std)]
+
+#[path = "../../../src/wire.rs"]
+pub mod wire;
+
+#[path = "../../../src/stash.rs"]
+pub mod stash;
+
+#[path = "../../../src/parse.rs"]
+pub mod parse;

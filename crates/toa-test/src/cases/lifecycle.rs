@@ -1,0 +1,104 @@
+//! Loading, configuring and unloading toa.ko.
+
+use anyhow::{bail, Result};
+
+use crate::kmod;
+use crate::{ensure_eq, Case, Ctx};
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case { name: "lifecycle: insmod loads toa and logs 'TOA: toa loaded'", run: loads },
+        Case { name: "lifecycle: sysctls, parameters and toa_stats are present", run: interfaces },
+        Case { name: "lifecycle: rmmod unloads and logs 'TOA: toa unloaded'", run: unloads },
+        Case { name: "lifecycle: module parameters set the kinds at load time", run: parameters },
+        Case { name: "lifecycle: invalid module parameters refuse the load", run: bad_parameters },
+        Case { name: "lifecycle: 20 load/unload cycles", run: cycles },
+    ]
+}
+
+fn loads(ctx: &Ctx) -> Result<()> {
+    if kmod::loaded() {
+        kmod::rmmod()?;
+    }
+    let before = kmod::log_count("TOA: toa loaded")?;
+    kmod::insmod(&ctx.module, &[])?;
+    ensure_eq!(kmod::loaded(), true);
+    ensure_eq!(kmod::log_count("TOA: toa loaded")?, before + 1, "'TOA: toa loaded' lines");
+    Ok(())
+}
+
+/// The counters every deployment watches, in the order toa_stats lists them.
+pub const COUNTERS: &[&str] = &[
+    "syn_recv_sock_toa",
+    "syn_recv_sock_no_toa",
+    "getname_toa_ok",
+    "getname_toa_mismatch",
+    "getname_toa_bypass",
+    "getname_toa_empty",
+    "toa_malformed",
+];
+
+fn interfaces(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    ensure_eq!(kmod::sysctl("tcpopt_addr")?, "200");
+    ensure_eq!(kmod::sysctl("tcpopt_addr_v6")?, "254");
+    let p = std::fs::read_to_string("/sys/module/toa/parameters/tcpopt_addr")?;
+    ensure_eq!(p.trim(), "200", "parameter tcpopt_addr");
+    let stats = kmod::stats()?;
+    for c in COUNTERS {
+        if !stats.contains_key(*c) {
+            bail!("toa_stats lacks {c}: {stats:?}");
+        }
+    }
+    let text = std::fs::read_to_string("/proc/net/toa_stats")?;
+    let names: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    ensure_eq!(&names[..COUNTERS.len()], COUNTERS, "first rows of toa_stats");
+    Ok(())
+}
+
+fn unloads(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    let before = kmod::log_count("TOA: toa unloaded")?;
+    kmod::rmmod()?;
+    ensure_eq!(kmod::loaded(), false);
+    ensure_eq!(kmod::log_count("TOA: toa unloaded")?, before + 1, "'TOA: toa unloaded' lines");
+    ensure_eq!(std::path::Path::new("/proc/net/toa_stats").exists(), false, "toa_stats after rmmod");
+    ensure_eq!(std::path::Path::new("/proc/sys/net/toa").exists(), false, "net.toa after rmmod");
+    Ok(())
+}
+
+fn parameters(ctx: &Ctx) -> Result<()> {
+    if kmod::loaded() {
+        kmod::rmmod()?;
+    }
+    kmod::insmod(&ctx.module, &["tcpopt_addr=253", "tcpopt_addr_v6=0"])?;
+    let got = (kmod::sysctl("tcpopt_addr")?, kmod::sysctl("tcpopt_addr_v6")?);
+    kmod::rmmod()?;
+    ensure_eq!(got, ("253".to_owned(), "0".to_owned()));
+    Ok(())
+}
+
+fn bad_parameters(ctx: &Ctx) -> Result<()> {
+    if kmod::loaded() {
+        kmod::rmmod()?;
+    }
+    for bad in ["tcpopt_addr=256", "tcpopt_addr=8", "tcpopt_addr_v6=-1", "tcpopt_addr=abc", "tcpopt_addr=2"] {
+        if kmod::insmod(&ctx.module, &[bad]).is_ok() {
+            kmod::rmmod()?;
+            bail!("insmod toa {bad} succeeded");
+        }
+        ensure_eq!(kmod::loaded(), false, "loaded after insmod {bad}");
+    }
+    kmod::insmod(&ctx.module, &[])
+}
+
+fn cycles(ctx: &Ctx) -> Result<()> {
+    for _ in 0..20 {
+        if kmod::loaded() {
+            kmod::rmmod()?;
+        }
+        kmod::insmod(&ctx.module, &[])?;
+    }
+    ensure_eq!(kmod::loaded(), true);
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! The cases, in the order they run: the module's life cycle first (it
+//! starts unloaded), then behaviour with the module loaded.
+
+mod ipv4;
+mod lifecycle;
+
+use crate::Case;
+
+/// Every case, in order.
+pub fn all() -> Vec<Case> {
+    let mut v = Vec::new();
+    v.extend(lifecycle::cases());
+    v.extend(ipv4::cases());
+    v
+}

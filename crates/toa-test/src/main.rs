@@ -1,0 +1,132 @@
+//! toa's in-VM test suite.
+//!
+//! Runs inside a guest booted by `scripts/vm.sh` on a test kernel, as root:
+//! loads the toa.ko given with `--module`, creates the tun device `toa0`
+//! (guest 10.0.0.1/24 and fd00::1/64; the test peer plays every other
+//! address), runs the cases and prints one `ok`/`not ok` line per case and a
+//! last line `N passed, M failed`. Exit status 0 only if all passed.
+
+mod cases;
+mod kmod;
+mod peer;
+mod sock;
+mod tun;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+/// What every case gets.
+pub struct Ctx {
+    /// The toa.ko under test.
+    pub module: PathBuf,
+    /// The wire to the test peer.
+    pub tun: tun::Tun,
+}
+
+impl Ctx {
+    /// Load toa with default settings unless it is loaded.
+    pub fn require_loaded(&self) -> Result<()> {
+        if !kmod::loaded() {
+            kmod::insmod(&self.module, &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// One test case.
+pub struct Case {
+    pub name: &'static str,
+    pub run: fn(&Ctx) -> Result<()>,
+}
+
+/// Run a shell command; its stdout, or an error with its stderr.
+pub fn sh(cmd: &str) -> Result<String> {
+    let out = std::process::Command::new("sh").args(["-c", cmd]).output().with_context(|| cmd.to_owned())?;
+    if !out.status.success() {
+        bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Check a condition inside a case: `ensure_eq!(got, want[, "context {}", x])`.
+#[macro_export]
+macro_rules! ensure_eq {
+    ($got:expr, $want:expr) => {
+        $crate::ensure_eq!($got, $want, "{}", stringify!($got))
+    };
+    ($got:expr, $want:expr, $($ctx:tt)+) => {{
+        let (got, want) = (&$got, &$want);
+        if got != want {
+            anyhow::bail!("{}: got {:?}, want {:?}", format!($($ctx)+), got, want);
+        }
+    }};
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut module = None;
+    let mut only: Vec<String> = Vec::new();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--module" => module = args.next().map(PathBuf::from),
+            "--only" => only.extend(args.next()),
+            "--list" => {
+                for c in cases::all() {
+                    println!("{}", c.name);
+                }
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument {other}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(module) = module else {
+        eprintln!("usage: toa-vmtest --module toa.ko [--only NAME]...");
+        return ExitCode::from(2);
+    };
+    let tun = match tun::Tun::create("toa0", &["10.0.0.1/24", "fd00::1/64"]) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot set up the tun device: {e:#}");
+            println!("0 passed, 1 failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = Ctx { module, tun };
+    let (mut passed, mut failed) = (0, 0);
+    let selected: Vec<Case> = cases::all()
+        .into_iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o.as_str())))
+        .collect();
+    for (i, case) in selected.iter().enumerate() {
+        let start = Instant::now();
+        ctx.tun.drain();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&ctx)));
+        let ms = start.elapsed().as_millis();
+        match result {
+            Ok(Ok(())) => {
+                passed += 1;
+                println!("ok {} - {} ({ms} ms)", i + 1, case.name);
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("not ok {} - {}: {e:#}", i + 1, case.name);
+            }
+            Err(_) => {
+                failed += 1;
+                println!("not ok {} - {}: panicked", i + 1, case.name);
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

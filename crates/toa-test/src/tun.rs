@@ -1,0 +1,87 @@
+//! A tun device: the guest kernel's end of the wire the test peer talks on.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// `TUNSETIFF` = `_IOW('T', 202, int)`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+/// An open tun device (layer 3, no packet information header).
+pub struct Tun {
+    file: File,
+    /// Interface name.
+    pub name: String,
+}
+
+impl Tun {
+    /// Create the interface `name`, bring it up and give it the addresses.
+    pub fn create(name: &str, addrs: &[&str]) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")
+            .context("open /dev/net/tun")?;
+        // SAFETY: all-zero is a valid ifreq.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        // SAFETY: TUNSETIFF takes a pointer to an ifreq, which lives across the call.
+        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr) } < 0 {
+            bail!("TUNSETIFF {name}: {}", std::io::Error::last_os_error());
+        }
+        crate::sh(&format!("ip link set {name} up"))?;
+        for a in addrs {
+            let extra = if a.contains(':') { " nodad" } else { "" };
+            crate::sh(&format!("ip addr add {a} dev {name}{extra}"))?;
+        }
+        Ok(Tun {
+            file,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Hand a packet to the kernel, as if it arrived on the wire.
+    pub fn send(&self, packet: &[u8]) -> Result<()> {
+        (&self.file).write_all(packet).context("write to tun")
+    }
+
+    /// The next packet the kernel sends out within `timeout`, if any.
+    pub fn recv(&self, timeout: Duration) -> Result<Option<Vec<u8>>> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match (&self.file).read(&mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Some(buf));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e).context("read from tun"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as libc::c_int) };
+        }
+    }
+
+    /// Throw away whatever the kernel has sent so far.
+    pub fn drain(&self) {
+        while let Ok(Some(_)) = self.recv(Duration::ZERO) {}
+    }
+}

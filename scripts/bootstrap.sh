@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Install everything toa needs to build its test kernels, the module and the
+# host tools, on a fresh Debian 12 (bookworm) machine. Idempotent: a second run
+# only checks. Prints the versions it settled on.
+#
+# Everything that is not a Debian package goes under $TOA_CACHE (default
+# ~/.cache/toa), outside the repository.
+set -euo pipefail
+
+. "$(dirname "$0")/lib.sh"
+
+# Debian packages. rustc-web is Debian's rustc 1.96 (installs /usr/bin/rustc);
+# the kernels and toa.ko are built with it and only with it.
+APT_PACKAGES=(
+    rustc-web rust-web-src rust-web-clippy rustfmt-web
+    clang-19 lld-19 llvm-19 libclang-19-dev
+    gcc make flex bison bc libelf-dev libssl-dev cpio kmod xz-utils
+    dwarves
+    qemu-system-x86 udev busybox-static
+    iproute2 python3 python3-venv
+    nginx-light curl nftables libnetfilter-queue1 dkms
+)
+BINDGEN_VERSION=0.72.1
+VIRTME_NG_VERSION=1.42
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # nginx must not start a daemon on the build machine: we only run it in VMs.
+    if ! [ -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    # A first install on a fresh machine can trip over a trigger ordering in
+    # dpkg; finishing the configuration and trying once more settles it.
+    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+        log "apt-get failed once; finishing configuration and retrying"
+        dpkg --configure -a || true
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+fi
+
+# bindgen-cli from crates.io, pinned, built with rustup's cargo (any cargo will
+# do: bindgen is a host tool that only needs libclang).
+mkdir -p "$TOA_TOOLS"
+if ! "$TOA_TOOLS/bin/bindgen" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
+    log "installing bindgen-cli $BINDGEN_VERSION"
+    LIBCLANG_PATH=/usr/lib/llvm-19/lib cargo install --quiet --locked \
+        --root "$TOA_TOOLS" --version "$BINDGEN_VERSION" bindgen-cli
+fi
+
+# virtme-ng from PyPI in a venv of its own.
+if ! "$TOA_TOOLS/venv/bin/vng" --version 2>/dev/null | grep -q "$VIRTME_NG_VERSION"; then
+    log "installing virtme-ng $VIRTME_NG_VERSION"
+    /usr/bin/python3 -m venv "$TOA_TOOLS/venv"
+    "$TOA_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
+        "virtme-ng==$VIRTME_NG_VERSION"
+fi
+
+# The compilers the kernels and the module are built with; the kernel build
+# cache key is made of these lines.
+check_toolchain

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# toa's test command (`make check`): everything, from a fresh machine.
+#
+#  1. bootstrap the toolchain (idempotent; prints the exact versions);
+#  2. host: rustfmt of the module, cargo tests of the workspace (the module's
+#     pure Rust: unit and property tests);
+#  3. for each test kernel (7.3 built with clang, 6.12 built with gcc): build
+#     it (cached), build toa.ko with clippy and with rustc (no warnings), boot
+#     it under QEMU and run the in-VM suite; the kernel log must stay clean.
+#
+# Ends with one line `N passed, M failed`; exits non-zero if M > 0.
+# TOA_KERNELS="7.3 6.12" selects kernels; TOA_ONLY=substr selects VM cases.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$TOA_ROOT"
+
+kernels=${TOA_KERNELS:-7.3 6.12}
+# Host build products are cached with the kernels, outside the clone.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
+passed=0 failed=0
+failures=()
+start=$SECONDS
+
+# result NAME STATUS: count one check.
+result() {
+    if [ "$2" = 0 ]; then
+        passed=$((passed + 1)); echo "ok - $1"
+    else
+        failed=$((failed + 1)); failures+=("$1"); echo "not ok - $1"
+    fi
+}
+
+# count_from FILE PREFIX: add the `N passed, M failed` summary of FILE.
+count_from() {
+    local line p f
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -n1)
+    if [ -z "$line" ]; then
+        result "$2: suite printed no summary" 1
+        return
+    fi
+    p=${line%% passed*}; f=${line#*, }; f=${f%% failed}
+    passed=$((passed + p)); failed=$((failed + f))
+    grep '^not ok' "$1" | sed "s/^/$2: /" | while read -r l; do echo "$l"; done
+    if [ "$f" != 0 ]; then failures+=("$2: $f VM case(s)"); fi
+}
+
+log "bootstrap"
+scripts/bootstrap.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+log "host checks"
+/usr/bin/rustfmt --check src/toa_main.rs >/dev/null; result "rustfmt: module sources" $?
+cargo fmt --all --check >/dev/null; result "rustfmt: host workspace" $?
+host_log=$(mktemp)
+cargo test --workspace --release 2>&1 | tee "$host_log" | grep -E '^test result|FAILED|panicked' 
+while read -r p f; do
+    passed=$((passed + p)); failed=$((failed + f))
+    [ "$f" = 0 ] || failures+=("host: $f cargo test(s)")
+done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$host_log")
+grep -q '^test result' "$host_log" || result "host: cargo test ran" 1
+cargo build --release -p toa-test -q; result "host: in-VM suite builds" $?
+
+for k in $kernels; do
+    log "kernel $k"
+    kdir=$(scripts/kernel.sh "$k")
+    result "$k: test kernel available" $?
+    [ -n "$kdir" ] || continue
+    ko=$(scripts/build-module.sh "$kdir" "$TOA_CACHE/module/$k")
+    result "$k: toa.ko builds clippy-clean and warning-free" $?
+    [ -n "$ko" ] || continue
+    res=$TOA_CACHE/results/$k
+    only=()
+    for o in ${TOA_ONLY:-}; do only+=(--only "$o"); done
+    scripts/vm.sh "$kdir" "$res" "$CARGO_TARGET_DIR/release/toa-vmtest" --module "$ko" "${only[@]}"
+    vm_rc=$?
+    count_from "$res/output.txt" "$k"
+    ! [ -s "$res/splats.txt" ]; result "$k: kernel log clean (no WARNING/BUG/Oops/KASAN/lockdep)" $?
+    [ -s "$res/rc" ]; result "$k: VM finished in time" $?
+    [ "$vm_rc" = 0 ] || [ ${#failures[@]} -gt 0 ] || result "$k: VM run" "$vm_rc"
+done
+
+log "toolchain used:"
+toolchain_versions | sed 's/^/    /' >&2
+log "wall time: $((SECONDS - start)) s"
+if [ ${#failures[@]} -gt 0 ]; then
+    log "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

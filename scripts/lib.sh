@@ -1,0 +1,35 @@
+# Shared settings for toa's scripts. Source it; do not run it.
+
+TOA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Kernel trees, toolchain extras and VM results live outside the repository.
+TOA_CACHE=${TOA_CACHE:-$HOME/.cache/toa}
+TOA_TOOLS=$TOA_CACHE/tools
+export TOA_ROOT TOA_CACHE TOA_TOOLS
+
+# Debian's rustc (rustc-web) builds the kernels and the module; rustup's rustc,
+# first in PATH on these machines, has no rust-src and must not be picked up.
+KRUSTC=/usr/bin/rustc
+KBINDGEN=$TOA_TOOLS/bin/bindgen
+export LIBCLANG_PATH=/usr/lib/llvm-19/lib
+
+log() { printf '\033[1m[toa]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[toa] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# Print the exact compiler versions in use, one per line (also the cache key).
+toolchain_versions() {
+    echo "rustc: $($KRUSTC --version)"
+    echo "bindgen: $($KBINDGEN --version 2>/dev/null)"
+    echo "clang: $(clang-19 --version | head -n1)"
+    echo "gcc: $(gcc --version | head -n1)"
+}
+
+# Fail unless the kernel toolchain is Debian's and complete.
+check_toolchain() {
+    [ -x "$KRUSTC" ] || die "$KRUSTC missing: apt-get install rustc-web rust-web-src"
+    "$KRUSTC" --version | grep -q '^rustc 1\.96\.' \
+        || die "$KRUSTC is not rustc 1.96 (rustc-web): $($KRUSTC --version)"
+    [ -d "$($KRUSTC --print sysroot)/lib/rustlib/src/rust/library/core" ] \
+        || die "no rust-src for $KRUSTC: apt-get install rust-web-src"
+    [ -x "$KBINDGEN" ] || die "bindgen missing: run scripts/bootstrap.sh"
+    toolchain_versions | sed 's/^/[toa] toolchain /' >&2
+}

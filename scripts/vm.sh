@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Boot a test kernel under QEMU (TCG: nested KVM hangs on these machines)
+# with virtme-ng and run one command in it, as root, on the host's own
+# filesystem (read-only, but for the results directory).
+#
+#   scripts/vm.sh KDIR RESULTS_DIR COMMAND...
+#
+# RESULTS_DIR gets output.txt (the command's output), rc, dmesg.txt (the
+# guest's kernel log after the command) and console.log (QEMU's console).
+# Exits non-zero if the command did, if the VM timed out or died, or if the
+# kernel log shows a splat (see SPLAT below).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+kdir=${1:?usage: vm.sh KDIR RESULTS_DIR COMMAND...}
+results=${2:?usage: vm.sh KDIR RESULTS_DIR COMMAND...}
+shift 2
+cmd="$*"
+timeout=${TOA_VM_TIMEOUT:-1200}
+memory=${TOA_VM_MEMORY:-2G}
+
+# Kernel log lines that fail a run whatever the command said.
+SPLAT='WARNING:|BUG:|Oops|KASAN|UBSAN|lockdep|possible recursive locking|circular locking|general protection fault|Kernel panic|kernel BUG|unreferenced object|suspected memory leak|hung_task|rcu.*stall|Call Trace:'
+
+image=$kdir/arch/x86/boot/bzImage
+[ -e "$image" ] || die "no kernel image $image"
+rm -rf "$results" && mkdir -p "$results"
+export PATH=$TOA_TOOLS/venv/bin:$PATH
+
+guest="cd '$TOA_ROOT' && { { $cmd; } 2>&1; echo \$? > '$results/rc'; } | tee '$results/output.txt'; dmesg > '$results/dmesg.txt'"
+set +e
+timeout --foreground -k 10 "$timeout" \
+    vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus 2 \
+        --rwdir "$results" --verbose --exec "$guest" >"$results/console.log" 2>&1
+vm_rc=$?
+set -e
+
+# The command's own output, as it printed it.
+[ -e "$results/output.txt" ] && cat "$results/output.txt"
+
+fail=0
+if [ "$vm_rc" = 124 ] || [ "$vm_rc" = 137 ]; then
+    log "VM timed out after ${timeout}s; console tail:"
+    tail -n 40 "$results/console.log" >&2
+    fail=1
+elif ! [ -s "$results/rc" ]; then
+    log "VM ended (status $vm_rc) before the command finished; console tail:"
+    tail -n 40 "$results/console.log" >&2
+    fail=1
+elif [ "$(cat "$results/rc")" != 0 ]; then
+    log "command exited $(cat "$results/rc") in the VM"
+    fail=1
+fi
+splats=$(cat "$results/dmesg.txt" "$results/console.log" 2>/dev/null | grep -E "$SPLAT" | sort -u || true)
+if [ -n "$splats" ]; then
+    log "kernel log shows a splat:"
+    echo "$splats" | head -n 40 >&2
+    echo "$splats" >"$results/splats.txt"
+    fail=1
+fi
+exit $fail

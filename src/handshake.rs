@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A new child socket: find the client in the handshake and record it.
+//!
+//! Called by the glue's return probe on `tcp_v4_syn_recv_sock`, which the
+//! kernel runs when the packet completing a handshake reaches a listener: on
+//! the normal path (`tcp_check_req`), the syncookie path (`cookie_v4_check`)
+//! and for IPv4 clients of dual-stack listeners (`tcp_v6_syn_recv_sock`). It
+//! runs in softirq with the child locked and not yet visible to userspace:
+//! it must not sleep or allocate with `GFP_KERNEL`; IPv4 needs no allocation.
+
+use crate::config;
+use crate::kapi::{self, Handshake, Sock};
+use crate::stash;
+use crate::stats::{self, Counter};
+use crate::wire::{self, ClientAddr, Scan};
+
+/// Record the client of the connection `child` was created for.
+///
+/// # Safety
+///
+/// `child` must be a live socket the caller holds (locked, as the kernel
+/// holds it in `tcp_v4_syn_recv_sock`), and `hs` must point to a valid
+/// [`Handshake`] whose `options` are `options_len` readable bytes, for the
+/// duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
+    // SAFETY: the caller guarantees `hs` is valid for the call.
+    let hs = unsafe { &*hs };
+    let len = (hs.options_len as usize).min(wire::MAX_OPTIONS_LEN);
+    let options = if hs.options.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: the caller guarantees `options_len` readable bytes, and
+        // `len` is not more than that.
+        unsafe { core::slice::from_raw_parts(hs.options, len) }
+    };
+
+    let client = match wire::scan(options, config::kinds()) {
+        Scan::Found(_) if hs.syn => {
+            stats::inc(Counter::ToaSynIgnored);
+            None
+        }
+        Scan::Found(client) => Some(client),
+        Scan::Absent => None,
+        Scan::Malformed(_) => {
+            stats::inc(Counter::ToaMalformed);
+            None
+        }
+    };
+    let recorded = match client {
+        // SAFETY: the caller guarantees `child` is live and held.
+        Some(client) => unsafe { record(child, client) },
+        None => false,
+    };
+    stats::inc(if recorded {
+        Counter::SynRecvSockToa
+    } else {
+        Counter::SynRecvSockNoToa
+    });
+}
+
+/// Store `client` on `child`; whether it was stored.
+///
+/// # Safety
+///
+/// `child` must be a live socket the caller holds.
+unsafe fn record(child: *mut Sock, client: ClientAddr) -> bool {
+    let word = match client {
+        ClientAddr::V4 { port, addr } => stash::encode_v4(port, addr),
+        // IPv6 clients need a record of their own (not stored yet).
+        ClientAddr::V6 { .. } => return false,
+    };
+    // SAFETY: the caller guarantees `child` is live.
+    if unsafe { kapi::toa_sk_claim_user_data(child, word) } {
+        true
+    } else {
+        stats::inc(Counter::ToaUserDataBusy);
+        false
+    }
+}

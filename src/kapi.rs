@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What the C glue (`glue.c`) provides to the Rust side.
+//!
+//! The kernel crate has no kprobe, sysctl, procfs or socket abstractions, so
+//! `glue.c` registers those and touches `struct sock` for us; everything it
+//! decides, it asks the Rust side. This file declares the C functions and the
+//! shapes of the data that cross the boundary.
+
+use core::ffi::{c_int, c_uint};
+
+use kernel::error::{to_result, Result};
+
+/// A `struct sock`, only ever handled by pointer.
+#[repr(C)]
+pub struct Sock {
+    _opaque: [u8; 0],
+}
+
+/// The facts of a handshake, gathered by the glue from the packet that made
+/// the kernel create a child socket (`tcp_v4_syn_recv_sock`'s skb).
+#[repr(C)]
+pub struct Handshake {
+    /// The TCP options: the bytes between the fixed header and the data offset.
+    pub options: *const u8,
+    /// How many option bytes (0..=40).
+    pub options_len: u32,
+    /// Whether the packet is a SYN (a Fast Open child), not the final ACK.
+    pub syn: bool,
+}
+
+/// `struct sockaddr_in` (uapi `<linux/in.h>`).
+#[repr(C)]
+pub struct SockaddrIn {
+    /// `AF_INET`.
+    pub sin_family: u16,
+    /// Port, network byte order.
+    pub sin_port: [u8; 2],
+    /// Address, network byte order.
+    pub sin_addr: [u8; 4],
+    /// Padding, zero.
+    pub sin_zero: [u8; 8],
+}
+
+unsafe extern "C" {
+    /// Allocate the counters and register sysctls, procfs files and probes.
+    fn toa_glue_register() -> c_int;
+    /// Undo [`toa_glue_register`]; returns once no probe handler runs.
+    fn toa_glue_unregister();
+    /// Count one event on this CPU; an out-of-range `counter` is ignored.
+    pub fn toa_stat_inc(counter: c_uint);
+    /// `sk->sk_user_data`, read once, as a word.
+    pub fn toa_sk_user_data(sk: *const Sock) -> usize;
+    /// Store `word` in `sk->sk_user_data` if and only if it is NULL; returns
+    /// whether it was stored. Fully ordered.
+    pub fn toa_sk_claim_user_data(sk: *mut Sock, word: usize) -> bool;
+}
+
+/// Register everything the module hooks into.
+pub fn register() -> Result {
+    // SAFETY: called once, from module init, before anything is registered.
+    to_result(unsafe { toa_glue_register() })
+}
+
+/// Unregister everything [`register`] registered.
+pub fn unregister() {
+    // SAFETY: called once, from module exit, after a successful `register`.
+    unsafe { toa_glue_unregister() }
+}

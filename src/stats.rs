@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The counters of `/proc/net/toa_stats`.
+//!
+//! The names are the ones existing TOA deployments already watch. The values
+//! are per-CPU `u64`s kept by the C glue ([`kapi::toa_stat_inc`]); this file
+//! owns their names and order, and the glue asks for them by index.
+
+use core::ffi::{c_char, c_uint};
+
+use crate::kapi;
+
+/// Every counter toa keeps, in the order `/proc/net/toa_stats` prints them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Counter {
+    /// A child socket was created and its client recorded from a TOA option.
+    SynRecvSockToa,
+    /// A child socket was created without a usable TOA option (no option,
+    /// a malformed one, a Fast Open SYN, or a socket already owned).
+    SynRecvSockNoToa,
+    /// getpeername/accept answered with the recorded client.
+    GetnameToaOk,
+    /// The socket's `sk_user_data` belongs to someone else: left untouched.
+    GetnameToaMismatch,
+    /// A client is recorded but the socket cannot show it (an IPv6 client on
+    /// an IPv4 socket: use the TOA_SO_GET_LOOKUP getsockopt).
+    GetnameToaBypass,
+    /// Nothing recorded on the socket: the kernel's own answer stands.
+    GetnameToaEmpty,
+    /// The handshake's option list was not well formed, or its TOA option had
+    /// a wrong length, port 0 or the unspecified address.
+    ToaMalformed,
+    /// A TOA option was found but the child's `sk_user_data` was already set
+    /// (inherited from the listener): not overwritten, client not recorded.
+    ToaUserDataBusy,
+    /// A TOA option arrived on a Fast Open SYN: not taken (toa reads the
+    /// packet that completes the handshake).
+    ToaSynIgnored,
+}
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; 9] = [
+        Counter::SynRecvSockToa,
+        Counter::SynRecvSockNoToa,
+        Counter::GetnameToaOk,
+        Counter::GetnameToaMismatch,
+        Counter::GetnameToaBypass,
+        Counter::GetnameToaEmpty,
+        Counter::ToaMalformed,
+        Counter::ToaUserDataBusy,
+        Counter::ToaSynIgnored,
+    ];
+
+    /// The row name, NUL-terminated for C.
+    const fn name(self) -> &'static [u8] {
+        match self {
+            Counter::SynRecvSockToa => b"syn_recv_sock_toa\0",
+            Counter::SynRecvSockNoToa => b"syn_recv_sock_no_toa\0",
+            Counter::GetnameToaOk => b"getname_toa_ok\0",
+            Counter::GetnameToaMismatch => b"getname_toa_mismatch\0",
+            Counter::GetnameToaBypass => b"getname_toa_bypass\0",
+            Counter::GetnameToaEmpty => b"getname_toa_empty\0",
+            Counter::ToaMalformed => b"toa_malformed\0",
+            Counter::ToaUserDataBusy => b"toa_user_data_busy\0",
+            Counter::ToaSynIgnored => b"toa_syn_ignored\0",
+        }
+    }
+}
+
+// The index of a counter is its position in `Counter::ALL`.
+const _: () = {
+    let mut i = 0;
+    while i < Counter::ALL.len() {
+        assert!(Counter::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+/// Count one event on this CPU.
+#[inline]
+pub fn inc(counter: Counter) {
+    // SAFETY: `toa_stat_inc` only bumps this CPU's counter; any index is
+    // accepted (out-of-range ones are ignored) and every context may call it.
+    unsafe { kapi::toa_stat_inc(counter as c_uint) }
+}
+
+/// How many counters there are.
+#[no_mangle]
+pub extern "C" fn toa_stat_count() -> c_uint {
+    Counter::ALL.len() as c_uint
+}
+
+/// The NUL-terminated name of counter `index`, or NULL past the last.
+#[no_mangle]
+pub extern "C" fn toa_stat_name(index: c_uint) -> *const c_char {
+    match Counter::ALL.get(index as usize) {
+        Some(c) => c.name().as_ptr().cast(),
+        None => core::ptr::null(),
+    }
+}
