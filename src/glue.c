@@ -1,27 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * toa's C glue: the kernel registrations the Rust crate cannot make with the
- * kernel crate of 6.12..7.x (kretprobes, sysctl, procfs, module parameters,
- * per-CPU counters) and the few struct sock accesses it needs. Every decision
- * is taken on the Rust side (see glue.h); this file gathers facts and calls.
+ * kernel crate of 6.12..7.x (kprobes, netfilter sockopt, sysctl, procfs,
+ * module parameters, per-CPU counters, a slab cache) and the few struct sock
+ * accesses it needs. Every decision is taken on the Rust side (see glue.h);
+ * this file gathers facts, calls, and keeps memory and locks.
  *
  * No kernel text or const table is written, no kallsyms lookup is made: the
- * hooks are kretprobes on exported functions, placed by the kprobe core.
+ * hooks are kprobes placed by the kernel's own probe core.
  */
 #define pr_fmt(fmt) "TOA: " fmt
 
 #include <linux/cpumask.h>
+#include <linux/hashtable.h>
+#include <linux/if_ether.h>
 #include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/net.h>
+#include <linux/netfilter.h>
 #include <linux/percpu.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
 #include <linux/sysctl.h>
 #include <linux/tcp.h>
+#include <linux/uaccess.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
+
+#include <uapi/linux/toa.h>
 
 #include "glue.h"
 
@@ -59,9 +68,115 @@ bool toa_sk_claim_user_data(struct sock *sk, unsigned long word)
 }
 
 /* ------------------------------------------------------------------------ */
+/* IPv6 client records (see record.rs): a slab cache, and a registry of the  */
+/* live ones. A record is read or freed only after it was found in the       */
+/* registry under toa_v6_lock, so a stale word is never dereferenced.        */
+
+struct toa_v6_record {
+	struct toa_v6_client client;	/* first: read by Rust */
+	struct hlist_node node;
+};
+
+static struct kmem_cache *toa_v6_cache;
+static DEFINE_HASHTABLE(toa_v6_table, 10);
+static DEFINE_SPINLOCK(toa_v6_lock);
+
+void *toa_v6_new(const struct toa_v6_client *client)
+{
+	struct toa_v6_record *rec = kmem_cache_alloc(toa_v6_cache, GFP_ATOMIC);
+
+	if (!rec)
+		return NULL;
+	rec->client = *client;
+	INIT_HLIST_NODE(&rec->node);
+	return rec;
+}
+
+void toa_v6_free(void *rec)
+{
+	kmem_cache_free(toa_v6_cache, rec);
+}
+
+bool toa_v6_attach(struct sock *sk, void *ptr, unsigned long word)
+{
+	struct toa_v6_record *rec = ptr;
+	unsigned long flags;
+	bool ok;
+
+	spin_lock_irqsave(&toa_v6_lock, flags);
+	ok = toa_sk_claim_user_data(sk, word);
+	if (ok)
+		hash_add(toa_v6_table, &rec->node, (unsigned long)rec);
+	spin_unlock_irqrestore(&toa_v6_lock, flags);
+	return ok;
+}
+
+/* Caller holds toa_v6_lock. */
+static struct toa_v6_record *toa_v6_find(unsigned long key)
+{
+	struct toa_v6_record *rec;
+
+	hash_for_each_possible(toa_v6_table, rec, node, key)
+		if ((unsigned long)rec == key)
+			return rec;
+	return NULL;
+}
+
+bool toa_v6_lookup(unsigned long key, struct toa_v6_client *out)
+{
+	struct toa_v6_record *rec;
+	unsigned long flags;
+
+	spin_lock_irqsave(&toa_v6_lock, flags);
+	rec = toa_v6_find(key);
+	if (rec)
+		*out = rec->client;
+	spin_unlock_irqrestore(&toa_v6_lock, flags);
+	return rec;
+}
+
+bool toa_v6_release(struct sock *sk, unsigned long word, unsigned long key)
+{
+	unsigned long *slot = (unsigned long *)&sk->sk_user_data;
+	struct toa_v6_record *rec;
+	unsigned long flags;
+
+	spin_lock_irqsave(&toa_v6_lock, flags);
+	rec = toa_v6_find(key);
+	if (rec) {
+		hash_del(&rec->node);
+		cmpxchg(slot, word, 0UL);
+	}
+	spin_unlock_irqrestore(&toa_v6_lock, flags);
+	if (rec)
+		toa_v6_free(rec);
+	return rec;
+}
+
+/* At unload, once no probe can run: free every record still registered.
+ * Their sockets are not touched (some may be mid-destruction); the words
+ * left in them name no registered record and are never dereferenced. */
+static unsigned int toa_v6_drain(void)
+{
+	struct toa_v6_record *rec;
+	struct hlist_node *tmp;
+	unsigned long flags;
+	unsigned int bkt, n = 0;
+
+	spin_lock_irqsave(&toa_v6_lock, flags);
+	hash_for_each_safe(toa_v6_table, bkt, tmp, rec, node) {
+		hash_del(&rec->node);
+		kmem_cache_free(toa_v6_cache, rec);
+		n++;
+	}
+	spin_unlock_irqrestore(&toa_v6_lock, flags);
+	return n;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Probes.                                                                   */
 
-/* tcp_v4_syn_recv_sock(sk, skb, req, dst, req_unhash, own_req, ...) */
+/* tcp_v{4,6}_syn_recv_sock(sk, skb, req, dst, req_unhash, own_req, ...) */
 struct toa_syn_recv_args {
 	struct sk_buff *skb;
 };
@@ -71,36 +186,46 @@ static int toa_syn_recv_entry(struct kretprobe_instance *ri, struct pt_regs *reg
 	struct toa_syn_recv_args *args = (void *)ri->data;
 
 	args->skb = (struct sk_buff *)regs_get_kernel_argument(regs, 1);
-	return 0;
+	return args->skb ? 0 : 1;
 }
 
-static int toa_syn_recv_return(struct kretprobe_instance *ri, struct pt_regs *regs)
+static void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb)
+{
+	/* tcp_v{4,6}_rcv() pulled the whole header, options included, into
+	 * the linear area and checked doff >= 5 before any child is created. */
+	const struct tcphdr *th = tcp_hdr(skb);
+	struct toa_handshake hs = {
+		.options = (const u8 *)(th + 1),
+		.options_len = th->doff * 4 - sizeof(*th),
+		.syn = th->syn,
+	};
+
+	toa_on_child(child, &hs);
+}
+
+static int toa_syn_recv_v4_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct toa_syn_recv_args *args = (void *)ri->data;
 	struct sock *child = (struct sock *)regs_return_value(regs);
-	const struct tcphdr *th;
-	struct toa_handshake hs;
 
-	if (!child || !args->skb)
-		return 0;
-	/* tcp_v4_rcv() pulled the whole header, options included, into the
-	 * linear area and checked doff >= 5 before any child is created. */
-	th = tcp_hdr(args->skb);
-	hs.options = (const u8 *)(th + 1);
-	hs.options_len = th->doff * 4 - sizeof(*th);
-	hs.syn = th->syn;
-	toa_on_child(child, &hs);
+	if (child)
+		toa_syn_recv_child(child, args->skb);
 	return 0;
 }
 
-static struct kretprobe toa_syn_recv_v4_probe = {
-	.kp.symbol_name = "tcp_v4_syn_recv_sock",
-	.entry_handler = toa_syn_recv_entry,
-	.handler = toa_syn_recv_return,
-	.data_size = sizeof(struct toa_syn_recv_args),
-};
+static int toa_syn_recv_v6_return(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct toa_syn_recv_args *args = (void *)ri->data;
+	struct sock *child = (struct sock *)regs_return_value(regs);
 
-/* inet_getname(sock, uaddr, peer): getpeername() (peer 1), accept() (peer 2) */
+	/* IPv4 packets to dual-stack listeners go through
+	 * tcp_v4_syn_recv_sock, whose probe has already seen them. */
+	if (child && args->skb->protocol == htons(ETH_P_IPV6))
+		toa_syn_recv_child(child, args->skb);
+	return 0;
+}
+
+/* inet{,6}_getname(sock, uaddr, peer): getpeername() (peer 1), accept() (2) */
 struct toa_getname_args {
 	struct socket *sock;
 	struct sockaddr *uaddr;
@@ -112,8 +237,8 @@ static int toa_getname_entry(struct kretprobe_instance *ri, struct pt_regs *regs
 	struct socket *sock = (struct socket *)regs_get_kernel_argument(regs, 0);
 	int peer = (int)regs_get_kernel_argument(regs, 2);
 
-	/* Only peer addresses of TCP sockets: nothing to do on return else
-	 * (a non-zero return skips the return handler). */
+	/* Only peer addresses of TCP sockets carrying a client need the
+	 * return handler (a non-zero return here skips it). */
 	if (!peer || !sock || !sock->sk || sock->sk->sk_protocol != IPPROTO_TCP)
 		return 1;
 	if (!toa_getname_peek(sock->sk))
@@ -123,7 +248,7 @@ static int toa_getname_entry(struct kretprobe_instance *ri, struct pt_regs *regs
 	return 0;
 }
 
-static int toa_getname_return(struct kretprobe_instance *ri, struct pt_regs *regs)
+static int toa_getname_v4_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct toa_getname_args *args = (void *)ri->data;
 	long ret = (long)regs_return_value(regs);
@@ -134,37 +259,118 @@ static int toa_getname_return(struct kretprobe_instance *ri, struct pt_regs *reg
 	return 0;
 }
 
+static int toa_getname_v6_return(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct toa_getname_args *args = (void *)ri->data;
+	long ret = (long)regs_return_value(regs);
+
+	if (ret >= (long)sizeof(struct sockaddr_in6) && args->uaddr->sa_family == AF_INET6)
+		toa_getname_v6(args->sock->sk, (struct sockaddr_in6 *)args->uaddr);
+	return 0;
+}
+
 static struct kretprobe toa_getname_v4_probe = {
 	.kp.symbol_name = "inet_getname",
 	.entry_handler = toa_getname_entry,
-	.handler = toa_getname_return,
+	.handler = toa_getname_v4_return,
 	.data_size = sizeof(struct toa_getname_args),
 };
 
-/*
- * The getname probes hold an instance while inet_getname sleeps in
- * lock_sock(); size the pool for many concurrent callers. A miss (pool
- * empty) leaves the kernel's answer and shows in toa_stats as probe_missed.
- */
-static int toa_getname_maxactive(void)
+static struct kretprobe toa_getname_v6_probe = {
+	.kp.symbol_name = "inet6_getname",
+	.entry_handler = toa_getname_entry,
+	.handler = toa_getname_v6_return,
+	.data_size = sizeof(struct toa_getname_args),
+};
+
+static struct kretprobe toa_syn_recv_v4_probe = {
+	.kp.symbol_name = "tcp_v4_syn_recv_sock",
+	.entry_handler = toa_syn_recv_entry,
+	.handler = toa_syn_recv_v4_return,
+	.data_size = sizeof(struct toa_syn_recv_args),
+};
+
+static struct kretprobe toa_syn_recv_v6_probe = {
+	.kp.symbol_name = "tcp_v6_syn_recv_sock",
+	.entry_handler = toa_syn_recv_entry,
+	.handler = toa_syn_recv_v6_return,
+	.data_size = sizeof(struct toa_syn_recv_args),
+};
+
+/* Every TCP socket (v4, v6, mapped) is destroyed through inet_sock_destruct
+ * (directly, or from inet6_sock_destruct / tcp{4,6}_destruct_sock). */
+static int toa_destruct_pre(struct kprobe *kp, struct pt_regs *regs)
 {
-	return max_t(int, 256, 16 * num_possible_cpus());
+	struct sock *sk = (struct sock *)regs_get_kernel_argument(regs, 0);
+
+	if (sk && sk->sk_protocol == IPPROTO_TCP && rcu_access_pointer(sk->sk_user_data))
+		toa_on_destruct(sk);
+	return 0;
 }
 
-static struct kretprobe *toa_probes[] = {
-	&toa_getname_v4_probe,
-	&toa_syn_recv_v4_probe,
+static struct kprobe toa_destruct_probe = {
+	.symbol_name = "inet_sock_destruct",
+	.pre_handler = toa_destruct_pre,
 };
+
+/* In registration order; the getname probes come before the syn_recv ones
+ * so that every client recorded is shown. */
+static struct kretprobe *toa_kretprobes[] = {
+	&toa_getname_v4_probe,
+	&toa_getname_v6_probe,
+	&toa_syn_recv_v4_probe,
+	&toa_syn_recv_v6_probe,
+};
+static bool toa_kretprobe_on[ARRAY_SIZE(toa_kretprobes)];
+
+/* IPv6 may be a module that is not loaded: then toa serves IPv4 only. */
+static bool toa_kretprobe_optional(const struct kretprobe *rp)
+{
+	return rp == &toa_getname_v6_probe || rp == &toa_syn_recv_v6_probe;
+}
 
 static unsigned long toa_probes_missed(void)
 {
-	unsigned long missed = 0;
+	unsigned long missed = toa_destruct_probe.nmissed;
 	size_t i;
 
-	for (i = 0; i < ARRAY_SIZE(toa_probes); i++)
-		missed += toa_probes[i]->nmissed + toa_probes[i]->kp.nmissed;
+	for (i = 0; i < ARRAY_SIZE(toa_kretprobes); i++)
+		if (toa_kretprobe_on[i])
+			missed += toa_kretprobes[i]->nmissed + toa_kretprobes[i]->kp.nmissed;
 	return missed;
 }
+
+/* ------------------------------------------------------------------------ */
+/* getsockopt(fd, IPPROTO_IP, TOA_SO_GET_LOOKUP): see include/uapi/linux/toa.h */
+
+static int toa_sockopt_get(struct sock *sk, int optval, void __user *user, int *len)
+{
+	struct toa_nat64_peer peer;
+	int err;
+
+	BUILD_BUG_ON(sizeof(peer) != 20);
+	if (optval != TOA_SO_GET_LOOKUP)
+		return -ENOPROTOOPT;
+	if (*len < (int)sizeof(peer))
+		return -EINVAL;
+	if (sk->sk_type != SOCK_STREAM || sk->sk_protocol != IPPROTO_TCP)
+		return -EOPNOTSUPP;
+	err = toa_lookup(sk, &peer);
+	if (err)
+		return err;
+	if (copy_to_user(user, &peer, sizeof(peer)))
+		return -EFAULT;
+	*len = sizeof(peer);
+	return 0;
+}
+
+static struct nf_sockopt_ops toa_sockopt_ops = {
+	.pf = PF_INET,
+	.get_optmin = TOA_SO_GET_LOOKUP,
+	.get_optmax = TOA_SO_GET_LOOKUP + 1,
+	.get = toa_sockopt_get,
+	.owner = THIS_MODULE,
+};
 
 /* ------------------------------------------------------------------------ */
 /* /proc/net/toa_stats (in every network namespace, same global values).     */
@@ -286,10 +492,48 @@ MODULE_PARM_DESC(tcpopt_addr_v6, "Second TCP option kind carrying the client add
 /* ------------------------------------------------------------------------ */
 /* Registration.                                                             */
 
+static void toa_unregister_kretprobes(void)
+{
+	size_t i = ARRAY_SIZE(toa_kretprobes);
+
+	while (i--) {
+		if (toa_kretprobe_on[i])
+			unregister_kretprobe(toa_kretprobes[i]);
+		toa_kretprobe_on[i] = false;
+	}
+}
+
+static int toa_register_kretprobes(void)
+{
+	size_t i;
+	int err;
+
+	toa_getname_v4_probe.maxactive = max_t(int, 256, 16 * num_possible_cpus());
+	toa_getname_v6_probe.maxactive = toa_getname_v4_probe.maxactive;
+	toa_syn_recv_v4_probe.maxactive = max_t(int, 64, 4 * num_possible_cpus());
+	toa_syn_recv_v6_probe.maxactive = toa_syn_recv_v4_probe.maxactive;
+
+	for (i = 0; i < ARRAY_SIZE(toa_kretprobes); i++) {
+		struct kretprobe *rp = toa_kretprobes[i];
+
+		err = register_kretprobe(rp);
+		if (!err) {
+			toa_kretprobe_on[i] = true;
+		} else if (toa_kretprobe_optional(rp)) {
+			pr_warn("cannot probe %s (%d): IPv6 sockets are not served\n",
+				rp->kp.symbol_name, err);
+		} else {
+			pr_err("cannot probe %s: %d\n", rp->kp.symbol_name, err);
+			toa_unregister_kretprobes();
+			return err;
+		}
+	}
+	return 0;
+}
+
 int toa_glue_register(void)
 {
 	int err;
-	size_t i;
 
 	toa_nr_counters = toa_stat_count();
 	if (WARN_ON(toa_nr_counters > TOA_MAX_COUNTERS))
@@ -298,9 +542,15 @@ int toa_glue_register(void)
 	if (!toa_counters)
 		return -ENOMEM;
 
+	toa_v6_cache = kmem_cache_create("toa_ip6", sizeof(struct toa_v6_record), 16, 0, NULL);
+	if (!toa_v6_cache) {
+		err = -ENOMEM;
+		goto free_counters;
+	}
+
 	err = register_pernet_subsys(&toa_net_ops);
 	if (err)
-		goto free_counters;
+		goto destroy_cache;
 
 	toa_sysctl_header = register_sysctl("net/toa", toa_sysctl_table);
 	if (!toa_sysctl_header) {
@@ -308,24 +558,35 @@ int toa_glue_register(void)
 		goto unregister_pernet;
 	}
 
-	/* getname first: clients recorded by syn_recv are then always shown. */
-	toa_getname_v4_probe.maxactive = toa_getname_maxactive();
-	toa_syn_recv_v4_probe.maxactive = max_t(int, 64, 4 * num_possible_cpus());
-	for (i = 0; i < ARRAY_SIZE(toa_probes); i++) {
-		err = register_kretprobe(toa_probes[i]);
-		if (err) {
-			pr_err("cannot probe %s: %d\n", toa_probes[i]->kp.symbol_name, err);
-			goto unregister_probes;
-		}
+	/* The destructor first: every record made afterwards gets freed. */
+	err = register_kprobe(&toa_destruct_probe);
+	if (err) {
+		pr_err("cannot probe %s: %d\n", toa_destruct_probe.symbol_name, err);
+		goto unregister_sysctl;
+	}
+
+	err = toa_register_kretprobes();
+	if (err)
+		goto unregister_destruct;
+
+	err = nf_register_sockopt(&toa_sockopt_ops);
+	if (err) {
+		pr_err("cannot register getsockopt %d: %d\n", TOA_SO_GET_LOOKUP, err);
+		goto unregister_kretprobes;
 	}
 	return 0;
 
-unregister_probes:
-	while (i--)
-		unregister_kretprobe(toa_probes[i]);
+unregister_kretprobes:
+	toa_unregister_kretprobes();
+unregister_destruct:
+	unregister_kprobe(&toa_destruct_probe);
+	toa_v6_drain();
+unregister_sysctl:
 	unregister_sysctl_table(toa_sysctl_header);
 unregister_pernet:
 	unregister_pernet_subsys(&toa_net_ops);
+destroy_cache:
+	kmem_cache_destroy(toa_v6_cache);
 free_counters:
 	free_percpu(toa_counters);
 	toa_nr_counters = 0;
@@ -334,13 +595,18 @@ free_counters:
 
 void toa_glue_unregister(void)
 {
-	size_t i = ARRAY_SIZE(toa_probes);
+	unsigned int drained;
 
-	/* Reverse order; returns once no handler of ours runs anywhere. */
-	while (i--)
-		unregister_kretprobe(toa_probes[i]);
+	/* Each unregistration returns once no handler of its runs anywhere. */
+	nf_unregister_sockopt(&toa_sockopt_ops);
+	toa_unregister_kretprobes();
+	unregister_kprobe(&toa_destruct_probe);
+	drained = toa_v6_drain();
+	if (drained)
+		pr_info("freed %u IPv6 client records of open connections\n", drained);
 	unregister_sysctl_table(toa_sysctl_header);
 	unregister_pernet_subsys(&toa_net_ops);
+	kmem_cache_destroy(toa_v6_cache);
 	toa_nr_counters = 0;
 	free_percpu(toa_counters);
 }

@@ -11,6 +11,14 @@
 
 struct sock;
 struct sockaddr_in;
+struct sockaddr_in6;
+struct toa_nat64_peer;
+
+/* Mirrors kapi::V6Client: the head of every IPv6 record. */
+struct toa_v6_client {
+	u8 addr[16];
+	u8 port[2];
+};
 
 /* Mirrors kapi::Handshake. */
 struct toa_handshake {
@@ -26,6 +34,11 @@ void toa_on_child(struct sock *child, const struct toa_handshake *hs);
 /* getname.rs */
 bool toa_getname_peek(const struct sock *sk);
 void toa_getname_v4(const struct sock *sk, struct sockaddr_in *sin);
+void toa_getname_v6(const struct sock *sk, struct sockaddr_in6 *sin6);
+/* lookup.rs: 0 or -ENOENT */
+int toa_lookup(const struct sock *sk, struct toa_nat64_peer *out);
+/* record.rs */
+void toa_on_destruct(struct sock *sk);
 /* config.rs: slot 0 is tcpopt_addr, slot 1 tcpopt_addr_v6 */
 int toa_config_kind(unsigned int slot);
 int toa_config_write_kind(unsigned int slot, const u8 *text, size_t len);
@@ -40,5 +53,10 @@ void toa_glue_unregister(void);
 void toa_stat_inc(unsigned int counter);
 unsigned long toa_sk_user_data(const struct sock *sk);
 bool toa_sk_claim_user_data(struct sock *sk, unsigned long word);
+void *toa_v6_new(const struct toa_v6_client *client);
+void toa_v6_free(void *rec);
+bool toa_v6_attach(struct sock *sk, void *rec, unsigned long word);
+bool toa_v6_lookup(unsigned long rec, struct toa_v6_client *out);
+bool toa_v6_release(struct sock *sk, unsigned long word, unsigned long rec);
 
 #endif /* TOA_GLUE_H */

@@ -2,18 +2,20 @@
 
 //! A new child socket: find the client in the handshake and record it.
 //!
-//! Called by the glue's return probe on `tcp_v4_syn_recv_sock`, which the
-//! kernel runs when the packet completing a handshake reaches a listener: on
-//! the normal path (`tcp_check_req`), the syncookie path (`cookie_v4_check`)
-//! and for IPv4 clients of dual-stack listeners (`tcp_v6_syn_recv_sock`). It
-//! runs in softirq with the child locked and not yet visible to userspace:
-//! it must not sleep or allocate with `GFP_KERNEL`; IPv4 needs no allocation.
+//! Called by the glue's return probes on `tcp_v4_syn_recv_sock` and
+//! `tcp_v6_syn_recv_sock`, which the kernel runs when the packet completing a
+//! handshake reaches a listener: on the normal path (`tcp_check_req`), the
+//! syncookie path (`cookie_v4_check`/`cookie_v6_check`), and for IPv4
+//! clients of dual-stack listeners (IPv4 packets are seen once, by the IPv4
+//! probe). It runs in softirq with the child locked and not yet visible to
+//! userspace: it must not sleep or allocate with `GFP_KERNEL`; IPv4 clients
+//! need no allocation, IPv6 clients one `GFP_ATOMIC` record.
 
 use crate::config;
-use crate::kapi::{self, Handshake, Sock};
-use crate::stash;
+use crate::kapi::{Handshake, Sock};
+use crate::record;
 use crate::stats::{self, Counter};
-use crate::wire::{self, ClientAddr, Scan};
+use crate::wire::{self, Scan};
 
 /// Record the client of the connection `child` was created for.
 ///
@@ -49,8 +51,9 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
         }
     };
     let recorded = match client {
-        // SAFETY: the caller guarantees `child` is live and held.
-        Some(client) => unsafe { record(child, client) },
+        // SAFETY: the caller guarantees `child` is live, held and not yet
+        // visible to userspace.
+        Some(client) => unsafe { record::store(child, client) },
         None => false,
     };
     stats::inc(if recorded {
@@ -58,24 +61,4 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     } else {
         Counter::SynRecvSockNoToa
     });
-}
-
-/// Store `client` on `child`; whether it was stored.
-///
-/// # Safety
-///
-/// `child` must be a live socket the caller holds.
-unsafe fn record(child: *mut Sock, client: ClientAddr) -> bool {
-    let word = match client {
-        ClientAddr::V4 { port, addr } => stash::encode_v4(port, addr),
-        // IPv6 clients need a record of their own (not stored yet).
-        ClientAddr::V6 { .. } => return false,
-    };
-    // SAFETY: the caller guarantees `child` is live.
-    if unsafe { kapi::toa_sk_claim_user_data(child, word) } {
-        true
-    } else {
-        stats::inc(Counter::ToaUserDataBusy);
-        false
-    }
 }

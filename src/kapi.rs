@@ -7,7 +7,7 @@
 //! decides, it asks the Rust side. This file declares the C functions and the
 //! shapes of the data that cross the boundary.
 
-use core::ffi::{c_int, c_uint};
+use core::ffi::{c_int, c_uint, c_void};
 
 use kernel::error::{to_result, Result};
 
@@ -27,6 +27,42 @@ pub struct Handshake {
     pub options_len: u32,
     /// Whether the packet is a SYN (a Fast Open child), not the final ACK.
     pub syn: bool,
+}
+
+/// An IPv6 client as the glue's records keep it (`struct toa_v6_client`).
+#[repr(C)]
+pub struct V6Client {
+    /// Address, network byte order.
+    pub addr: [u8; 16],
+    /// Port, network byte order.
+    pub port: [u8; 2],
+}
+
+/// What `TOA_SO_GET_LOOKUP` returns (`struct toa_nat64_peer`, uapi
+/// `<linux/toa.h>`).
+#[repr(C)]
+pub struct Nat64Peer {
+    /// IPv6 address, or IPv4-mapped; network byte order.
+    pub saddr: [u8; 16],
+    /// Port, network byte order.
+    pub sport: [u8; 2],
+    /// Padding to the C struct's size (20, `in6_addr` is 4-aligned).
+    pub pad: [u8; 2],
+}
+
+/// `struct sockaddr_in6` (uapi `<linux/in6.h>`).
+#[repr(C)]
+pub struct SockaddrIn6 {
+    /// `AF_INET6`.
+    pub sin6_family: u16,
+    /// Port, network byte order.
+    pub sin6_port: [u8; 2],
+    /// Flow information.
+    pub sin6_flowinfo: u32,
+    /// Address, network byte order.
+    pub sin6_addr: [u8; 16],
+    /// Scope of a link-local address.
+    pub sin6_scope_id: u32,
 }
 
 /// `struct sockaddr_in` (uapi `<linux/in.h>`).
@@ -54,6 +90,21 @@ unsafe extern "C" {
     /// Store `word` in `sk->sk_user_data` if and only if it is NULL; returns
     /// whether it was stored. Fully ordered.
     pub fn toa_sk_claim_user_data(sk: *mut Sock, word: usize) -> bool;
+    /// A new IPv6 record holding `client` (`GFP_ATOMIC`), not registered;
+    /// NULL if out of memory.
+    pub fn toa_v6_new(client: *const V6Client) -> *mut c_void;
+    /// Free a record that is not registered.
+    pub fn toa_v6_free(rec: *mut c_void);
+    /// Under the registry lock: store `word` in `sk->sk_user_data` if it is
+    /// NULL and register `rec`; whether both happened.
+    pub fn toa_v6_attach(sk: *mut Sock, rec: *mut c_void, word: usize) -> bool;
+    /// Under the registry lock: if `rec` is registered, copy its client to
+    /// `out`; whether it was found. `rec` is not dereferenced otherwise.
+    pub fn toa_v6_lookup(rec: usize, out: *mut V6Client) -> bool;
+    /// Under the registry lock: if `rec` is registered, unregister it, clear
+    /// `sk->sk_user_data` if it still holds `word`, and free it; whether it
+    /// was found.
+    pub fn toa_v6_release(sk: *mut Sock, word: usize, rec: usize) -> bool;
 }
 
 /// Register everything the module hooks into.

@@ -37,11 +37,22 @@ pub enum Counter {
     /// A TOA option arrived on a Fast Open SYN: not taken (toa reads the
     /// packet that completes the handshake).
     ToaSynIgnored,
+    /// An IPv6 client record was allocated (one per IPv6-client socket).
+    Ip6AddressAlloc,
+    /// An IPv6 client record was freed (socket destroyed, record refused,
+    /// or toa unloaded). Equals `ip6_address_alloc` once those sockets are gone.
+    Ip6AddressFree,
+    /// No IPv6 client record could be had (out of memory): client not recorded.
+    Ip6AddressAllocFailed,
+    /// TOA_SO_GET_LOOKUP answered with the client.
+    LookupToaOk,
+    /// TOA_SO_GET_LOOKUP on a TCP socket without a client: ENOENT.
+    LookupToaNone,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 14] = [
         Counter::SynRecvSockToa,
         Counter::SynRecvSockNoToa,
         Counter::GetnameToaOk,
@@ -51,6 +62,11 @@ impl Counter {
         Counter::ToaMalformed,
         Counter::ToaUserDataBusy,
         Counter::ToaSynIgnored,
+        Counter::Ip6AddressAlloc,
+        Counter::Ip6AddressFree,
+        Counter::Ip6AddressAllocFailed,
+        Counter::LookupToaOk,
+        Counter::LookupToaNone,
     ];
 
     /// The row name, NUL-terminated for C.
@@ -65,6 +81,11 @@ impl Counter {
             Counter::ToaMalformed => b"toa_malformed\0",
             Counter::ToaUserDataBusy => b"toa_user_data_busy\0",
             Counter::ToaSynIgnored => b"toa_syn_ignored\0",
+            Counter::Ip6AddressAlloc => b"ip6_address_alloc\0",
+            Counter::Ip6AddressFree => b"ip6_address_free\0",
+            Counter::Ip6AddressAllocFailed => b"ip6_address_alloc_failed\0",
+            Counter::LookupToaOk => b"lookup_toa_ok\0",
+            Counter::LookupToaNone => b"lookup_toa_none\0",
         }
     }
 }

@@ -15,8 +15,10 @@
 //! - [`parse`]: strict parsing of sysctl and parameter writes (pure Rust).
 //! - [`config`]: the option kinds taken as TOA (sysctl and module parameters).
 //! - [`stats`]: the counters of `/proc/net/toa_stats`.
-//! - [`handshake`]: a new child socket: find and record its client.
+//! - [`handshake`]: a new child socket: find its client in the handshake.
+//! - [`record`]: the client recorded on a socket: store, look up, drop.
 //! - [`getname`]: `getpeername()`/`accept()`: answer with the recorded client.
+//! - [`lookup`]: `getsockopt(TOA_SO_GET_LOOKUP)`: the client as IPv6 (NAT64).
 //! - [`kapi`]: what the C glue (`glue.c`) provides: probes, sysctl, procfs,
 //!   per-CPU counters, and the few `struct sock` accesses.
 //! - [`log`]: kernel log lines prefixed `TOA:`.
@@ -30,7 +32,9 @@ pub mod config;
 pub mod getname;
 pub mod handshake;
 pub mod kapi;
+pub mod lookup;
 pub mod parse;
+pub mod record;
 pub mod stash;
 pub mod stats;
 pub mod wire;

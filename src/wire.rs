@@ -172,7 +172,8 @@ pub fn scan(options: &[u8], kinds: Kinds) -> Scan {
         if len < 2 {
             return Scan::Malformed(Malformed::BadLength);
         }
-        let Some((option, after)) = rest.split_at_checked(usize::from(len)) else {
+        let len = usize::from(len);
+        let (Some(option), Some(after)) = (rest.get(..len), rest.get(len..)) else {
             return Scan::Malformed(Malformed::Overrun);
         };
         if kinds.matches(kind) && found.is_none() {

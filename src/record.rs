@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The client recorded on a socket: stored when the kernel creates the
+//! socket, looked up when an application asks, dropped when the socket is
+//! destroyed or toa is unloaded.
+//!
+//! An IPv4 client is the `sk_user_data` word itself ([`stash`]). An IPv6
+//! client lives in a 16-byte-aligned record from the glue's `toa_ip6` slab
+//! cache, and the word names the record. The glue keeps every live record in
+//! a registry (a hash table under a spinlock), and a record is only ever
+//! read, or freed, after it was found in the registry under that lock. So:
+//!
+//! - a word naming a record that is not registered (left by an earlier load
+//!   of toa, whose records were freed at its unload) is never dereferenced:
+//!   it is [`Recorded::Stale`];
+//! - the destructor probe and the unload drain both remove a record from the
+//!   registry under the lock before freeing it, so they cannot both free it
+//!   and never free it while the other still reads it;
+//! - the unload drain never touches a socket.
+
+use crate::kapi::{self, Sock, V6Client};
+use crate::stash::{self, Stashed};
+use crate::stats::{self, Counter};
+use crate::wire::ClientAddr;
+
+/// What a socket carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Nothing: `sk_user_data` is NULL.
+    Empty,
+    /// Someone else's `sk_user_data`.
+    Foreign,
+    /// A record word whose record is gone (an earlier load of toa).
+    Stale,
+    /// The client.
+    Client(ClientAddr),
+}
+
+/// Store `client` on the new socket `child`; whether it was stored.
+///
+/// # Safety
+///
+/// `child` must be a live socket held by the caller, not yet visible to
+/// userspace. Callable in softirq: allocates with `GFP_ATOMIC` only.
+pub unsafe fn store(child: *mut Sock, client: ClientAddr) -> bool {
+    match client {
+        ClientAddr::V4 { port, addr } => {
+            // SAFETY: the caller guarantees `child` is live.
+            let stored =
+                unsafe { kapi::toa_sk_claim_user_data(child, stash::encode_v4(port, addr)) };
+            if !stored {
+                stats::inc(Counter::ToaUserDataBusy);
+            }
+            stored
+        }
+        ClientAddr::V6 { port, addr } => {
+            let v6 = V6Client { addr, port };
+            // SAFETY: `v6` is a valid V6Client for the duration of the call.
+            let rec = unsafe { kapi::toa_v6_new(&v6) };
+            if rec.is_null() {
+                stats::inc(Counter::Ip6AddressAllocFailed);
+                return false;
+            }
+            stats::inc(Counter::Ip6AddressAlloc);
+            let (stored, refused) = match stash::encode_v6_record(rec as usize) {
+                // SAFETY: the caller guarantees `child` is live; `rec` is a
+                // fresh, unregistered record.
+                Some(word) => match unsafe { kapi::toa_v6_attach(child, rec, word) } {
+                    true => (true, None),
+                    false => (false, Some(Counter::ToaUserDataBusy)),
+                },
+                // Not a plain kernel address (a tagged pointer): no word can
+                // name it.
+                None => (false, Some(Counter::Ip6AddressAllocFailed)),
+            };
+            if let Some(why) = refused {
+                // SAFETY: `rec` was not registered, so nothing else has it.
+                unsafe { kapi::toa_v6_free(rec) };
+                stats::inc(Counter::Ip6AddressFree);
+                stats::inc(why);
+            }
+            stored
+        }
+    }
+}
+
+/// The client recorded on `sk`, if any.
+///
+/// # Safety
+///
+/// `sk` must be a live socket for the duration of the call.
+pub unsafe fn lookup(sk: *const Sock) -> Recorded {
+    // SAFETY: the caller guarantees `sk` is live.
+    match stash::decode(unsafe { kapi::toa_sk_user_data(sk) }) {
+        Stashed::Empty => Recorded::Empty,
+        Stashed::Foreign => Recorded::Foreign,
+        Stashed::V4 { port, addr } => Recorded::Client(ClientAddr::V4 { port, addr }),
+        Stashed::V6Record(rec) => {
+            let mut v6 = V6Client {
+                addr: [0; 16],
+                port: [0; 2],
+            };
+            // SAFETY: `toa_v6_lookup` only dereferences `rec` once it has
+            // found it in the registry; `v6` is writable.
+            if unsafe { kapi::toa_v6_lookup(rec, &mut v6) } {
+                Recorded::Client(ClientAddr::V6 {
+                    port: v6.port,
+                    addr: v6.addr,
+                })
+            } else {
+                Recorded::Stale
+            }
+        }
+    }
+}
+
+/// Socket `sk` is being destroyed: free its IPv6 record, if it has one.
+///
+/// # Safety
+///
+/// `sk` must be a socket in its destructor (`inet_sock_destruct`), which no
+/// one else uses any more.
+#[no_mangle]
+pub unsafe extern "C" fn toa_on_destruct(sk: *mut Sock) {
+    // SAFETY: the caller guarantees `sk` is still allocated.
+    let word = unsafe { kapi::toa_sk_user_data(sk) };
+    if let Stashed::V6Record(rec) = stash::decode(word) {
+        // SAFETY: `toa_v6_release` frees `rec` only if it finds it in the
+        // registry, where it removes it under the registry lock.
+        if unsafe { kapi::toa_v6_release(sk, word, rec) } {
+            stats::inc(Counter::Ip6AddressFree);
+        }
+    }
+}
