@@ -8,9 +8,17 @@ use anyhow::{bail, Context, Result};
 
 /// Load the module at `path` with `params`; the error carries insmod's message.
 pub fn insmod(path: &Path, params: &[&str]) -> Result<()> {
-    let out = std::process::Command::new("insmod").arg(path).args(params).output()?;
+    let out = std::process::Command::new("insmod")
+        .arg(path)
+        .args(params)
+        .output()?;
     if !out.status.success() {
-        bail!("insmod {} {:?}: {}", path.display(), params, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "insmod {} {:?}: {}",
+            path.display(),
+            params,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -37,7 +45,10 @@ fn sysctl_path(name: &str) -> String {
 /// Read sysctl `net.toa.<name>`, trimmed.
 pub fn sysctl(name: &str) -> Result<String> {
     let p = sysctl_path(name);
-    Ok(std::fs::read_to_string(&p).with_context(|| p.clone())?.trim().to_owned())
+    Ok(std::fs::read_to_string(&p)
+        .with_context(|| p.clone())?
+        .trim()
+        .to_owned())
 }
 
 /// Write `value` to sysctl `net.toa.<name>` in one write(2).
@@ -51,7 +62,10 @@ pub fn write_file(path: &str, value: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
     let n = f.write(value.as_bytes())?;
     if n != value.len() {
-        return Err(std::io::Error::other(format!("short write {n}/{}", value.len())));
+        return Err(std::io::Error::other(format!(
+            "short write {n}/{}",
+            value.len()
+        )));
     }
     Ok(())
 }
@@ -90,7 +104,11 @@ pub type Stats = BTreeMap<String, u64>;
 pub fn stats() -> Result<Stats> {
     let text = std::fs::read_to_string("/proc/net/toa_stats").context("/proc/net/toa_stats")?;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     if header.last() != Some(&"total") {
         bail!("toa_stats header does not end in total: {header:?}");
     }
@@ -100,10 +118,15 @@ pub fn stats() -> Result<Stats> {
         if cols.len() != header.len() + 1 {
             bail!("toa_stats row {line:?} does not match header {header:?}");
         }
-        let total: u64 = cols[cols.len() - 1].parse().with_context(|| line.to_owned())?;
+        let total: u64 = cols[cols.len() - 1]
+            .parse()
+            .with_context(|| line.to_owned())?;
         let per_cpu: Vec<&str> = cols[1..cols.len() - 1].to_vec();
         if per_cpu.iter().all(|v| *v != "-") {
-            let sum: u64 = per_cpu.iter().map(|v| v.parse::<u64>().unwrap_or(u64::MAX)).sum();
+            let sum: u64 = per_cpu
+                .iter()
+                .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
+                .sum();
             if sum != total {
                 bail!("toa_stats row {line:?}: CPUs sum to {sum}, total says {total}");
             }

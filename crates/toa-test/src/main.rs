@@ -44,9 +44,15 @@ pub struct Case {
 
 /// Run a shell command; its stdout, or an error with its stderr.
 pub fn sh(cmd: &str) -> Result<String> {
-    let out = std::process::Command::new("sh").args(["-c", cmd]).output().with_context(|| cmd.to_owned())?;
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .with_context(|| cmd.to_owned())?;
     if !out.status.success() {
-        bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -96,8 +96,14 @@ fn build(
 pub fn parse(packet: &[u8]) -> Option<Segment> {
     let p = SlicedPacket::from_ip(packet).ok()?;
     let (s, d): (IpAddr, IpAddr) = match p.net? {
-        NetSlice::Ipv4(h) => (h.header().source_addr().into(), h.header().destination_addr().into()),
-        NetSlice::Ipv6(h) => (h.header().source_addr().into(), h.header().destination_addr().into()),
+        NetSlice::Ipv4(h) => (
+            h.header().source_addr().into(),
+            h.header().destination_addr().into(),
+        ),
+        NetSlice::Ipv6(h) => (
+            h.header().source_addr().into(),
+            h.header().destination_addr().into(),
+        ),
         _ => return None,
     };
     let TransportSlice::Tcp(t) = p.transport? else {
@@ -138,7 +144,12 @@ pub struct Conn<'t> {
 
 impl<'t> Conn<'t> {
     /// Perform a handshake from `local` to the listener at `remote`.
-    pub fn open(tun: &'t Tun, local: SocketAddr, remote: SocketAddr, hs: &Handshake) -> Result<Self> {
+    pub fn open(
+        tun: &'t Tun,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hs: &Handshake,
+    ) -> Result<Self> {
         let isn = next_isn();
         let mut syn_opts = SYN_MSS.to_vec();
         syn_opts.extend(pad4(&hs.syn_options));
@@ -147,13 +158,19 @@ impl<'t> Conn<'t> {
             ..Flags::default()
         };
         tun.send(&build(local, remote, isn, 0, syn, &syn_opts, &[])?)?;
-        let synack = wait_for(tun, local, remote, Duration::from_secs(3), |s| (s.syn && s.ack) || s.rst)?
-            .ok_or_else(|| anyhow!("no SYN-ACK from {remote} to {local}"))?;
+        let synack = wait_for(tun, local, remote, Duration::from_secs(3), |s| {
+            (s.syn && s.ack) || s.rst
+        })?
+        .ok_or_else(|| anyhow!("no SYN-ACK from {remote} to {local}"))?;
         if synack.rst {
             bail!("{remote} refused the connection (RST)");
         }
         if synack.ack_no != isn.wrapping_add(1) {
-            bail!("SYN-ACK acks {} instead of {}", synack.ack_no, isn.wrapping_add(1));
+            bail!(
+                "SYN-ACK acks {} instead of {}",
+                synack.ack_no,
+                isn.wrapping_add(1)
+            );
         }
         let mut conn = Conn {
             tun,
@@ -173,7 +190,15 @@ impl<'t> Conn<'t> {
             psh: !payload.is_empty(),
             ..Flags::default()
         };
-        let pkt = build(self.local, self.remote, self.snd_nxt, self.rcv_nxt, flags, &pad4(options), payload)?;
+        let pkt = build(
+            self.local,
+            self.remote,
+            self.snd_nxt,
+            self.rcv_nxt,
+            flags,
+            &pad4(options),
+            payload,
+        )?;
         self.tun.send(&pkt)?;
         self.snd_nxt = self.snd_nxt.wrapping_add(payload.len() as u32);
         Ok(())
@@ -185,7 +210,15 @@ impl<'t> Conn<'t> {
             rst: true,
             ..Flags::default()
         };
-        self.tun.send(&build(self.local, self.remote, self.snd_nxt, 0, flags, &[], &[])?)
+        self.tun.send(&build(
+            self.local,
+            self.remote,
+            self.snd_nxt,
+            0,
+            flags,
+            &[],
+            &[],
+        )?)
     }
 }
 

@@ -173,7 +173,10 @@ impl PyServer {
             bail!("python server failed: {status}, said {lines:?}");
         }
         let strip = |l: &str, p: &str| l.strip_prefix(p).map(str::to_owned);
-        match (strip(&lines[0], "accept "), strip(&lines[1], "getpeername ")) {
+        match (
+            strip(&lines[0], "accept "),
+            strip(&lines[1], "getpeername "),
+        ) {
             (Some(a), Some(g)) => Ok((a, g)),
             _ => bail!("python server said {lines:?}"),
         }

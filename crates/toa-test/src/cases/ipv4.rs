@@ -19,26 +19,86 @@ pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
 pub fn cases() -> Vec<Case> {
     vec![
-        Case { name: "ipv4: kind 200 -> accept() and getpeername() return the client", run: kind_200 },
-        Case { name: "ipv4: kind 254 -> accept4() and getpeername() return the client", run: kind_254 },
-        Case { name: "ipv4: no option -> the balancer's address, counted empty", run: no_option },
-        Case { name: "ipv4: option only in the SYN -> the balancer's address", run: only_in_syn },
-        Case { name: "ipv4: duplicate options -> the first one wins", run: duplicates },
-        Case { name: "ipv4: wrong TOA lengths -> balancer, counted malformed", run: wrong_lengths },
-        Case { name: "ipv4: truncated option list -> balancer, counted malformed", run: truncated },
-        Case { name: "ipv4: over-long option -> balancer, counted malformed", run: over_long },
-        Case { name: "ipv4: option after EOL -> balancer, not malformed", run: after_eol },
-        Case { name: "ipv4: port 0 or address 0.0.0.0 -> balancer, counted malformed", run: unspecified },
-        Case { name: "ipv4: option in an ACK carrying data -> the client", run: with_data },
-        Case { name: "ipv4: other options around the TOA option -> the client", run: among_others },
-        Case { name: "ipv4: getsockname() keeps the local address", run: sockname },
-        Case { name: "ipv4: kinds changed at runtime through sysctl", run: runtime_kinds },
-        Case { name: "ipv4: kind 0 disables a slot", run: disabled },
-        Case { name: "ipv4: invalid sysctl writes get EINVAL and change nothing", run: bad_sysctl },
-        Case { name: "ipv4: forced syncookies (tcp_syncookies=2) -> the client", run: syncookies },
-        Case { name: "ipv4: Python accept() and getpeername() see the client", run: python },
-        Case { name: "ipv4: 200 connections, each sees its own client", run: many },
-        Case { name: "ipv4: rmmod with live TOA sockets, they keep working, reload", run: rmmod_live },
+        Case {
+            name: "ipv4: kind 200 -> accept() and getpeername() return the client",
+            run: kind_200,
+        },
+        Case {
+            name: "ipv4: kind 254 -> accept4() and getpeername() return the client",
+            run: kind_254,
+        },
+        Case {
+            name: "ipv4: no option -> the balancer's address, counted empty",
+            run: no_option,
+        },
+        Case {
+            name: "ipv4: option only in the SYN -> the balancer's address",
+            run: only_in_syn,
+        },
+        Case {
+            name: "ipv4: duplicate options -> the first one wins",
+            run: duplicates,
+        },
+        Case {
+            name: "ipv4: wrong TOA lengths -> balancer, counted malformed",
+            run: wrong_lengths,
+        },
+        Case {
+            name: "ipv4: truncated option list -> balancer, counted malformed",
+            run: truncated,
+        },
+        Case {
+            name: "ipv4: over-long option -> balancer, counted malformed",
+            run: over_long,
+        },
+        Case {
+            name: "ipv4: option after EOL -> balancer, not malformed",
+            run: after_eol,
+        },
+        Case {
+            name: "ipv4: port 0 or address 0.0.0.0 -> balancer, counted malformed",
+            run: unspecified,
+        },
+        Case {
+            name: "ipv4: option in an ACK carrying data -> the client",
+            run: with_data,
+        },
+        Case {
+            name: "ipv4: other options around the TOA option -> the client",
+            run: among_others,
+        },
+        Case {
+            name: "ipv4: getsockname() keeps the local address",
+            run: sockname,
+        },
+        Case {
+            name: "ipv4: kinds changed at runtime through sysctl",
+            run: runtime_kinds,
+        },
+        Case {
+            name: "ipv4: kind 0 disables a slot",
+            run: disabled,
+        },
+        Case {
+            name: "ipv4: invalid sysctl writes get EINVAL and change nothing",
+            run: bad_sysctl,
+        },
+        Case {
+            name: "ipv4: forced syncookies (tcp_syncookies=2) -> the client",
+            run: syncookies,
+        },
+        Case {
+            name: "ipv4: Python accept() and getpeername() see the client",
+            run: python,
+        },
+        Case {
+            name: "ipv4: 200 connections, each sees its own client",
+            run: many,
+        },
+        Case {
+            name: "ipv4: rmmod with live TOA sockets, they keep working, reload",
+            run: rmmod_live,
+        },
     ]
 }
 
@@ -65,7 +125,12 @@ pub struct Accepted<'t> {
 
 /// Handshake from the balancer to a fresh listener on `listen`, accept it
 /// with `how`, and ask getpeername.
-pub fn connect<'t>(ctx: &'t Ctx, listen: SocketAddr, hs: &Handshake, how: Accept) -> Result<Accepted<'t>> {
+pub fn connect<'t>(
+    ctx: &'t Ctx,
+    listen: SocketAddr,
+    hs: &Handshake,
+    how: Accept,
+) -> Result<Accepted<'t>> {
     let l = sock::listen(listen)?;
     let port = l.local_addr()?.port();
     let remote = SocketAddr::new(
@@ -79,12 +144,20 @@ pub fn connect<'t>(ctx: &'t Ctx, listen: SocketAddr, hs: &Handshake, how: Accept
     let conn = Conn::open(&ctx.tun, local, remote, hs)?;
     let (fd, accepted) = sock::accept(&l, how)?;
     let peer = sock::getpeername(fd.as_raw_fd())?;
-    Ok(Accepted { accepted, peer, fd, conn })
+    Ok(Accepted {
+        accepted,
+        peer,
+        fd,
+        conn,
+    })
 }
 
 /// A handshake whose ACK carries `ack_options`.
 pub fn with_ack(ack_options: Vec<u8>) -> Handshake {
-    Handshake { ack_options, ..Handshake::default() }
+    Handshake {
+        ack_options,
+        ..Handshake::default()
+    }
 }
 
 fn guest_any() -> SocketAddr {
@@ -139,7 +212,10 @@ fn no_option(ctx: &Ctx) -> Result<()> {
 fn only_in_syn(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     let before = kmod::stats()?;
-    let hs = Handshake { syn_options: opt4(200, client(3)), ..Handshake::default() };
+    let hs = Handshake {
+        syn_options: opt4(200, client(3)),
+        ..Handshake::default()
+    };
     let a = connect(ctx, guest_any(), &hs, Accept::Accept)?;
     expect_seen(&a, a.conn.local)?;
     kmod::expect_delta(&before, NO_TOA_EMPTY)
@@ -157,7 +233,11 @@ fn duplicates(ctx: &Ctx) -> Result<()> {
 fn wrong_lengths(ctx: &Ctx) -> Result<()> {
     // A configured kind whose length is neither 8 nor 20, well formed.
     expect_balancer(ctx, vec![200, 6, 0x9c, 0x41, 198, 51], MALFORMED)?;
-    expect_balancer(ctx, vec![254, 12, 0x9c, 0x41, 198, 51, 100, 9, 0, 0, 0, 0], MALFORMED)
+    expect_balancer(
+        ctx,
+        vec![254, 12, 0x9c, 0x41, 198, 51, 100, 9, 0, 0, 0, 0],
+        MALFORMED,
+    )
 }
 
 fn truncated(ctx: &Ctx) -> Result<()> {
@@ -183,8 +263,16 @@ fn after_eol(ctx: &Ctx) -> Result<()> {
 }
 
 fn unspecified(ctx: &Ctx) -> Result<()> {
-    expect_balancer(ctx, opt4(200, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5000)), MALFORMED)?;
-    expect_balancer(ctx, opt4(200, SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 10), 0)), MALFORMED)
+    expect_balancer(
+        ctx,
+        opt4(200, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5000)),
+        MALFORMED,
+    )?;
+    expect_balancer(
+        ctx,
+        opt4(200, SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 10), 0)),
+        MALFORMED,
+    )
 }
 
 fn with_data(ctx: &Ctx) -> Result<()> {
@@ -196,7 +284,11 @@ fn with_data(ctx: &Ctx) -> Result<()> {
     };
     let a = connect(ctx, guest_any(), &hs, Accept::Accept)?;
     expect_seen(&a, client(11).into())?;
-    ensure_eq!(sock::read_some(a.fd.as_raw_fd(), 100)?, hs.ack_payload, "data read");
+    ensure_eq!(
+        sock::read_some(a.fd.as_raw_fd(), 100)?,
+        hs.ack_payload,
+        "data read"
+    );
     Ok(())
 }
 
@@ -210,10 +302,19 @@ fn among_others(ctx: &Ctx) -> Result<()> {
 
 fn sockname(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
-    let a = connect(ctx, guest_any(), &with_ack(opt4(200, client(13))), Accept::Accept)?;
+    let a = connect(
+        ctx,
+        guest_any(),
+        &with_ack(opt4(200, client(13))),
+        Accept::Accept,
+    )?;
     let l = std::net::TcpStream::from(a.fd.try_clone()?);
     ensure_eq!(l.local_addr()?, a.conn.remote, "getsockname()");
-    ensure_eq!(l.peer_addr()?, SocketAddr::from(client(13)), "std peer_addr()");
+    ensure_eq!(
+        l.peer_addr()?,
+        SocketAddr::from(client(13)),
+        "std peer_addr()"
+    );
     Ok(())
 }
 
@@ -241,7 +342,20 @@ fn bad_sysctl(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     for name in ["tcpopt_addr", "tcpopt_addr_v6"] {
         let old = kmod::sysctl(name)?;
-        for bad in ["256", "-1", "8", "19", "34", "0", "abc", "200 254", "", "\n", "0x10", "99999999999"] {
+        for bad in [
+            "256",
+            "-1",
+            "8",
+            "19",
+            "34",
+            "0",
+            "abc",
+            "200 254",
+            "",
+            "\n",
+            "0x10",
+            "99999999999",
+        ] {
             if bad == "0" {
                 continue;
             }
@@ -274,7 +388,11 @@ fn syncookies(ctx: &Ctx) -> Result<()> {
     let recv = tcp_ext("SyncookiesRecv")?;
     expect_client(ctx, opt4(200, client(22)), Accept::Accept, client(22))?;
     expect_client(ctx, opt4(254, client(23)), Accept::Accept4, client(23))?;
-    ensure_eq!(tcp_ext("SyncookiesRecv")? - recv, 2, "handshakes completed by syncookie");
+    ensure_eq!(
+        tcp_ext("SyncookiesRecv")? - recv,
+        2,
+        "handshakes completed by syncookie"
+    );
     Ok(())
 }
 
@@ -308,23 +426,52 @@ fn many(ctx: &Ctx) -> Result<()> {
     for (c, _conn) in &open {
         let (fd, accepted) = sock::accept(&l, Accept::Accept4)?;
         ensure_eq!(accepted, SocketAddr::from(*c), "accept() in the batch");
-        ensure_eq!(sock::getpeername(fd.as_raw_fd())?, SocketAddr::from(*c), "getpeername() in the batch");
+        ensure_eq!(
+            sock::getpeername(fd.as_raw_fd())?,
+            SocketAddr::from(*c),
+            "getpeername() in the batch"
+        );
     }
-    kmod::expect_delta(&before, &[("syn_recv_sock_toa", 200), ("getname_toa_ok", 400)])
+    kmod::expect_delta(
+        &before,
+        &[("syn_recv_sock_toa", 200), ("getname_toa_ok", 400)],
+    )
 }
 
 fn rmmod_live(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
-    let mut a = connect(ctx, guest_any(), &with_ack(opt4(200, client(25))), Accept::Accept)?;
+    let mut a = connect(
+        ctx,
+        guest_any(),
+        &with_ack(opt4(200, client(25))),
+        Accept::Accept,
+    )?;
     expect_seen(&a, client(25).into())?;
     kmod::rmmod()?;
     // The socket works on; without toa the kernel's own answer shows.
-    ensure_eq!(sock::getpeername(a.fd.as_raw_fd())?, a.conn.local, "getpeername() after rmmod");
+    ensure_eq!(
+        sock::getpeername(a.fd.as_raw_fd())?,
+        a.conn.local,
+        "getpeername() after rmmod"
+    );
     a.conn.send(&[], b"still here")?;
-    ensure_eq!(sock::read_some(a.fd.as_raw_fd(), 100)?, b"still here".to_vec(), "data after rmmod");
+    ensure_eq!(
+        sock::read_some(a.fd.as_raw_fd(), 100)?,
+        b"still here".to_vec(),
+        "data after rmmod"
+    );
     kmod::insmod(&ctx.module, &[])?;
     // What toa recorded stays on the socket: a reloaded toa shows it again.
-    ensure_eq!(sock::getpeername(a.fd.as_raw_fd())?, SocketAddr::from(client(25)), "getpeername() after reload");
-    let b = connect(ctx, guest_any(), &with_ack(opt4(200, client(26))), Accept::Accept)?;
+    ensure_eq!(
+        sock::getpeername(a.fd.as_raw_fd())?,
+        SocketAddr::from(client(25)),
+        "getpeername() after reload"
+    );
+    let b = connect(
+        ctx,
+        guest_any(),
+        &with_ack(opt4(200, client(26))),
+        Accept::Accept,
+    )?;
     expect_seen(&b, client(26).into())
 }

@@ -7,12 +7,30 @@ use crate::{ensure_eq, Case, Ctx};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        Case { name: "lifecycle: insmod loads toa and logs 'TOA: toa loaded'", run: loads },
-        Case { name: "lifecycle: sysctls, parameters and toa_stats are present", run: interfaces },
-        Case { name: "lifecycle: rmmod unloads and logs 'TOA: toa unloaded'", run: unloads },
-        Case { name: "lifecycle: module parameters set the kinds at load time", run: parameters },
-        Case { name: "lifecycle: invalid module parameters refuse the load", run: bad_parameters },
-        Case { name: "lifecycle: 20 load/unload cycles", run: cycles },
+        Case {
+            name: "lifecycle: insmod loads toa and logs 'TOA: toa loaded'",
+            run: loads,
+        },
+        Case {
+            name: "lifecycle: sysctls, parameters and toa_stats are present",
+            run: interfaces,
+        },
+        Case {
+            name: "lifecycle: rmmod unloads and logs 'TOA: toa unloaded'",
+            run: unloads,
+        },
+        Case {
+            name: "lifecycle: module parameters set the kinds at load time",
+            run: parameters,
+        },
+        Case {
+            name: "lifecycle: invalid module parameters refuse the load",
+            run: bad_parameters,
+        },
+        Case {
+            name: "lifecycle: 20 load/unload cycles",
+            run: cycles,
+        },
     ]
 }
 
@@ -23,7 +41,11 @@ fn loads(ctx: &Ctx) -> Result<()> {
     let before = kmod::log_count("TOA: toa loaded")?;
     kmod::insmod(&ctx.module, &[])?;
     ensure_eq!(kmod::loaded(), true);
-    ensure_eq!(kmod::log_count("TOA: toa loaded")?, before + 1, "'TOA: toa loaded' lines");
+    ensure_eq!(
+        kmod::log_count("TOA: toa loaded")?,
+        before + 1,
+        "'TOA: toa loaded' lines"
+    );
     Ok(())
 }
 
@@ -51,8 +73,16 @@ fn interfaces(ctx: &Ctx) -> Result<()> {
         }
     }
     let text = std::fs::read_to_string("/proc/net/toa_stats")?;
-    let names: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
-    ensure_eq!(&names[..COUNTERS.len()], COUNTERS, "first rows of toa_stats");
+    let names: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    ensure_eq!(
+        &names[..COUNTERS.len()],
+        COUNTERS,
+        "first rows of toa_stats"
+    );
     Ok(())
 }
 
@@ -61,9 +91,21 @@ fn unloads(ctx: &Ctx) -> Result<()> {
     let before = kmod::log_count("TOA: toa unloaded")?;
     kmod::rmmod()?;
     ensure_eq!(kmod::loaded(), false);
-    ensure_eq!(kmod::log_count("TOA: toa unloaded")?, before + 1, "'TOA: toa unloaded' lines");
-    ensure_eq!(std::path::Path::new("/proc/net/toa_stats").exists(), false, "toa_stats after rmmod");
-    ensure_eq!(std::path::Path::new("/proc/sys/net/toa").exists(), false, "net.toa after rmmod");
+    ensure_eq!(
+        kmod::log_count("TOA: toa unloaded")?,
+        before + 1,
+        "'TOA: toa unloaded' lines"
+    );
+    ensure_eq!(
+        std::path::Path::new("/proc/net/toa_stats").exists(),
+        false,
+        "toa_stats after rmmod"
+    );
+    ensure_eq!(
+        std::path::Path::new("/proc/sys/net/toa").exists(),
+        false,
+        "net.toa after rmmod"
+    );
     Ok(())
 }
 
@@ -72,7 +114,10 @@ fn parameters(ctx: &Ctx) -> Result<()> {
         kmod::rmmod()?;
     }
     kmod::insmod(&ctx.module, &["tcpopt_addr=253", "tcpopt_addr_v6=0"])?;
-    let got = (kmod::sysctl("tcpopt_addr")?, kmod::sysctl("tcpopt_addr_v6")?);
+    let got = (
+        kmod::sysctl("tcpopt_addr")?,
+        kmod::sysctl("tcpopt_addr_v6")?,
+    );
     kmod::rmmod()?;
     ensure_eq!(got, ("253".to_owned(), "0".to_owned()));
     Ok(())
@@ -82,7 +127,13 @@ fn bad_parameters(ctx: &Ctx) -> Result<()> {
     if kmod::loaded() {
         kmod::rmmod()?;
     }
-    for bad in ["tcpopt_addr=256", "tcpopt_addr=8", "tcpopt_addr_v6=-1", "tcpopt_addr=abc", "tcpopt_addr=2"] {
+    for bad in [
+        "tcpopt_addr=256",
+        "tcpopt_addr=8",
+        "tcpopt_addr_v6=-1",
+        "tcpopt_addr=abc",
+        "tcpopt_addr=2",
+    ] {
         if kmod::insmod(&ctx.module, &[bad]).is_ok() {
             kmod::rmmod()?;
             bail!("insmod toa {bad} succeeded");
