@@ -65,4 +65,4 @@ fi
 
 # The compilers the kernels and the module are built with; the kernel build
 # cache key is made of these lines.
-check_toolchain
+check_toolchain -v

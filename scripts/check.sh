@@ -58,6 +58,13 @@ while read -r p f; do
 done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$host_log")
 grep -q '^test result' "$host_log" || result "host: cargo test ran" 1
 cargo build --release -p toa-test -q; result "host: in-VM suite builds" $?
+cargo build --release -p toa-client --examples -q; result "host: Rust example server builds" $?
+mkdir -p "$TOA_CACHE/bin"
+gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I include/uapi examples/toa_server.c -o "$TOA_CACHE/bin/toa_server_c"
+result "host: C example server builds (gcc -Werror)" $?
+printf '#include <linux/toa.h>\nstatic_assert(sizeof(struct toa_nat64_peer) == 20, "ABI");\nint main() { return TOA_SO_GET_LOOKUP != 4096; }\n' \
+    | g++ -std=c++17 -Wall -Wextra -Werror -I include/uapi -x c++ - -o "$TOA_CACHE/bin/toa_h_cxx" && "$TOA_CACHE/bin/toa_h_cxx"
+result "host: <linux/toa.h> compiles as C++ with the C ABI" $?
 
 for k in $kernels; do
     log "kernel $k"
@@ -70,7 +77,9 @@ for k in $kernels; do
     res=$TOA_CACHE/results/$k
     only=()
     for o in ${TOA_ONLY:-}; do only+=(--only "$o"); done
-    scripts/vm.sh "$kdir" "$res" "$CARGO_TARGET_DIR/release/toa-vmtest" --module "$ko" "${only[@]}"
+    scripts/vm.sh "$kdir" "$res" "$CARGO_TARGET_DIR/release/toa-vmtest" --module "$ko" \
+        --c-server "$TOA_CACHE/bin/toa_server_c" \
+        --rust-server "$CARGO_TARGET_DIR/release/examples/toa_server" "${only[@]}"
     vm_rc=$?
     count_from "$res/output.txt" "$k"
     ! [ -s "$res/splats.txt" ]; result "$k: kernel log clean (no WARNING/BUG/Oops/KASAN/lockdep)" $?

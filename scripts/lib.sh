@@ -23,7 +23,8 @@ toolchain_versions() {
     echo "gcc: $(gcc --version | head -n1)"
 }
 
-# Fail unless the kernel toolchain is Debian's and complete.
+# Fail unless the kernel toolchain is Debian's and complete; with "-v",
+# also print the versions.
 check_toolchain() {
     [ -x "$KRUSTC" ] || die "$KRUSTC missing: apt-get install rustc-web rust-web-src"
     "$KRUSTC" --version | grep -q '^rustc 1\.96\.' \
@@ -31,5 +32,5 @@ check_toolchain() {
     [ -d "$($KRUSTC --print sysroot)/lib/rustlib/src/rust/library/core" ] \
         || die "no rust-src for $KRUSTC: apt-get install rust-web-src"
     [ -x "$KBINDGEN" ] || die "bindgen missing: run scripts/bootstrap.sh"
-    toolchain_versions | sed 's/^/[toa] toolchain /' >&2
+    if [ "${1:-}" = -v ]; then toolchain_versions | sed 's/^/[toa] toolchain /' >&2; fi
 }

@@ -15,7 +15,7 @@ set -euo pipefail
 kdir=${1:?usage: vm.sh KDIR RESULTS_DIR COMMAND...}
 results=${2:?usage: vm.sh KDIR RESULTS_DIR COMMAND...}
 shift 2
-cmd="$*"
+cmd=$(printf "%q " "$@")
 timeout=${TOA_VM_TIMEOUT:-1200}
 memory=${TOA_VM_MEMORY:-2G}
 

@@ -24,6 +24,9 @@ pub struct Ctx {
     pub module: PathBuf,
     /// The wire to the test peer.
     pub tun: tun::Tun,
+    /// The example servers (examples/toa_server.c, toa-client's example).
+    pub c_server: Option<PathBuf>,
+    pub rust_server: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -38,8 +41,17 @@ impl Ctx {
 
 /// One test case.
 pub struct Case {
-    pub name: &'static str,
-    pub run: fn(&Ctx) -> Result<()>,
+    pub name: String,
+    pub run: Box<dyn Fn(&Ctx) -> Result<()>>,
+}
+
+impl Case {
+    pub fn new(name: impl Into<String>, run: impl Fn(&Ctx) -> Result<()> + 'static) -> Self {
+        Case {
+            name: name.into(),
+            run: Box::new(run),
+        }
+    }
 }
 
 /// Run a shell command; its stdout, or an error with its stderr.
@@ -75,10 +87,13 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut module = None;
     let mut only: Vec<String> = Vec::new();
+    let (mut c_server, mut rust_server) = (None, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--module" => module = args.next().map(PathBuf::from),
             "--only" => only.extend(args.next()),
+            "--c-server" => c_server = args.next().map(PathBuf::from),
+            "--rust-server" => rust_server = args.next().map(PathBuf::from),
             "--list" => {
                 for c in cases::all() {
                     println!("{}", c.name);
@@ -103,7 +118,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ctx = Ctx { module, tun };
+    let ctx = Ctx {
+        module,
+        tun,
+        c_server,
+        rust_server,
+    };
     let (mut passed, mut failed) = (0, 0);
     let selected: Vec<Case> = cases::all()
         .into_iter()

@@ -118,13 +118,68 @@ pub fn read_some(fd: RawFd, max: usize) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A Python server accepting one connection and printing what Python's
-/// `accept()` and `getpeername()` return.
-pub struct PyServer {
+/// A server program run in the guest, printing `ready` once it listens and
+/// then one line per connection.
+pub struct Server {
     child: Child,
     out: BufReader<std::process::ChildStdout>,
 }
 
+impl Server {
+    /// Start `program args...`; returns once it printed `ready`. Bounded by
+    /// timeout(1): a test that never connects must not hang the suite.
+    /// `TOA_TEST_WRAP` (e.g. "strace -f -o /tmp/trace") wraps the program.
+    pub fn start(program: &str, args: &[String]) -> Result<Self> {
+        let wrap: Vec<String> = std::env::var("TOA_TEST_WRAP")
+            .map(|w| w.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        let mut child = Command::new("timeout")
+            .arg("20")
+            .args(&wrap)
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| program.to_owned())?;
+        let mut out = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        if line.trim() != "ready" {
+            bail!("{program} said {line:?}");
+        }
+        Ok(Server { child, out })
+    }
+
+    /// Wait for the server to exit; fails unless it exited 0.
+    pub fn finish(mut self) -> Result<()> {
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("server exited with {status}");
+        }
+        Ok(())
+    }
+
+    /// The next line the server printed.
+    pub fn line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        self.out.read_line(&mut line)?;
+        if line.is_empty() {
+            bail!("server ended: {:?}", self.child.wait()?);
+        }
+        Ok(line.trim().to_owned())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Python server accepting one connection and printing what Python's
+/// `accept()` and `getpeername()` return.
 const PY_SERVER: &str = r#"
 import socket, sys
 family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
@@ -140,52 +195,103 @@ print("getpeername", peer[0], peer[1], flush=True)
 c.close()
 "#;
 
-impl PyServer {
-    /// Start it listening on `addr`; returns once it listens.
-    pub fn start(addr: SocketAddr) -> Result<Self> {
-        // Bounded: a test that never connects must not hang the suite.
-        let mut child = Command::new("timeout")
-            .args(["20", "python3", "-c", PY_SERVER])
-            .args([addr.ip().to_string(), addr.port().to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("python3")?;
-        let mut out = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
-        let mut line = String::new();
-        out.read_line(&mut line)?;
-        if line.trim() != "ready" {
-            bail!("python server said {line:?}");
-        }
-        Ok(PyServer { child, out })
-    }
+/// Start the Python server on `addr`.
+pub fn python_server(addr: SocketAddr) -> Result<Server> {
+    Server::start(
+        "python3",
+        &[
+            "-c".into(),
+            PY_SERVER.into(),
+            addr.ip().to_string(),
+            addr.port().to_string(),
+        ],
+    )
+}
 
-    /// The (accept, getpeername) answers, as "addr port" strings.
-    pub fn answers(mut self) -> Result<(String, String)> {
-        let mut lines = Vec::new();
-        for _ in 0..2 {
-            let mut line = String::new();
-            self.out.read_line(&mut line)?;
-            lines.push(line.trim().to_owned());
-        }
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("python server failed: {status}, said {lines:?}");
-        }
-        let strip = |l: &str, p: &str| l.strip_prefix(p).map(str::to_owned);
-        match (
-            strip(&lines[0], "accept "),
-            strip(&lines[1], "getpeername "),
-        ) {
-            (Some(a), Some(g)) => Ok((a, g)),
-            _ => bail!("python server said {lines:?}"),
-        }
+/// The Python server's (accept, getpeername) answers, as "addr port".
+pub fn python_answers(mut s: Server) -> Result<(String, String)> {
+    let (a, g) = (s.line()?, s.line()?);
+    // Let it finish: Python's socket cleanup at exit asks the listener for
+    // its peer, and that belongs to this case's counters, not the next's.
+    s.finish()?;
+    match (a.strip_prefix("accept "), g.strip_prefix("getpeername ")) {
+        (Some(a), Some(g)) => Ok((a.to_owned(), g.to_owned())),
+        _ => bail!("python server said {a:?} {g:?}"),
     }
 }
 
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// An AF_INET6 listener on `addr`: dual-stack (IPv4 clients appear as
+/// `::ffff:a.b.c.d`) unless `v6only`.
+pub fn listen6(addr: SocketAddrV6, v6only: bool) -> Result<TcpListener> {
+    // SAFETY: plain socket(2); the descriptor is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        bail!("socket: {}", std::io::Error::last_os_error());
     }
+    // SAFETY: a new descriptor we own.
+    let l = unsafe { TcpListener::from_raw_fd(fd) };
+    let on: libc::c_int = v6only.into();
+    // SAFETY: IPV6_V6ONLY takes an int.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        bail!("IPV6_V6ONLY: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sin6.sin6_port = addr.port().to_be();
+    sin6.sin6_addr.s6_addr = addr.ip().octets();
+    // SAFETY: bind/listen with a valid sockaddr_in6.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&sin6 as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: listen(2) on our socket.
+    if rc < 0 || unsafe { libc::listen(fd, 4096) } < 0 {
+        bail!("bind/listen {addr}: {}", std::io::Error::last_os_error());
+    }
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// `getsockopt(fd, IPPROTO_IP, TOA_SO_GET_LOOKUP)` with a buffer of `len`
+/// bytes (0x5a-filled): the errno, or the address and the length returned.
+/// On failure also checks that `len` was left alone.
+pub fn toa_lookup(fd: RawFd, len: usize) -> Result<std::result::Result<(SocketAddr, usize), i32>> {
+    let mut buf = vec![0x5au8; len.max(1)];
+    let mut l = len as libc::socklen_t;
+    // SAFETY: `buf` is writable for `len` bytes (at least one).
+    let rc =
+        unsafe { libc::getsockopt(fd, libc::IPPROTO_IP, 4096, buf.as_mut_ptr().cast(), &mut l) };
+    if rc != 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if l as usize != len {
+            bail!("failed TOA_SO_GET_LOOKUP changed len {len} to {l}");
+        }
+        if buf.iter().any(|b| *b != 0x5a) {
+            bail!("failed TOA_SO_GET_LOOKUP wrote to the buffer");
+        }
+        return Ok(Err(errno));
+    }
+    if l != 20 {
+        bail!("TOA_SO_GET_LOOKUP returned len {l}, want 20");
+    }
+    let mut addr = [0u8; 16];
+    addr.copy_from_slice(&buf[..16]);
+    let port = u16::from_be_bytes([buf[16], buf[17]]);
+    Ok(Ok((
+        SocketAddr::new(Ipv6Addr::from(addr).into(), port),
+        l as usize,
+    )))
 }

@@ -3,161 +3,87 @@
 //! shape the wire can hold; what accept(), accept4() and getpeername() return.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use anyhow::{bail, Context, Result};
 
+use super::common::{client, connect, opt4, with_ack, Accepted, GUEST, LB};
 use crate::kmod::{self, SysctlGuard};
 use crate::peer::{self, Conn, Handshake};
-use crate::sock::{self, Accept, PyServer};
+use crate::sock::{self, Accept};
 use crate::{ensure_eq, Case, Ctx};
-
-/// The balancer's address, the source of every packet the peer sends.
-pub const LB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-/// The guest's address on the tun device.
-pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
 pub fn cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "ipv4: kind 200 -> accept() and getpeername() return the client",
-            run: kind_200,
-        },
-        Case {
-            name: "ipv4: kind 254 -> accept4() and getpeername() return the client",
-            run: kind_254,
-        },
-        Case {
-            name: "ipv4: no option -> the balancer's address, counted empty",
-            run: no_option,
-        },
-        Case {
-            name: "ipv4: option only in the SYN -> the balancer's address",
-            run: only_in_syn,
-        },
-        Case {
-            name: "ipv4: duplicate options -> the first one wins",
-            run: duplicates,
-        },
-        Case {
-            name: "ipv4: wrong TOA lengths -> balancer, counted malformed",
-            run: wrong_lengths,
-        },
-        Case {
-            name: "ipv4: truncated option list -> balancer, counted malformed",
-            run: truncated,
-        },
-        Case {
-            name: "ipv4: over-long option -> balancer, counted malformed",
-            run: over_long,
-        },
-        Case {
-            name: "ipv4: option after EOL -> balancer, not malformed",
-            run: after_eol,
-        },
-        Case {
-            name: "ipv4: port 0 or address 0.0.0.0 -> balancer, counted malformed",
-            run: unspecified,
-        },
-        Case {
-            name: "ipv4: option in an ACK carrying data -> the client",
-            run: with_data,
-        },
-        Case {
-            name: "ipv4: other options around the TOA option -> the client",
-            run: among_others,
-        },
-        Case {
-            name: "ipv4: getsockname() keeps the local address",
-            run: sockname,
-        },
-        Case {
-            name: "ipv4: kinds changed at runtime through sysctl",
-            run: runtime_kinds,
-        },
-        Case {
-            name: "ipv4: kind 0 disables a slot",
-            run: disabled,
-        },
-        Case {
-            name: "ipv4: invalid sysctl writes get EINVAL and change nothing",
-            run: bad_sysctl,
-        },
-        Case {
-            name: "ipv4: forced syncookies (tcp_syncookies=2) -> the client",
-            run: syncookies,
-        },
-        Case {
-            name: "ipv4: Python accept() and getpeername() see the client",
-            run: python,
-        },
-        Case {
-            name: "ipv4: 200 connections, each sees its own client",
-            run: many,
-        },
-        Case {
-            name: "ipv4: rmmod with live TOA sockets, they keep working, reload",
-            run: rmmod_live,
-        },
+        Case::new(
+            "ipv4: kind 200 -> accept() and getpeername() return the client",
+            kind_200,
+        ),
+        Case::new(
+            "ipv4: kind 254 -> accept4() and getpeername() return the client",
+            kind_254,
+        ),
+        Case::new(
+            "ipv4: no option -> the balancer's address, counted empty",
+            no_option,
+        ),
+        Case::new(
+            "ipv4: option only in the SYN -> the balancer's address",
+            only_in_syn,
+        ),
+        Case::new("ipv4: duplicate options -> the first one wins", duplicates),
+        Case::new(
+            "ipv4: wrong TOA lengths -> balancer, counted malformed",
+            wrong_lengths,
+        ),
+        Case::new(
+            "ipv4: truncated option list -> balancer, counted malformed",
+            truncated,
+        ),
+        Case::new(
+            "ipv4: over-long option -> balancer, counted malformed",
+            over_long,
+        ),
+        Case::new(
+            "ipv4: option after EOL -> balancer, not malformed",
+            after_eol,
+        ),
+        Case::new(
+            "ipv4: port 0 or address 0.0.0.0 -> balancer, counted malformed",
+            unspecified,
+        ),
+        Case::new(
+            "ipv4: option in an ACK carrying data -> the client",
+            with_data,
+        ),
+        Case::new(
+            "ipv4: other options around the TOA option -> the client",
+            among_others,
+        ),
+        Case::new("ipv4: getsockname() keeps the local address", sockname),
+        Case::new(
+            "ipv4: kinds changed at runtime through sysctl",
+            runtime_kinds,
+        ),
+        Case::new("ipv4: kind 0 disables a slot", disabled),
+        Case::new(
+            "ipv4: invalid sysctl writes get EINVAL and change nothing",
+            bad_sysctl,
+        ),
+        Case::new(
+            "ipv4: forced syncookies (tcp_syncookies=2) -> the client",
+            syncookies,
+        ),
+        Case::new(
+            "ipv4: Python accept() and getpeername() see the client",
+            python,
+        ),
+        Case::new("ipv4: 200 connections, each sees its own client", many),
+        Case::new(
+            "ipv4: rmmod with live TOA sockets, they keep working, reload",
+            rmmod_live,
+        ),
     ]
-}
-
-/// A TOA option with an IPv4 client.
-pub fn opt4(kind: u8, client: SocketAddrV4) -> Vec<u8> {
-    let mut o = vec![kind, 8];
-    o.extend(client.port().to_be_bytes());
-    o.extend(client.ip().octets());
-    o
-}
-
-/// A distinct client address for case `n`.
-pub fn client(n: u8) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, n), 40000 + u16::from(n))
-}
-
-/// One accepted connection: what the app saw, and both ends kept open.
-pub struct Accepted<'t> {
-    pub accepted: SocketAddr,
-    pub peer: SocketAddr,
-    pub fd: OwnedFd,
-    pub conn: Conn<'t>,
-}
-
-/// Handshake from the balancer to a fresh listener on `listen`, accept it
-/// with `how`, and ask getpeername.
-pub fn connect<'t>(
-    ctx: &'t Ctx,
-    listen: SocketAddr,
-    hs: &Handshake,
-    how: Accept,
-) -> Result<Accepted<'t>> {
-    let l = sock::listen(listen)?;
-    let port = l.local_addr()?.port();
-    let remote = SocketAddr::new(
-        match listen.ip() {
-            std::net::IpAddr::V4(a) if a.is_unspecified() => GUEST.into(),
-            ip => ip,
-        },
-        port,
-    );
-    let local = SocketAddr::new(LB.into(), peer::next_port());
-    let conn = Conn::open(&ctx.tun, local, remote, hs)?;
-    let (fd, accepted) = sock::accept(&l, how)?;
-    let peer = sock::getpeername(fd.as_raw_fd())?;
-    Ok(Accepted {
-        accepted,
-        peer,
-        fd,
-        conn,
-    })
-}
-
-/// A handshake whose ACK carries `ack_options`.
-pub fn with_ack(ack_options: Vec<u8>) -> Handshake {
-    Handshake {
-        ack_options,
-        ..Handshake::default()
-    }
 }
 
 fn guest_any() -> SocketAddr {
@@ -399,11 +325,11 @@ fn syncookies(ctx: &Ctx) -> Result<()> {
 fn python(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     let port = peer::next_port();
-    let py = PyServer::start(SocketAddr::new(GUEST.into(), port))?;
+    let py = sock::python_server(SocketAddr::new(GUEST.into(), port))?;
     let local = SocketAddr::new(LB.into(), peer::next_port());
     let remote = SocketAddr::new(GUEST.into(), port);
     let _conn = Conn::open(&ctx.tun, local, remote, &with_ack(opt4(200, client(24))))?;
-    let (accepted, peer) = py.answers()?;
+    let (accepted, peer) = sock::python_answers(py)?;
     let want = format!("{} {}", client(24).ip(), client(24).port());
     ensure_eq!(accepted, want, "python accept()");
     ensure_eq!(peer, want, "python getpeername()");

@@ -7,30 +7,27 @@ use crate::{ensure_eq, Case, Ctx};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "lifecycle: insmod loads toa and logs 'TOA: toa loaded'",
-            run: loads,
-        },
-        Case {
-            name: "lifecycle: sysctls, parameters and toa_stats are present",
-            run: interfaces,
-        },
-        Case {
-            name: "lifecycle: rmmod unloads and logs 'TOA: toa unloaded'",
-            run: unloads,
-        },
-        Case {
-            name: "lifecycle: module parameters set the kinds at load time",
-            run: parameters,
-        },
-        Case {
-            name: "lifecycle: invalid module parameters refuse the load",
-            run: bad_parameters,
-        },
-        Case {
-            name: "lifecycle: 20 load/unload cycles",
-            run: cycles,
-        },
+        Case::new(
+            "lifecycle: insmod loads toa and logs 'TOA: toa loaded'",
+            loads,
+        ),
+        Case::new(
+            "lifecycle: sysctls, parameters and toa_stats are present",
+            interfaces,
+        ),
+        Case::new(
+            "lifecycle: rmmod unloads and logs 'TOA: toa unloaded'",
+            unloads,
+        ),
+        Case::new(
+            "lifecycle: module parameters set the kinds at load time",
+            parameters,
+        ),
+        Case::new(
+            "lifecycle: invalid module parameters refuse the load",
+            bad_parameters,
+        ),
+        Case::new("lifecycle: 20 load/unload cycles", cycles),
     ]
 }
 

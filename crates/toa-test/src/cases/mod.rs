@@ -1,7 +1,9 @@
 //! The cases, in the order they run: the module's life cycle first (it
 //! starts unloaded), then behaviour with the module loaded.
 
+mod common;
 mod ipv4;
+mod ipv6;
 mod lifecycle;
 
 use crate::Case;
@@ -11,5 +13,6 @@ pub fn all() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(lifecycle::cases());
     v.extend(ipv4::cases());
+    v.extend(ipv6::cases());
     v
 }

@@ -1,0 +1,131 @@
+//! What the cases share: the addresses on the wire, TOA options, and one
+//! connection from the balancer to a listener, accepted and asked about.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use anyhow::Result;
+
+use crate::peer::{self, Conn, Handshake};
+use crate::sock::{self, Accept};
+use crate::Ctx;
+
+/// The balancer's IPv4 address, the source of the peer's IPv4 packets.
+pub const LB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// The guest's IPv4 address on the tun device.
+pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The balancer's IPv6 address.
+pub const LB6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+/// The guest's IPv6 address on the tun device.
+pub const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+
+/// The network between balancer and backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    V4,
+    V6,
+}
+
+impl Transport {
+    pub fn balancer(self) -> IpAddr {
+        match self {
+            Transport::V4 => LB.into(),
+            Transport::V6 => LB6.into(),
+        }
+    }
+
+    pub fn guest(self) -> IpAddr {
+        match self {
+            Transport::V4 => GUEST.into(),
+            Transport::V6 => GUEST6.into(),
+        }
+    }
+}
+
+/// A TOA option with an IPv4 client (length 8).
+pub fn opt4(kind: u8, client: SocketAddrV4) -> Vec<u8> {
+    let mut o = vec![kind, 8];
+    o.extend(client.port().to_be_bytes());
+    o.extend(client.ip().octets());
+    o
+}
+
+/// A TOA option with an IPv6 client (length 20).
+pub fn opt6(kind: u8, client: SocketAddrV6) -> Vec<u8> {
+    let mut o = vec![kind, 20];
+    o.extend(client.port().to_be_bytes());
+    o.extend(client.ip().octets());
+    o
+}
+
+/// A distinct IPv4 client for case `n`.
+pub fn client(n: u8) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, n), 40000 + u16::from(n))
+}
+
+/// A distinct IPv6 client for case `n`.
+pub fn client6(n: u16) -> SocketAddrV6 {
+    SocketAddrV6::new(
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0x42, n),
+        50000 + n,
+        0,
+        0,
+    )
+}
+
+/// `::ffff:a.b.c.d:port`, how an AF_INET6 socket shows an IPv4 address.
+pub fn mapped(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    }
+}
+
+/// A handshake whose ACK carries `ack_options`.
+pub fn with_ack(ack_options: Vec<u8>) -> Handshake {
+    Handshake {
+        ack_options,
+        ..Handshake::default()
+    }
+}
+
+/// One accepted connection: what the app saw, and both ends kept open.
+pub struct Accepted<'t> {
+    pub accepted: SocketAddr,
+    pub peer: SocketAddr,
+    pub fd: OwnedFd,
+    pub conn: Conn<'t>,
+}
+
+/// Handshake from the balancer over `transport` to listener `l`, accept it
+/// with `how`, and ask getpeername.
+pub fn handshake_to<'t>(
+    ctx: &'t Ctx,
+    l: &TcpListener,
+    transport: Transport,
+    hs: &Handshake,
+    how: Accept,
+) -> Result<Accepted<'t>> {
+    let remote = SocketAddr::new(transport.guest(), l.local_addr()?.port());
+    let local = SocketAddr::new(transport.balancer(), peer::next_port());
+    let conn = Conn::open(&ctx.tun, local, remote, hs)?;
+    let (fd, accepted) = sock::accept(l, how)?;
+    let peer = sock::getpeername(fd.as_raw_fd())?;
+    Ok(Accepted {
+        accepted,
+        peer,
+        fd,
+        conn,
+    })
+}
+
+/// Handshake over IPv4 to a fresh AF_INET listener on `listen`.
+pub fn connect<'t>(
+    ctx: &'t Ctx,
+    listen: SocketAddr,
+    hs: &Handshake,
+    how: Accept,
+) -> Result<Accepted<'t>> {
+    let l = sock::listen(listen)?;
+    handshake_to(ctx, &l, Transport::V4, hs, how)
+}
