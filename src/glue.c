@@ -14,9 +14,12 @@
 #include <linux/cpumask.h>
 #include <linux/hashtable.h>
 #include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/mutex.h>
 #include <linux/net.h>
 #include <linux/netfilter.h>
 #include <linux/percpu.h>
@@ -50,6 +53,11 @@ void toa_stat_inc(unsigned int counter)
 {
 	if (likely(counter < toa_nr_counters))
 		this_cpu_inc(toa_counters->v[counter]);
+}
+
+void toa_synchronize_rcu(void)
+{
+	synchronize_rcu();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -198,8 +206,14 @@ static void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb)
 		.options = (const u8 *)(th + 1),
 		.options_len = th->doff * 4 - sizeof(*th),
 		.syn = th->syn,
+		.v6 = skb->protocol == htons(ETH_P_IPV6),
 	};
 
+	/* The source as the backend sees it: the balancer (trusted_sources). */
+	if (hs.v6)
+		memcpy(hs.saddr, &ipv6_hdr(skb)->saddr, 16);
+	else
+		memcpy(hs.saddr, &ip_hdr(skb)->saddr, 4);
 	toa_on_child(child, &hs);
 }
 
@@ -452,6 +466,62 @@ static int toa_kind_sysctl(const struct ctl_table *table, int write, void *buffe
 	return proc_dointvec(&tmp, 0, buffer, lenp, ppos);
 }
 
+/*
+ * Trusted sources: /proc/sys/net/toa/trusted_sources and the module
+ * parameter. Parsing and the list live in trust.rs; writers are serialized
+ * here, and a write is taken whole or refused whole.
+ */
+#define TOA_TRUST_TEXT_MAX 4096
+
+static DEFINE_MUTEX(toa_trust_mutex);
+
+static int toa_trust_set(const u8 *text, size_t len)
+{
+	int err;
+
+	mutex_lock(&toa_trust_mutex);
+	err = toa_trust_write(text, len);
+	mutex_unlock(&toa_trust_mutex);
+	return err;
+}
+
+/* The list as text, without a final newline, into buf (size bytes). */
+static void toa_trust_get(char *buf, size_t size)
+{
+	size_t n;
+
+	mutex_lock(&toa_trust_mutex);
+	n = toa_trust_read((u8 *)buf, size - 1);
+	mutex_unlock(&toa_trust_mutex);
+	buf[n] = '\0';
+}
+
+static int toa_trust_sysctl(const struct ctl_table *table, int write, void *buffer,
+			    size_t *lenp, loff_t *ppos)
+{
+	struct ctl_table tmp = *table;
+	char *text;
+	int err;
+
+	if (write) {
+		if (*ppos)
+			return -EINVAL;
+		err = toa_trust_set(buffer, *lenp);
+		if (!err)
+			*ppos += *lenp;
+		return err;
+	}
+	text = kzalloc(TOA_TRUST_TEXT_MAX, GFP_KERNEL);
+	if (!text)
+		return -ENOMEM;
+	toa_trust_get(text, TOA_TRUST_TEXT_MAX);
+	tmp.data = text;
+	tmp.maxlen = TOA_TRUST_TEXT_MAX;
+	err = proc_dostring(&tmp, 0, buffer, lenp, ppos);
+	kfree(text);
+	return err;
+}
+
 static struct ctl_table toa_sysctl_table[] = {
 	{
 		.procname = "tcpopt_addr",
@@ -464,6 +534,11 @@ static struct ctl_table toa_sysctl_table[] = {
 		.mode = 0644,
 		.proc_handler = toa_kind_sysctl,
 		.extra1 = (void *)1UL,
+	},
+	{
+		.procname = "trusted_sources",
+		.mode = 0644,
+		.proc_handler = toa_trust_sysctl,
 	},
 };
 
@@ -484,6 +559,24 @@ static const struct kernel_param_ops toa_kind_param_ops = {
 	.get = toa_kind_param_get,
 };
 
+static int toa_trust_param_set(const char *val, const struct kernel_param *kp)
+{
+	return toa_trust_set((const u8 *)val, strlen(val));
+}
+
+static int toa_trust_param_get(char *buf, const struct kernel_param *kp)
+{
+	toa_trust_get(buf, PAGE_SIZE - 1);
+	return strlcat(buf, "\n", PAGE_SIZE);
+}
+
+static const struct kernel_param_ops toa_trust_param_ops = {
+	.set = toa_trust_param_set,
+	.get = toa_trust_param_get,
+};
+
+module_param_cb(trusted_sources, &toa_trust_param_ops, NULL, 0644);
+MODULE_PARM_DESC(trusted_sources, "Balancer prefixes allowed to name a client, e.g. 10.0.0.0/8,fd00::/64 (default empty: all)");
 module_param_cb(tcpopt_addr, &toa_kind_param_ops, (void *)0UL, 0644);
 MODULE_PARM_DESC(tcpopt_addr, "TCP option kind carrying the client address (default 200; 0 disables)");
 module_param_cb(tcpopt_addr_v6, &toa_kind_param_ops, (void *)1UL, 0644);

@@ -25,6 +25,8 @@ struct toa_handshake {
 	const u8 *options;
 	u32 options_len;
 	bool syn;
+	bool v6;
+	u8 saddr[16];
 };
 
 /* ---- implemented in Rust ---- */
@@ -42,6 +44,9 @@ void toa_on_destruct(struct sock *sk);
 /* config.rs: slot 0 is tcpopt_addr, slot 1 tcpopt_addr_v6 */
 int toa_config_kind(unsigned int slot);
 int toa_config_write_kind(unsigned int slot, const u8 *text, size_t len);
+/* trust.rs: call with toa_trust_mutex held */
+int toa_trust_write(const u8 *text, size_t len);
+size_t toa_trust_read(u8 *buf, size_t size);
 /* stats.rs */
 unsigned int toa_stat_count(void);
 const char *toa_stat_name(unsigned int index);
@@ -51,6 +56,7 @@ const char *toa_stat_name(unsigned int index);
 int toa_glue_register(void);
 void toa_glue_unregister(void);
 void toa_stat_inc(unsigned int counter);
+void toa_synchronize_rcu(void);
 unsigned long toa_sk_user_data(const struct sock *sk);
 bool toa_sk_claim_user_data(struct sock *sk, unsigned long word);
 void *toa_v6_new(const struct toa_v6_client *client);

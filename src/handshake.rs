@@ -11,11 +11,25 @@
 //! userspace: it must not sleep or allocate with `GFP_KERNEL`; IPv4 clients
 //! need no allocation, IPv6 clients one `GFP_ATOMIC` record.
 
+use crate::cidr::Source;
 use crate::config;
 use crate::kapi::{Handshake, Sock};
 use crate::record;
 use crate::stats::{self, Counter};
+use crate::trust;
 use crate::wire::{self, Scan};
+
+impl Handshake {
+    /// The packet's source address: the balancer, as the backend sees it.
+    fn source(&self) -> Source {
+        if self.v6 {
+            Source::V6(self.saddr)
+        } else {
+            let s = &self.saddr;
+            Source::V4([s[0], s[1], s[2], s[3]])
+        }
+    }
+}
 
 /// Record the client of the connection `child` was created for.
 ///
@@ -43,7 +57,11 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
             stats::inc(Counter::ToaSynIgnored);
             None
         }
-        Scan::Found(client) => Some(client),
+        Scan::Found(client) if trust::trusted(&hs.source()) => Some(client),
+        Scan::Found(_) => {
+            stats::inc(Counter::ToaUntrusted);
+            None
+        }
         Scan::Absent => None,
         Scan::Malformed(_) => {
             stats::inc(Counter::ToaMalformed);

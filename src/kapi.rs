@@ -27,6 +27,10 @@ pub struct Handshake {
     pub options_len: u32,
     /// Whether the packet is a SYN (a Fast Open child), not the final ACK.
     pub syn: bool,
+    /// Whether the packet is IPv6 (else IPv4).
+    pub v6: bool,
+    /// The packet's source address (IPv4: the first 4 bytes).
+    pub saddr: [u8; 16],
 }
 
 /// An IPv6 client as the glue's records keep it (`struct toa_v6_client`).
@@ -90,6 +94,9 @@ unsafe extern "C" {
     /// Store `word` in `sk->sk_user_data` if and only if it is NULL; returns
     /// whether it was stored. Fully ordered.
     pub fn toa_sk_claim_user_data(sk: *mut Sock, word: usize) -> bool;
+    /// `synchronize_rcu()`: wait until every RCU reader that began before
+    /// has finished. Sleeps.
+    pub fn toa_synchronize_rcu();
     /// A new IPv6 record holding `client` (`GFP_ATOMIC`), not registered;
     /// NULL if out of memory.
     pub fn toa_v6_new(client: *const V6Client) -> *mut c_void;

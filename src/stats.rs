@@ -17,7 +17,8 @@ pub enum Counter {
     /// A child socket was created and its client recorded from a TOA option.
     SynRecvSockToa,
     /// A child socket was created without a usable TOA option (no option,
-    /// a malformed one, a Fast Open SYN, or a socket already owned).
+    /// a malformed or untrusted one, a Fast Open SYN, or a socket already
+    /// owned).
     SynRecvSockNoToa,
     /// getpeername/accept answered with the recorded client.
     GetnameToaOk,
@@ -48,11 +49,13 @@ pub enum Counter {
     LookupToaOk,
     /// TOA_SO_GET_LOOKUP on a TCP socket without a client: ENOENT.
     LookupToaNone,
+    /// A TOA option from a source not in `trusted_sources`: ignored.
+    ToaUntrusted,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 15] = [
         Counter::SynRecvSockToa,
         Counter::SynRecvSockNoToa,
         Counter::GetnameToaOk,
@@ -67,6 +70,7 @@ impl Counter {
         Counter::Ip6AddressAllocFailed,
         Counter::LookupToaOk,
         Counter::LookupToaNone,
+        Counter::ToaUntrusted,
     ];
 
     /// The row name, NUL-terminated for C.
@@ -86,6 +90,7 @@ impl Counter {
             Counter::Ip6AddressAllocFailed => b"ip6_address_alloc_failed\0",
             Counter::LookupToaOk => b"lookup_toa_ok\0",
             Counter::LookupToaNone => b"lookup_toa_none\0",
+            Counter::ToaUntrusted => b"toa_untrusted\0",
         }
     }
 }

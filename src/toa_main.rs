@@ -13,7 +13,9 @@
 //!   host-tested from the same file by `crates/toa-core`).
 //! - [`stash`]: the word toa keeps in `sk_user_data` (pure Rust, host-tested).
 //! - [`parse`]: strict parsing of sysctl and parameter writes (pure Rust).
+//! - [`cidr`]: prefix lists, parsed strictly (pure Rust, host-tested).
 //! - [`config`]: the option kinds taken as TOA (sysctl and module parameters).
+//! - [`trust`]: the balancers allowed to name a client (`trusted_sources`).
 //! - [`stats`]: the counters of `/proc/net/toa_stats`.
 //! - [`handshake`]: a new child socket: find its client in the handshake.
 //! - [`record`]: the client recorded on a socket: store, look up, drop.
@@ -28,6 +30,7 @@ use kernel::prelude::*;
 #[macro_use]
 mod log;
 
+pub mod cidr;
 pub mod config;
 pub mod getname;
 pub mod handshake;
@@ -37,6 +40,7 @@ pub mod parse;
 pub mod record;
 pub mod stash;
 pub mod stats;
+pub mod trust;
 pub mod wire;
 
 #[cfg(toa_module_authors)]

@@ -1,5 +1,6 @@
 //! The kernel module's pure Rust, compiled for the host from the very files
-//! Kbuild compiles into `toa.ko` (`src/wire.rs`, `src/stash.rs`, `src/parse.rs`), so that
+//! Kbuild compiles into `toa.ko` (`src/wire.rs`, `src/stash.rs`, `src/parse.rs`,
+//! `src/cidr.rs`), so that
 //! their unit tests, property tests and fuzz targets run in userspace.
 #![cfg_attr(not(test), no_std)]
 
@@ -11,3 +12,6 @@ pub mod stash;
 
 #[path = "../../../src/parse.rs"]
 pub mod parse;
+
+#[path = "../../../src/cidr.rs"]
+pub mod cidr;

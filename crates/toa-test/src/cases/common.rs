@@ -106,8 +106,26 @@ pub fn handshake_to<'t>(
     hs: &Handshake,
     how: Accept,
 ) -> Result<Accepted<'t>> {
-    let remote = SocketAddr::new(transport.guest(), l.local_addr()?.port());
-    let local = SocketAddr::new(transport.balancer(), peer::next_port());
+    handshake_from(ctx, l, transport.balancer(), hs, how)
+}
+
+/// Handshake from `src` (any address on the tun's subnet of its family) to
+/// listener `l`, accept it with `how`, and ask getpeername.
+pub fn handshake_from<'t>(
+    ctx: &'t Ctx,
+    l: &TcpListener,
+    src: IpAddr,
+    hs: &Handshake,
+    how: Accept,
+) -> Result<Accepted<'t>> {
+    let guest = if src.is_ipv4() {
+        Transport::V4
+    } else {
+        Transport::V6
+    }
+    .guest();
+    let remote = SocketAddr::new(guest, l.local_addr()?.port());
+    let local = SocketAddr::new(src, peer::next_port());
     let conn = Conn::open(&ctx.tun, local, remote, hs)?;
     let (fd, accepted) = sock::accept(l, how)?;
     let peer = sock::getpeername(fd.as_raw_fd())?;

@@ -5,6 +5,7 @@ mod common;
 mod ipv4;
 mod ipv6;
 mod lifecycle;
+mod trust;
 
 use crate::Case;
 
@@ -14,5 +15,6 @@ pub fn all() -> Vec<Case> {
     v.extend(lifecycle::cases());
     v.extend(ipv4::cases());
     v.extend(ipv6::cases());
+    v.extend(trust::cases());
     v
 }

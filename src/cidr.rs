@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Lists of IPv4/IPv6 prefixes (CIDRs): the balancers toa trusts.
+//!
+//! `net.toa.trusted_sources` holds such a list. A packet whose source (as the
+//! backend sees it: the balancer's address after FULLNAT) is in the list may
+//! name a client; an empty list trusts every source. Parsing is strict: a
+//! list is taken whole or refused whole.
+//!
+//! Pure Rust, no kernel dependency, no allocation (a list is a fixed-size
+//! value): tested on the host by `toa-core`.
+
+use core::fmt::{self, Write};
+use core::net::{Ipv4Addr, Ipv6Addr};
+use core::str::FromStr;
+
+/// Most prefixes a list holds.
+pub const MAX_PREFIXES: usize = 64;
+
+/// A packet's source address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// From an IPv4 packet.
+    V4([u8; 4]),
+    /// From an IPv6 packet.
+    V6([u8; 16]),
+}
+
+/// One prefix: the first `len` bits of `addr`, of IPv4 (`v6 == false`,
+/// address in the first 4 bytes) or IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    v6: bool,
+    addr: [u8; 16],
+    len: u8,
+}
+
+impl Prefix {
+    const ZERO: Prefix = Prefix {
+        v6: false,
+        addr: [0; 16],
+        len: 0,
+    };
+
+    /// Parse `a.b.c.d[/n]` or `v6addr[/n]`; a bare address is a host prefix.
+    /// Refused: bad addresses or lengths, and bits set past the length.
+    pub fn parse(text: &str) -> Option<Prefix> {
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let (v6, bytes, max) = if addr.contains(':') {
+            (true, Ipv6Addr::from_str(addr).ok()?.octets(), 128)
+        } else {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&Ipv4Addr::from_str(addr).ok()?.octets());
+            (false, b, 32)
+        };
+        let len = match len {
+            None => max,
+            // Digits only: no sign, no spaces, no leading zeros but "0".
+            Some(l) if !l.is_empty() && l.len() <= 3 && l.bytes().all(|c| c.is_ascii_digit()) => {
+                if l.len() > 1 && l.starts_with('0') {
+                    return None;
+                }
+                l.parse::<u8>().ok().filter(|n| *n <= max)?
+            }
+            Some(_) => return None,
+        };
+        let p = Prefix {
+            v6,
+            addr: bytes,
+            len,
+        };
+        // The address must be the prefix itself (as `ip route` insists).
+        if p.masked(&bytes) != bytes {
+            return None;
+        }
+        Some(p)
+    }
+
+    /// `addr` with the bits past this prefix's length cleared.
+    fn masked(&self, addr: &[u8; 16]) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        let full = usize::from(self.len / 8);
+        out[..full].copy_from_slice(&addr[..full]);
+        let rest = self.len % 8;
+        if rest != 0 {
+            out[full] = addr[full] & (0xff << (8 - rest));
+        }
+        out
+    }
+
+    /// Whether `src` is inside this prefix.
+    pub fn contains(&self, src: &Source) -> bool {
+        let bytes = match (src, self.v6) {
+            (Source::V4(a), false) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(a);
+                b
+            }
+            (Source::V6(a), true) => *a,
+            _ => return false,
+        };
+        self.masked(&bytes) == self.addr
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.v6 {
+            write!(f, "{}/{}", Ipv6Addr::from(self.addr), self.len)
+        } else {
+            let a = [self.addr[0], self.addr[1], self.addr[2], self.addr[3]];
+            write!(f, "{}/{}", Ipv4Addr::from(a), self.len)
+        }
+    }
+}
+
+/// A list of up to [`MAX_PREFIXES`] prefixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixList {
+    len: usize,
+    items: [Prefix; MAX_PREFIXES],
+}
+
+impl Default for PrefixList {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl PrefixList {
+    /// The empty list.
+    pub const EMPTY: PrefixList = PrefixList {
+        len: 0,
+        items: [Prefix::ZERO; MAX_PREFIXES],
+    };
+
+    /// Parse a list separated by commas and/or whitespace into `self`.
+    /// On `None` (a bad entry, more than [`MAX_PREFIXES`], not UTF-8),
+    /// `self` holds an unspecified partial list.
+    pub fn parse_into(&mut self, text: &[u8]) -> Option<()> {
+        let text = core::str::from_utf8(text).ok()?;
+        self.len = 0;
+        for entry in text.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
+            if entry.is_empty() {
+                continue;
+            }
+            let slot = self.items.get_mut(self.len)?;
+            *slot = Prefix::parse(entry)?;
+            self.len += 1;
+        }
+        // A list of only separators (",,") is as bad as any other typo;
+        // nothing at all, or only whitespace, is the empty list.
+        if self.len == 0 && text.contains(',') {
+            return None;
+        }
+        Some(())
+    }
+
+    /// The prefixes.
+    pub fn prefixes(&self) -> &[Prefix] {
+        self.items.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Whether the list has no prefix.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `src` is in one of the prefixes.
+    pub fn contains(&self, src: &Source) -> bool {
+        self.prefixes().iter().any(|p| p.contains(src))
+    }
+
+    /// Write the list, space-separated, into `buf`; how many bytes were
+    /// written (the text is cut if `buf` is too small).
+    pub fn format(&self, buf: &mut [u8]) -> usize {
+        let mut w = SliceWriter { buf, len: 0 };
+        for (i, p) in self.prefixes().iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            let _ = write!(w, "{sep}{p}");
+        }
+        w.len
+    }
+}
+
+/// `fmt::Write` into a byte slice, cutting what does not fit.
+struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Write for SliceWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len().saturating_sub(self.len);
+        let n = s.len().min(room);
+        if let (Some(dst), Some(src)) = (
+            self.buf.get_mut(self.len..self.len + n),
+            s.as_bytes().get(..n),
+        ) {
+            dst.copy_from_slice(src);
+            self.len += n;
+        }
+        if n < s.len() {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn list(text: &str) -> Option<PrefixList> {
+        let mut l = PrefixList::EMPTY;
+        l.parse_into(text.as_bytes()).map(|()| l)
+    }
+
+    fn v4(a: [u8; 4]) -> Source {
+        Source::V4(a)
+    }
+
+    fn v6(s: &str) -> Source {
+        Source::V6(s.parse::<Ipv6Addr>().unwrap().octets())
+    }
+
+    fn formatted(l: &PrefixList) -> String {
+        let mut buf = [0u8; 4096];
+        let n = l.format(&mut buf);
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn empty_and_blank_are_the_empty_list() {
+        for t in ["", " ", "\n", " \t\n "] {
+            assert_eq!(list(t), Some(PrefixList::EMPTY), "{t:?}");
+        }
+        assert_eq!(formatted(&PrefixList::EMPTY), "");
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_prefixes_match_their_members() {
+        let l = list("10.0.0.0/8, 192.0.2.7 fd00::/64\n2001:db8::1").unwrap();
+        assert_eq!(l.prefixes().len(), 4);
+        assert!(l.contains(&v4([10, 1, 2, 3])));
+        assert!(l.contains(&v4([192, 0, 2, 7])));
+        assert!(!l.contains(&v4([192, 0, 2, 8])));
+        assert!(!l.contains(&v4([11, 0, 0, 1])));
+        assert!(l.contains(&v6("fd00::2")));
+        assert!(l.contains(&v6("fd00::ffff:1:2:3")));
+        assert!(!l.contains(&v6("fd00:0:0:1::2")));
+        assert!(l.contains(&v6("2001:db8::1")));
+        assert!(!l.contains(&v6("2001:db8::2")));
+    }
+
+    #[test]
+    fn families_do_not_cross() {
+        let l = list("0.0.0.0/0").unwrap();
+        assert!(l.contains(&v4([1, 2, 3, 4])));
+        assert!(!l.contains(&v6("::ffff:1.2.3.4")));
+        let l = list("::/0").unwrap();
+        assert!(l.contains(&v6("2001:db8::9")));
+        assert!(!l.contains(&v4([1, 2, 3, 4])));
+    }
+
+    #[test]
+    fn odd_prefix_lengths() {
+        let l = list("10.0.0.128/25 fd00::8000/113").unwrap();
+        assert!(l.contains(&v4([10, 0, 0, 200])));
+        assert!(!l.contains(&v4([10, 0, 0, 127])));
+        assert!(l.contains(&v6("fd00::ffff")));
+        assert!(!l.contains(&v6("fd00::7fff")));
+    }
+
+    #[test]
+    fn bad_entries_refuse_the_whole_list() {
+        for t in [
+            "10.0.0.0/33",
+            "10.0.0.1/8",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "10.0.0.0/+8",
+            "10.0.0.0/08",
+            "10.0.0/8",
+            "10.0.0.256",
+            "010.0.0.1",
+            "fd00::/129",
+            "fd00::1/64",
+            "fd00:::1",
+            "example.com",
+            "10.0.0.0/8, nonsense",
+            ",",
+            "10.0.0.1//32",
+            "10.0.0.1/32/1",
+        ] {
+            assert_eq!(list(t), None, "{t:?}");
+        }
+        assert_eq!(PrefixList::EMPTY.clone().parse_into(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn at_most_max_prefixes() {
+        let many: Vec<String> = (0..MAX_PREFIXES)
+            .map(|i| format!("10.0.{i}.0/24"))
+            .collect();
+        assert_eq!(
+            list(&many.join(",")).unwrap().prefixes().len(),
+            MAX_PREFIXES
+        );
+        let too_many = format!("{},10.1.0.0/16", many.join(","));
+        assert_eq!(list(&too_many), None);
+    }
+
+    #[test]
+    fn formats_canonically() {
+        let l = list("10.0.0.0/8,2001:0db8:0000::/32 192.0.2.1").unwrap();
+        assert_eq!(formatted(&l), "10.0.0.0/8 2001:db8::/32 192.0.2.1/32");
+        let mut small = [0u8; 5];
+        assert_eq!(l.format(&mut small), 5);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut l = PrefixList::EMPTY;
+            let _ = l.parse_into(&bytes);
+        }
+
+        #[test]
+        fn formatted_lists_parse_back(
+            v4s in proptest::collection::vec((any::<u32>(), 0u8..=32), 0..20),
+            v6s in proptest::collection::vec((any::<u128>(), 0u8..=128), 0..20),
+        ) {
+            let mut text = String::new();
+            for (a, n) in v4s {
+                let masked = if n == 0 { 0 } else { a & (u32::MAX << (32 - n)) };
+                text += &format!("{}/{n} ", Ipv4Addr::from(masked));
+            }
+            for (a, n) in v6s {
+                let masked = if n == 0 { 0 } else { a & (u128::MAX << (128 - n)) };
+                text += &format!("{}/{n},", Ipv6Addr::from(masked));
+            }
+            let l = list(&text).expect("valid list");
+            let again = list(&formatted(&l)).expect("formatted list parses");
+            prop_assert_eq!(l, again);
+        }
+
+        #[test]
+        fn a_prefix_contains_exactly_its_addresses(a: u32, b: u32, n in 0u8..=32) {
+            let mask = if n == 0 { 0 } else { u32::MAX << (32 - n) };
+            let l = list(&format!("{}/{n}", Ipv4Addr::from(a & mask))).unwrap();
+            prop_assert_eq!(l.contains(&Source::V4(b.to_be_bytes())), (a & mask) == (b & mask));
+        }
+    }
+}
