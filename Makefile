@@ -6,6 +6,7 @@
 #   make CLIPPY=1              ... with clippy as the Rust compiler
 #   make install / uninstall   into /lib/modules/<kernel>/updates, with depmod
 #   make check                 the test suite (host + VM on both test kernels)
+#   make fuzz                  fuzz the parsers for FUZZ_SECONDS each (default 600)
 #   make fmt / fmt-check       rustfmt the module's Rust
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -14,7 +15,7 @@ TOA := $(CURDIR)
 # The compilers that built KDIR (see scripts/kbuild-env.sh).
 kenv = $$($(TOA)/scripts/kbuild-env.sh "$(KDIR)") || exit 1
 
-.PHONY: all modules clean install uninstall check fmt fmt-check
+.PHONY: all modules clean install uninstall check fuzz fmt fmt-check
 
 all: modules
 
@@ -34,6 +35,12 @@ uninstall:
 
 check:
 	$(TOA)/scripts/check.sh
+
+FUZZ_SECONDS ?= 600
+fuzz:
+	$(TOA)/scripts/bootstrap.sh
+	$(TOA)/scripts/fuzz.sh wire $(FUZZ_SECONDS) --save
+	$(TOA)/scripts/fuzz.sh config $(FUZZ_SECONDS) --save
 
 # The crate root pulls in every module file; .rustfmt.toml follows the kernel's.
 fmt:

@@ -21,6 +21,7 @@ APT_PACKAGES=(
     nginx-light curl nftables libnetfilter-queue1 dkms
 )
 BINDGEN_VERSION=0.72.1
+CARGO_FUZZ_VERSION=0.13.1
 VIRTME_NG_VERSION=1.42
 
 missing=()
@@ -53,6 +54,13 @@ if ! "$TOA_TOOLS/bin/bindgen" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"
     log "installing bindgen-cli $BINDGEN_VERSION"
     LIBCLANG_PATH=/usr/lib/llvm-19/lib cargo install --quiet --locked \
         --root "$TOA_TOOLS" --version "$BINDGEN_VERSION" bindgen-cli
+fi
+
+# cargo-fuzz from crates.io, pinned (run with RUSTC_BOOTSTRAP=1: the
+# machine's toolchain is stable, libFuzzer's sanitizer flags are not).
+if ! "$TOA_TOOLS/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install --quiet --locked --root "$TOA_TOOLS" --version "$CARGO_FUZZ_VERSION" cargo-fuzz
 fi
 
 # virtme-ng from PyPI in a venv of its own.

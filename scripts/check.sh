@@ -57,6 +57,14 @@ while read -r p f; do
     [ "$f" = 0 ] || failures+=("host: $f cargo test(s)")
 done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$host_log")
 grep -q '^test result' "$host_log" || result "host: cargo test ran" 1
+fuzz_seconds=${TOA_FUZZ_SECONDS:-20}
+for target in wire config; do
+    scripts/fuzz.sh "$target" "$fuzz_seconds" >"$TOA_CACHE/fuzz-$target.log" 2>&1
+    rc=$?
+    grep -E '^Done [0-9]+ runs' "$TOA_CACHE/fuzz-$target.log" | sed "s/^/    fuzz $target: /"
+    [ $rc = 0 ] || tail -n 30 "$TOA_CACHE/fuzz-$target.log"
+    result "host: fuzz $target for ${fuzz_seconds}s (cargo fuzz, ASan), no crash" $rc
+done
 cargo build --release -p toa-test -q; result "host: in-VM suite builds" $?
 cargo build --release -p toa-client --examples -q; result "host: Rust example server builds" $?
 mkdir -p "$TOA_CACHE/bin"
