@@ -16,7 +16,7 @@ APT_PACKAGES=(
     clang-19 lld-19 llvm-19 libclang-19-dev
     gcc make flex bison bc libelf-dev libssl-dev cpio kmod xz-utils
     dwarves
-    qemu-system-x86 udev busybox-static
+    udev busybox-static
     iproute2 python3 python3-venv
     nginx-light curl nftables libnetfilter-queue1 dkms
 )
@@ -47,6 +47,26 @@ if ((${#missing[@]})); then
     fi
 fi
 
+# QEMU from bookworm-backports (10.x). Bookworm's own QEMU 7.2 runs guests
+# whose ftrace/kprobe code patching races with other vCPUs (spurious int3
+# and NULL-jump oopses in the guest while toa is loaded and unloaded under
+# load); 10.x does not. Installed with a private apt configuration (the
+# machine's sources plus bookworm-backports), leaving apt's setup alone.
+if ! qemu-system-x86_64 --version 2>/dev/null | grep -qE 'version (9|[1-9][0-9])\.'; then
+    log "installing qemu-system-x86 from bookworm-backports"
+    d=$TOA_CACHE/apt-bookworm-backports
+    mkdir -p "$d/parts" "$d/lists/partial" "$d/cache/archives/partial"
+    cp /etc/apt/sources.list.d/debian.sources "$d/parts/debian.sources"
+    mirror=$(awk '/^URIs:/ && $2 ~ /debian$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "${mirror:-http://deb.debian.org/debian}" >"$d/parts/backports.sources"
+    bapt=(-o APT::Sandbox::User=root -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$d/parts"
+        -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache")
+    apt-get -qq "${bapt[@]}" update
+    DEBIAN_FRONTEND=noninteractive apt-get -y -qq "${bapt[@]}" install -t bookworm-backports \
+        --no-install-recommends qemu-system-x86 >/dev/null
+fi
+
 # bindgen-cli from crates.io, pinned, built with rustup's cargo (any cargo will
 # do: bindgen is a host tool that only needs libclang).
 mkdir -p "$TOA_TOOLS"
@@ -74,3 +94,4 @@ fi
 # The compilers the kernels and the module are built with; the kernel build
 # cache key is made of these lines.
 check_toolchain -v
+log "qemu: $(qemu-system-x86_64 --version | head -n1)"

@@ -30,7 +30,7 @@ export PATH=$TOA_TOOLS/venv/bin:$PATH
 guest="cd '$TOA_ROOT' && { { $cmd; } 2>&1; echo \$? > '$results/rc'; } | tee '$results/output.txt'; dmesg > '$results/dmesg.txt'"
 set +e
 timeout --foreground -k 10 "$timeout" \
-    vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus 2 \
+    vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus 2 ${TOA_QEMU_OPTS:+--qemu-opts="$TOA_QEMU_OPTS"} \
         --rwdir "$results" --verbose --exec "$guest" >"$results/console.log" 2>&1
 vm_rc=$?
 set -e

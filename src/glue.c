@@ -83,6 +83,11 @@ bool toa_sk_claim_user_data(struct sock *sk, unsigned long word)
 struct toa_v6_record {
 	struct toa_v6_client client;	/* first: read by Rust */
 	struct hlist_node node;
+	/* The socket the record was attached to; compared, never followed.
+	 * A word left by an unloaded instance may name an address the slab
+	 * has since given to another socket's record: that record is not
+	 * this socket's, and the socket is alive, so the pointers differ. */
+	const struct sock *sk;
 };
 
 static struct kmem_cache *toa_v6_cache;
@@ -97,6 +102,7 @@ void *toa_v6_new(const struct toa_v6_client *client)
 		return NULL;
 	rec->client = *client;
 	INIT_HLIST_NODE(&rec->node);
+	rec->sk = NULL;
 	return rec;
 }
 
@@ -113,30 +119,33 @@ bool toa_v6_attach(struct sock *sk, void *ptr, unsigned long word)
 
 	spin_lock_irqsave(&toa_v6_lock, flags);
 	ok = toa_sk_claim_user_data(sk, word);
-	if (ok)
+	if (ok) {
+		rec->sk = sk;
 		hash_add(toa_v6_table, &rec->node, (unsigned long)rec);
+	}
 	spin_unlock_irqrestore(&toa_v6_lock, flags);
 	return ok;
 }
 
-/* Caller holds toa_v6_lock. */
-static struct toa_v6_record *toa_v6_find(unsigned long key)
+/* The record at key, if registered and attached to sk. Caller holds
+ * toa_v6_lock. */
+static struct toa_v6_record *toa_v6_find(const struct sock *sk, unsigned long key)
 {
 	struct toa_v6_record *rec;
 
 	hash_for_each_possible(toa_v6_table, rec, node, key)
 		if ((unsigned long)rec == key)
-			return rec;
+			return rec->sk == sk ? rec : NULL;
 	return NULL;
 }
 
-bool toa_v6_lookup(unsigned long key, struct toa_v6_client *out)
+bool toa_v6_lookup(const struct sock *sk, unsigned long key, struct toa_v6_client *out)
 {
 	struct toa_v6_record *rec;
 	unsigned long flags;
 
 	spin_lock_irqsave(&toa_v6_lock, flags);
-	rec = toa_v6_find(key);
+	rec = toa_v6_find(sk, key);
 	if (rec)
 		*out = rec->client;
 	spin_unlock_irqrestore(&toa_v6_lock, flags);
@@ -150,7 +159,7 @@ bool toa_v6_release(struct sock *sk, unsigned long word, unsigned long key)
 	unsigned long flags;
 
 	spin_lock_irqsave(&toa_v6_lock, flags);
-	rec = toa_v6_find(key);
+	rec = toa_v6_find(sk, key);
 	if (rec) {
 		hash_del(&rec->node);
 		cmpxchg(slot, word, 0UL);

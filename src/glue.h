@@ -62,7 +62,7 @@ bool toa_sk_claim_user_data(struct sock *sk, unsigned long word);
 void *toa_v6_new(const struct toa_v6_client *client);
 void toa_v6_free(void *rec);
 bool toa_v6_attach(struct sock *sk, void *rec, unsigned long word);
-bool toa_v6_lookup(unsigned long rec, struct toa_v6_client *out);
+bool toa_v6_lookup(const struct sock *sk, unsigned long rec, struct toa_v6_client *out);
 bool toa_v6_release(struct sock *sk, unsigned long word, unsigned long rec);
 
 #endif /* TOA_GLUE_H */

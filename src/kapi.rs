@@ -105,12 +105,13 @@ unsafe extern "C" {
     /// Under the registry lock: store `word` in `sk->sk_user_data` if it is
     /// NULL and register `rec`; whether both happened.
     pub fn toa_v6_attach(sk: *mut Sock, rec: *mut c_void, word: usize) -> bool;
-    /// Under the registry lock: if `rec` is registered, copy its client to
-    /// `out`; whether it was found. `rec` is not dereferenced otherwise.
-    pub fn toa_v6_lookup(rec: usize, out: *mut V6Client) -> bool;
-    /// Under the registry lock: if `rec` is registered, unregister it, clear
-    /// `sk->sk_user_data` if it still holds `word`, and free it; whether it
-    /// was found.
+    /// Under the registry lock: if `rec` is registered and attached to
+    /// `sk`, copy its client to `out`; whether it was. `rec` is not
+    /// dereferenced otherwise.
+    pub fn toa_v6_lookup(sk: *const Sock, rec: usize, out: *mut V6Client) -> bool;
+    /// Under the registry lock: if `rec` is registered and attached to
+    /// `sk`, unregister it, clear `sk->sk_user_data` if it still holds
+    /// `word`, and free it; whether it was.
     pub fn toa_v6_release(sk: *mut Sock, word: usize, rec: usize) -> bool;
 }
 

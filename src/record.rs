@@ -12,7 +12,9 @@
 //!
 //! - a word naming a record that is not registered (left by an earlier load
 //!   of toa, whose records were freed at its unload) is never dereferenced:
-//!   it is [`Recorded::Stale`];
+//!   it is [`Recorded::Stale`]; nor is one whose address the slab has since
+//!   given to another socket's record: a record remembers its socket, and
+//!   only that socket's lookups find it;
 //! - the destructor probe and the unload drain both remove a record from the
 //!   registry under the lock before freeing it, so they cannot both free it
 //!   and never free it while the other still reads it;
@@ -101,8 +103,8 @@ pub unsafe fn lookup(sk: *const Sock) -> Recorded {
                 port: [0; 2],
             };
             // SAFETY: `toa_v6_lookup` only dereferences `rec` once it has
-            // found it in the registry; `v6` is writable.
-            if unsafe { kapi::toa_v6_lookup(rec, &mut v6) } {
+            // found it in the registry; `sk` is live; `v6` is writable.
+            if unsafe { kapi::toa_v6_lookup(sk, rec, &mut v6) } {
                 Recorded::Client(ClientAddr::V6 {
                     port: v6.port,
                     addr: v6.addr,

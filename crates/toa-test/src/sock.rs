@@ -93,6 +93,20 @@ pub fn accept(l: &TcpListener, how: Accept) -> Result<(OwnedFd, SocketAddr)> {
     Ok((fd, to_socket_addr(&ss, len)?))
 }
 
+/// getpeername(2) through libc: the address, or the errno.
+pub fn getpeername_errno(fd: RawFd) -> Result<std::result::Result<SocketAddr, i32>> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `ss` and `len` describe a writable sockaddr_storage.
+    if unsafe { libc::getpeername(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) } < 0 {
+        return Ok(Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(0)));
+    }
+    Ok(Ok(to_socket_addr(&ss, len)?))
+}
+
 /// getpeername(2) through libc.
 pub fn getpeername(fd: RawFd) -> Result<SocketAddr> {
     // SAFETY: all-zero is a valid sockaddr_storage.

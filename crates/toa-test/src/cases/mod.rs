@@ -5,6 +5,7 @@ mod common;
 mod ipv4;
 mod ipv6;
 mod lifecycle;
+mod stress;
 mod trust;
 
 use crate::Case;
@@ -16,5 +17,6 @@ pub fn all() -> Vec<Case> {
     v.extend(ipv4::cases());
     v.extend(ipv6::cases());
     v.extend(trust::cases());
+    v.extend(stress::cases());
     v
 }
