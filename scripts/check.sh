@@ -4,9 +4,14 @@
 #  1. bootstrap the toolchain (idempotent; prints the exact versions);
 #  2. host: rustfmt of the module, cargo tests of the workspace (the module's
 #     pure Rust: unit and property tests);
-#  3. for each test kernel (7.3 built with clang, 6.12 built with gcc): build
-#     it (cached), build toa.ko with clippy and with rustc (no warnings), boot
-#     it under QEMU and run the in-VM suite; the kernel log must stay clean.
+#  3. for each test kernel (7.3 built with clang, 6.12 built with gcc, and
+#     7.3-debug with KASAN, KFENCE, lockdep, kmemleak...): build it (cached),
+#     build toa.ko with clippy and with rustc (no warnings), boot it under
+#     QEMU and run the in-VM suite; the kernel log must stay clean;
+#  4. on 7.3 and 6.12: install toa.ko with `make install` (and on 7.3 with
+#     DKMS) into private trees, then boot again and run the end-to-end
+#     FULLNAT topology (nginx, Python, NAT64) with the installed module
+#     loaded by modprobe.
 #
 # Ends with one line `N passed, M failed`; exits non-zero if M > 0.
 # TOA_KERNELS="7.3 6.12" selects kernels; TOA_ONLY=substr selects VM cases.
@@ -14,7 +19,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$TOA_ROOT"
 
-kernels=${TOA_KERNELS:-7.3 6.12}
+kernels=${TOA_KERNELS:-7.3 6.12 7.3-debug}
 # Host build products are cached with the kernels, outside the clone.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
 passed=0 failed=0
@@ -40,7 +45,6 @@ count_from() {
     fi
     p=${line%% passed*}; f=${line#*, }; f=${f%% failed}
     passed=$((passed + p)); failed=$((failed + f))
-    grep '^not ok' "$1" | sed "s/^/$2: /" | while read -r l; do echo "$l"; done
     if [ "$f" != 0 ]; then failures+=("$2: $f VM case(s)"); fi
 }
 
@@ -67,6 +71,7 @@ for target in wire config; do
 done
 cargo build --release -p toa-test -q; result "host: in-VM suite builds" $?
 cargo build --release -p toa-client --examples -q; result "host: Rust example server builds" $?
+cargo build --release -p toa-balancer -q; result "host: toa-balancer (NFQUEUE + NAT64) builds" $?
 mkdir -p "$TOA_CACHE/bin"
 gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I include/uapi examples/toa_server.c -o "$TOA_CACHE/bin/toa_server_c"
 result "host: C example server builds (gcc -Werror)" $?
@@ -85,6 +90,8 @@ for k in $kernels; do
     res=$TOA_CACHE/results/$k
     only=()
     for o in ${TOA_ONLY:-}; do only+=(--only "$o"); done
+    # Under KASAN/lockdep each load takes seconds: fewer unload cycles there.
+    [ "$k" = 7.3-debug ] && only+=(--cycles 10)
     scripts/vm.sh "$kdir" "$res" "$CARGO_TARGET_DIR/release/toa-vmtest" --module "$ko" \
         --c-server "$TOA_CACHE/bin/toa_server_c" \
         --rust-server "$CARGO_TARGET_DIR/release/examples/toa_server" "${only[@]}"
@@ -93,6 +100,25 @@ for k in $kernels; do
     ! [ -s "$res/splats.txt" ]; result "$k: kernel log clean (no WARNING/BUG/Oops/KASAN/lockdep)" $?
     [ -s "$res/rc" ]; result "$k: VM finished in time" $?
     [ "$vm_rc" = 0 ] || [ ${#failures[@]} -gt 0 ] || result "$k: VM run" "$vm_rc"
+
+    # Installed like a real module, then the real path end to end.
+    case $k in
+        7.3) dkms=--dkms root_dir=dkms/root ;;
+        6.12) dkms= root_dir=stage ;;
+        *) continue ;;
+    esac
+    inst=$TOA_CACHE/install/$k
+    scripts/install-test.sh "$kdir" "$TOA_CACHE/module/$k" "$inst" $dkms >"$TOA_CACHE/install-$k.txt"
+    sed "s/^/$k install: /" "$TOA_CACHE/install-$k.txt" | grep -v 'passed, '
+    count_from "$TOA_CACHE/install-$k.txt" "$k install"
+    res=$TOA_CACHE/results/$k-e2e
+    scripts/vm.sh "$kdir" "$res" tests/e2e/fullnat.sh \
+        "modprobe -d $inst/$root_dir toa" "modprobe -d $inst/$root_dir -r toa" \
+        "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c" >/dev/null
+    sed -n '/^server /,/^$/p' "$res/output.txt"
+    sed "s/^/$k e2e: /" "$res/output.txt" | grep -E ': (ok|not ok) '
+    count_from "$res/output.txt" "$k e2e"
+    ! [ -s "$res/splats.txt" ]; result "$k e2e: kernel log clean" $?
 done
 
 log "toolchain used:"

@@ -32,10 +32,12 @@ echo "RUSTC=$rustc"
 
 if [ "$(get CONFIG_CC_IS_CLANG)" = y ]; then
     major=$(( $(get CONFIG_CLANG_VERSION) / 10000 ))
+    # CC and LD spelled out too: DKMS appends CC=clang LD=ld.lld for clang
+    # kernels, which names no compiler where only clang-N is installed.
     if command -v "clang-$major" >/dev/null 2>&1; then
-        echo "LLVM=-$major"
+        echo "LLVM=-$major CC=clang-$major LD=ld.lld-$major"
     elif command -v clang >/dev/null 2>&1 && clang --version | grep -q "version $major\."; then
-        echo "LLVM=1"
+        echo "LLVM=1 CC=clang LD=ld.lld"
     else
         fail "kernel $kdir was built with clang $major, which is not installed (apt-get install clang-$major lld-$major llvm-$major)"
     fi

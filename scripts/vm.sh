@@ -20,7 +20,7 @@ timeout=${TOA_VM_TIMEOUT:-1200}
 memory=${TOA_VM_MEMORY:-2G}
 
 # Kernel log lines that fail a run whatever the command said.
-SPLAT='WARNING:|BUG:|Oops|KASAN|UBSAN|lockdep|possible recursive locking|circular locking|general protection fault|Kernel panic|kernel BUG|unreferenced object|suspected memory leak|hung_task|rcu.*stall|Call Trace:'
+SPLAT='WARNING:|BUG:|Oops|KASAN:|UBSAN:|kernel BUG|general protection fault|Kernel panic|DEBUG_LOCKS_WARN_ON|lockdep is turned off|possible (circular|recursive) locking|suspicious RCU usage|hung_task|rcu_.*stall|Call Trace:'
 
 image=$kdir/arch/x86/boot/bzImage
 [ -e "$image" ] || die "no kernel image $image"

@@ -10,7 +10,8 @@ mod cases;
 mod kmod;
 mod peer;
 mod sock;
-mod tun;
+
+use toa_test::tun;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,11 @@ use anyhow::{bail, Context, Result};
 pub struct Ctx {
     /// The toa.ko under test.
     pub module: PathBuf,
+    /// Module parameters for every load (`--param hook=fprobe`).
+    pub params: Vec<String>,
+    /// Unload/load cycles of the stress case (`--cycles`, default 100; the
+    /// life-cycle case does up to 20).
+    pub cycles: u32,
     /// The wire to the test peer.
     pub tun: tun::Tun,
     /// The example servers (examples/toa_server.c, toa-client's example).
@@ -33,9 +39,16 @@ impl Ctx {
     /// Load toa with default settings unless it is loaded.
     pub fn require_loaded(&self) -> Result<()> {
         if !kmod::loaded() {
-            kmod::insmod(&self.module, &[])?;
+            self.insmod(&[])?;
         }
         Ok(())
+    }
+
+    /// Load toa with `--param`s and `extra` parameters.
+    pub fn insmod(&self, extra: &[&str]) -> Result<()> {
+        let mut all: Vec<&str> = self.params.iter().map(String::as_str).collect();
+        all.extend(extra);
+        kmod::insmod(&self.module, &all)
     }
 }
 
@@ -88,10 +101,14 @@ fn main() -> ExitCode {
     let mut module = None;
     let mut only: Vec<String> = Vec::new();
     let (mut c_server, mut rust_server) = (None, None);
+    let mut params = Vec::new();
+    let mut cycles = 100;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--module" => module = args.next().map(PathBuf::from),
             "--only" => only.extend(args.next()),
+            "--param" => params.extend(args.next()),
+            "--cycles" => cycles = args.next().and_then(|c| c.parse().ok()).unwrap_or(100),
             "--c-server" => c_server = args.next().map(PathBuf::from),
             "--rust-server" => rust_server = args.next().map(PathBuf::from),
             "--list" => {
@@ -107,7 +124,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(module) = module else {
-        eprintln!("usage: toa-vmtest --module toa.ko [--only NAME]...");
+        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--cycles N] [--only NAME]... [--c-server PATH] [--rust-server PATH]");
         return ExitCode::from(2);
     };
     let tun = match tun::Tun::create("toa0", &["10.0.0.1/24", "fd00::1/64"]) {
@@ -120,6 +137,8 @@ fn main() -> ExitCode {
     };
     let ctx = Ctx {
         module,
+        params,
+        cycles,
         tun,
         c_server,
         rust_server,

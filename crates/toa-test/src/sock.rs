@@ -148,7 +148,7 @@ impl Server {
             .map(|w| w.split_whitespace().map(String::from).collect())
             .unwrap_or_default();
         let mut child = Command::new("timeout")
-            .arg("20")
+            .arg("120")
             .args(&wrap)
             .arg(program)
             .args(args)

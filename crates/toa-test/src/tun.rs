@@ -8,6 +8,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+/// Run `ip ARGS...` (iproute2).
+fn ip(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .context("ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// `TUNSETIFF` = `_IOW('T', 202, int)`.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 
@@ -19,7 +35,8 @@ pub struct Tun {
 }
 
 impl Tun {
-    /// Create the interface `name`, bring it up and give it the addresses.
+    /// Create the interface `name`, bring it up and give it the addresses
+    /// (IPv6 ones without duplicate address detection).
     pub fn create(name: &str, addrs: &[&str]) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -37,10 +54,13 @@ impl Tun {
         if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr) } < 0 {
             bail!("TUNSETIFF {name}: {}", std::io::Error::last_os_error());
         }
-        crate::sh(&format!("ip link set {name} up"))?;
+        ip(&["link", "set", name, "up"])?;
         for a in addrs {
-            let extra = if a.contains(':') { " nodad" } else { "" };
-            crate::sh(&format!("ip addr add {a} dev {name}{extra}"))?;
+            let mut args = vec!["addr", "add", a, "dev", name];
+            if a.contains(':') {
+                args.push("nodad");
+            }
+            ip(&args)?;
         }
         Ok(Tun {
             file,

@@ -386,7 +386,7 @@ fn rmmod_live(ctx: &Ctx) -> Result<()> {
         b"still here".to_vec(),
         "data after rmmod"
     );
-    kmod::insmod(&ctx.module, &[])?;
+    ctx.insmod(&[])?;
     // What toa recorded stays on the socket: a reloaded toa shows it again.
     ensure_eq!(
         sock::getpeername(a.fd.as_raw_fd())?,

@@ -264,7 +264,7 @@ fn not_loaded(ctx: &Ctx) -> Result<()> {
     )?;
     kmod::rmmod()?;
     let got = sock::toa_lookup(a.fd.as_raw_fd(), 20)?;
-    kmod::insmod(&ctx.module, &[])?;
+    ctx.insmod(&[])?;
     ensure_eq!(got, Err(libc::ENOPROTOOPT), "without toa");
     Ok(())
 }
@@ -372,7 +372,7 @@ fn rmmod_live6(ctx: &Ctx) -> Result<()> {
         b"after rmmod".to_vec(),
         "data without toa"
     );
-    kmod::insmod(&ctx.module, &[])?;
+    ctx.insmod(&[])?;
     // The records went with the old module: the new one never reads them.
     for a in &v6 {
         ensure_eq!(

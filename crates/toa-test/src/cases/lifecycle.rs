@@ -27,7 +27,7 @@ pub fn cases() -> Vec<Case> {
             "lifecycle: invalid module parameters refuse the load",
             bad_parameters,
         ),
-        Case::new("lifecycle: 20 load/unload cycles", cycles),
+        Case::new("lifecycle: repeated load/unload cycles", cycles),
     ]
 }
 
@@ -36,7 +36,7 @@ fn loads(ctx: &Ctx) -> Result<()> {
         kmod::rmmod()?;
     }
     let before = kmod::log_count("TOA: toa loaded")?;
-    kmod::insmod(&ctx.module, &[])?;
+    ctx.insmod(&[])?;
     ensure_eq!(kmod::loaded(), true);
     ensure_eq!(
         kmod::log_count("TOA: toa loaded")?,
@@ -110,7 +110,7 @@ fn parameters(ctx: &Ctx) -> Result<()> {
     if kmod::loaded() {
         kmod::rmmod()?;
     }
-    kmod::insmod(&ctx.module, &["tcpopt_addr=253", "tcpopt_addr_v6=0"])?;
+    ctx.insmod(&["tcpopt_addr=253", "tcpopt_addr_v6=0"])?;
     let got = (
         kmod::sysctl("tcpopt_addr")?,
         kmod::sysctl("tcpopt_addr_v6")?,
@@ -131,21 +131,21 @@ fn bad_parameters(ctx: &Ctx) -> Result<()> {
         "tcpopt_addr=abc",
         "tcpopt_addr=2",
     ] {
-        if kmod::insmod(&ctx.module, &[bad]).is_ok() {
+        if ctx.insmod(&[bad]).is_ok() {
             kmod::rmmod()?;
             bail!("insmod toa {bad} succeeded");
         }
         ensure_eq!(kmod::loaded(), false, "loaded after insmod {bad}");
     }
-    kmod::insmod(&ctx.module, &[])
+    ctx.insmod(&[])
 }
 
 fn cycles(ctx: &Ctx) -> Result<()> {
-    for _ in 0..20 {
+    for _ in 0..ctx.cycles.min(20) {
         if kmod::loaded() {
             kmod::rmmod()?;
         }
-        kmod::insmod(&ctx.module, &[])?;
+        ctx.insmod(&[])?;
     }
     ensure_eq!(kmod::loaded(), true);
     Ok(())

@@ -4,6 +4,7 @@
 mod common;
 mod ipv4;
 mod ipv6;
+mod leaks;
 mod lifecycle;
 mod stress;
 mod trust;
@@ -18,5 +19,6 @@ pub fn all() -> Vec<Case> {
     v.extend(ipv6::cases());
     v.extend(trust::cases());
     v.extend(stress::cases());
+    v.extend(leaks::cases());
     v
 }

@@ -20,8 +20,14 @@ use crate::{ensure_eq, Case, Ctx};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("stress: 3000 random and mutated option lists, address only from a well-formed TOA", random_options),
-        Case::new("stress: 100 rmmod/insmod cycles under connection churn and getpeername/getsockopt threads", unload_under_load),
+        Case::new(
+            "stress: 3000 random and mutated option lists, address only from a well-formed TOA",
+            random_options,
+        ),
+        Case::new(
+            "stress: rmmod/insmod cycles under connection churn and getpeername/getsockopt threads",
+            unload_under_load,
+        ),
     ]
 }
 
@@ -216,16 +222,18 @@ fn unload_under_load(ctx: &Ctx) -> Result<()> {
             std::thread::spawn(move || reader(pool, stop, calls))
         })
         .collect();
+    let want_cycles = ctx.cycles;
     let cycler = {
         let stop = stop.clone();
-        let module = ctx.module.clone();
+        let (module, params) = (ctx.module.clone(), ctx.params.clone());
         std::thread::spawn(move || -> Result<u32> {
             let mut rng = fastrand::Rng::with_seed(7);
             let mut cycles = 0;
-            while cycles < 100 && !stop.load(Ordering::Relaxed) {
+            while cycles < want_cycles && !stop.load(Ordering::Relaxed) {
                 rmmod_retrying()?;
                 std::thread::sleep(Duration::from_millis(rng.u64(0..15)));
-                kmod::insmod(&module, &[])?;
+                let p: Vec<&str> = params.iter().map(String::as_str).collect();
+                kmod::insmod(&module, &p)?;
                 std::thread::sleep(Duration::from_millis(rng.u64(0..15)));
                 cycles += 1;
             }
@@ -300,7 +308,7 @@ fn unload_under_load(ctx: &Ctx) -> Result<()> {
         "# {cycles} unload/load cycles, {opened} connections, {} peer calls",
         calls.load(Ordering::Relaxed)
     );
-    ensure_eq!(cycles, 100, "cycles");
+    ensure_eq!(cycles, want_cycles, "cycles");
     if opened < 200 {
         bail!("only {opened} connections during the cycles");
     }

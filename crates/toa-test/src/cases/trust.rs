@@ -160,7 +160,7 @@ fn parameter(ctx: &Ctx) -> Result<()> {
     if kmod::loaded() {
         kmod::rmmod()?;
     }
-    kmod::insmod(&ctx.module, &["trusted_sources=10.0.0.2/32,fd00::2"])?;
+    ctx.insmod(&["trusted_sources=10.0.0.2/32,fd00::2"])?;
     let text = kmod::sysctl("trusted_sources")?;
     let param = std::fs::read_to_string("/sys/module/toa/parameters/trusted_sources")?;
     let (seen, forger) = seen_from(ctx, FORGER.into(), opt4(200, client(64)))?;
@@ -172,11 +172,11 @@ fn parameter(ctx: &Ctx) -> Result<()> {
         "parameter after load"
     );
     ensure_eq!(seen, forger, "untrusted source");
-    if kmod::insmod(&ctx.module, &["trusted_sources=10.0.0.2/33"]).is_ok() {
+    if ctx.insmod(&["trusted_sources=10.0.0.2/33"]).is_ok() {
         kmod::rmmod()?;
         bail!("insmod with a bad trusted_sources succeeded");
     }
-    kmod::insmod(&ctx.module, &[])
+    ctx.insmod(&[])
 }
 
 fn replaced_under_traffic(ctx: &Ctx) -> Result<()> {
