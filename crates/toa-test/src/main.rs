@@ -7,17 +7,14 @@
 //! last line `N passed, M failed`. Exit status 0 only if all passed.
 
 mod cases;
-mod kmod;
-mod peer;
-mod sock;
 
-use toa_test::tun;
+use toa_test::{kmod, tun};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
 /// What every case gets.
 pub struct Ctx {
@@ -65,21 +62,6 @@ impl Case {
             run: Box::new(run),
         }
     }
-}
-
-/// Run a shell command; its stdout, or an error with its stderr.
-pub fn sh(cmd: &str) -> Result<String> {
-    let out = std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .with_context(|| cmd.to_owned())?;
-    if !out.status.success() {
-        bail!(
-            "`{cmd}` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Check a condition inside a case: `ensure_eq!(got, want[, "context {}", x])`.

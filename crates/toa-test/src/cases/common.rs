@@ -6,9 +6,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use anyhow::Result;
 
-use crate::peer::{self, Conn, Handshake};
-use crate::sock::{self, Accept};
 use crate::Ctx;
+use toa_test::peer::{self, Conn, Handshake};
+use toa_test::sock::{self, Accept};
 
 /// The balancer's IPv4 address, the source of the peer's IPv4 packets.
 pub const LB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);

@@ -8,10 +8,10 @@ use std::os::fd::AsRawFd;
 use anyhow::{bail, Context, Result};
 
 use super::common::{client, connect, opt4, with_ack, Accepted, GUEST, LB};
-use crate::kmod::{self, SysctlGuard};
-use crate::peer::{self, Conn, Handshake};
-use crate::sock::{self, Accept};
 use crate::{ensure_eq, Case, Ctx};
+use toa_test::kmod::{self, SysctlGuard};
+use toa_test::peer::{self, Conn, Handshake};
+use toa_test::sock::{self, Accept};
 
 pub fn cases() -> Vec<Case> {
     vec![

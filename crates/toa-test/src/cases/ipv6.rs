@@ -12,10 +12,10 @@ use anyhow::{bail, Result};
 use super::common::{
     client, client6, handshake_to, mapped, opt4, opt6, with_ack, Transport, GUEST,
 };
-use crate::kmod::{self, SysctlGuard};
-use crate::peer::{self, Conn};
-use crate::sock::{self, Accept, Server};
 use crate::{ensure_eq, Case, Ctx};
+use toa_test::kmod::{self, SysctlGuard};
+use toa_test::peer::{self, Conn};
+use toa_test::sock::{self, Accept, Server};
 
 /// The backend's listening socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,8 @@ const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
 /// The case, if this kernel has kmemleak.
 pub fn cases() -> Vec<Case> {
     // virtme-ng may not have mounted debugfs.
-    let _ = crate::sh("mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug");
+    let _ =
+        toa_test::sh("mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug");
     if std::path::Path::new(KMEMLEAK).exists() {
         vec![Case::new(
             "kmemleak: a scan after the suite reports nothing of toa's",
@@ -31,7 +32,7 @@ fn scan(ctx: &Ctx) -> Result<()> {
     // unreferenced in two scans.
     std::thread::sleep(Duration::from_secs(6));
     for _ in 0..2 {
-        crate::kmod::write_file(KMEMLEAK, "scan")?;
+        toa_test::kmod::write_file(KMEMLEAK, "scan")?;
     }
     let report = std::fs::read_to_string(KMEMLEAK)?;
     let ours: Vec<&str> = report

@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Result};
 
-use crate::kmod;
 use crate::{ensure_eq, Case, Ctx};
+use toa_test::kmod;
 
 pub fn cases() -> Vec<Case> {
     vec![

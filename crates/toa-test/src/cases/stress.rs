@@ -14,9 +14,9 @@ use toa_core::wire::{self, ClientAddr, Kinds, Scan};
 
 use super::common::{client, client6, handshake_to, mapped, opt4, opt6, with_ack, Transport};
 use super::ipv6::settle;
-use crate::kmod;
-use crate::sock::{self, Accept};
 use crate::{ensure_eq, Case, Ctx};
+use toa_test::kmod;
+use toa_test::sock::{self, Accept};
 
 pub fn cases() -> Vec<Case> {
     vec![

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use super::common::{client, client6, handshake_from, mapped, opt4, opt6, with_ack, LB, LB6};
-use crate::kmod::{self, SysctlGuard};
-use crate::sock::{self, Accept};
 use crate::{ensure_eq, Case, Ctx};
+use toa_test::kmod::{self, SysctlGuard};
+use toa_test::sock::{self, Accept};
 
 const TRUSTED: &str = "/proc/sys/net/toa/trusted_sources";
 /// A host on the backend's network that is not a balancer.
