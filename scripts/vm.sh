@@ -29,17 +29,33 @@ export PATH=$TOA_TOOLS/venv/bin:$PATH
 
 guest="cd '$TOA_ROOT' && { { $cmd; } 2>&1; echo \$? > '$results/rc'; } | tee '$results/output.txt'; dmesg > '$results/dmesg.txt'"
 set +e
-timeout --foreground -k 10 "$timeout" \
-    vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus 2 ${TOA_QEMU_OPTS:+--qemu-opts="$TOA_QEMU_OPTS"} \
-        --rwdir "$results" --verbose --exec "$guest" >"$results/console.log" 2>&1
-vm_rc=$?
+# vng runs QEMU as a child: run it in a session of its own, so that a
+# timeout (or this script being stopped) takes the whole VM down with it.
+setsid vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus 2 \
+    ${TOA_QEMU_OPTS:+--qemu-opts="$TOA_QEMU_OPTS"} \
+    --rwdir "$results" --verbose --exec "$guest" >"$results/console.log" 2>&1 </dev/null &
+vm=$!
+trap 'kill -KILL -- -$vm 2>/dev/null' EXIT INT TERM
+waited=0
+while kill -0 "$vm" 2>/dev/null && [ "$waited" -lt "$timeout" ]; do
+    sleep 1
+    waited=$((waited + 1))
+done
+if kill -0 "$vm" 2>/dev/null; then
+    kill -KILL -- -"$vm" 2>/dev/null
+    wait "$vm" 2>/dev/null
+    vm_rc=124
+else
+    wait "$vm"
+    vm_rc=$?
+fi
 set -e
 
 # The command's own output, as it printed it.
 [ -e "$results/output.txt" ] && cat "$results/output.txt"
 
 fail=0
-if [ "$vm_rc" = 124 ] || [ "$vm_rc" = 137 ]; then
+if [ "$vm_rc" = 124 ]; then
     log "VM timed out after ${timeout}s; console tail:"
     tail -n 40 "$results/console.log" >&2
     fail=1
