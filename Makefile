@@ -10,6 +10,8 @@
 #   make dkms-uninstall        remove from DKMS
 #   make check                 the test suite (host + VM on both test kernels)
 #   make fuzz                  fuzz the parsers for FUZZ_SECONDS each (default 600)
+#   make bench                 measure toa's cost in a VM (docs/performance.md)
+#   make run                   the end-to-end demo in a VM
 #   make fmt / fmt-check       rustfmt the module's Rust
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -18,7 +20,7 @@ TOA := $(CURDIR)
 # The compilers that built KDIR (see scripts/kbuild-env.sh).
 kenv = $$($(TOA)/scripts/kbuild-env.sh "$(KDIR)") || exit 1
 
-.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall run check fuzz fmt fmt-check
+.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall run check bench fuzz fmt fmt-check
 
 all: modules
 
@@ -62,6 +64,9 @@ run:
 
 check:
 	$(TOA)/scripts/check.sh
+
+bench:
+	$(TOA)/scripts/bench.sh
 
 FUZZ_SECONDS ?= 600
 fuzz:

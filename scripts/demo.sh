@@ -12,13 +12,10 @@ set -euo pipefail
 cd "$TOA_ROOT"
 
 kernel=${TOA_KERNEL:-7.3}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
-scripts/bootstrap.sh
-kdir=$(scripts/kernel.sh "$kernel")
-ko=$(scripts/build-module.sh "$kdir" "$TOA_CACHE/module/$kernel")
+prepare_kernel_and_module "$kernel"
 cargo build --release -q -p toa-balancer
 mkdir -p "$TOA_CACHE/bin"
 gcc -O2 -Wall -I include/uapi examples/toa_server.c -o "$TOA_CACHE/bin/toa_server_c"
 log "running the FULLNAT topology in a VM on kernel $kernel"
-scripts/vm.sh "$kdir" "$TOA_CACHE/results/demo-$kernel" tests/e2e/fullnat.sh \
-    "insmod $ko" "rmmod toa" "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c"
+scripts/vm.sh "$KDIR" "$TOA_CACHE/results/demo-$kernel" tests/e2e/fullnat.sh \
+    "insmod $KO" "rmmod toa" "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c"

@@ -34,3 +34,12 @@ check_toolchain() {
     [ -x "$KBINDGEN" ] || die "bindgen missing: run scripts/bootstrap.sh"
     if [ "${1:-}" = -v ]; then toolchain_versions | sed 's/^/[toa] toolchain /' >&2; fi
 }
+
+# Bootstrap, then build (or find in the cache) test kernel $1 and toa.ko for
+# it; sets KDIR and KO. Host tools go to $CARGO_TARGET_DIR (exported).
+prepare_kernel_and_module() {
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
+    "$TOA_ROOT/scripts/bootstrap.sh"
+    KDIR=$("$TOA_ROOT/scripts/kernel.sh" "$1")
+    KO=$("$TOA_ROOT/scripts/build-module.sh" "$KDIR" "$TOA_CACHE/module/$1")
+}

@@ -67,6 +67,8 @@ impl Prefix {
             }
             Some(_) => return None,
         };
+        // INVARIANT: `len` is at most 32 (IPv4) or 128 (IPv6), which
+        // `masked` relies on to stay inside the 16 address bytes.
         let p = Prefix {
             v6,
             addr: bytes,

@@ -67,6 +67,9 @@ pub unsafe fn store(child: *mut Sock, client: ClientAddr) -> bool {
             let (stored, refused) = match stash::encode_v6_record(rec as usize) {
                 // SAFETY: the caller guarantees `child` is live; `rec` is a
                 // fresh, unregistered record.
+                // INVARIANT (kept by `toa_v6_attach` under the registry
+                // lock): a registered record is attached to exactly the one
+                // socket whose word names it.
                 Some(word) => match unsafe { kapi::toa_v6_attach(child, rec, word) } {
                     true => (true, None),
                     false => (false, Some(Counter::ToaUserDataBusy)),

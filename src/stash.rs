@@ -71,6 +71,7 @@ pub enum Stashed {
 pub const fn encode_v4(port: [u8; 2], addr: [u8; 4]) -> usize {
     let a = u32::from_be_bytes(addr) as u64;
     let p = u16::from_be_bytes(port) as u64;
+    // INVARIANT: top byte TAG, low byte LOW_V4 (no kernel flag bit set).
     (((TAG as u64) << 56) | (a << 24) | (p << 8) | LOW_V4) as usize
 }
 
@@ -81,6 +82,8 @@ pub const fn encode_v6_record(record: usize) -> Option<usize> {
     if r >> 56 != 0xff || r & !V6_ADDR_BITS & 0x00ff_ffff_ffff_ffff != 0 {
         return None;
     }
+    // INVARIANT: top byte TAG, low four bits clear (no kernel flag bit, and
+    // not LOW_V4), the rest the record's address bits 55..4.
     Some((((TAG as u64) << 56) | (r & V6_ADDR_BITS)) as usize)
 }
 

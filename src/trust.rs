@@ -84,6 +84,8 @@ pub unsafe extern "C" fn toa_trust_write(text: *const u8, len: usize) -> c_int {
     ACTIVE.store(next, Ordering::Release);
     // SAFETY: the caller can sleep.
     unsafe { kapi::toa_synchronize_rcu() };
+    // INVARIANT: a grace period has passed since the other slot stopped
+    // being ACTIVE: no reader holds it, and the next writer may fill it.
     0
 }
 
