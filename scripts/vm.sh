@@ -27,7 +27,9 @@ image=$kdir/arch/x86/boot/bzImage
 rm -rf "$results" && mkdir -p "$results"
 export PATH=$TOA_TOOLS/venv/bin:$PATH
 
-guest="cd '$TOA_ROOT' && { { $cmd; } 2>&1; echo \$? > '$results/rc'; } | tee '$results/output.txt'; dmesg > '$results/dmesg.txt'"
+# Output to a file, not a pipe: daemons a test leaves behind would hold a
+# pipe open (and the VM up) after the command is done.
+guest="cd '$TOA_ROOT' && { $cmd; } > '$results/output.txt' 2>&1 < /dev/null; echo \$? > '$results/rc'; dmesg > '$results/dmesg.txt'"
 set +e
 # vng runs QEMU as a child: run it in a session of its own, so that a
 # timeout (or this script being stopped) takes the whole VM down with it.

@@ -77,8 +77,8 @@ table inet fullnat {
     }
 }
 EOF
-    lb "$balancer" nfqueue 0 254 2>"$work/balancer.log" &
-    lb "$balancer" nat64 nat64 64:ff9b:: 100.64.0.1 254 2>"$work/nat64.log" &
+    lb "$balancer" nfqueue 0 254 >"$work/balancer.log" 2>&1 &
+    lb "$balancer" nat64 nat64 64:ff9b:: 100.64.0.1 254 >"$work/nat64.log" 2>&1 &
     for _ in $(seq 50); do lb ip link show nat64 >/dev/null 2>&1 && break; sleep 0.1; done
     lb ip link set nat64 up
     lb ip -6 route add 64:ff9b::/96 dev nat64
@@ -103,7 +103,7 @@ http {
     }
 }
 EOF
-    be nginx -c "$work/nginx.conf" -p "$work/nginx" || return 1
+    be nginx -c "$work/nginx.conf" -p "$work/nginx" </dev/null >/dev/null 2>&1 || return 1
     be python3 -u -m http.server 8000 --bind 10.2.0.2 2>>"$work/python.log" >/dev/null &
     for _ in $(seq 100); do
         be ss -ltn | grep -q ':8000 ' && be ss -ltn | grep -q ':80 ' && break
@@ -167,7 +167,11 @@ check "NAT64, C server getpeername, with toa: still the balancer (an IPv4 socket
 check "NAT64, C server TOA_SO_GET_LOOKUP, without toa: ENOPROTOOPT" "$(get "$without" nat64-lookup)" ENOPROTOOPT
 check "NAT64, C server TOA_SO_GET_LOOKUP, with toa: the IPv6 client" "$(get "$with" nat64-lookup)" "[fd01::2]"
 
-be nginx -c "$work/nginx.conf" -p "$work/nginx" -s quit 2>/dev/null
-kill %1 %2 %3 2>/dev/null
+# Stop everything the topology runs, and the topology itself.
+for ns in client balancer backend; do
+    ip netns pids $ns 2>/dev/null | xargs -r kill 2>/dev/null
+done
+sleep 0.2
+for ns in client balancer backend; do ip netns del $ns 2>/dev/null; done
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
