@@ -36,22 +36,6 @@ pub unsafe extern "C" fn toa_getname_peek(sk: *const Sock) -> bool {
     }
 }
 
-/// Whether `sk` carries a client recorded by toa (counting nothing): the
-/// accept hook of the per-socket ops mechanism asks this.
-///
-/// # Safety
-///
-/// `sk` must be a live socket for the duration of the call.
-#[no_mangle]
-pub unsafe extern "C" fn toa_sk_has_client(sk: *const Sock) -> bool {
-    // SAFETY: the caller guarantees `sk` is live.
-    let word = unsafe { kapi::toa_sk_user_data(sk) };
-    matches!(
-        stash::decode(word),
-        Stashed::V4 { .. } | Stashed::V6Record(_)
-    )
-}
-
 /// Put the client recorded on IPv4 socket `sk` into `sin`, the peer address
 /// `inet_getname` has just filled in.
 ///

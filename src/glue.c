@@ -17,7 +17,6 @@
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
-#include <linux/kmemleak.h>
 #include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -29,7 +28,6 @@
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
-#include <linux/srcu.h>
 #include <linux/sysctl.h>
 #include <linux/tcp.h>
 #include <linux/uaccess.h>
@@ -400,164 +398,8 @@ static struct fprobe toa_fprobes[] = {
 	TOA_FPROBE(toa_fp_syn_recv_entry, toa_fp_syn_recv_v6_exit, toa_syn_recv_args),
 };
 
-/* ---- Per-socket ops (hook=sockops): no hook on getname at all. ----
- *
- * When a socket carrying a client is accepted (a kprobe on __inet_accept,
- * before the new socket has a file descriptor), its ops pointer is set to a
- * copy of its own ops table whose getname and release are wrappers; every
- * other socket keeps the kernel's table and pays nothing. No kernel table is
- * written: the copies are toa's own memory.
- *
- * Unloading: the copies' getname and release are pointed back at the
- * kernel's functions, then SRCU (wrappers that sleep in lock_sock) and
- * tasks-RCU (wrappers preempted on their way out) grace periods pass, after
- * which no CPU runs toa's code through a copy. A copy still used by open
- * sockets is then kept (it is plain data pointing at kernel functions only);
- * one no socket uses is freed.
- */
-struct toa_sockops {
-	struct proto_ops ops;			/* first: sock->ops points here */
-	const struct proto_ops *orig;
-	atomic_long_t users;			/* sockets whose ops point here */
-};
-
-#define TOA_SOCKOPS_MAX 4
-static struct toa_sockops *toa_sockops_tab[TOA_SOCKOPS_MAX];
-static DEFINE_SPINLOCK(toa_sockops_lock);
-DEFINE_STATIC_SRCU(toa_sockops_srcu);
-
-static const struct toa_sockops *toa_sockops_of(const struct socket *sock)
-{
-	return container_of(READ_ONCE(sock->ops), struct toa_sockops, ops);
-}
-
-static int toa_sockops_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
-{
-	const struct toa_sockops *t = toa_sockops_of(sock);
-	struct toa_getname_args args;
-	int idx, ret;
-
-	idx = srcu_read_lock(&toa_sockops_srcu);
-	ret = t->orig->getname(sock, uaddr, peer);
-	if (toa_getname_begin(&args, sock, uaddr, peer))
-		toa_getname_end(&args, ret, uaddr->sa_family == AF_INET6);
-	srcu_read_unlock(&toa_sockops_srcu, idx);
-	return ret;
-}
-
-static int toa_sockops_release(struct socket *sock)
-{
-	struct toa_sockops *t = (struct toa_sockops *)toa_sockops_of(sock);
-	int idx, ret;
-
-	idx = srcu_read_lock(&toa_sockops_srcu);
-	ret = t->orig->release(sock);
-	atomic_long_dec(&t->users);
-	srcu_read_unlock(&toa_sockops_srcu, idx);
-	return ret;
-}
-
-/* The copy for ops table orig, made on first use (atomic context). */
-static struct toa_sockops *toa_sockops_for(const struct proto_ops *orig)
-{
-	struct toa_sockops *t, *fresh;
-	unsigned long flags;
-	int i;
-
-	for (i = 0; i < TOA_SOCKOPS_MAX; i++) {
-		t = READ_ONCE(toa_sockops_tab[i]);
-		if (t && t->orig == orig)
-			return t;
-	}
-	fresh = kzalloc(sizeof(*fresh), GFP_ATOMIC);
-	if (!fresh)
-		return NULL;
-	fresh->ops = *orig;
-	fresh->ops.getname = toa_sockops_getname;
-	fresh->ops.release = toa_sockops_release;
-	fresh->orig = orig;
-	spin_lock_irqsave(&toa_sockops_lock, flags);
-	for (i = 0; i < TOA_SOCKOPS_MAX; i++) {
-		t = toa_sockops_tab[i];
-		if (t && t->orig == orig)
-			break;
-		if (!t) {
-			smp_store_release(&toa_sockops_tab[i], fresh);
-			t = fresh;
-			fresh = NULL;
-			break;
-		}
-	}
-	spin_unlock_irqrestore(&toa_sockops_lock, flags);
-	kfree(fresh);
-	return i < TOA_SOCKOPS_MAX ? t : NULL;
-}
-
-/* __inet_accept(sock, newsock, newsk): the new socket is not yet installed
- * in a file table, so nothing else reads its ops meanwhile. */
-static int toa_accept_pre(struct kprobe *kp, struct pt_regs *regs)
-{
-	struct socket *newsock = (struct socket *)regs_get_kernel_argument(regs, 1);
-	struct sock *newsk = (struct sock *)regs_get_kernel_argument(regs, 2);
-	struct toa_sockops *t;
-
-	if (!newsock || !newsk || newsk->sk_protocol != IPPROTO_TCP || !newsock->ops ||
-	    !newsock->ops->getname || !newsock->ops->release || !toa_sk_has_client(newsk))
-		return 0;
-	t = toa_sockops_for(newsock->ops);
-	if (!t)
-		return 0;
-	atomic_long_inc(&t->users);
-	WRITE_ONCE(newsock->ops, &t->ops);
-	return 0;
-}
-
-static struct kprobe toa_accept_probe = {
-	.symbol_name = "__inet_accept",
-	.pre_handler = toa_accept_pre,
-};
-
-static void toa_sockops_unregister(void)
-{
-	long in_use = 0;
-	int i;
-
-	unregister_kprobe(&toa_accept_probe);
-	for (i = 0; i < TOA_SOCKOPS_MAX; i++) {
-		struct toa_sockops *t = toa_sockops_tab[i];
-
-		if (!t)
-			continue;
-		WRITE_ONCE(t->ops.getname, t->orig->getname);
-		WRITE_ONCE(t->ops.release, t->orig->release);
-	}
-	synchronize_srcu(&toa_sockops_srcu);
-	synchronize_rcu_tasks();
-	for (i = 0; i < TOA_SOCKOPS_MAX; i++) {
-		struct toa_sockops *t = toa_sockops_tab[i];
-		long users;
-
-		if (!t)
-			continue;
-		toa_sockops_tab[i] = NULL;
-		users = atomic_long_read(&t->users);
-		if (users) {
-			/* Still the ops of open sockets: kept, pointing at the
-			 * kernel's own functions only. */
-			kmemleak_not_leak(t);
-			in_use += users;
-		} else {
-			kfree(t);
-		}
-	}
-	if (in_use)
-		pr_info("kept a %zu-byte ops table for %ld open connections\n",
-			sizeof(struct toa_sockops), in_use);
-}
-
 static bool toa_probe_on[ARRAY_SIZE(toa_kretprobes)];
 static bool toa_use_fprobe;
-static bool toa_use_sockops;
 
 static bool toa_probe_optional(size_t i)
 {
@@ -829,7 +671,7 @@ MODULE_PARM_DESC(tcpopt_addr_v6, "Second TCP option kind carrying the client add
 
 static char *hook = "kretprobe";
 module_param(hook, charp, 0444);
-MODULE_PARM_DESC(hook, "Hook mechanism: kretprobe (default), fprobe or sockops");
+MODULE_PARM_DESC(hook, "Hook mechanism: kretprobe (default) or fprobe");
 
 static const char *toa_probe_symbol(size_t i)
 {
@@ -855,8 +697,6 @@ static int toa_register_probe(size_t i)
 {
 	const char *sym = toa_probe_symbol(i);
 
-	/* fprobe mode places the four hooks with fprobes; sockops mode
-	 * places the two syn_recv ones with kretprobes. */
 	if (toa_use_fprobe)
 		return register_fprobe_syms(&toa_fprobes[i], &sym, 1);
 	return register_kretprobe(&toa_kretprobes[i]);
@@ -871,10 +711,8 @@ static int toa_register_probes(void)
 
 	if (!strcmp(hook, "fprobe")) {
 		toa_use_fprobe = true;
-	} else if (!strcmp(hook, "sockops")) {
-		toa_use_sockops = true;
 	} else if (strcmp(hook, "kretprobe")) {
-		pr_err("unknown hook=%s (kretprobe, fprobe or sockops)\n", hook);
+		pr_err("unknown hook=%s (kretprobe or fprobe)\n", hook);
 		return -EINVAL;
 	}
 	/* Return hooks hold an instance while the function runs, and
@@ -890,18 +728,7 @@ static int toa_register_probes(void)
 
 	if (toa_use_fprobe)
 		pr_info("hooks placed with fprobes\n");
-	if (toa_use_sockops) {
-		pr_info("getname hooked per socket (sockops)\n");
-		err = register_kprobe(&toa_accept_probe);
-		if (err) {
-			pr_err("cannot probe %s: %d\n", toa_accept_probe.symbol_name, err);
-			return err;
-		}
-	}
 	for (i = 0; i < ARRAY_SIZE(toa_kretprobes); i++) {
-		/* With per-socket ops, getname needs no probe. */
-		if (toa_use_sockops && i < 2)
-			continue;
 		err = toa_register_probe(i);
 		if (!err) {
 			toa_probe_on[i] = true;
@@ -911,8 +738,6 @@ static int toa_register_probes(void)
 		} else {
 			pr_err("cannot probe %s with %s: %d\n", toa_probe_symbol(i), hook, err);
 			toa_unregister_probes();
-			if (toa_use_sockops)
-				toa_sockops_unregister();
 			return err;
 		}
 	}
@@ -966,8 +791,6 @@ int toa_glue_register(void)
 
 unregister_probes:
 	toa_unregister_probes();
-	if (toa_use_sockops)
-		toa_sockops_unregister();
 unregister_destruct:
 	unregister_kprobe(&toa_destruct_probe);
 	toa_v6_drain();
@@ -990,8 +813,6 @@ void toa_glue_unregister(void)
 	/* Each unregistration returns once no handler of its runs anywhere. */
 	nf_unregister_sockopt(&toa_sockopt_ops);
 	toa_unregister_probes();
-	if (toa_use_sockops)
-		toa_sockops_unregister();
 	unregister_kprobe(&toa_destruct_probe);
 	drained = toa_v6_drain();
 	if (drained)
