@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * What administrators see and set: the per-CPU counters behind
+ * /proc/net/toa_stats, the sysctls under /proc/sys/net/toa and the module
+ * parameters of the same names. Names, parsing and validation live on the
+ * Rust side (stats.rs, config.rs, trust.rs).
+ */
+#define pr_fmt(fmt) "TOA: " fmt
+
+#include <linux/cpumask.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/sysctl.h>
+#include <net/net_namespace.h>
+
+#include "glue.h"
+#include "glue_internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* Per-CPU counters: names and order belong to stats.rs.                    */
+
+#define TOA_MAX_COUNTERS 32
+
+struct toa_counters {
+	u64 v[TOA_MAX_COUNTERS];
+};
+
+static struct toa_counters __percpu *toa_counters;
+static unsigned int toa_nr_counters;
+
+void toa_stat_inc(unsigned int counter)
+{
+	if (likely(counter < toa_nr_counters))
+		this_cpu_inc(toa_counters->v[counter]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* /proc/net/toa_stats (in every network namespace, same global values).     */
+
+static int toa_stats_show(struct seq_file *seq, void *v)
+{
+	char head[16];
+	unsigned int i;
+	int cpu;
+
+	seq_printf(seq, "%-24s", "");
+	for_each_online_cpu(cpu) {
+		snprintf(head, sizeof(head), "CPU%d", cpu);
+		seq_printf(seq, " %12s", head);
+	}
+	seq_printf(seq, " %12s\n", "total");
+
+	for (i = 0; i < toa_nr_counters; i++) {
+		u64 total = 0;
+
+		seq_printf(seq, "%-24s", toa_stat_name(i));
+		for_each_online_cpu(cpu)
+			seq_printf(seq, " %12llu", per_cpu_ptr(toa_counters, cpu)->v[i]);
+		/* Counts of CPUs gone offline stay in the total. */
+		for_each_possible_cpu(cpu)
+			total += per_cpu_ptr(toa_counters, cpu)->v[i];
+		seq_printf(seq, " %12llu\n", total);
+	}
+
+	/* Not per-CPU: events the probe core could not hand to toa. */
+	seq_printf(seq, "%-24s", "probe_missed");
+	for_each_online_cpu(cpu)
+		seq_printf(seq, " %12s", "-");
+	seq_printf(seq, " %12lu\n", toa_probes_missed());
+	return 0;
+}
+
+static int __net_init toa_net_init(struct net *net)
+{
+	if (!proc_create_single("toa_stats", 0444, net->proc_net, toa_stats_show))
+		return -ENOMEM;
+	return 0;
+}
+
+static void __net_exit toa_net_exit(struct net *net)
+{
+	remove_proc_entry("toa_stats", net->proc_net);
+}
+
+static struct pernet_operations toa_net_ops = {
+	.init = toa_net_init,
+	.exit = toa_net_exit,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Option kinds: /proc/sys/net/toa/{tcpopt_addr,tcpopt_addr_v6} and the       */
+/* module parameters of the same names. Validation lives in config.rs.       */
+
+static int toa_kind_sysctl(const struct ctl_table *table, int write, void *buffer,
+			   size_t *lenp, loff_t *ppos)
+{
+	unsigned int slot = (unsigned long)table->extra1;
+	struct ctl_table tmp = *table;
+	int value, err;
+
+	if (write) {
+		/* A value is written whole, in one write, or not at all. */
+		if (*ppos)
+			return -EINVAL;
+		err = toa_config_write_kind(slot, buffer, *lenp);
+		if (err)
+			return err;
+		*ppos += *lenp;
+		return 0;
+	}
+	value = toa_config_kind(slot);
+	tmp.data = &value;
+	tmp.maxlen = sizeof(value);
+	return proc_dointvec(&tmp, 0, buffer, lenp, ppos);
+}
+
+/*
+ * Trusted sources: /proc/sys/net/toa/trusted_sources and the module
+ * parameter. Parsing and the list live in trust.rs; writers are serialized
+ * here, and a write is taken whole or refused whole.
+ */
+#define TOA_TRUST_TEXT_MAX 4096
+
+static DEFINE_MUTEX(toa_trust_mutex);
+
+static int toa_trust_set(const u8 *text, size_t len)
+{
+	int err;
+
+	mutex_lock(&toa_trust_mutex);
+	err = toa_trust_write(text, len);
+	mutex_unlock(&toa_trust_mutex);
+	return err;
+}
+
+/* The list as text, without a final newline, into buf (size bytes). */
+static void toa_trust_get(char *buf, size_t size)
+{
+	size_t n;
+
+	mutex_lock(&toa_trust_mutex);
+	n = toa_trust_read((u8 *)buf, size - 1);
+	mutex_unlock(&toa_trust_mutex);
+	buf[n] = '\0';
+}
+
+static int toa_trust_sysctl(const struct ctl_table *table, int write, void *buffer,
+			    size_t *lenp, loff_t *ppos)
+{
+	struct ctl_table tmp = *table;
+	char *text;
+	int err;
+
+	if (write) {
+		if (*ppos)
+			return -EINVAL;
+		err = toa_trust_set(buffer, *lenp);
+		if (!err)
+			*ppos += *lenp;
+		return err;
+	}
+	text = kzalloc(TOA_TRUST_TEXT_MAX, GFP_KERNEL);
+	if (!text)
+		return -ENOMEM;
+	toa_trust_get(text, TOA_TRUST_TEXT_MAX);
+	tmp.data = text;
+	tmp.maxlen = TOA_TRUST_TEXT_MAX;
+	err = proc_dostring(&tmp, 0, buffer, lenp, ppos);
+	kfree(text);
+	return err;
+}
+
+static struct ctl_table toa_sysctl_table[] = {
+	{
+		.procname = "tcpopt_addr",
+		.mode = 0644,
+		.proc_handler = toa_kind_sysctl,
+		.extra1 = (void *)0UL,
+	},
+	{
+		.procname = "tcpopt_addr_v6",
+		.mode = 0644,
+		.proc_handler = toa_kind_sysctl,
+		.extra1 = (void *)1UL,
+	},
+	{
+		.procname = "trusted_sources",
+		.mode = 0644,
+		.proc_handler = toa_trust_sysctl,
+	},
+};
+
+static struct ctl_table_header *toa_sysctl_header;
+
+static int toa_kind_param_set(const char *val, const struct kernel_param *kp)
+{
+	return toa_config_write_kind((unsigned long)kp->arg, (const u8 *)val, strlen(val));
+}
+
+static int toa_kind_param_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%d\n", toa_config_kind((unsigned long)kp->arg));
+}
+
+static const struct kernel_param_ops toa_kind_param_ops = {
+	.set = toa_kind_param_set,
+	.get = toa_kind_param_get,
+};
+
+static int toa_trust_param_set(const char *val, const struct kernel_param *kp)
+{
+	return toa_trust_set((const u8 *)val, strlen(val));
+}
+
+static int toa_trust_param_get(char *buf, const struct kernel_param *kp)
+{
+	toa_trust_get(buf, PAGE_SIZE - 1);
+	return strlcat(buf, "\n", PAGE_SIZE);
+}
+
+static const struct kernel_param_ops toa_trust_param_ops = {
+	.set = toa_trust_param_set,
+	.get = toa_trust_param_get,
+};
+
+module_param_cb(trusted_sources, &toa_trust_param_ops, NULL, 0644);
+MODULE_PARM_DESC(trusted_sources, "Balancer prefixes allowed to name a client, e.g. 10.0.0.0/8,fd00::/64 (default empty: all)");
+module_param_cb(tcpopt_addr, &toa_kind_param_ops, (void *)0UL, 0644);
+MODULE_PARM_DESC(tcpopt_addr, "TCP option kind carrying the client address (default 200; 0 disables)");
+module_param_cb(tcpopt_addr_v6, &toa_kind_param_ops, (void *)1UL, 0644);
+MODULE_PARM_DESC(tcpopt_addr_v6, "Second TCP option kind carrying the client address (default 254; 0 disables)");
+
+int toa_admin_register(void)
+{
+	int err;
+
+	toa_nr_counters = toa_stat_count();
+	if (WARN_ON(toa_nr_counters > TOA_MAX_COUNTERS))
+		return -EINVAL;
+	toa_counters = alloc_percpu(struct toa_counters);
+	if (!toa_counters)
+		return -ENOMEM;
+	err = register_pernet_subsys(&toa_net_ops);
+	if (err)
+		goto free_counters;
+	toa_sysctl_header = register_sysctl("net/toa", toa_sysctl_table);
+	if (!toa_sysctl_header) {
+		err = -ENOMEM;
+		goto unregister_pernet;
+	}
+	return 0;
+
+unregister_pernet:
+	unregister_pernet_subsys(&toa_net_ops);
+free_counters:
+	free_percpu(toa_counters);
+	toa_nr_counters = 0;
+	return err;
+}
+
+void toa_admin_unregister(void)
+{
+	unregister_sysctl_table(toa_sysctl_header);
+	unregister_pernet_subsys(&toa_net_ops);
+	toa_nr_counters = 0;
+	free_percpu(toa_counters);
+}
