@@ -37,7 +37,7 @@ setsid vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus 2 \
     ${TOA_QEMU_OPTS:+--qemu-opts="$TOA_QEMU_OPTS"} \
     --rwdir "$results" --verbose --exec "$guest" >"$results/console.log" 2>&1 </dev/null &
 vm=$!
-trap 'kill -KILL -- -$vm 2>/dev/null' EXIT INT TERM
+trap 'kill -KILL -- -$vm 2>/dev/null || true' EXIT INT TERM
 waited=0
 while kill -0 "$vm" 2>/dev/null && [ "$waited" -lt "$timeout" ]; do
     sleep 1
