@@ -97,15 +97,16 @@ static bool toa_getname_begin(struct toa_getname_args *args, struct socket *sock
 	return true;
 }
 
-/* Return of getname: rewrite the peer address it has just written. A
+/* Return of getname (an int: only the low 32 bits of the return register
+ * are its value): rewrite the peer address it has just written. A
  * negative return (-ENOTCONN) left no address to rewrite. */
-static void toa_getname_end(const struct toa_getname_args *args, long ret, bool v6_probe)
+static void toa_getname_end(const struct toa_getname_args *args, int ret, bool v6_probe)
 {
 	if (v6_probe) {
-		if (ret >= (long)sizeof(struct sockaddr_in6) && args->uaddr->sa_family == AF_INET6)
+		if (ret >= (int)sizeof(struct sockaddr_in6) && args->uaddr->sa_family == AF_INET6)
 			toa_getname_v6(args->sock->sk, (struct sockaddr_in6 *)args->uaddr);
 	} else {
-		if (ret >= (long)sizeof(struct sockaddr_in) && args->uaddr->sa_family == AF_INET)
+		if (ret >= (int)sizeof(struct sockaddr_in) && args->uaddr->sa_family == AF_INET)
 			toa_getname_v4(args->sock->sk, (struct sockaddr_in *)args->uaddr);
 	}
 }
@@ -140,13 +141,13 @@ static int toa_kr_getname_entry(struct kretprobe_instance *ri, struct pt_regs *r
 
 static int toa_kr_getname_v4_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
-	toa_getname_end((void *)ri->data, (long)regs_return_value(regs), false);
+	toa_getname_end((void *)ri->data, (int)regs_return_value(regs), false);
 	return 0;
 }
 
 static int toa_kr_getname_v6_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
-	toa_getname_end((void *)ri->data, (long)regs_return_value(regs), true);
+	toa_getname_end((void *)ri->data, (int)regs_return_value(regs), true);
 	return 0;
 }
 
@@ -208,13 +209,13 @@ static int toa_fp_getname_entry(struct fprobe *fp, unsigned long ip, unsigned lo
 static void toa_fp_getname_v4_exit(struct fprobe *fp, unsigned long ip, unsigned long ret_ip,
 				   toa_fregs *regs, void *data)
 {
-	toa_getname_end(data, (long)toa_fp_ret(regs), false);
+	toa_getname_end(data, (int)toa_fp_ret(regs), false);
 }
 
 static void toa_fp_getname_v6_exit(struct fprobe *fp, unsigned long ip, unsigned long ret_ip,
 				   toa_fregs *regs, void *data)
 {
-	toa_getname_end(data, (long)toa_fp_ret(regs), true);
+	toa_getname_end(data, (int)toa_fp_ret(regs), true);
 }
 
 #define TOA_FPROBE(entry, exit, args) {				\

@@ -213,6 +213,12 @@ fn short_len(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Expect TOA_SO_GET_LOOKUP on `fd` to fail with `errno`.
+fn expect_lookup_errno(fd: &impl AsRawFd, errno: i32, what: &str) -> Result<()> {
+    ensure_eq!(sock::toa_lookup(fd.as_raw_fd(), 20)?, Err(errno), "{what}");
+    Ok(())
+}
+
 fn no_client(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     for (listener, transport) in [
@@ -221,35 +227,16 @@ fn no_client(ctx: &Ctx) -> Result<()> {
     ] {
         let l = listener.open()?;
         let a = handshake_to(ctx, &l, transport, &with_ack(vec![]), Accept::Accept)?;
-        ensure_eq!(
-            sock::toa_lookup(a.fd.as_raw_fd(), 20)?,
-            Err(libc::ENOENT),
-            "{listener:?}"
-        );
-        ensure_eq!(
-            sock::toa_lookup(l.as_raw_fd(), 20)?,
-            Err(libc::ENOENT),
-            "{listener:?} listener itself"
-        );
+        expect_lookup_errno(&a.fd, libc::ENOENT, &format!("{listener:?}"))?;
+        expect_lookup_errno(&l, libc::ENOENT, &format!("{listener:?} listener itself"))?;
     }
     Ok(())
 }
 
 fn not_tcp(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
-    let u = UdpSocket::bind("127.0.0.1:0")?;
-    ensure_eq!(
-        sock::toa_lookup(u.as_raw_fd(), 20)?,
-        Err(libc::EOPNOTSUPP),
-        "UDP"
-    );
-    let u6 = UdpSocket::bind("[::1]:0")?;
-    ensure_eq!(
-        sock::toa_lookup(u6.as_raw_fd(), 20)?,
-        Err(libc::EOPNOTSUPP),
-        "UDPv6"
-    );
-    Ok(())
+    expect_lookup_errno(&UdpSocket::bind("127.0.0.1:0")?, libc::EOPNOTSUPP, "UDP")?;
+    expect_lookup_errno(&UdpSocket::bind("[::1]:0")?, libc::EOPNOTSUPP, "UDPv6")
 }
 
 fn not_loaded(ctx: &Ctx) -> Result<()> {
@@ -380,11 +367,7 @@ fn rmmod_live6(ctx: &Ctx) -> Result<()> {
             a.conn.local,
             "after reload"
         );
-        ensure_eq!(
-            sock::toa_lookup(a.fd.as_raw_fd(), 20)?,
-            Err(libc::ENOENT),
-            "lookup after reload"
-        );
+        expect_lookup_errno(&a.fd, libc::ENOENT, "lookup after reload")?;
     }
     // An IPv4 client lives in the socket word itself and is shown again.
     ensure_eq!(
