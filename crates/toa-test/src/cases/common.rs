@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use anyhow::Result;
 
-use crate::Ctx;
+use crate::{ensure_eq, Ctx};
 use toa_test::peer::{self, Conn, Handshake};
 use toa_test::sock::{self, Accept};
 
@@ -95,6 +95,20 @@ pub struct Accepted<'t> {
     pub peer: SocketAddr,
     pub fd: OwnedFd,
     pub conn: Conn<'t>,
+}
+
+impl Accepted<'_> {
+    /// Send `payload` from the peer and expect the accepted socket to read
+    /// exactly it: the connection still carries data.
+    pub fn expect_data(&mut self, payload: &[u8], what: &str) -> Result<()> {
+        self.conn.send(&[], payload)?;
+        ensure_eq!(
+            sock::read_some(self.fd.as_raw_fd(), 100)?,
+            payload.to_vec(),
+            "{what}"
+        );
+        Ok(())
+    }
 }
 
 /// Handshake from the balancer over `transport` to listener `l`, accept it

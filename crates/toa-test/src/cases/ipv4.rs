@@ -380,12 +380,7 @@ fn rmmod_live(ctx: &Ctx) -> Result<()> {
         a.conn.local,
         "getpeername() after rmmod"
     );
-    a.conn.send(&[], b"still here")?;
-    ensure_eq!(
-        sock::read_some(a.fd.as_raw_fd(), 100)?,
-        b"still here".to_vec(),
-        "data after rmmod"
-    );
+    a.expect_data(b"still here", "data after rmmod")?;
     ctx.insmod(&[])?;
     // What toa recorded stays on the socket: a reloaded toa shows it again.
     ensure_eq!(

@@ -353,12 +353,7 @@ fn rmmod_live6(ctx: &Ctx) -> Result<()> {
             "without toa"
         );
     }
-    v4.conn.send(&[], b"after rmmod")?;
-    ensure_eq!(
-        sock::read_some(v4.fd.as_raw_fd(), 64)?,
-        b"after rmmod".to_vec(),
-        "data without toa"
-    );
+    v4.expect_data(b"after rmmod", "data without toa")?;
     ctx.insmod(&[])?;
     // The records went with the old module: the new one never reads them.
     for a in &v6 {
