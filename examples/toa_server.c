@@ -13,6 +13,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +44,11 @@ static void format_addr(const struct sockaddr_storage *ss, char *out, size_t siz
 
 int main(int argc, char **argv)
 {
-	struct sockaddr_storage bind_addr = { 0 };
-	socklen_t bind_len;
+	const struct addrinfo hints = {
+		.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
+		.ai_socktype = SOCK_STREAM,
+	};
+	struct addrinfo *ai;
 	int fd, one = 1, count, i;
 
 	if (argc < 3) {
@@ -52,30 +56,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	count = argc > 3 ? atoi(argv[3]) : 1;
-	if (strchr(argv[1], ':')) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&bind_addr;
+	if (getaddrinfo(argv[1], argv[2], &hints, &ai))
+		return 2;
 
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(atoi(argv[2]));
-		if (inet_pton(AF_INET6, argv[1], &sin6->sin6_addr) != 1)
-			return 2;
-		bind_len = sizeof(*sin6);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&bind_addr;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(atoi(argv[2]));
-		if (inet_pton(AF_INET, argv[1], &sin->sin_addr) != 1)
-			return 2;
-		bind_len = sizeof(*sin);
-	}
-
-	fd = socket(bind_addr.ss_family, SOCK_STREAM, 0);
+	fd = socket(ai->ai_family, SOCK_STREAM, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&bind_addr, bind_len) || listen(fd, 128)) {
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 128)) {
 		perror("listen");
 		return 1;
 	}
+	freeaddrinfo(ai);
 	printf("ready\n");
 	fflush(stdout);
 
