@@ -74,8 +74,7 @@ pub unsafe extern "C" fn toa_getname_v4(sk: *const Sock, sin: *mut SockaddrIn) {
 pub unsafe extern "C" fn toa_getname_v6(sk: *const Sock, sin6: *mut SockaddrIn6) {
     // SAFETY: the caller guarantees `sk` is live.
     let (port, addr) = match unsafe { record::lookup(sk) } {
-        Recorded::Client(ClientAddr::V4 { port, addr }) => (port, v4_mapped(addr)),
-        Recorded::Client(ClientAddr::V6 { port, addr }) => (port, addr),
+        Recorded::Client(client) => client.to_v6(),
         Recorded::Empty | Recorded::Foreign | Recorded::Stale => {
             stats::inc(Counter::GetnameToaMismatch);
             return;
@@ -89,13 +88,4 @@ pub unsafe extern "C" fn toa_getname_v6(sk: *const Sock, sin6: *mut SockaddrIn6)
     // is not on one of this host's links.
     sin6.sin6_scope_id = 0;
     stats::inc(Counter::GetnameToaOk);
-}
-
-/// `::ffff:a.b.c.d`, the IPv4-mapped IPv6 address of `addr`.
-pub fn v4_mapped(addr: [u8; 4]) -> [u8; 16] {
-    let mut m = [0u8; 16];
-    m[10] = 0xff;
-    m[11] = 0xff;
-    m[12..].copy_from_slice(&addr);
-    m
 }

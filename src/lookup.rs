@@ -11,11 +11,9 @@ use core::ffi::c_int;
 
 use kernel::error::code::ENOENT;
 
-use crate::getname::v4_mapped;
 use crate::kapi::{Nat64Peer, Sock};
 use crate::record::{self, Recorded};
 use crate::stats::{self, Counter};
-use crate::wire::ClientAddr;
 
 /// Fill `out` with the client recorded on TCP socket `sk`: 0, or `-ENOENT`
 /// if none is (and `out` is left as it was).
@@ -28,8 +26,7 @@ use crate::wire::ClientAddr;
 pub unsafe extern "C" fn toa_lookup(sk: *const Sock, out: *mut Nat64Peer) -> c_int {
     // SAFETY: the caller guarantees `sk` is live.
     let (port, addr) = match unsafe { record::lookup(sk) } {
-        Recorded::Client(ClientAddr::V4 { port, addr }) => (port, v4_mapped(addr)),
-        Recorded::Client(ClientAddr::V6 { port, addr }) => (port, addr),
+        Recorded::Client(client) => client.to_v6(),
         Recorded::Empty | Recorded::Foreign | Recorded::Stale => {
             stats::inc(Counter::LookupToaNone);
             return ENOENT.to_errno();

@@ -86,6 +86,21 @@ impl ClientAddr {
         }
     }
 
+    /// The client as an IPv6 port and address (both network order): an IPv4
+    /// client as its IPv4-mapped address, `::ffff:a.b.c.d`.
+    pub fn to_v6(self) -> ([u8; 2], [u8; 16]) {
+        match self {
+            ClientAddr::V4 { port, addr } => {
+                let mut mapped = [0u8; 16];
+                mapped[10] = 0xff;
+                mapped[11] = 0xff;
+                mapped[12..].copy_from_slice(&addr);
+                (port, mapped)
+            }
+            ClientAddr::V6 { port, addr } => (port, addr),
+        }
+    }
+
     /// The option bytes a balancer would send for this address with `kind`.
     ///
     /// Returns the buffer and how many of its bytes are the option.
@@ -253,6 +268,17 @@ mod tests {
     fn ipv4_option_alone() {
         assert_eq!(scan(&opt(V4, 200), K), Scan::Found(V4));
         assert_eq!(V4.port(), 8080);
+    }
+
+    #[test]
+    fn to_v6_maps_ipv4_and_keeps_ipv6() {
+        let mut mapped = [0u8; 16];
+        mapped[10..].copy_from_slice(&[0xff, 0xff, 192, 0, 2, 7]);
+        assert_eq!(V4.to_v6(), ([0x1f, 0x90], mapped));
+        let ClientAddr::V6 { port, addr } = V6 else {
+            unreachable!()
+        };
+        assert_eq!(V6.to_v6(), (port, addr));
     }
 
     #[test]
