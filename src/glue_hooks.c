@@ -26,7 +26,6 @@
 #include "glue.h"
 #include "glue_internal.h"
 
-
 /*
  * Two hooks with an entry and a return side each, on two functions each:
  *
@@ -158,14 +157,26 @@ static int toa_kr_getname_v6_return(struct kretprobe_instance *ri, struct pt_reg
 	.data_size = sizeof(struct args),			\
 }
 
-/* In registration order: getname before syn_recv, so that every client
- * recorded is shown. The IPv6 ones are optional (IPv6 may be a module that
- * is not loaded: then toa serves IPv4 only). */
-static struct kretprobe toa_kretprobes[] = {
-	TOA_KRETPROBE("inet_getname", toa_kr_getname_entry, toa_kr_getname_v4_return, toa_getname_args),
-	TOA_KRETPROBE("inet6_getname", toa_kr_getname_entry, toa_kr_getname_v6_return, toa_getname_args),
-	TOA_KRETPROBE("tcp_v4_syn_recv_sock", toa_kr_syn_recv_entry, toa_kr_syn_recv_v4_return, toa_syn_recv_args),
-	TOA_KRETPROBE("tcp_v6_syn_recv_sock", toa_kr_syn_recv_entry, toa_kr_syn_recv_v6_return, toa_syn_recv_args),
+/* The probed functions, in registration order: getname before syn_recv, so
+ * that every client recorded is shown. The IPv6 ones are optional (IPv6 may
+ * be a module that is not loaded: then toa serves IPv4 only). */
+enum toa_probe {
+	TOA_GETNAME_V4,
+	TOA_GETNAME_V6,
+	TOA_SYN_RECV_V4,
+	TOA_SYN_RECV_V6,
+	TOA_NR_PROBES,
+};
+
+static struct kretprobe toa_kretprobes[TOA_NR_PROBES] = {
+	[TOA_GETNAME_V4] = TOA_KRETPROBE("inet_getname", toa_kr_getname_entry,
+					 toa_kr_getname_v4_return, toa_getname_args),
+	[TOA_GETNAME_V6] = TOA_KRETPROBE("inet6_getname", toa_kr_getname_entry,
+					 toa_kr_getname_v6_return, toa_getname_args),
+	[TOA_SYN_RECV_V4] = TOA_KRETPROBE("tcp_v4_syn_recv_sock", toa_kr_syn_recv_entry,
+					  toa_kr_syn_recv_v4_return, toa_syn_recv_args),
+	[TOA_SYN_RECV_V6] = TOA_KRETPROBE("tcp_v6_syn_recv_sock", toa_kr_syn_recv_entry,
+					  toa_kr_syn_recv_v6_return, toa_syn_recv_args),
 };
 
 /* ---- fprobes: the same, on the function tracer's entry and exit. ---- */
@@ -224,20 +235,27 @@ static void toa_fp_getname_v6_exit(struct fprobe *fp, unsigned long ip, unsigned
 	.entry_data_size = sizeof(struct args),			\
 }
 
-/* Same order and symbols as toa_kretprobes. */
-static struct fprobe toa_fprobes[] = {
-	TOA_FPROBE(toa_fp_getname_entry, toa_fp_getname_v4_exit, toa_getname_args),
-	TOA_FPROBE(toa_fp_getname_entry, toa_fp_getname_v6_exit, toa_getname_args),
-	TOA_FPROBE(toa_fp_syn_recv_entry, toa_fp_syn_recv_v4_exit, toa_syn_recv_args),
-	TOA_FPROBE(toa_fp_syn_recv_entry, toa_fp_syn_recv_v6_exit, toa_syn_recv_args),
+/* The same functions (symbols from toa_kretprobes). */
+static struct fprobe toa_fprobes[TOA_NR_PROBES] = {
+	[TOA_GETNAME_V4] = TOA_FPROBE(toa_fp_getname_entry, toa_fp_getname_v4_exit, toa_getname_args),
+	[TOA_GETNAME_V6] = TOA_FPROBE(toa_fp_getname_entry, toa_fp_getname_v6_exit, toa_getname_args),
+	[TOA_SYN_RECV_V4] = TOA_FPROBE(toa_fp_syn_recv_entry, toa_fp_syn_recv_v4_exit,
+				       toa_syn_recv_args),
+	[TOA_SYN_RECV_V6] = TOA_FPROBE(toa_fp_syn_recv_entry, toa_fp_syn_recv_v6_exit,
+				       toa_syn_recv_args),
 };
 
-static bool toa_probe_on[ARRAY_SIZE(toa_kretprobes)];
+static bool toa_probe_on[TOA_NR_PROBES];
 static bool toa_use_fprobe;
 
 static bool toa_probe_optional(size_t i)
 {
-	return i == 1 || i == 3;
+	return i == TOA_GETNAME_V6 || i == TOA_SYN_RECV_V6;
+}
+
+static bool toa_probe_is_getname(size_t i)
+{
+	return i == TOA_GETNAME_V4 || i == TOA_GETNAME_V6;
 }
 
 /* Every TCP socket (v4, v6, mapped) is destroyed through inet_sock_destruct
@@ -261,7 +279,7 @@ unsigned long toa_probes_missed(void)
 	unsigned long missed = toa_destruct_probe.nmissed;
 	size_t i;
 
-	for (i = 0; i < ARRAY_SIZE(toa_kretprobes); i++) {
+	for (i = 0; i < TOA_NR_PROBES; i++) {
 		if (!toa_probe_on[i])
 			continue;
 		if (toa_use_fprobe)
@@ -318,7 +336,7 @@ static const char *toa_probe_symbol(size_t i)
 
 static void toa_unregister_probes(void)
 {
-	size_t i = ARRAY_SIZE(toa_kretprobes);
+	size_t i = TOA_NR_PROBES;
 
 	while (i--) {
 		if (toa_probe_on[i]) {
@@ -357,16 +375,16 @@ static int toa_register_probes(void)
 	 * inet_getname may sleep in lock_sock(): size the pools for many
 	 * concurrent callers (a miss leaves the kernel's answer and shows in
 	 * toa_stats as probe_missed). 6.14+ fprobes need no pool. */
-	for (i = 0; i < ARRAY_SIZE(toa_kretprobes); i++)
-		toa_kretprobes[i].maxactive = i < 2 ? getname_max : syn_recv_max;
+	for (i = 0; i < TOA_NR_PROBES; i++)
+		toa_kretprobes[i].maxactive = toa_probe_is_getname(i) ? getname_max : syn_recv_max;
 #ifndef TOA_FPROBE_FTRACE_REGS
-	for (i = 0; i < ARRAY_SIZE(toa_fprobes); i++)
-		toa_fprobes[i].nr_maxactive = i < 2 ? getname_max : syn_recv_max;
+	for (i = 0; i < TOA_NR_PROBES; i++)
+		toa_fprobes[i].nr_maxactive = toa_probe_is_getname(i) ? getname_max : syn_recv_max;
 #endif
 
 	if (toa_use_fprobe)
 		pr_info("hooks placed with fprobes\n");
-	for (i = 0; i < ARRAY_SIZE(toa_kretprobes); i++) {
+	for (i = 0; i < TOA_NR_PROBES; i++) {
 		err = toa_register_probe(i);
 		if (!err) {
 			toa_probe_on[i] = true;
