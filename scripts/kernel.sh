@@ -86,6 +86,11 @@ key=$( {
 } | sha256sum | cut -c1-12)
 out=$TOA_CACHE/kernels/$flavour-$debver-$key
 ln -sfn "$(basename "$out")" "$TOA_CACHE/kernels/$flavour"
+# If another run is building this very kernel, wait for it to finish (then
+# the recipe below finds it complete) instead of building it over it.
+if ! [ -e "$out/.complete" ] && [ -e "$TOA_CACHE/kernels/.$flavour.lock" ]; then
+    flock "$TOA_CACHE/kernels/.$flavour.lock" true
+fi
 
 # --- recipe ---
 if [ -e "$out/.complete" ]; then
