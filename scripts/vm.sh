@@ -33,7 +33,7 @@ guest="cd '$TOA_ROOT' && { $cmd; } > '$results/output.txt' 2>&1 < /dev/null; ech
 set +e
 # vng runs QEMU as a child: run it in a session of its own, so that a
 # timeout (or this script being stopped) takes the whole VM down with it.
-setsid vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus 2 \
+setsid vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus "${TOA_VM_CPUS:-2}" \
     ${TOA_QEMU_OPTS:+--qemu-opts="$TOA_QEMU_OPTS"} \
     --rwdir "$results" --verbose --exec "$guest" >"$results/console.log" 2>&1 </dev/null &
 vm=$!

@@ -35,8 +35,8 @@ struct toa_handshake {
 void toa_on_child(struct sock *child, const struct toa_handshake *hs);
 /* getname.rs */
 bool toa_getname_peek(const struct sock *sk);
-void toa_getname_v4(const struct sock *sk, struct sockaddr_in *sin);
-void toa_getname_v6(const struct sock *sk, struct sockaddr_in6 *sin6);
+void toa_getname_v4(const struct sock *sk, unsigned long word, struct sockaddr_in *sin);
+void toa_getname_v6(const struct sock *sk, unsigned long word, struct sockaddr_in6 *sin6);
 /* lookup.rs: 0 or -ENOENT */
 int toa_lookup(const struct sock *sk, struct toa_nat64_peer *out);
 /* record.rs */

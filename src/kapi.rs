@@ -102,16 +102,18 @@ unsafe extern "C" {
     pub fn toa_v6_new(client: *const V6Client) -> *mut c_void;
     /// Free a record that is not registered.
     pub fn toa_v6_free(rec: *mut c_void);
-    /// Under the registry lock: store `word` in `sk->sk_user_data` if it is
-    /// NULL and register `rec`; whether both happened.
+    /// Under the lock of `rec`'s registry bucket: store `word` in
+    /// `sk->sk_user_data` if it is NULL and register `rec`; whether both
+    /// happened.
     pub fn toa_v6_attach(sk: *mut Sock, rec: *mut c_void, word: usize) -> bool;
-    /// Under the registry lock: if `rec` is registered and attached to
-    /// `sk`, copy its client to `out`; whether it was. `rec` is not
-    /// dereferenced otherwise.
+    /// Under `rcu_read_lock()` (no lock taken): if `rec` is registered and
+    /// attached to `sk`, copy its client to `out`; whether it was. `rec` is
+    /// not dereferenced otherwise.
     pub fn toa_v6_lookup(sk: *const Sock, rec: usize, out: *mut V6Client) -> bool;
-    /// Under the registry lock: if `rec` is registered and attached to
-    /// `sk`, unregister it, clear `sk->sk_user_data` if it still holds
-    /// `word`, and free it; whether it was.
+    /// Under the lock of `rec`'s registry bucket: if `rec` is registered
+    /// and attached to `sk`, unregister it, clear `sk->sk_user_data` if it
+    /// still holds `word`, and free it after an RCU grace period; whether it
+    /// was.
     pub fn toa_v6_release(sk: *mut Sock, word: usize, rec: usize) -> bool;
 }
 

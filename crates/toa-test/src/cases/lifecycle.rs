@@ -53,7 +53,6 @@ pub const COUNTERS: &[&str] = &[
     "getname_toa_ok",
     "getname_toa_mismatch",
     "getname_toa_bypass",
-    "getname_toa_empty",
     "toa_malformed",
 ];
 
