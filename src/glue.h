@@ -55,6 +55,7 @@ const char *toa_stat_name(unsigned int index);
 
 int toa_glue_register(void);
 void toa_glue_unregister(void);
+int toa_hook_kind(void);
 void toa_stat_inc(unsigned int counter);
 void toa_synchronize_rcu(void);
 unsigned long toa_sk_user_data(const struct sock *sk);

@@ -444,6 +444,14 @@ static int toa_choose_getname_hook(void)
 	return 0;
 }
 
+/* Mirrors kapi::hook_name. */
+int toa_hook_kind(void)
+{
+	if (toa_getname_redirected)
+		return toa_redirect_direct_active() ? 0 : 1;
+	return toa_use_fprobe ? 3 : 2;
+}
+
 static void toa_unregister_getname_hook(void)
 {
 	if (toa_getname_redirected)

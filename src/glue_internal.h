@@ -33,6 +33,7 @@ enum toa_redirect_kind {
 	TOA_REDIRECT_DIRECT,
 };
 bool toa_redirect_direct_available(void);
+bool toa_redirect_direct_active(void);
 int toa_redirect_register(enum toa_redirect_kind kind);
 void toa_redirect_unregister(void);
 void toa_redirect_enter(void);

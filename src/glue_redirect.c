@@ -388,6 +388,11 @@ bool toa_redirect_direct_available(void)
 	return TOA_HAVE_DIRECT;
 }
 
+bool toa_redirect_direct_active(void)
+{
+	return toa_redirect_active == TOA_REDIRECT_DIRECT;
+}
+
 int toa_redirect_register(enum toa_redirect_kind kind)
 {
 	int err;

@@ -87,6 +87,9 @@ unsafe extern "C" {
     fn toa_glue_register() -> c_int;
     /// Undo [`toa_glue_register`]; returns once no probe handler runs.
     fn toa_glue_unregister();
+    /// The mechanism hooking `getpeername()`/`accept()` now: 0 direct,
+    /// 1 ftrace, 2 kretprobe, 3 fprobe.
+    fn toa_hook_kind() -> c_int;
     /// Count one event on this CPU; an out-of-range `counter` is ignored.
     pub fn toa_stat_inc(counter: c_uint);
     /// `sk->sk_user_data`, read once, as a word.
@@ -121,6 +124,18 @@ unsafe extern "C" {
 pub fn register() -> Result {
     // SAFETY: called once, from module init, before anything is registered.
     to_result(unsafe { toa_glue_register() })
+}
+
+/// The mechanism hooking `getpeername()`/`accept()`, as `hook=` names it.
+pub fn hook_name() -> &'static str {
+    // SAFETY: `toa_hook_kind` only reads the glue's registration state.
+    match unsafe { toa_hook_kind() } {
+        0 => "direct",
+        1 => "ftrace",
+        2 => "kretprobe",
+        3 => "fprobe",
+        _ => "?",
+    }
 }
 
 /// Unregister everything [`register`] registered.

@@ -129,6 +129,8 @@ fn bad_parameters(ctx: &Ctx) -> Result<()> {
         "tcpopt_addr_v6=-1",
         "tcpopt_addr=abc",
         "tcpopt_addr=2",
+        "hook=bogus",
+        "hook=",
     ] {
         if ctx.insmod(&[bad]).is_ok() {
             kmod::rmmod()?;
