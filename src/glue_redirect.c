@@ -33,10 +33,11 @@
  * Unloading: once the registration is gone no new call is redirected, but
  * calls already redirected may still be in the wrapper (the original sleeps
  * in lock_sock()). Each redirected call counts itself in before it calls
- * the original and out after its last use of toa's data; unload waits for
- * an RCU-tasks grace period (after which every redirected call has counted
- * itself in), for the count to reach zero, and for another grace period,
- * after which no task can be on the wrapper's last instructions.
+ * the original and out after its last use of toa's data; unregistering
+ * waits for an RCU-tasks grace period (after which every redirected call
+ * has counted itself in), then unload waits for the count to reach zero,
+ * and for another grace period, after which no task can be on the
+ * wrapper's last instructions.
  */
 #define pr_fmt(fmt) "TOA: " fmt
 
@@ -97,9 +98,10 @@ static void toa_redirects_drain(void)
 {
 	unsigned int waited = 0;
 
-	/* Every redirection decided before the registration went away has
-	 * counted itself in once its task has passed a voluntary switch. */
-	synchronize_rcu_tasks();
+	/* Unregistering a dynamic ftrace_ops (a module's) returns only after
+	 * an RCU-tasks grace period (ftrace_shutdown(): its callers must be
+	 * done before the ops can be freed), so every call redirected before
+	 * has left the trampoline and counted itself in by now. */
 	while (toa_redirects_pending() > 0) {
 		if (++waited == 1000)
 			pr_info("waiting for getpeername() calls in progress to finish\n");
@@ -159,14 +161,14 @@ static int toa_ftrace_v6_wrapper(struct socket *sock, struct sockaddr *uaddr, in
 static void notrace toa_ftrace_getname(unsigned long ip, unsigned long parent_ip,
 				       struct ftrace_ops *ops, struct ftrace_regs *fregs);
 
-static struct ftrace_ops toa_ftrace_ops[TOA_REDIRECT_NR] = {
-	[0 ... TOA_REDIRECT_NR - 1] = {
-		.func = toa_ftrace_getname,
-		.flags = FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT
+/* One ops for both functions: unregistering it costs one set of grace
+ * periods. */
+static struct ftrace_ops toa_ftrace_ops = {
+	.func = toa_ftrace_getname,
+	.flags = FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT
 #ifndef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
-			 | FTRACE_OPS_FL_SAVE_REGS
+		 | FTRACE_OPS_FL_SAVE_REGS
 #endif
-	},
 };
 
 static void notrace toa_ftrace_getname(unsigned long ip, unsigned long parent_ip,
@@ -182,47 +184,45 @@ static void notrace toa_ftrace_getname(unsigned long ip, unsigned long parent_ip
 	if (within_module_mem_type(parent_ip, THIS_MODULE, MOD_TEXT))
 		return;
 #if IS_ENABLED(CONFIG_IPV6)
-	if (ops == &toa_ftrace_ops[TOA_REDIRECT_V6])
+	/* ip is the tracer's call site, a few bytes into the function it is
+	 * in: the nearer start below it names the function. */
+	if (ip - (unsigned long)inet6_getname < ip - (unsigned long)inet_getname)
 		wrapper = (unsigned long)toa_ftrace_v6_wrapper;
 #endif
 	toa_redirect_enter();
 	ftrace_regs_set_instruction_pointer(fregs, wrapper);
 }
 
-static bool toa_ftrace_on[TOA_REDIRECT_NR];
+static bool toa_ftrace_on;
 
 static void toa_ftrace_unregister(void)
 {
-	size_t i;
-
-	for (i = 0; i < TOA_REDIRECT_NR; i++) {
-		if (!toa_ftrace_on[i])
-			continue;
-		WARN_ON(unregister_ftrace_function(&toa_ftrace_ops[i]));
-		ftrace_free_filter(&toa_ftrace_ops[i]);
-		toa_ftrace_on[i] = false;
-	}
+	if (!toa_ftrace_on)
+		return;
+	WARN_ON(unregister_ftrace_function(&toa_ftrace_ops));
+	ftrace_free_filter(&toa_ftrace_ops);
+	toa_ftrace_on = false;
 }
 
 static int toa_ftrace_register(void)
 {
+	unsigned long ips[TOA_REDIRECT_NR];
 	size_t i;
 	int err;
 
-	for (i = 0; i < TOA_REDIRECT_NR; i++) {
-		err = ftrace_set_filter_ip(&toa_ftrace_ops[i], toa_redirect_func(i), 0, 0);
-		if (!err) {
-			err = register_ftrace_function(&toa_ftrace_ops[i]);
-			if (err)
-				ftrace_free_filter(&toa_ftrace_ops[i]);
-		}
-		if (err) {
-			pr_info("cannot redirect %s with ftrace (%d)\n", toa_redirect_names[i], err);
-			toa_ftrace_unregister();
-			return err;
-		}
-		toa_ftrace_on[i] = true;
+	for (i = 0; i < TOA_REDIRECT_NR; i++)
+		ips[i] = toa_redirect_func(i);
+	err = ftrace_set_filter_ips(&toa_ftrace_ops, ips, TOA_REDIRECT_NR, 0, 0);
+	if (!err) {
+		err = register_ftrace_function(&toa_ftrace_ops);
+		if (err)
+			ftrace_free_filter(&toa_ftrace_ops);
 	}
+	if (err) {
+		pr_info("cannot redirect getname with ftrace (%d)\n", err);
+		return err;
+	}
+	toa_ftrace_on = true;
 	return 0;
 }
 
