@@ -11,7 +11,7 @@
 #    range), and how IPv6 lookups scale from one thread to two.
 #
 # BENCH_CLOCKS (default "icount wall"), BENCH_REPS and BENCH_HOOKS (default
-# ftrace,kretprobe,fprobe) tune it.
+# direct,ftrace,kretprobe,fprobe) tune it.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$TOA_ROOT"
@@ -19,14 +19,16 @@ cd "$TOA_ROOT"
 kernel=${TOA_KERNEL:-7.3}
 prepare_kernel_and_module "$kernel"
 cargo build --release -q -p toa-test --bin toa-bench
-hooks=${BENCH_HOOKS:-ftrace,kretprobe,fprobe}
+hooks=${BENCH_HOOKS:-direct,ftrace,kretprobe,fprobe}
 for clock in ${BENCH_CLOCKS:-icount wall}; do
     args=(--module "$KO" --clock "$clock" --hooks "$hooks")
     [ -n "${BENCH_REPS:-}" ] && args+=(--reps "$BENCH_REPS")
     if [ "$clock" = icount ]; then
-        export TOA_VM_CPUS=1 TOA_QEMU_OPTS="-icount shift=0,sleep=off"
+        export TOA_VM_CPUS=1 TOA_VM_ACCEL=tcg TOA_QEMU_OPTS="-icount shift=0,sleep=off"
     else
-        export TOA_VM_CPUS=2 TOA_QEMU_OPTS=
+        # Two vCPUs on two host threads: the scaling measurement needs them
+        # to run at the same time.
+        export TOA_VM_CPUS=2 TOA_VM_ACCEL=tcg,thread=multi TOA_QEMU_OPTS=
         args+=(--scaling)
     fi
     log "bench on kernel $kernel, clock $clock"
