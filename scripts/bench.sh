@@ -4,7 +4,14 @@
 # unloaded vs loaded with each hook mechanism, interleaved repetitions,
 # ratios printed as the last lines. See docs/performance.md.
 #
-# BENCH_REPS (default 7) and BENCH_HOOKS (default kretprobe,fprobe) tune it.
+# Two runs, two clocks:
+#  - icount: one vCPU under QEMU's `-icount shift=0,sleep=off`, where the
+#    guest clock counts emulated instructions: exact, repeatable ratios;
+#  - wall: two vCPUs under multi-threaded TCG: noisy ratios (median and
+#    range), and how IPv6 lookups scale from one thread to two.
+#
+# BENCH_CLOCKS (default "icount wall"), BENCH_REPS and BENCH_HOOKS (default
+# direct,ftrace,kretprobe,fprobe) tune it.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$TOA_ROOT"
@@ -12,6 +19,19 @@ cd "$TOA_ROOT"
 kernel=${TOA_KERNEL:-7.3}
 prepare_kernel_and_module "$kernel"
 cargo build --release -q -p toa-test --bin toa-bench
-TOA_VM_TIMEOUT=3600 scripts/vm.sh "$KDIR" "$TOA_CACHE/results/bench-$kernel" \
-    "$CARGO_TARGET_DIR/release/toa-bench" --module "$KO" \
-    --reps "${BENCH_REPS:-7}" --hooks "${BENCH_HOOKS:-kretprobe,fprobe}"
+hooks=${BENCH_HOOKS:-direct,ftrace,kretprobe,fprobe}
+for clock in ${BENCH_CLOCKS:-icount wall}; do
+    args=(--module "$KO" --clock "$clock" --hooks "$hooks")
+    [ -n "${BENCH_REPS:-}" ] && args+=(--reps "$BENCH_REPS")
+    if [ "$clock" = icount ]; then
+        export TOA_VM_CPUS=1 TOA_VM_ACCEL=tcg TOA_QEMU_OPTS="-icount shift=0,sleep=off"
+    else
+        # Two vCPUs on two host threads: the scaling measurement needs them
+        # to run at the same time.
+        export TOA_VM_CPUS=2 TOA_VM_ACCEL=tcg,thread=multi TOA_QEMU_OPTS=
+        args+=(--scaling)
+    fi
+    log "bench on kernel $kernel, clock $clock"
+    TOA_VM_TIMEOUT=3600 scripts/vm.sh "$KDIR" "$TOA_CACHE/results/bench-$kernel-$clock" \
+        "$CARGO_TARGET_DIR/release/toa-bench" "${args[@]}"
+done

@@ -18,6 +18,13 @@ shift 2
 cmd=$(printf "%q " "$@")
 timeout=${TOA_VM_TIMEOUT:-1200}
 memory=${TOA_VM_MEMORY:-2G}
+# One host thread runs every vCPU (round robin): QEMU's multi-threaded TCG
+# lets a vCPU run a stale translation of code another vCPU has just
+# patched, which shows up as a spurious int3 oops in the guest while the
+# function tracer patches call sites (every toa load and unload); it was
+# also slower here, where two host cores serve everything. Benchmarks that
+# need CPUs running in parallel ask for TOA_VM_ACCEL=tcg,thread=multi.
+accel=${TOA_VM_ACCEL:-tcg,thread=single}
 
 # Kernel log lines that fail a run whatever the command said.
 SPLAT='WARNING:|BUG:|Oops|KASAN:|UBSAN:|kernel BUG|general protection fault|Kernel panic|DEBUG_LOCKS_WARN_ON|lockdep is turned off|possible (circular|recursive) locking|suspicious RCU usage|hung_task|rcu_.*stall|Call Trace:'
@@ -33,8 +40,8 @@ guest="cd '$TOA_ROOT' && { $cmd; } > '$results/output.txt' 2>&1 < /dev/null; ech
 set +e
 # vng runs QEMU as a child: run it in a session of its own, so that a
 # timeout (or this script being stopped) takes the whole VM down with it.
-setsid vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus 2 \
-    ${TOA_QEMU_OPTS:+--qemu-opts="$TOA_QEMU_OPTS"} \
+setsid vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus "${TOA_VM_CPUS:-2}" \
+    --qemu-opts="-accel $accel${TOA_QEMU_OPTS:+ $TOA_QEMU_OPTS}" \
     --rwdir "$results" --verbose --exec "$guest" >"$results/console.log" 2>&1 </dev/null &
 vm=$!
 trap 'kill -KILL -- -$vm 2>/dev/null || true' EXIT INT TERM

@@ -2,11 +2,13 @@
 
 //! `getpeername()` and `accept()`: answer with the recorded client.
 //!
-//! The glue probes `inet_getname` and `inet6_getname`, which serve both
-//! (accept asks for the peer with `peer == 2`). On entry it asks [`toa_getname_peek`] whether the
-//! socket carries a client at all, so sockets without one pay only that
-//! check; on return [`toa_getname_v4`] or [`toa_getname_v6`] rewrites the
-//! kernel's answer.
+//! The glue hooks `inet_getname` and `inet6_getname`, which serve both
+//! (accept asks for the peer with `peer == 2`): by default it redirects the
+//! calls for TOA sockets to a wrapper (`glue_redirect.c`), otherwise it
+//! probes them. On entry it lets sockets without `sk_user_data` go at once
+//! and asks [`toa_getname_peek`] about the others; after the kernel's
+//! function has run, [`toa_getname_v4`] or [`toa_getname_v6`] rewrites its
+//! answer.
 
 use crate::kapi::{self, Sock, SockaddrIn, SockaddrIn6};
 use crate::record::{self, Recorded};
@@ -14,8 +16,14 @@ use crate::stash::{self, Stashed};
 use crate::stats::{self, Counter};
 use crate::wire::ClientAddr;
 
-/// Whether the peer address of `sk` is to be rewritten on return; counts
-/// the calls that are not.
+/// The top byte of every word toa stores in `sk_user_data`, for the glue's
+/// direct-call trampoline (`glue_redirect.c`), which lets a `getpeername()`
+/// go on at once when the socket's word does not carry it.
+#[no_mangle]
+pub static TOA_STASH_TAG: u8 = stash::TAG;
+
+/// Whether the peer address of `sk`, whose `sk_user_data` is set, is to be
+/// rewritten; counts the sockets whose word is someone else's.
 ///
 /// # Safety
 ///
@@ -24,10 +32,8 @@ use crate::wire::ClientAddr;
 pub unsafe extern "C" fn toa_getname_peek(sk: *const Sock) -> bool {
     // SAFETY: the caller guarantees `sk` is live.
     match stash::decode(unsafe { kapi::toa_sk_user_data(sk) }) {
-        Stashed::Empty => {
-            stats::inc(Counter::GetnameToaEmpty);
-            false
-        }
+        // The glue lets sockets without sk_user_data go before asking.
+        Stashed::Empty => false,
         Stashed::Foreign => {
             stats::inc(Counter::GetnameToaMismatch);
             false
@@ -36,17 +42,18 @@ pub unsafe extern "C" fn toa_getname_peek(sk: *const Sock) -> bool {
     }
 }
 
-/// Put the client recorded on IPv4 socket `sk` into `sin`, the peer address
-/// `inet_getname` has just filled in.
+/// Put the client recorded on IPv4 socket `sk`, whose `sk_user_data` the
+/// glue has just read as `word`, into `sin`, the peer address `inet_getname`
+/// has just filled in.
 ///
 /// # Safety
 ///
 /// `sk` must be a live socket and `sin` a writable `struct sockaddr_in`, for
 /// the duration of the call.
 #[no_mangle]
-pub unsafe extern "C" fn toa_getname_v4(sk: *const Sock, sin: *mut SockaddrIn) {
+pub unsafe extern "C" fn toa_getname_v4(sk: *const Sock, word: usize, sin: *mut SockaddrIn) {
     // SAFETY: the caller guarantees `sk` is live.
-    match unsafe { record::lookup(sk) } {
+    match unsafe { record::lookup_word(sk, word) } {
         Recorded::Client(ClientAddr::V4 { port, addr }) => {
             // SAFETY: the caller guarantees `sin` is a writable sockaddr_in.
             let sin = unsafe { &mut *sin };
@@ -63,7 +70,8 @@ pub unsafe extern "C" fn toa_getname_v4(sk: *const Sock, sin: *mut SockaddrIn) {
     }
 }
 
-/// Put the client recorded on IPv6 socket `sk` into `sin6`, the peer address
+/// Put the client recorded on IPv6 socket `sk`, whose `sk_user_data` the
+/// glue has just read as `word`, into `sin6`, the peer address
 /// `inet6_getname` has just filled in; an IPv4 client as `::ffff:a.b.c.d`.
 ///
 /// # Safety
@@ -71,9 +79,9 @@ pub unsafe extern "C" fn toa_getname_v4(sk: *const Sock, sin: *mut SockaddrIn) {
 /// `sk` must be a live socket and `sin6` a writable `struct sockaddr_in6`,
 /// for the duration of the call.
 #[no_mangle]
-pub unsafe extern "C" fn toa_getname_v6(sk: *const Sock, sin6: *mut SockaddrIn6) {
+pub unsafe extern "C" fn toa_getname_v6(sk: *const Sock, word: usize, sin6: *mut SockaddrIn6) {
     // SAFETY: the caller guarantees `sk` is live.
-    let (port, addr) = match unsafe { record::lookup(sk) } {
+    let (port, addr) = match unsafe { record::lookup_word(sk, word) } {
         Recorded::Client(client) => client.to_v6(),
         Recorded::Empty | Recorded::Foreign | Recorded::Stale => {
             stats::inc(Counter::GetnameToaMismatch);

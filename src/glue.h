@@ -35,8 +35,8 @@ struct toa_handshake {
 void toa_on_child(struct sock *child, const struct toa_handshake *hs);
 /* getname.rs */
 bool toa_getname_peek(const struct sock *sk);
-void toa_getname_v4(const struct sock *sk, struct sockaddr_in *sin);
-void toa_getname_v6(const struct sock *sk, struct sockaddr_in6 *sin6);
+void toa_getname_v4(const struct sock *sk, unsigned long word, struct sockaddr_in *sin);
+void toa_getname_v6(const struct sock *sk, unsigned long word, struct sockaddr_in6 *sin6);
 /* lookup.rs: 0 or -ENOENT */
 int toa_lookup(const struct sock *sk, struct toa_nat64_peer *out);
 /* record.rs */
@@ -55,6 +55,7 @@ const char *toa_stat_name(unsigned int index);
 
 int toa_glue_register(void);
 void toa_glue_unregister(void);
+int toa_hook_kind(void);
 void toa_stat_inc(unsigned int counter);
 void toa_synchronize_rcu(void);
 unsigned long toa_sk_user_data(const struct sock *sk);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Where toa hooks into the kernel: probes on the handshake, getname and
- * socket destruction, and the TOA_SO_GET_LOOKUP getsockopt. No kernel text
- * or const table is written, no kallsyms lookup is made: the probes are
- * placed by the kernel's own probe core.
+ * Where toa hooks into the kernel: the handshake, getname and socket
+ * destruction, and the TOA_SO_GET_LOOKUP getsockopt. No kernel text or
+ * const table is written by toa, no kallsyms lookup is made: probes are
+ * placed by the kernel's own probe core, and the default getname hook is
+ * an ftrace redirection (glue_redirect.c).
  */
 #define pr_fmt(fmt) "TOA: " fmt
 
@@ -32,10 +33,22 @@
  *   tcp_v{4,6}_syn_recv_sock(sk, skb, ...) -> child   record the client
  *   inet{,6}_getname(sock, uaddr, peer) -> len        show the client
  *
- * They can be placed with kretprobes (default) or fprobes (module parameter
- * hook=fprobe; see docs/performance.md for the numbers). The mechanism
- * wrappers below only fetch arguments and return values; the sides are
- * shared.
+ * The module parameter hook= chooses how (docs/performance.md has the
+ * numbers):
+ *
+ *   auto       (default) direct where the architecture has it (x86_64),
+ *              else ftrace
+ *   direct     getname redirected for TOA sockets only by a direct-call
+ *              trampoline (glue_redirect.c); syn_recv_sock with kretprobes
+ *   ftrace     the same redirection through an IPMODIFY ftrace_ops
+ *   kretprobe  all four with kretprobes
+ *   fprobe     all four with fprobes
+ *
+ * A redirection that cannot be had (a function already redirected by
+ * someone else, such as a live patch of af_inet.c or a BPF trampoline)
+ * makes toa fall back to kretprobes for getname, saying so once. The
+ * probe wrappers below only fetch arguments and return values; the sides
+ * are shared with the redirection.
  */
 
 /* What the entry side keeps for the return side. */
@@ -82,32 +95,31 @@ static void toa_syn_recv_end(const struct toa_syn_recv_args *args, struct sock *
 	toa_on_child(child, &hs);
 }
 
-/* Entry of getname: only peer addresses of TCP sockets carrying a client
- * need the return side. */
+/* Entry of getname: only peer addresses of sockets carrying a client need
+ * the return side. */
 static bool toa_getname_begin(struct toa_getname_args *args, struct socket *sock,
 			      struct sockaddr *uaddr, int peer)
 {
-	if (!peer || !sock || !sock->sk || sock->sk->sk_protocol != IPPROTO_TCP)
-		return false;
-	if (!toa_getname_peek(sock->sk))
+	if (!toa_getname_wanted(sock, peer))
 		return false;
 	args->sock = sock;
 	args->uaddr = uaddr;
 	return true;
 }
 
-/* Return of getname (an int: only the low 32 bits of the return register
- * are its value): rewrite the peer address it has just written. A
- * negative return (-ENOTCONN) left no address to rewrite. */
+/* After getname returned ret: rewrite the peer address it has just
+ * written. */
+void toa_getname_rewrite(struct socket *sock, struct sockaddr *uaddr, int ret, bool v6)
+{
+	if (v6)
+		toa_getname_rewrite_v6(sock, uaddr, ret);
+	else
+		toa_getname_rewrite_v4(sock, uaddr, ret);
+}
+
 static void toa_getname_end(const struct toa_getname_args *args, int ret, bool v6_probe)
 {
-	if (v6_probe) {
-		if (ret >= (int)sizeof(struct sockaddr_in6) && args->uaddr->sa_family == AF_INET6)
-			toa_getname_v6(args->sock->sk, (struct sockaddr_in6 *)args->uaddr);
-	} else {
-		if (ret >= (int)sizeof(struct sockaddr_in) && args->uaddr->sa_family == AF_INET)
-			toa_getname_v4(args->sock->sk, (struct sockaddr_in *)args->uaddr);
-	}
+	toa_getname_rewrite(args->sock, args->uaddr, ret, v6_probe);
 }
 
 /* ---- kretprobes: a non-zero entry return skips the return handler. ---- */
@@ -325,9 +337,12 @@ static struct nf_sockopt_ops toa_sockopt_ops = {
 /* ------------------------------------------------------------------------ */
 /* Registration.                                                             */
 
-static char *hook = "kretprobe";
+static char *hook = "auto";
 module_param(hook, charp, 0444);
-MODULE_PARM_DESC(hook, "Hook mechanism: kretprobe (default) or fprobe");
+MODULE_PARM_DESC(hook, "Hook mechanism: auto (default: direct on x86_64, else ftrace), direct, ftrace, kretprobe or fprobe");
+
+/* Whether getname is redirected (hook=auto, direct, ftrace) rather than probed. */
+static bool toa_getname_redirected;
 
 static const char *toa_probe_symbol(size_t i)
 {
@@ -365,12 +380,6 @@ static int toa_register_probes(void)
 	size_t i;
 	int err;
 
-	if (!strcmp(hook, "fprobe")) {
-		toa_use_fprobe = true;
-	} else if (strcmp(hook, "kretprobe")) {
-		pr_err("unknown hook=%s (kretprobe or fprobe)\n", hook);
-		return -EINVAL;
-	}
 	/* Return hooks hold an instance while the function runs, and
 	 * inet_getname may sleep in lock_sock(): size the pools for many
 	 * concurrent callers (a miss leaves the kernel's answer and shows in
@@ -385,6 +394,8 @@ static int toa_register_probes(void)
 	if (toa_use_fprobe)
 		pr_info("hooks placed with fprobes\n");
 	for (i = 0; i < TOA_NR_PROBES; i++) {
+		if (toa_getname_redirected && toa_probe_is_getname(i))
+			continue;
 		err = toa_register_probe(i);
 		if (!err) {
 			toa_probe_on[i] = true;
@@ -400,6 +411,55 @@ static int toa_register_probes(void)
 	return 0;
 }
 
+/* getname: redirected, or, if hook= says so or the redirection cannot be
+ * had, probed like the rest. */
+static int toa_choose_getname_hook(void)
+{
+	enum toa_redirect_kind kind;
+	int err;
+
+	if (!strcmp(hook, "fprobe")) {
+		toa_use_fprobe = true;
+		return 0;
+	}
+	if (!strcmp(hook, "kretprobe"))
+		return 0;
+	if (!strcmp(hook, "auto"))
+		kind = toa_redirect_direct_available() ? TOA_REDIRECT_DIRECT : TOA_REDIRECT_FTRACE;
+	else if (!strcmp(hook, "direct"))
+		kind = TOA_REDIRECT_DIRECT;
+	else if (!strcmp(hook, "ftrace"))
+		kind = TOA_REDIRECT_FTRACE;
+	else {
+		pr_err("unknown hook=%s (auto, direct, ftrace, kretprobe or fprobe)\n", hook);
+		return -EINVAL;
+	}
+	err = toa_redirect_register(kind);
+	if (!err) {
+		toa_getname_redirected = true;
+		return 0;
+	}
+	pr_warn("getpeername()/accept() hooked with kretprobes instead of a %s redirection (%d)\n",
+		kind == TOA_REDIRECT_DIRECT ? "direct" : "ftrace", err);
+	return 0;
+}
+
+/* Mirrors kapi::hook_name. */
+int toa_hook_kind(void)
+{
+	if (toa_getname_redirected)
+		return toa_redirect_direct_active() ? 0 : 1;
+	return toa_use_fprobe ? 3 : 2;
+}
+
+static void toa_unregister_getname_hook(void)
+{
+	if (toa_getname_redirected)
+		toa_redirect_unregister();
+	toa_getname_redirected = false;
+	toa_use_fprobe = false;
+}
+
 int toa_hooks_register(void)
 {
 	int err;
@@ -410,9 +470,12 @@ int toa_hooks_register(void)
 		pr_err("cannot probe %s: %d\n", toa_destruct_probe.symbol_name, err);
 		return err;
 	}
-	err = toa_register_probes();
+	err = toa_choose_getname_hook();
 	if (err)
 		goto unregister_destruct;
+	err = toa_register_probes();
+	if (err)
+		goto unregister_getname;
 	err = nf_register_sockopt(&toa_sockopt_ops);
 	if (err) {
 		pr_err("cannot register getsockopt %d: %d\n", TOA_SO_GET_LOOKUP, err);
@@ -422,6 +485,8 @@ int toa_hooks_register(void)
 
 unregister_probes:
 	toa_unregister_probes();
+unregister_getname:
+	toa_unregister_getname_hook();
 unregister_destruct:
 	unregister_kprobe(&toa_destruct_probe);
 	return err;
@@ -432,5 +497,6 @@ void toa_hooks_unregister(void)
 {
 	nf_unregister_sockopt(&toa_sockopt_ops);
 	toa_unregister_probes();
+	toa_unregister_getname_hook();
 	unregister_kprobe(&toa_destruct_probe);
 }

@@ -5,6 +5,12 @@
 #ifndef TOA_GLUE_INTERNAL_H
 #define TOA_GLUE_INTERNAL_H
 
+#include <linux/net.h>
+#include <linux/rcupdate.h>
+#include <net/sock.h>
+
+#include "glue.h"
+
 /* glue_admin.c: counters, procfs, sysctls, parameters */
 int toa_admin_register(void);
 void toa_admin_unregister(void);
@@ -18,5 +24,65 @@ unsigned int toa_v6_drain(void);
 int toa_hooks_register(void);
 void toa_hooks_unregister(void);
 unsigned long toa_probes_missed(void);
+void toa_getname_rewrite(struct socket *sock, struct sockaddr *uaddr, int ret, bool v6);
+
+/* glue_redirect.c: getname redirected for TOA sockets (hook=direct, ftrace) */
+enum toa_redirect_kind {
+	TOA_REDIRECT_NONE,
+	TOA_REDIRECT_FTRACE,
+	TOA_REDIRECT_DIRECT,
+};
+bool toa_redirect_direct_available(void);
+bool toa_redirect_direct_active(void);
+int toa_redirect_register(enum toa_redirect_kind kind);
+void toa_redirect_unregister(void);
+void toa_redirect_enter(void);
+void toa_redirect_exit_v4(struct socket *sock, struct sockaddr *uaddr, int ret);
+void toa_redirect_exit_v6(struct socket *sock, struct sockaddr *uaddr, int ret);
+
+/*
+ * Whether getname(sock, uaddr, peer) is to be rewritten: the peer of a TCP
+ * socket whose sk_user_data is toa's. Runs on every getpeername() and
+ * accept() of the host: a socket without sk_user_data (nearly all of them)
+ * is let go after two loads; toa's Rust decides about the others.
+ */
+static __always_inline bool toa_getname_wanted(struct socket *sock, int peer)
+{
+	struct sock *sk;
+
+	if (!peer || !sock)
+		return false;
+	sk = READ_ONCE(sock->sk);
+	if (!sk || !rcu_access_pointer(sk->sk_user_data))
+		return false;
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return false;
+	return toa_getname_peek(sk);
+}
+
+/*
+ * After inet_getname / inet6_getname returned ret (an int: only the low 32
+ * bits of the return register are its value): rewrite the peer address it
+ * has just written. A negative return (-ENOTCONN) left no address.
+ */
+static __always_inline void toa_getname_rewrite_v4(struct socket *sock, struct sockaddr *uaddr,
+						   int ret)
+{
+	struct sock *sk = sock->sk;
+
+	if (ret >= (int)sizeof(struct sockaddr_in) && uaddr->sa_family == AF_INET)
+		toa_getname_v4(sk, (unsigned long)rcu_access_pointer(sk->sk_user_data),
+			       (struct sockaddr_in *)uaddr);
+}
+
+static __always_inline void toa_getname_rewrite_v6(struct socket *sock, struct sockaddr *uaddr,
+						   int ret)
+{
+	struct sock *sk = sock->sk;
+
+	if (ret >= (int)sizeof(struct sockaddr_in6) && uaddr->sa_family == AF_INET6)
+		toa_getname_v6(sk, (unsigned long)rcu_access_pointer(sk->sk_user_data),
+			       (struct sockaddr_in6 *)uaddr);
+}
 
 #endif /* TOA_GLUE_INTERNAL_H */

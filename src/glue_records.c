@@ -6,7 +6,8 @@
  */
 #define pr_fmt(fmt) "TOA: " fmt
 
-#include <linux/hashtable.h>
+#include <linux/hash.h>
+#include <linux/rculist.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <net/sock.h>
@@ -31,7 +32,13 @@ bool toa_sk_claim_user_data(struct sock *sk, unsigned long word)
 /* ------------------------------------------------------------------------ */
 /* IPv6 client records (see record.rs): a slab cache, and a registry of the  */
 /* live ones. A record is read or freed only after it was found in the       */
-/* registry under toa_v6_lock, so a stale word is never dereferenced.        */
+/* registry, so a stale word is never dereferenced.                          */
+/*                                                                           */
+/* Lookups (every getpeername() of an IPv6-client socket) take no lock: the  */
+/* registry is an RCU hash table, a record's client and socket are written   */
+/* before it is published and never after, and a removed record is freed    */
+/* after a grace period. Writers (attach in softirq, release at socket       */
+/* destruction, the unload drain) take the lock of their bucket only.        */
 
 struct toa_v6_record {
 	struct toa_v6_client client;	/* first: read by Rust */
@@ -41,11 +48,23 @@ struct toa_v6_record {
 	 * has since given to another socket's record: that record is not
 	 * this socket's, and the socket is alive, so the pointers differ. */
 	const struct sock *sk;
+	struct rcu_head rcu;
+};
+
+#define TOA_V6_BITS 10
+
+struct toa_v6_bucket {
+	struct hlist_head head;
+	spinlock_t lock;
 };
 
 static struct kmem_cache *toa_v6_cache;
-static DEFINE_HASHTABLE(toa_v6_table, 10);
-static DEFINE_SPINLOCK(toa_v6_lock);
+static struct toa_v6_bucket toa_v6_table[1 << TOA_V6_BITS];
+
+static struct toa_v6_bucket *toa_v6_bucket(unsigned long key)
+{
+	return &toa_v6_table[hash_long(key, TOA_V6_BITS)];
+}
 
 void *toa_v6_new(const struct toa_v6_client *client)
 {
@@ -64,29 +83,35 @@ void toa_v6_free(void *rec)
 	kmem_cache_free(toa_v6_cache, rec);
 }
 
+static void toa_v6_free_rcu(struct rcu_head *head)
+{
+	kmem_cache_free(toa_v6_cache, container_of(head, struct toa_v6_record, rcu));
+}
+
 bool toa_v6_attach(struct sock *sk, void *ptr, unsigned long word)
 {
 	struct toa_v6_record *rec = ptr;
+	struct toa_v6_bucket *b = toa_v6_bucket((unsigned long)rec);
 	unsigned long flags;
 	bool ok;
 
-	spin_lock_irqsave(&toa_v6_lock, flags);
+	rec->sk = sk;
+	spin_lock_irqsave(&b->lock, flags);
 	ok = toa_sk_claim_user_data(sk, word);
-	if (ok) {
-		rec->sk = sk;
-		hash_add(toa_v6_table, &rec->node, (unsigned long)rec);
-	}
-	spin_unlock_irqrestore(&toa_v6_lock, flags);
+	if (ok)
+		hlist_add_head_rcu(&rec->node, &b->head);
+	spin_unlock_irqrestore(&b->lock, flags);
 	return ok;
 }
 
-/* The record at key, if registered and attached to sk. Caller holds
- * toa_v6_lock. */
-static struct toa_v6_record *toa_v6_find(const struct sock *sk, unsigned long key)
+/* The record at key, if registered and attached to sk. Caller holds the
+ * bucket's lock or rcu_read_lock(). */
+static struct toa_v6_record *toa_v6_find(struct toa_v6_bucket *b, const struct sock *sk,
+					 unsigned long key)
 {
 	struct toa_v6_record *rec;
 
-	hash_for_each_possible(toa_v6_table, rec, node, key)
+	hlist_for_each_entry_rcu(rec, &b->head, node, lockdep_is_held(&b->lock))
 		if ((unsigned long)rec == key)
 			return rec->sk == sk ? rec : NULL;
 	return NULL;
@@ -95,31 +120,31 @@ static struct toa_v6_record *toa_v6_find(const struct sock *sk, unsigned long ke
 bool toa_v6_lookup(const struct sock *sk, unsigned long key, struct toa_v6_client *out)
 {
 	struct toa_v6_record *rec;
-	unsigned long flags;
 
-	spin_lock_irqsave(&toa_v6_lock, flags);
-	rec = toa_v6_find(sk, key);
+	rcu_read_lock();
+	rec = toa_v6_find(toa_v6_bucket(key), sk, key);
 	if (rec)
 		*out = rec->client;
-	spin_unlock_irqrestore(&toa_v6_lock, flags);
+	rcu_read_unlock();
 	return rec;
 }
 
 bool toa_v6_release(struct sock *sk, unsigned long word, unsigned long key)
 {
 	unsigned long *slot = (unsigned long *)&sk->sk_user_data;
+	struct toa_v6_bucket *b = toa_v6_bucket(key);
 	struct toa_v6_record *rec;
 	unsigned long flags;
 
-	spin_lock_irqsave(&toa_v6_lock, flags);
-	rec = toa_v6_find(sk, key);
+	spin_lock_irqsave(&b->lock, flags);
+	rec = toa_v6_find(b, sk, key);
 	if (rec) {
-		hash_del(&rec->node);
+		hlist_del_rcu(&rec->node);
 		cmpxchg(slot, word, 0UL);
 	}
-	spin_unlock_irqrestore(&toa_v6_lock, flags);
+	spin_unlock_irqrestore(&b->lock, flags);
 	if (rec)
-		toa_v6_free(rec);
+		call_rcu(&rec->rcu, toa_v6_free_rcu);
 	return rec;
 }
 
@@ -131,31 +156,44 @@ unsigned int toa_v6_drain(void)
 	struct toa_v6_record *rec;
 	struct hlist_node *tmp;
 	unsigned long flags;
-	unsigned int bkt, n = 0;
+	unsigned int i, n = 0;
 
-	spin_lock_irqsave(&toa_v6_lock, flags);
-	hash_for_each_safe(toa_v6_table, bkt, tmp, rec, node) {
-		hash_del(&rec->node);
-		kmem_cache_free(toa_v6_cache, rec);
-		n++;
+	for (i = 0; i < ARRAY_SIZE(toa_v6_table); i++) {
+		struct toa_v6_bucket *b = &toa_v6_table[i];
+
+		spin_lock_irqsave(&b->lock, flags);
+		hlist_for_each_entry_safe(rec, tmp, &b->head, node) {
+			hlist_del_rcu(&rec->node);
+			call_rcu(&rec->rcu, toa_v6_free_rcu);
+			n++;
+		}
+		spin_unlock_irqrestore(&b->lock, flags);
 	}
-	spin_unlock_irqrestore(&toa_v6_lock, flags);
 	return n;
 }
 
 int toa_records_init(void)
 {
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(toa_v6_table); i++) {
+		INIT_HLIST_HEAD(&toa_v6_table[i].head);
+		spin_lock_init(&toa_v6_table[i].lock);
+	}
 	toa_v6_cache = kmem_cache_create("toa_ip6", sizeof(struct toa_v6_record), 16, 0, NULL);
 	return toa_v6_cache ? 0 : -ENOMEM;
 }
 
-/* Once no hook can run: free what is left (kmem_cache_destroy warns if a
- * record escaped both the destructor hook and the drain). */
+/* Once no hook can run: free what is left, wait for the frees queued
+ * behind RCU grace periods (they run toa's code), then destroy the cache
+ * (kmem_cache_destroy warns if a record escaped both the destructor hook
+ * and the drain). */
 void toa_records_exit(void)
 {
 	unsigned int drained = toa_v6_drain();
 
 	if (drained)
 		pr_info("freed %u IPv6 client records of open connections\n", drained);
+	rcu_barrier();
 	kmem_cache_destroy(toa_v6_cache);
 }

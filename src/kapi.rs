@@ -87,6 +87,9 @@ unsafe extern "C" {
     fn toa_glue_register() -> c_int;
     /// Undo [`toa_glue_register`]; returns once no probe handler runs.
     fn toa_glue_unregister();
+    /// The mechanism hooking `getpeername()`/`accept()` now: 0 direct,
+    /// 1 ftrace, 2 kretprobe, 3 fprobe.
+    fn toa_hook_kind() -> c_int;
     /// Count one event on this CPU; an out-of-range `counter` is ignored.
     pub fn toa_stat_inc(counter: c_uint);
     /// `sk->sk_user_data`, read once, as a word.
@@ -102,16 +105,18 @@ unsafe extern "C" {
     pub fn toa_v6_new(client: *const V6Client) -> *mut c_void;
     /// Free a record that is not registered.
     pub fn toa_v6_free(rec: *mut c_void);
-    /// Under the registry lock: store `word` in `sk->sk_user_data` if it is
-    /// NULL and register `rec`; whether both happened.
+    /// Under the lock of `rec`'s registry bucket: store `word` in
+    /// `sk->sk_user_data` if it is NULL and register `rec`; whether both
+    /// happened.
     pub fn toa_v6_attach(sk: *mut Sock, rec: *mut c_void, word: usize) -> bool;
-    /// Under the registry lock: if `rec` is registered and attached to
-    /// `sk`, copy its client to `out`; whether it was. `rec` is not
-    /// dereferenced otherwise.
+    /// Under `rcu_read_lock()` (no lock taken): if `rec` is registered and
+    /// attached to `sk`, copy its client to `out`; whether it was. `rec` is
+    /// not dereferenced otherwise.
     pub fn toa_v6_lookup(sk: *const Sock, rec: usize, out: *mut V6Client) -> bool;
-    /// Under the registry lock: if `rec` is registered and attached to
-    /// `sk`, unregister it, clear `sk->sk_user_data` if it still holds
-    /// `word`, and free it; whether it was.
+    /// Under the lock of `rec`'s registry bucket: if `rec` is registered
+    /// and attached to `sk`, unregister it, clear `sk->sk_user_data` if it
+    /// still holds `word`, and free it after an RCU grace period; whether it
+    /// was.
     pub fn toa_v6_release(sk: *mut Sock, word: usize, rec: usize) -> bool;
 }
 
@@ -119,6 +124,18 @@ unsafe extern "C" {
 pub fn register() -> Result {
     // SAFETY: called once, from module init, before anything is registered.
     to_result(unsafe { toa_glue_register() })
+}
+
+/// The mechanism hooking `getpeername()`/`accept()`, as `hook=` names it.
+pub fn hook_name() -> &'static str {
+    // SAFETY: `toa_hook_kind` only reads the glue's registration state.
+    match unsafe { toa_hook_kind() } {
+        0 => "direct",
+        1 => "ftrace",
+        2 => "kretprobe",
+        3 => "fprobe",
+        _ => "?",
+    }
 }
 
 /// Unregister everything [`register`] registered.

@@ -7,17 +7,22 @@
 //! An IPv4 client is the `sk_user_data` word itself ([`stash`]). An IPv6
 //! client lives in a 16-byte-aligned record from the glue's `toa_ip6` slab
 //! cache, and the word names the record. The glue keeps every live record in
-//! a registry (a hash table under a spinlock), and a record is only ever
-//! read, or freed, after it was found in the registry under that lock. So:
+//! a registry (an RCU hash table, a lock per bucket for writers), and a
+//! record is only ever read, or freed, after it was found in the registry.
+//! So:
 //!
 //! - a word naming a record that is not registered (left by an earlier load
 //!   of toa, whose records were freed at its unload) is never dereferenced:
 //!   it is [`Recorded::Stale`]; nor is one whose address the slab has since
 //!   given to another socket's record: a record remembers its socket, and
 //!   only that socket's lookups find it;
+//! - lookups (every `getpeername()`) take no lock: they run under
+//!   `rcu_read_lock()`, a record's client never changes once registered,
+//!   and a record removed from the registry is freed only after a grace
+//!   period, so a lookup never reads freed memory;
 //! - the destructor probe and the unload drain both remove a record from the
-//!   registry under the lock before freeing it, so they cannot both free it
-//!   and never free it while the other still reads it;
+//!   registry under its bucket's lock before freeing it, so they cannot both
+//!   free it;
 //! - the unload drain never touches a socket.
 
 use crate::kapi::{self, Sock, V6Client};
@@ -96,7 +101,18 @@ pub unsafe fn store(child: *mut Sock, client: ClientAddr) -> bool {
 /// `sk` must be a live socket for the duration of the call.
 pub unsafe fn lookup(sk: *const Sock) -> Recorded {
     // SAFETY: the caller guarantees `sk` is live.
-    match stash::decode(unsafe { kapi::toa_sk_user_data(sk) }) {
+    unsafe { lookup_word(sk, kapi::toa_sk_user_data(sk)) }
+}
+
+/// The client recorded on `sk`, whose `sk_user_data` the caller has just
+/// read as `word`.
+///
+/// # Safety
+///
+/// `sk` must be a live socket for the duration of the call.
+#[inline]
+pub unsafe fn lookup_word(sk: *const Sock, word: usize) -> Recorded {
+    match stash::decode(word) {
         Stashed::Empty => Recorded::Empty,
         Stashed::Foreign => Recorded::Foreign,
         Stashed::V4 { port, addr } => Recorded::Client(ClientAddr::V4 { port, addr }),
@@ -131,7 +147,7 @@ pub unsafe extern "C" fn toa_on_destruct(sk: *mut Sock) {
     let word = unsafe { kapi::toa_sk_user_data(sk) };
     if let Stashed::V6Record(rec) = stash::decode(word) {
         // SAFETY: `toa_v6_release` frees `rec` only if it finds it in the
-        // registry, where it removes it under the registry lock.
+        // registry, where it removes it under its bucket's lock.
         if unsafe { kapi::toa_v6_release(sk, word, rec) } {
             stats::inc(Counter::Ip6AddressFree);
         }

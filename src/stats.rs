@@ -27,8 +27,6 @@ pub enum Counter {
     /// A client is recorded but the socket cannot show it (an IPv6 client on
     /// an IPv4 socket: use the TOA_SO_GET_LOOKUP getsockopt).
     GetnameToaBypass,
-    /// Nothing recorded on the socket: the kernel's own answer stands.
-    GetnameToaEmpty,
     /// The handshake's option list was not well formed, or its TOA option had
     /// a wrong length, port 0 or the unspecified address.
     ToaMalformed,
@@ -55,13 +53,12 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 14] = [
         Counter::SynRecvSockToa,
         Counter::SynRecvSockNoToa,
         Counter::GetnameToaOk,
         Counter::GetnameToaMismatch,
         Counter::GetnameToaBypass,
-        Counter::GetnameToaEmpty,
         Counter::ToaMalformed,
         Counter::ToaUserDataBusy,
         Counter::ToaSynIgnored,
@@ -81,7 +78,6 @@ impl Counter {
             Counter::GetnameToaOk => b"getname_toa_ok\0",
             Counter::GetnameToaMismatch => b"getname_toa_mismatch\0",
             Counter::GetnameToaBypass => b"getname_toa_bypass\0",
-            Counter::GetnameToaEmpty => b"getname_toa_empty\0",
             Counter::ToaMalformed => b"toa_malformed\0",
             Counter::ToaUserDataBusy => b"toa_user_data_busy\0",
             Counter::ToaSynIgnored => b"toa_syn_ignored\0",

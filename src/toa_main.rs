@@ -68,7 +68,8 @@ impl kernel::Module for Toa {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         kapi::register()?;
         let [v4, v6] = config::kinds().0;
-        toa_info!("toa loaded (tcpopt_addr={v4}, tcpopt_addr_v6={v6})\n");
+        let hook = kapi::hook_name();
+        toa_info!("toa loaded (hook={hook}, tcpopt_addr={v4}, tcpopt_addr_v6={v6})\n");
         Ok(Toa)
     }
 }

@@ -30,6 +30,9 @@ pub struct Ctx {
     /// The example servers (examples/toa_server.c, toa-client's example).
     pub c_server: Option<PathBuf>,
     pub rust_server: Option<PathBuf>,
+    /// A test module that claims inet_getname/inet6_getname with an
+    /// IPMODIFY ftrace_ops (tests/kmod/toa_claim.c), for the fallback case.
+    pub claim_module: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -39,6 +42,15 @@ impl Ctx {
             self.insmod(&[])?;
         }
         Ok(())
+    }
+
+    /// The hook mechanism every load asks for (`--param hook=...`), or
+    /// `None` for the default.
+    pub fn hook(&self) -> Option<&str> {
+        self.params
+            .iter()
+            .rev()
+            .find_map(|p| p.strip_prefix("hook="))
     }
 
     /// Load toa with `--param`s and `extra` parameters.
@@ -82,17 +94,25 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut module = None;
     let mut only: Vec<String> = Vec::new();
-    let (mut c_server, mut rust_server) = (None, None);
+    let (mut c_server, mut rust_server, mut claim_module) = (None, None, None);
     let mut params = Vec::new();
+    let mut hooks: Vec<Option<String>> = Vec::new();
     let mut cycles = 100;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--module" => module = args.next().map(PathBuf::from),
             "--only" => only.extend(args.next()),
             "--param" => params.extend(args.next()),
+            "--hooks" => hooks.extend(
+                args.next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|h| Some(h.to_owned())),
+            ),
             "--cycles" => cycles = args.next().and_then(|c| c.parse().ok()).unwrap_or(100),
             "--c-server" => c_server = args.next().map(PathBuf::from),
             "--rust-server" => rust_server = args.next().map(PathBuf::from),
+            "--claim-module" => claim_module = args.next().map(PathBuf::from),
             "--list" => {
                 for c in cases::all() {
                     println!("{}", c.name);
@@ -106,9 +126,12 @@ fn main() -> ExitCode {
         }
     }
     let Some(module) = module else {
-        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--cycles N] [--only NAME]... [--c-server PATH] [--rust-server PATH]");
+        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--only NAME]... [--c-server PATH] [--rust-server PATH] [--claim-module PATH]");
         return ExitCode::from(2);
     };
+    if hooks.is_empty() {
+        hooks.push(None);
+    }
     let tun = match tun::Tun::create("toa0", &["10.0.0.1/24", "fd00::1/64"]) {
         Ok(t) => t,
         Err(e) => {
@@ -117,36 +140,54 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         module,
-        params,
+        params: Vec::new(),
         cycles,
         tun,
         c_server,
         rust_server,
+        claim_module,
     };
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut n) = (0, 0, 0);
     let selected: Vec<Case> = cases::all()
         .into_iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o.as_str())))
         .collect();
-    for (i, case) in selected.iter().enumerate() {
-        let start = Instant::now();
-        ctx.tun.drain();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&ctx)));
-        let ms = start.elapsed().as_millis();
-        match result {
-            Ok(Ok(())) => {
-                passed += 1;
-                println!("ok {} - {} ({ms} ms)", i + 1, case.name);
+    // The whole selection once per hook mechanism asked for (--hooks), each
+    // time from an unloaded module.
+    for hook in &hooks {
+        ctx.params = params.clone();
+        let prefix = match hook {
+            Some(h) => {
+                ctx.params.push(format!("hook={h}"));
+                format!("[hook={h}] ")
             }
-            Ok(Err(e)) => {
-                failed += 1;
-                println!("not ok {} - {}: {e:#}", i + 1, case.name);
-            }
-            Err(_) => {
-                failed += 1;
-                println!("not ok {} - {}: panicked", i + 1, case.name);
+            None => String::new(),
+        };
+        if kmod::loaded() {
+            let _ = kmod::rmmod();
+        }
+        for case in &selected {
+            n += 1;
+            let start = Instant::now();
+            ctx.tun.drain();
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&ctx)));
+            let ms = start.elapsed().as_millis();
+            match result {
+                Ok(Ok(())) => {
+                    passed += 1;
+                    println!("ok {n} - {prefix}{} ({ms} ms)", case.name);
+                }
+                Ok(Err(e)) => {
+                    failed += 1;
+                    println!("not ok {n} - {prefix}{}: {e:#}", case.name);
+                }
+                Err(_) => {
+                    failed += 1;
+                    println!("not ok {n} - {prefix}{}: panicked", case.name);
+                }
             }
         }
     }

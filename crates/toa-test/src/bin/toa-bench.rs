@@ -5,21 +5,37 @@
 //! in the host's speed spreads over all variants):
 //!
 //! 1. connection setup: TOA-carrying handshakes from the tun test peer,
-//!    accepted, one getpeername() each, closed;
+//!    accepted, one getpeername() each, closed; and, inside it, the
+//!    accept4() + getpeername() calls alone;
 //! 2. getpeername() on a loopback TCP socket without TOA (what every other
 //!    service on the host pays);
-//! 3. getpeername() on a TOA socket;
-//! 4. memory: toa's allocations per connection, from its own counters.
+//! 3. getpeername() on a TOA socket with an IPv4 client, and on one with an
+//!    IPv6 client (the record lookup);
+//! 4. memory: toa's allocations per connection, from its own counters;
+//! 5. (`--scaling`) getpeername() on IPv6 TOA sockets from 1 and from 2
+//!    threads: how the rate scales with CPUs.
 //!
-//! Each rate is a ratio loaded / unloaded (1.0 = free); the last lines print
-//! the median ratio and its spread (min..max) over the repetitions.
+//! Two clocks (`--clock`):
 //!
-//! `toa-bench --module toa.ko [--reps N] [--hooks kretprobe,fprobe]`
+//! - `wall`: the guest's clock under multi-threaded TCG; noisy, reported as
+//!   the median and range of the per-repetition ratios;
+//! - `icount`: the VM runs with QEMU's `-icount shift=0,sleep=off` on one
+//!   vCPU, where the guest clock advances one nanosecond per emulated
+//!   instruction: a timed loop counts instructions, deterministically. The
+//!   bench prints instructions per operation and their ratio.
+//!
+//! Each ratio is rate loaded / rate unloaded (1.0 = free); the last lines
+//! print them.
+//!
+//! `toa-bench --module toa.ko [--clock wall|icount] [--reps N]
+//!  [--hooks ftrace,kretprobe,...] [--scaling]`
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream};
+use std::net::{
+    Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
+};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use toa_test::peer::{self, Conn, Handshake};
@@ -28,6 +44,8 @@ use toa_test::{kmod, tun::Tun};
 
 const LB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const LB6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 
 /// A module state to measure: unloaded, or loaded with a hook mechanism.
 #[derive(Clone, Debug)]
@@ -36,16 +54,32 @@ struct Variant {
     hook: Option<String>,
 }
 
-/// The measurements of one variant in one repetition.
+/// The measurements of one variant in one repetition, as rates (operations
+/// per second of the guest clock: with icount, per 10^9 instructions).
+/// Connection rates come from the median connection; getpeername() rates
+/// from a loop of calls.
 #[derive(Clone, Copy, Debug, Default)]
 struct Sample {
-    /// Accepted connections per second.
+    /// Accepted connections per second (handshake, accept4, getpeername, close).
     setup: f64,
+    /// accept4() + getpeername() pairs per second (the calls alone).
+    accept: f64,
     /// getpeername() per second, socket without TOA.
     peer_plain: f64,
-    /// getpeername() per second, TOA socket.
+    /// getpeername() per second, TOA socket with an IPv4 client.
     peer_toa: f64,
+    /// getpeername() per second, TOA socket with an IPv6 client.
+    peer_toa6: f64,
 }
+
+/// The metrics, in the order they are printed.
+const METRICS: [(&str, fn(&Sample) -> f64); 5] = [
+    ("connection setup", |s| s.setup),
+    ("accept4 + getpeername, TOA connection", |s| s.accept),
+    ("getpeername, socket without TOA", |s| s.peer_plain),
+    ("getpeername, TOA socket (IPv4 client)", |s| s.peer_toa),
+    ("getpeername, TOA socket (IPv6 client)", |s| s.peer_toa6),
+];
 
 fn toa_option(client: SocketAddrV4) -> Vec<u8> {
     let mut o = vec![200, 8];
@@ -54,11 +88,20 @@ fn toa_option(client: SocketAddrV4) -> Vec<u8> {
     o
 }
 
-/// Connections per second: handshake with a TOA option, accept4,
-/// getpeername once, close.
-fn setup_rate(tun: &Tun, l: &TcpListener, n: u32) -> Result<f64> {
+fn toa_option6(port: u16, addr: Ipv6Addr) -> Vec<u8> {
+    let mut o = vec![254, 20];
+    o.extend(port.to_be_bytes());
+    o.extend(addr.octets());
+    o
+}
+
+/// Connections per second (handshake with a TOA option, accept4,
+/// getpeername once, close) and accept4+getpeername pairs per second, each
+/// from the median time per connection (a timer interrupt or an idle wait
+/// landing in a few connections does not move it).
+fn setup_rate(tun: &Tun, l: &TcpListener, n: u32) -> Result<(f64, f64)> {
     let remote = SocketAddr::new(GUEST.into(), l.local_addr()?.port());
-    let start = Instant::now();
+    let (mut whole, mut calls) = (Vec::new(), Vec::new());
     for i in 0..n {
         let client =
             SocketAddrV4::new(Ipv4Addr::from(0xc633_6400 + (i % 250) + 1), 1024 + i as u16);
@@ -67,13 +110,20 @@ fn setup_rate(tun: &Tun, l: &TcpListener, n: u32) -> Result<f64> {
             ..Handshake::default()
         };
         let local = SocketAddr::new(LB.into(), peer::next_port());
+        let start = Instant::now();
         let conn = Conn::open(tun, local, remote, &hs)?;
+        let t = Instant::now();
         let (fd, _) = sock::accept(l, Accept::Accept4)?;
-        sock::getpeername(fd.as_raw_fd())?;
+        std::hint::black_box(sock::getpeername(fd.as_raw_fd())?);
+        calls.push(t.elapsed().as_secs_f64());
         drop(fd);
         drop(conn);
+        whole.push(start.elapsed().as_secs_f64());
     }
-    Ok(f64::from(n) / start.elapsed().as_secs_f64())
+    Ok((
+        1.0 / median_and_range(whole).0,
+        1.0 / median_and_range(calls).0,
+    ))
 }
 
 /// getpeername() calls per second on `fd`.
@@ -106,49 +156,57 @@ fn median_and_range(mut v: Vec<f64>) -> (f64, f64, f64) {
     (median, v[0], v[n - 1])
 }
 
+/// A TOA connection accepted from the tun peer: the peer's end (kept open)
+/// and the accepted socket.
+fn toa_connection<'t>(
+    tun: &'t Tun,
+    l: &TcpListener,
+    v6: bool,
+    option: Vec<u8>,
+) -> Result<(Conn<'t>, OwnedFd)> {
+    let port = l.local_addr()?.port();
+    let (local, remote) = if v6 {
+        (
+            SocketAddr::new(LB6.into(), peer::next_port()),
+            SocketAddr::new(GUEST6.into(), port),
+        )
+    } else {
+        (
+            SocketAddr::new(LB.into(), peer::next_port()),
+            SocketAddr::new(GUEST.into(), port),
+        )
+    };
+    let hs = Handshake {
+        ack_options: option,
+        ..Handshake::default()
+    };
+    let conn = Conn::open(tun, local, remote, &hs)?;
+    let (fd, _) = sock::accept(l, Accept::Accept4)?;
+    Ok((conn, fd))
+}
+
 /// Per-connection allocations by toa for IPv4 and IPv6 clients, from
 /// toa_stats (ip6_address_alloc) over `n` connections each.
-fn allocations(tun: &Tun, module: &PathBuf, n: u32) -> Result<(f64, f64)> {
-    set_state(
-        module,
-        &Variant {
-            name: "kretprobe".into(),
-            hook: Some("kretprobe".into()),
-        },
-    )?;
-    let l = sock::listen6(
-        SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, 0, 0, 0),
-        false,
-    )?;
-    let remote = SocketAddr::new(GUEST.into(), l.local_addr()?.port());
+fn allocations(tun: &Tun, module: &PathBuf, hook: &Variant, n: u32) -> Result<(f64, f64)> {
+    set_state(module, hook)?;
+    let l = sock::listen6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0), false)?;
     let mut per = [0.0; 2];
     for (k, v6) in [false, true].into_iter().enumerate() {
         let before = kmod::stats()?;
         let mut open = Vec::new();
         for i in 0..n {
             let option = if v6 {
-                let mut o = vec![254, 20];
-                o.extend((2000 + i as u16).to_be_bytes());
-                o.extend(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 7, i as u16).octets());
-                o
+                toa_option6(
+                    2000 + i as u16,
+                    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 7, i as u16),
+                )
             } else {
                 toa_option(SocketAddrV4::new(
                     Ipv4Addr::new(198, 51, 100, 1),
                     2000 + i as u16,
                 ))
             };
-            let hs = Handshake {
-                ack_options: option,
-                ..Handshake::default()
-            };
-            let conn = Conn::open(
-                tun,
-                SocketAddr::new(LB.into(), peer::next_port()),
-                remote,
-                &hs,
-            )?;
-            let (fd, _) = sock::accept(&l, Accept::Accept4)?;
-            open.push((conn, fd));
+            open.push(toa_connection(tun, &l, false, option)?);
         }
         let d = kmod::delta(&before, &kmod::stats()?);
         if d.get("syn_recv_sock_toa") != Some(&u64::from(n)) {
@@ -159,24 +217,116 @@ fn allocations(tun: &Tun, module: &PathBuf, n: u32) -> Result<(f64, f64)> {
     Ok((per[0], per[1]))
 }
 
+/// getpeername() per second on each of `fds`, one thread per socket, all
+/// running for `dur`: the summed rate.
+fn threaded_rate(fds: &[OwnedFd], dur: Duration) -> Result<f64> {
+    let results: Vec<Result<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = fds
+            .iter()
+            .map(|fd| {
+                s.spawn(move || -> Result<u64> {
+                    let start = Instant::now();
+                    let mut n = 0u64;
+                    while start.elapsed() < dur {
+                        for _ in 0..1000 {
+                            std::hint::black_box(sock::getpeername(fd.as_raw_fd())?);
+                        }
+                        n += 1000;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("thread panicked")))
+            })
+            .collect()
+    });
+    let mut total = 0;
+    for r in results {
+        total += r?;
+    }
+    Ok(total as f64 / dur.as_secs_f64())
+}
+
+/// How getpeername() on IPv6 TOA sockets scales from 1 to 2 threads, per
+/// variant: the ratio rate(2 threads) / rate(1 thread), median of `reps`.
+fn scaling(tun: &Tun, module: &PathBuf, variants: &[Variant], reps: u32) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        println!("scaling: skipped, {cpus} CPU");
+        return Ok(());
+    }
+    let l = sock::listen6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0), false)?;
+    for v in variants.iter().filter(|v| v.hook.is_some()) {
+        set_state(module, v)?;
+        let mut open = Vec::new();
+        for i in 0..2u16 {
+            let option = toa_option6(3000 + i, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 9, i));
+            open.push(toa_connection(tun, &l, true, option)?);
+        }
+        let want: SocketAddr =
+            SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 9, 0), 3000, 0, 0).into();
+        let got = sock::getpeername(open[0].1.as_raw_fd())?;
+        if got != want {
+            bail!("{}: IPv6 TOA socket shows {got}, want {want}", v.name);
+        }
+        let fds: Vec<OwnedFd> = open
+            .iter()
+            .map(|(_, fd)| fd.try_clone())
+            .collect::<std::io::Result<_>>()?;
+        let mut ratios = Vec::new();
+        for _ in 0..reps {
+            let one = threaded_rate(&fds[..1], Duration::from_millis(1500))?;
+            let two = threaded_rate(&fds, Duration::from_millis(1500))?;
+            println!(
+                "scaling {:<10} 1 thread {one:>9.0}/s  2 threads {two:>9.0}/s",
+                v.name
+            );
+            ratios.push(two / one);
+        }
+        let (m, lo, hi) = median_and_range(ratios);
+        println!(
+            "ratio getpeername IPv6 TOA, 2 threads / 1 thread {:<10} median {m:.3}  range {lo:.3}..{hi:.3}",
+            v.name
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
+    let usage = "usage: toa-bench --module toa.ko [--clock wall|icount] [--reps N] [--hooks LIST] [--scaling]";
     let mut args = std::env::args().skip(1);
-    let (mut module, mut reps, mut hooks) = (None, 7u32, "kretprobe,fprobe".to_owned());
+    let (mut module, mut reps, mut hooks) = (None, None, "ftrace,kretprobe,fprobe".to_owned());
+    let (mut icount, mut with_scaling, mut verify) = (false, false, true);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--module" => module = args.next().map(PathBuf::from),
             "--reps" => {
-                reps = args
-                    .next()
-                    .and_then(|r| r.parse().ok())
-                    .context("--reps N")?
+                reps = Some(
+                    args.next()
+                        .and_then(|r| r.parse().ok())
+                        .context("--reps N")?,
+                )
             }
             "--hooks" => hooks = args.next().context("--hooks LIST")?,
-            other => bail!("unknown argument {other}"),
+            "--clock" => match args.next().as_deref() {
+                Some("wall") => icount = false,
+                Some("icount") => icount = true,
+                _ => bail!("--clock wall|icount"),
+            },
+            "--scaling" => with_scaling = true,
+            // For experiments with hooks that deliberately show nothing.
+            "--no-verify" => verify = false,
+            other => bail!("unknown argument {other}\n{usage}"),
         }
     }
-    let module =
-        module.context("usage: toa-bench --module toa.ko [--reps N] [--hooks kretprobe,fprobe]")?;
+    let module = module.context(usage)?;
+    // Instruction counts repeat exactly: three repetitions show that they do.
+    let reps: u32 = reps.unwrap_or(if icount { 3 } else { 7 });
     let tun = Tun::create("toa0", &["10.0.0.1/24", "fd00::1/64"])?;
     let mut variants = vec![Variant {
         name: "unloaded".into(),
@@ -189,67 +339,91 @@ fn main() -> Result<()> {
         });
     }
 
-    // A loopback connection without TOA, and a TOA connection.
+    // A loopback connection without TOA, and TOA connections with an IPv4
+    // and an IPv6 client, made with toa loaded. An IPv4 client lives in the
+    // socket's word itself, so every later load of toa shows it again; an
+    // IPv6 client's record is freed at unload, so its connection is made
+    // again after every load.
     let plain_l = TcpListener::bind("127.0.0.1:0")?;
     let _plain_c = TcpStream::connect(plain_l.local_addr()?)?;
     let plain: OwnedFd = plain_l.accept()?.0.into();
     let l = sock::listen("0.0.0.0:0".parse()?)?;
-    // A TOA connection, made with toa loaded. An IPv4 client lives in the
-    // socket's word itself, so every later load of toa shows it again.
+    let l6 = sock::listen6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0), false)?;
     set_state(&module, &variants[1])?;
-    let hs = Handshake {
-        ack_options: toa_option(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 999)),
-        ..Handshake::default()
-    };
-    let remote = SocketAddr::new(GUEST.into(), l.local_addr()?.port());
-    let _toa_conn = Conn::open(
-        &tun,
-        SocketAddr::new(LB.into(), peer::next_port()),
-        remote,
-        &hs,
-    )?;
-    let (toa_fd, _) = sock::accept(&l, Accept::Accept4)?;
-    if sock::getpeername(toa_fd.as_raw_fd())?
-        != SocketAddr::from(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 999))
-    {
+    let client4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 999);
+    let (_toa_conn, toa_fd) = toa_connection(&tun, &l, false, toa_option(client4))?;
+    if verify && sock::getpeername(toa_fd.as_raw_fd())? != SocketAddr::from(client4) {
         bail!("the TOA connection shows no client");
     }
+    let client6 = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 6, 9), 998, 0, 0);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
-    let (n_setup, n_peer) = (300, 100_000);
+    let (n_setup, n_peer) = if icount {
+        (100, 20_000)
+    } else {
+        (300, 100_000)
+    };
 
     println!(
-        "# {reps} repetitions of {} variants: {n_setup} connections, {n_peer} getpeername() each",
+        "# clock {}: {reps} repetitions of {} variants: {n_setup} connections, {n_peer} getpeername() each",
+        if icount { "icount (guest ns = instructions)" } else { "wall (TCG)" },
         variants.len()
     );
     for rep in 0..reps {
         for k in 0..variants.len() {
             let i = (k + rep as usize) % variants.len();
             set_state(&module, &variants[i])?;
+            let (conn6, fd6) =
+                toa_connection(&tun, &l6, true, toa_option6(client6.port(), *client6.ip()))?;
+            if verify
+                && variants[i].hook.is_some()
+                && sock::getpeername(fd6.as_raw_fd())? != SocketAddr::from(client6)
+            {
+                bail!(
+                    "{}: the IPv6 TOA connection shows no client",
+                    variants[i].name
+                );
+            }
+            let (setup, accept) = setup_rate(&tun, &l, n_setup)?;
             let s = Sample {
-                setup: setup_rate(&tun, &l, n_setup)?,
+                setup,
+                accept,
                 peer_plain: peer_rate(&plain, n_peer)?,
                 peer_toa: peer_rate(&toa_fd, n_peer)?,
+                peer_toa6: peer_rate(&fd6, n_peer)?,
             };
-            println!(
-                "rep {rep} {:<10} setup {:>8.0}/s  getpeername plain {:>9.0}/s  toa {:>9.0}/s",
-                variants[i].name, s.setup, s.peer_plain, s.peer_toa
-            );
+            drop((conn6, fd6));
+            if icount {
+                // Guest nanoseconds per operation = instructions.
+                println!(
+                    "rep {rep} {:<10} instructions: setup {:>9.0}  accept4+getpeername {:>7.0}  getpeername plain {:>5.0}  toa {:>5.0}  toa6 {:>5.0}",
+                    variants[i].name,
+                    1e9 / s.setup,
+                    1e9 / s.accept,
+                    1e9 / s.peer_plain,
+                    1e9 / s.peer_toa,
+                    1e9 / s.peer_toa6
+                );
+            } else {
+                println!(
+                    "rep {rep} {:<10} setup {:>6.0}/s  accept4+getpeername {:>7.0}/s  getpeername plain {:>8.0}/s  toa {:>8.0}/s  toa6 {:>8.0}/s",
+                    variants[i].name, s.setup, s.accept, s.peer_plain, s.peer_toa, s.peer_toa6
+                );
+            }
             samples[i].push(s);
         }
     }
 
-    let (v4, v6) = allocations(&tun, &module, 200)?;
+    let (v4, v6) = allocations(&tun, &module, &variants[1], 200)?;
+    if with_scaling {
+        scaling(&tun, &module, &variants, reps.min(5))?;
+    }
     if kmod::loaded() {
         kmod::rmmod()?;
     }
     println!();
     println!("allocations per connection (toa_stats ip6_address_alloc): IPv4 client {v4:.2}, IPv6 client {v6:.2}");
-    let metrics: [(&str, fn(&Sample) -> f64); 3] = [
-        ("connection setup", |s| s.setup),
-        ("getpeername, socket without TOA", |s| s.peer_plain),
-        ("getpeername, TOA socket", |s| s.peer_toa),
-    ];
-    for (name, f) in metrics {
+    let clock = if icount { "instructions" } else { "wall" };
+    for (name, f) in METRICS {
         for (v, vs) in variants.iter().zip(&samples).skip(1) {
             let ratios: Vec<f64> = vs
                 .iter()
@@ -257,10 +431,20 @@ fn main() -> Result<()> {
                 .map(|(l, u)| f(l) / f(u))
                 .collect();
             let (m, lo, hi) = median_and_range(ratios);
-            println!(
-                "ratio {name:<34} {:<10} median {m:.3}  range {lo:.3}..{hi:.3}",
-                v.name
-            );
+            let per_op = |s: &[Sample]| median_and_range(s.iter().map(|x| 1e9 / f(x)).collect()).0;
+            if icount {
+                println!(
+                    "ratio {clock} {name:<38} {:<10} {m:.3} (range {lo:.3}..{hi:.3}; {:.0} vs {:.0} instructions)",
+                    v.name,
+                    per_op(vs),
+                    per_op(&samples[0])
+                );
+            } else {
+                println!(
+                    "ratio {clock} {name:<38} {:<10} median {m:.3}  range {lo:.3}..{hi:.3}",
+                    v.name
+                );
+            }
         }
     }
     Ok(())

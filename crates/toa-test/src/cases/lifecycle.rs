@@ -53,7 +53,6 @@ pub const COUNTERS: &[&str] = &[
     "getname_toa_ok",
     "getname_toa_mismatch",
     "getname_toa_bypass",
-    "getname_toa_empty",
     "toa_malformed",
 ];
 
@@ -130,6 +129,8 @@ fn bad_parameters(ctx: &Ctx) -> Result<()> {
         "tcpopt_addr_v6=-1",
         "tcpopt_addr=abc",
         "tcpopt_addr=2",
+        "hook=bogus",
+        "hook=",
     ] {
         if ctx.insmod(&[bad]).is_ok() {
             kmod::rmmod()?;

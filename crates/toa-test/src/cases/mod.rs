@@ -2,6 +2,7 @@
 //! starts unloaded), then behaviour with the module loaded.
 
 mod common;
+mod hooks;
 mod ipv4;
 mod ipv6;
 mod leaks;
@@ -15,6 +16,7 @@ use crate::Case;
 pub fn all() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(lifecycle::cases());
+    v.extend(hooks::cases());
     v.extend(ipv4::cases());
     v.extend(ipv6::cases());
     v.extend(trust::cases());

@@ -1,0 +1,419 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * getpeername()/accept() at the cost of a function-entry check: for sockets
+ * carrying a client, and for them only, inet_getname / inet6_getname are
+ * redirected to a wrapper of toa's that calls the original and rewrites the
+ * peer it wrote; every other call goes on into the original at once.
+ *
+ * Two ways to redirect, both through the function tracer's call site at the
+ * start of each function (docs/performance.md has their cost):
+ *
+ * hook=direct (x86_64): a direct-call trampoline (register_ftrace_direct,
+ *   as BPF trampolines are attached): the call site calls toa's trampoline
+ *   itself, which checks the socket in a few instructions and returns into
+ *   the function, or, for a TOA socket, returns into the wrapper instead.
+ *
+ * hook=ftrace (any architecture): an ftrace_ops with IPMODIFY, as livepatch
+ *   redirects a patched function: the tracer saves the argument registers
+ *   and calls toa's callback, which sets the instruction pointer the tracer
+ *   returns to.
+ *
+ * Either way nothing is written into kernel text or tables by toa (the
+ * function tracer patches its own call sites, as for any tracer), no
+ * kallsyms lookup is made (both functions are exported), and control only
+ * ever enters the original at its start: the wrapper calls it like any
+ * caller, and the check on that nested entry lets the wrapper's own call
+ * through. The wrapper is reached by a return, not an indirect branch, so
+ * IBT and kCFI have nothing to check, and every call is matched by a
+ * return (the return-stack predictor and call-depth accounting stay
+ * balanced). Both registrations are PERMANENT: turning the function tracer
+ * off (kernel.ftrace_enabled=0) would make toa silently show balancers, so
+ * the tracer refuses that while toa is loaded.
+ *
+ * Unloading: once the registration is gone no new call is redirected, but
+ * calls already redirected may still be in the wrapper (the original sleeps
+ * in lock_sock()). Each redirected call counts itself in before it calls
+ * the original and out after its last use of toa's data; unregistering
+ * waits for an RCU-tasks grace period (after which every redirected call
+ * has counted itself in), then unload waits for the count to reach zero,
+ * and for another grace period, after which no task can be on the
+ * wrapper's last instructions.
+ */
+#define pr_fmt(fmt) "TOA: " fmt
+
+#include <linux/delay.h>
+#include <linux/ftrace.h>
+#include <linux/module.h>
+#include <linux/net.h>
+#include <linux/percpu.h>
+#include <linux/rcupdate.h>
+#include <net/inet_common.h>
+#include <net/ipv6.h>
+#include <net/sock.h>
+
+#include "glue.h"
+#include "glue_internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* What both ways share: counting redirected calls, and the rewrite.        */
+
+/* Redirected calls not yet finished: counted in on one CPU, out on the same
+ * or another (the original may sleep and migrate); only the sum means
+ * anything. */
+static DEFINE_PER_CPU(long, toa_redirects_in_flight);
+
+static long toa_redirects_pending(void)
+{
+	long sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += per_cpu(toa_redirects_in_flight, cpu);
+	return sum;
+}
+
+/* A redirected call begins (before it calls the original). */
+void notrace toa_redirect_enter(void)
+{
+	this_cpu_inc(toa_redirects_in_flight);
+}
+
+/* A redirected call's original returned ret: rewrite the peer it wrote and
+ * count the call out. */
+void notrace toa_redirect_exit_v4(struct socket *sock, struct sockaddr *uaddr, int ret)
+{
+	toa_getname_rewrite_v4(sock, uaddr, ret);
+	this_cpu_dec(toa_redirects_in_flight);
+}
+
+void notrace toa_redirect_exit_v6(struct socket *sock, struct sockaddr *uaddr, int ret)
+{
+	toa_getname_rewrite_v6(sock, uaddr, ret);
+	this_cpu_dec(toa_redirects_in_flight);
+}
+
+/* After the registrations are gone: wait until no redirected call runs
+ * toa's code any more. Sleeps. */
+static void toa_redirects_drain(void)
+{
+	unsigned int waited = 0;
+
+	/* Unregistering a dynamic ftrace_ops (a module's) returns only after
+	 * an RCU-tasks grace period (ftrace_shutdown(): its callers must be
+	 * done before the ops can be freed), so every call redirected before
+	 * has left the trampoline and counted itself in by now. */
+	while (toa_redirects_pending() > 0) {
+		if (++waited == 1000)
+			pr_info("waiting for getpeername() calls in progress to finish\n");
+		msleep(10);
+	}
+	/* A task past its count-out may still be on the wrapper's last
+	 * instructions; after this, none is. */
+	synchronize_rcu_tasks();
+}
+
+/* The functions redirected, and toa's wrapper of each. */
+enum toa_redirect_fn {
+	TOA_REDIRECT_V4,
+#if IS_ENABLED(CONFIG_IPV6)
+	TOA_REDIRECT_V6,
+#endif
+	TOA_REDIRECT_NR,
+};
+
+static const char *const toa_redirect_names[TOA_REDIRECT_NR] = {
+	[TOA_REDIRECT_V4] = "inet_getname",
+#if IS_ENABLED(CONFIG_IPV6)
+	[TOA_REDIRECT_V6] = "inet6_getname",
+#endif
+};
+
+static unsigned long toa_redirect_func(enum toa_redirect_fn fn)
+{
+#if IS_ENABLED(CONFIG_IPV6)
+	if (fn == TOA_REDIRECT_V6)
+		return (unsigned long)inet6_getname;
+#endif
+	return (unsigned long)inet_getname;
+}
+
+/* ------------------------------------------------------------------------ */
+/* hook=ftrace: an IPMODIFY ftrace_ops per function.                         */
+
+static int toa_ftrace_v4_wrapper(struct socket *sock, struct sockaddr *uaddr, int peer)
+{
+	int ret = inet_getname(sock, uaddr, peer);
+
+	toa_redirect_exit_v4(sock, uaddr, ret);
+	return ret;
+}
+
+#if IS_ENABLED(CONFIG_IPV6)
+static int toa_ftrace_v6_wrapper(struct socket *sock, struct sockaddr *uaddr, int peer)
+{
+	int ret = inet6_getname(sock, uaddr, peer);
+
+	toa_redirect_exit_v6(sock, uaddr, ret);
+	return ret;
+}
+#endif
+
+static void notrace toa_ftrace_getname(unsigned long ip, unsigned long parent_ip,
+				       struct ftrace_ops *ops, struct ftrace_regs *fregs);
+
+/* One ops for both functions: unregistering it costs one set of grace
+ * periods. */
+static struct ftrace_ops toa_ftrace_ops = {
+	.func = toa_ftrace_getname,
+	.flags = FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT
+#ifndef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
+		 | FTRACE_OPS_FL_SAVE_REGS
+#endif
+};
+
+static void notrace toa_ftrace_getname(unsigned long ip, unsigned long parent_ip,
+				       struct ftrace_ops *ops, struct ftrace_regs *fregs)
+{
+	struct socket *sock = (struct socket *)ftrace_regs_get_argument(fregs, 0);
+	int peer = (int)ftrace_regs_get_argument(fregs, 2);
+	unsigned long wrapper = (unsigned long)toa_ftrace_v4_wrapper;
+
+	if (!toa_getname_wanted(sock, peer))
+		return;
+	/* The wrapper's own call of the original goes through. */
+	if (within_module_mem_type(parent_ip, THIS_MODULE, MOD_TEXT))
+		return;
+#if IS_ENABLED(CONFIG_IPV6)
+	/* ip is the tracer's call site, a few bytes into the function it is
+	 * in: the nearer start below it names the function. */
+	if (ip - (unsigned long)inet6_getname < ip - (unsigned long)inet_getname)
+		wrapper = (unsigned long)toa_ftrace_v6_wrapper;
+#endif
+	toa_redirect_enter();
+	ftrace_regs_set_instruction_pointer(fregs, wrapper);
+}
+
+static bool toa_ftrace_on;
+
+static void toa_ftrace_unregister(void)
+{
+	if (!toa_ftrace_on)
+		return;
+	WARN_ON(unregister_ftrace_function(&toa_ftrace_ops));
+	ftrace_free_filter(&toa_ftrace_ops);
+	toa_ftrace_on = false;
+}
+
+static int toa_ftrace_register(void)
+{
+	unsigned long ips[TOA_REDIRECT_NR];
+	size_t i;
+	int err;
+
+	for (i = 0; i < TOA_REDIRECT_NR; i++)
+		ips[i] = toa_redirect_func(i);
+	err = ftrace_set_filter_ips(&toa_ftrace_ops, ips, TOA_REDIRECT_NR, 0, 0);
+	if (!err) {
+		err = register_ftrace_function(&toa_ftrace_ops);
+		if (err)
+			ftrace_free_filter(&toa_ftrace_ops);
+	}
+	if (err) {
+		pr_info("cannot redirect getname with ftrace (%d)\n", err);
+		return err;
+	}
+	toa_ftrace_on = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* hook=direct: a direct-call trampoline per function (x86_64).              */
+
+#if defined(CONFIG_X86_64) && defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)
+#define TOA_HAVE_DIRECT 1
+
+#include <asm/ibt.h>
+#include <asm/linkage.h>
+#include <asm/nospec-branch.h>
+
+/*
+ * For each function FN (inet_getname, inet6_getname), two pieces of code:
+ *
+ * toa_direct_FN: called by FN's tracer call site, at FN's entry: the
+ *   arguments are in %rdi (struct socket *), %rsi (uaddr), %edx (peer);
+ *   (%rsp) is the return into FN, 8(%rsp) FN's own return address. Returns
+ *   into FN unless this is a peer query of a socket whose sk_user_data
+ *   carries toa's tag (TOA_STASH_TAG, stash.rs; toa's Rust decides the rest, in the
+ *   rewrite) and the call does not come from toa_redirected_FN: then it
+ *   replaces its return address with toa_redirected_FN and returns there,
+ *   with the stack as at FN's entry. Only %rax is used (the caller-saved
+ *   registers are free at a function's entry; the arguments are kept).
+ *
+ * toa_redirected_FN: in FN's place: counts the call in, calls FN itself
+ *   (whose entry lets this one call through), and hands the result to
+ *   toa_redirect_exit_v4/v6(), which rewrites the peer and counts the call
+ *   out.
+ */
+#define TOA_DIRECT_ASM(fn, family)							\
+	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"			\
+	".p2align 4\n\t"							\
+	".type toa_direct_" #fn ", @function\n"					\
+	"toa_direct_" #fn ":\n\t"						\
+	ASM_ENDBR								\
+	CALL_DEPTH_ACCOUNT							\
+	"leaq toa_redirected_" #fn "(%%rip), %%rax\n\t"				\
+	"addq $(.Ltoa_redirected_" #fn "_call - toa_redirected_" #fn "), %%rax\n\t" \
+	"cmpq %%rax, 8(%%rsp)\n\t"						\
+	"je 1f\n\t"								\
+	"testl %%edx, %%edx\n\t"						\
+	"jz 1f\n\t"								\
+	"movq %c[sock_sk](%%rdi), %%rax\n\t"					\
+	"testq %%rax, %%rax\n\t"						\
+	"jz 1f\n\t"								\
+	"movq %c[sk_user_data](%%rax), %%rax\n\t"				\
+	"shrq $56, %%rax\n\t"							\
+	"cmpb TOA_STASH_TAG(%%rip), %%al\n\t"					\
+	"jne 1f\n\t"								\
+	"leaq toa_redirected_" #fn "(%%rip), %%rax\n\t"				\
+	"movq %%rax, (%%rsp)\n"							\
+	"1:\n\t"								\
+	ASM_RET									\
+	".size toa_direct_" #fn ", .-toa_direct_" #fn "\n\t"			\
+	".p2align 4\n\t"							\
+	".type toa_redirected_" #fn ", @function\n"				\
+	"toa_redirected_" #fn ":\n\t"						\
+	ASM_ENDBR								\
+	"pushq %%rdi\n\t"							\
+	"pushq %%rsi\n\t"							\
+	"pushq %%rdx\n\t"							\
+	"call toa_redirect_enter\n\t"						\
+	"popq %%rdx\n\t"							\
+	"movq (%%rsp), %%rsi\n\t"						\
+	"movq 8(%%rsp), %%rdi\n\t"						\
+	"call " #fn "\n\t"							\
+	".Ltoa_redirected_" #fn "_call:\n\t"					\
+	"popq %%rsi\n\t"							\
+	"popq %%rdi\n\t"							\
+	"pushq %%rax\n\t"							\
+	"movl %%eax, %%edx\n\t"							\
+	"call toa_redirect_exit_" #family "\n\t"				\
+	"popq %%rax\n\t"							\
+	ASM_RET									\
+	".size toa_redirected_" #fn ", .-toa_redirected_" #fn "\n\t"		\
+	".popsection\n\t"
+
+void toa_direct_inet_getname(void);
+void toa_direct_inet6_getname(void);
+
+/* Never called: holds the trampolines, which need the offsets below. */
+static void __used toa_direct_code(void)
+{
+	asm volatile(TOA_DIRECT_ASM(inet_getname, v4)
+#if IS_ENABLED(CONFIG_IPV6)
+		     TOA_DIRECT_ASM(inet6_getname, v6)
+#endif
+		     : : [sock_sk] "i" (offsetof(struct socket, sk)),
+		     [sk_user_data] "i" (offsetof(struct sock, sk_user_data)));
+}
+
+static struct ftrace_ops toa_direct_ops[TOA_REDIRECT_NR] = {
+	[0 ... TOA_REDIRECT_NR - 1] = {
+		.flags = FTRACE_OPS_FL_PERMANENT,
+	},
+};
+
+static unsigned long toa_direct_tramp(enum toa_redirect_fn fn)
+{
+#if IS_ENABLED(CONFIG_IPV6)
+	if (fn == TOA_REDIRECT_V6)
+		return (unsigned long)toa_direct_inet6_getname;
+#endif
+	return (unsigned long)toa_direct_inet_getname;
+}
+
+static bool toa_direct_on[TOA_REDIRECT_NR];
+
+static void toa_direct_unregister(void)
+{
+	size_t i;
+
+	for (i = 0; i < TOA_REDIRECT_NR; i++) {
+		if (!toa_direct_on[i])
+			continue;
+		WARN_ON(unregister_ftrace_direct(&toa_direct_ops[i], toa_direct_tramp(i), true));
+		toa_direct_on[i] = false;
+	}
+}
+
+static int toa_direct_register(void)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < TOA_REDIRECT_NR; i++) {
+		err = ftrace_set_filter_ip(&toa_direct_ops[i], toa_redirect_func(i), 0, 0);
+		if (!err) {
+			err = register_ftrace_direct(&toa_direct_ops[i], toa_direct_tramp(i));
+			if (err)
+				ftrace_free_filter(&toa_direct_ops[i]);
+		}
+		if (err) {
+			pr_info("cannot attach a direct call to %s (%d)\n", toa_redirect_names[i], err);
+			toa_direct_unregister();
+			return err;
+		}
+		toa_direct_on[i] = true;
+	}
+	return 0;
+}
+#else
+#define TOA_HAVE_DIRECT 0
+
+static int toa_direct_register(void)
+{
+	return -EOPNOTSUPP;
+}
+
+static void toa_direct_unregister(void)
+{
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
+
+static enum toa_redirect_kind toa_redirect_active = TOA_REDIRECT_NONE;
+
+bool toa_redirect_direct_available(void)
+{
+	return TOA_HAVE_DIRECT;
+}
+
+bool toa_redirect_direct_active(void)
+{
+	return toa_redirect_active == TOA_REDIRECT_DIRECT;
+}
+
+int toa_redirect_register(enum toa_redirect_kind kind)
+{
+	int err;
+
+	if (kind == TOA_REDIRECT_DIRECT)
+		err = toa_direct_register();
+	else
+		err = toa_ftrace_register();
+	if (!err)
+		toa_redirect_active = kind;
+	return err;
+}
+
+void toa_redirect_unregister(void)
+{
+	if (toa_redirect_active == TOA_REDIRECT_NONE)
+		return;
+	if (toa_redirect_active == TOA_REDIRECT_DIRECT)
+		toa_direct_unregister();
+	else
+		toa_ftrace_unregister();
+	toa_redirect_active = TOA_REDIRECT_NONE;
+	toa_redirects_drain();
+}
