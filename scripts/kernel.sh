@@ -81,7 +81,10 @@ key=$( {
     echo "$debver $flavour"
     for f in "${fragments[@]}"; do cat "$TOA_ROOT/scripts/kconfig/$f"; done
     toolchain_versions
-    echo "${kmake_vars[*]}"
+    # The tools are named by their place in the default cache, so that
+    # caches sharing one tools directory (TOA_CACHE set elsewhere) share
+    # the kernels built with it too.
+    echo "${kmake_vars[*]}" | sed "s|$TOA_TOOLS|$HOME/.cache/toa/tools|g"
     sed -n '/^# --- recipe ---/,$p' "$0"
 } | sha256sum | cut -c1-12)
 out=$TOA_CACHE/kernels/$flavour-$debver-$key
