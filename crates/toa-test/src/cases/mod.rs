@@ -6,6 +6,7 @@ mod ipv4;
 mod ipv6;
 mod leaks;
 mod lifecycle;
+mod producers;
 mod stress;
 mod trust;
 
@@ -18,6 +19,7 @@ pub fn all() -> Vec<Case> {
     v.extend(ipv4::cases());
     v.extend(ipv6::cases());
     v.extend(trust::cases());
+    v.extend(producers::cases());
     v.extend(stress::cases());
     v.extend(leaks::cases());
     v
