@@ -127,7 +127,12 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 	toa_handshake_fill(&hs, skb);
 	if (req) {
 		hs.isn = tcp_rsk(req)->rcv_isn;
-		hs.syncookie = req->syncookie;
+		/* A syncookie's request socket is made from the completing ACK
+		 * (cookie_v{4,6}_check): no SYN-ACK was ever sent for it, so
+		 * snt_synack is 0, unlike any other request socket an ACK
+		 * completes (a Fast Open child is made from its SYN). The
+		 * syncookie bit is set only for cookies a BPF program checked. */
+		hs.syncookie = req->syncookie || (!hs.syn && !tcp_rsk(req)->snt_synack);
 	}
 	toa_on_child(child, &hs);
 }

@@ -731,6 +731,7 @@ fn syncookies_syn_only(ctx: &Ctx) -> Result<()> {
     let a = connect(ctx, &l6, Transport::V6, &syn_only(opt6(253, c)), nothing)?;
     expect_seen(&a, c.into())?;
     kmod::expect_delta(&b, &with(FROM_TABLE, &[("ip6_address_alloc", 1)]))?;
+    drop(a);
     // No client anywhere: counted.
     let b = before()?;
     let a = connect(ctx, &l, Transport::V4, &Handshake::default(), nothing)?;
