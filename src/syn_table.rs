@@ -328,6 +328,13 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_is_80_bytes() {
+        // 4096 slots: 320 KiB, as the README says.
+        assert_eq!(core::mem::size_of::<Slot>(), 80);
+        assert_eq!(core::mem::size_of::<Bucket>() * BUCKETS, 320 * 1024);
+    }
+
+    #[test]
     fn siphash_reference_vectors() {
         // From the SipHash paper (appendix A) and its reference vectors:
         // key 00 01 .. 0f, messages 00 01 .. (n-1).
