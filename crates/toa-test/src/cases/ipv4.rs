@@ -280,7 +280,11 @@ fn kinds_list(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     let kinds = || kmod::sysctl("tcpopt_kinds");
     ensure_eq!(kinds()?, "200 253 254", "default");
+    // Put back in reverse: the slots, then the list (which gives the
+    // listed slot kinds back to the slots).
     let _g = SysctlGuard::set("/proc/sys/net/toa/tcpopt_kinds", "200 253 254")?;
+    let _g0 = SysctlGuard::set("/proc/sys/net/toa/tcpopt_addr", "200")?;
+    let _g1 = SysctlGuard::set("/proc/sys/net/toa/tcpopt_addr_v6", "254")?;
     // Huawei ELB's guide: tcpopt_addr=254 (200 goes, as it always did).
     kmod::set_sysctl("tcpopt_addr", "254")?;
     ensure_eq!(kinds()?, "253 254", "after tcpopt_addr=254");
