@@ -111,6 +111,10 @@ pub fn cases() -> Vec<Case> {
             forged_behind,
         ),
         Case::new(
+            "handshakes: counters after the producer and handshake cases (printed), IPv6 records balanced",
+            report,
+        ),
+        Case::new(
             "handshakes: a flood of SYNs with options -> table bounded, counters balanced, nothing allocated",
             syn_flood,
         ),
@@ -802,6 +806,30 @@ fn forged_behind(ctx: &Ctx) -> Result<()> {
     let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
     expect_seen(&a, client(168).into())?;
     kmod::expect_delta(&b, FROM_TABLE)
+}
+
+/// Print `/proc/net/toa_stats` (since the module's last load: the trust
+/// cases, then every producer and handshake case) once the IPv6 records of
+/// closed sockets are freed, and check they balance.
+fn report(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    let s = settle()?;
+    let text = std::fs::read_to_string("/proc/net/toa_stats")?;
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(name), Some(total)) = (cols.first(), cols.last()) {
+            println!("# toa_stats {name:<24} {total}");
+        }
+    }
+    ensure_eq!(
+        s["ip6_address_alloc"],
+        s["ip6_address_free"],
+        "ip6_address_alloc/free"
+    );
+    if s["ip6_address_alloc"] == 0 || s["toa_syn_used"] == 0 {
+        bail!("the cases before this one recorded nothing: {s:?}");
+    }
+    Ok(())
 }
 
 /// Slots in toa's handshake table (syn_table.rs).
