@@ -847,7 +847,8 @@ fn syn_flood(ctx: &Ctx) -> Result<()> {
     let flooder = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7);
     let remote = SocketAddr::new(Transport::V6.guest(), port);
     let mut rng = fastrand::Rng::with_seed(0xf100d);
-    let n = 6000u32;
+    // More SYNs than slots: some entries must be evicted.
+    let n = 5000u32;
     for i in 0..n {
         let local = SocketAddr::new(flooder.into(), 1024 + (i % 60000) as u16);
         let c = SocketAddrV6::new(
