@@ -1,37 +1,109 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Which TCP option kinds toa takes as TOA options.
+//! What toa takes as a client option: the kinds (`tcpopt_kinds`, and the
+//! older `tcpopt_addr`, `tcpopt_addr_v6`; see [`crate::kinds`] for how they fit
+//! together) and Alibaba Cloud CDN's kind 28 (`tcpopt_cdn`).
 //!
-//! Two slots, `tcpopt_addr` (default 200: Tencent, LVS 2012) and
-//! `tcpopt_addr_v6` (default 254: Alibaba LVS, Huawei ELB, DPVS); either kind
-//! is accepted with either option length. Set at load time by the module
-//! parameters and at run time by `/proc/sys/net/toa/<name>`; both go through
-//! [`toa_config_write_kind`], which refuses anything but a configurable kind.
+//! Set at load time by the module parameters and at run time through
+//! `/proc/sys/net/toa/<name>`; writers are serialized by the glue's config
+//! mutex and go through the functions below, which refuse anything invalid
+//! (`-EINVAL`, nothing changed). Readers in softirq take no lock: they read
+//! the kinds in force as four words and the CDN switch with relaxed loads.
+//! A reader racing a write may see some words of the old set and some of
+//! the new; each kind it sees in force was valid before or after.
 
 use core::ffi::{c_int, c_uint};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use kernel::error::code::EINVAL;
 
+use crate::kinds::KindConfig;
 use crate::{parse, wire};
 
-/// The configured kinds; read in softirq with plain relaxed loads (each slot
-/// is one byte, so a reader sees the old or the new kind, never a mix).
-static KINDS: [AtomicU8; 2] = [AtomicU8::new(200), AtomicU8::new(254)];
+/// The two slots (`tcpopt_addr`, `tcpopt_addr_v6`), for readers of the
+/// sysctls; written only under the config mutex.
+static SLOTS: [AtomicU8; 2] = [
+    AtomicU8::new(KindConfig::DEFAULT.slots()[0]),
+    AtomicU8::new(KindConfig::DEFAULT.slots()[1]),
+];
 
-/// The kinds in force now.
-pub fn kinds() -> wire::Kinds {
-    wire::Kinds([
-        KINDS[0].load(Ordering::Relaxed),
-        KINDS[1].load(Ordering::Relaxed),
-    ])
+/// The whole kind configuration; read and written only under the config
+/// mutex (writers) — see [`with_config`].
+static CONFIG: ConfigCell = ConfigCell(core::cell::UnsafeCell::new(KindConfig::DEFAULT));
+
+/// The kinds in force, as [`wire::Kinds`] words, for the packet paths.
+static KINDS: [AtomicU64; 4] = {
+    let w = KindConfig::DEFAULT.effective().words();
+    [
+        AtomicU64::new(w[0]),
+        AtomicU64::new(w[1]),
+        AtomicU64::new(w[2]),
+        AtomicU64::new(w[3]),
+    ]
+};
+
+/// Whether Alibaba Cloud CDN's option (28/7, 28/19) is taken.
+static CDN: AtomicBool = AtomicBool::new(wire::Rules::DEFAULT.cdn);
+
+/// The kind configuration, in a cell only config-mutex holders touch.
+struct ConfigCell(core::cell::UnsafeCell<KindConfig>);
+
+// SAFETY: the cell is only accessed through `with_config`, whose callers
+// hold the glue's config mutex, so accesses never overlap.
+unsafe impl Sync for ConfigCell {}
+
+/// Run `f` on the kind configuration and publish the result.
+///
+/// # Safety
+///
+/// The caller must hold the glue's config mutex.
+unsafe fn with_config<R>(f: impl FnOnce(&mut KindConfig) -> R) -> R {
+    // SAFETY: the caller holds the config mutex: no other access to the
+    // cell runs meanwhile.
+    let config = unsafe { &mut *CONFIG.0.get() };
+    let r = f(config);
+    for (cell, kind) in SLOTS.iter().zip(config.slots()) {
+        cell.store(kind, Ordering::Relaxed);
+    }
+    for (cell, word) in KINDS.iter().zip(config.effective().words()) {
+        cell.store(word, Ordering::Relaxed);
+    }
+    r
+}
+
+/// What packet paths take now.
+pub fn rules() -> wire::Rules {
+    wire::Rules {
+        kinds: wire::Kinds::from_words([
+            KINDS[0].load(Ordering::Relaxed),
+            KINDS[1].load(Ordering::Relaxed),
+            KINDS[2].load(Ordering::Relaxed),
+            KINDS[3].load(Ordering::Relaxed),
+        ]),
+        cdn: CDN.load(Ordering::Relaxed),
+    }
+}
+
+/// The bytes of `len` at `text`, or `None` for NULL.
+///
+/// # Safety
+///
+/// `text` must be NULL or point to `len` readable bytes that stay unchanged
+/// for `'a`.
+unsafe fn bytes<'a>(text: *const u8, len: usize) -> Option<&'a [u8]> {
+    if text.is_null() {
+        return None;
+    }
+    // SAFETY: the caller guarantees `len` readable bytes.
+    Some(unsafe { core::slice::from_raw_parts(text, len) })
 }
 
 /// The kind in slot `slot` (0: `tcpopt_addr`, 1: `tcpopt_addr_v6`), or
 /// `-EINVAL` for another slot.
 #[no_mangle]
 pub extern "C" fn toa_config_kind(slot: c_uint) -> c_int {
-    match KINDS.get(slot as usize) {
+    match SLOTS.get(slot as usize) {
         Some(k) => c_int::from(k.load(Ordering::Relaxed)),
         None => EINVAL.to_errno(),
     }
@@ -42,23 +114,102 @@ pub extern "C" fn toa_config_kind(slot: c_uint) -> c_int {
 ///
 /// # Safety
 ///
-/// `text` must point to `len` readable bytes.
+/// `text` must point to `len` readable bytes; the caller must hold the
+/// glue's config mutex.
 #[no_mangle]
 pub unsafe extern "C" fn toa_config_write_kind(slot: c_uint, text: *const u8, len: usize) -> c_int {
-    let Some(cell) = KINDS.get(slot as usize) else {
+    // SAFETY: the caller guarantees `len` readable bytes.
+    let Some(text) = (unsafe { bytes(text, len) }) else {
         return EINVAL.to_errno();
     };
-    if text.is_null() {
-        return EINVAL.to_errno();
+    // SAFETY: the caller holds the config mutex.
+    match unsafe { with_config(|c| c.write_slot(slot as usize, text)) } {
+        Some(()) => 0,
+        None => EINVAL.to_errno(),
     }
-    // SAFETY: the caller guarantees `len` readable bytes at `text`, and they
-    // are not written while this function runs.
-    let text = unsafe { core::slice::from_raw_parts(text, len) };
-    match parse::kind(text) {
-        Some(kind) => {
-            cell.store(kind, Ordering::Relaxed);
+}
+
+/// Set the list of kinds from text; 0 or `-EINVAL` (nothing changed).
+///
+/// # Safety
+///
+/// `text` must point to `len` readable bytes; the caller must hold the
+/// glue's config mutex.
+#[no_mangle]
+pub unsafe extern "C" fn toa_config_write_kinds(text: *const u8, len: usize) -> c_int {
+    // SAFETY: the caller guarantees `len` readable bytes.
+    let Some(text) = (unsafe { bytes(text, len) }) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the caller holds the config mutex.
+    match unsafe { with_config(|c| c.write_list(text)) } {
+        Some(()) => 0,
+        None => EINVAL.to_errno(),
+    }
+}
+
+/// A `core::fmt` writer into a byte buffer that drops what does not fit.
+struct Buf<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Write for Buf<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = self.buf.len() - self.len;
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Write the kinds in force as text (`200 253 254`) into `buf` (`size`
+/// bytes); how many bytes were written.
+///
+/// # Safety
+///
+/// `buf` must be writable for `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn toa_config_read_kinds(buf: *mut u8, size: usize) -> usize {
+    if buf.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller guarantees `size` writable bytes.
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf, size) };
+    let mut w = Buf { buf, len: 0 };
+    let _ = write!(w, "{}", rules().kinds);
+    w.len
+}
+
+/// Whether the CDN option is taken: 1 or 0.
+#[no_mangle]
+pub extern "C" fn toa_config_cdn() -> c_int {
+    c_int::from(CDN.load(Ordering::Relaxed))
+}
+
+/// Switch the CDN option from text (`0` or `1`); 0 or `-EINVAL`.
+///
+/// # Safety
+///
+/// `text` must point to `len` readable bytes; the caller must hold the
+/// glue's config mutex.
+#[no_mangle]
+pub unsafe extern "C" fn toa_config_write_cdn(text: *const u8, len: usize) -> c_int {
+    // SAFETY: the caller guarantees `len` readable bytes.
+    let Some(text) = (unsafe { bytes(text, len) }) else {
+        return EINVAL.to_errno();
+    };
+    match parse::switch(text) {
+        Some(on) => {
+            CDN.store(on, Ordering::Relaxed);
             0
         }
         None => EINVAL.to_errno(),
     }
+}
+
+/// The kinds in force, for the load message.
+pub fn kinds() -> wire::Kinds {
+    rules().kinds
 }

@@ -8,6 +8,7 @@
  *   glue_admin.c    counters, /proc/net/toa_stats, sysctls, parameters
  *   glue_records.c  sk_user_data and the IPv6 client records
  *   glue_hooks.c    probes, the TOA_SO_GET_LOOKUP getsockopt
+ *   glue_syn.c      the handshake table and the SYN-side probes
  *
  * This file brings them up and down in order.
  */
@@ -27,27 +28,41 @@ int toa_glue_register(void)
 {
 	int err;
 
-	err = toa_admin_register();
+	/* The table first and gone last: procfs reads it. */
+	err = toa_syn_table_init();
 	if (err)
 		return err;
+	err = toa_admin_register();
+	if (err)
+		goto exit_table;
 	err = toa_records_init();
 	if (err)
 		goto unregister_admin;
 	err = toa_hooks_register();
 	if (err)
 		goto exit_records;
+	/* Feeding the table last: whatever it gets has a consumer. */
+	err = toa_syn_hooks_register();
+	if (err)
+		goto unregister_hooks;
 	return 0;
 
+unregister_hooks:
+	toa_hooks_unregister();
 exit_records:
 	toa_records_exit();
 unregister_admin:
 	toa_admin_unregister();
+exit_table:
+	toa_syn_table_exit();
 	return err;
 }
 
 void toa_glue_unregister(void)
 {
+	toa_syn_hooks_unregister();
 	toa_hooks_unregister();
 	toa_records_exit();
 	toa_admin_unregister();
+	toa_syn_table_exit();
 }

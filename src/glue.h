@@ -9,6 +9,8 @@
 
 #include <linux/types.h>
 
+struct request_sock;
+struct sk_buff;
 struct sock;
 struct sockaddr_in;
 struct sockaddr_in6;
@@ -20,19 +22,29 @@ struct toa_v6_client {
 	u8 port[2];
 };
 
-/* Mirrors kapi::Handshake. */
+/* Mirrors kapi::Handshake (64 bytes, checked on both sides). */
 struct toa_handshake {
 	const u8 *options;
 	u32 options_len;
 	bool syn;
 	bool v6;
+	bool syncookie;
 	u8 saddr[16];
+	u8 daddr[16];
+	u8 sport[2];
+	u8 dport[2];
+	u32 isn;
+	u64 now_ms;
 };
 
 /* ---- implemented in Rust ---- */
 
 /* handshake.rs */
 void toa_on_child(struct sock *child, const struct toa_handshake *hs);
+/* syn.rs: a SYN, or a handshake ACK a TCP_DEFER_ACCEPT listener holds back */
+void toa_on_request(const struct toa_handshake *hs);
+void toa_syn_table_shape(unsigned int *buckets, size_t *bucket_bytes);
+unsigned long toa_syn_occupied(void);
 /* getname.rs */
 bool toa_getname_peek(const struct sock *sk);
 void toa_getname_v4(const struct sock *sk, unsigned long word, struct sockaddr_in *sin);
@@ -41,9 +53,14 @@ void toa_getname_v6(const struct sock *sk, unsigned long word, struct sockaddr_i
 int toa_lookup(const struct sock *sk, struct toa_nat64_peer *out);
 /* record.rs */
 void toa_on_destruct(struct sock *sk);
-/* config.rs: slot 0 is tcpopt_addr, slot 1 tcpopt_addr_v6 */
+/* config.rs: slot 0 is tcpopt_addr, slot 1 tcpopt_addr_v6; writes with
+ * toa_config_mutex held */
 int toa_config_kind(unsigned int slot);
 int toa_config_write_kind(unsigned int slot, const u8 *text, size_t len);
+int toa_config_write_kinds(const u8 *text, size_t len);
+size_t toa_config_read_kinds(u8 *buf, size_t size);
+int toa_config_cdn(void);
+int toa_config_write_cdn(const u8 *text, size_t len);
 /* trust.rs: call with toa_trust_mutex held */
 int toa_trust_write(const u8 *text, size_t len);
 size_t toa_trust_read(u8 *buf, size_t size);
@@ -58,6 +75,9 @@ void toa_glue_unregister(void);
 int toa_hook_kind(void);
 void toa_stat_inc(unsigned int counter);
 void toa_synchronize_rcu(void);
+u64 toa_random_u64(void);
+void *toa_syn_lock(unsigned int bucket, unsigned long *flags);
+void toa_syn_unlock(unsigned int bucket, unsigned long flags);
 unsigned long toa_sk_user_data(const struct sock *sk);
 bool toa_sk_claim_user_data(struct sock *sk, unsigned long word);
 void *toa_v6_new(const struct toa_v6_client *client);

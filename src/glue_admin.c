@@ -67,11 +67,16 @@ static int toa_stats_show(struct seq_file *seq, void *v)
 		seq_printf(seq, " %12llu\n", total);
 	}
 
-	/* Not per-CPU: events the probe core could not hand to toa. */
+	/* Not per-CPU: events the probe core could not hand to toa, and the
+	 * entries the handshake table holds now. */
 	seq_printf(seq, "%-24s", "probe_missed");
 	for_each_online_cpu(cpu)
 		seq_printf(seq, " %12s", "-");
-	seq_printf(seq, " %12lu\n", toa_probes_missed());
+	seq_printf(seq, " %12lu\n", toa_probes_missed() + toa_syn_probes_missed());
+	seq_printf(seq, "%-24s", "syn_table_entries");
+	for_each_online_cpu(cpu)
+		seq_printf(seq, " %12s", "-");
+	seq_printf(seq, " %12lu\n", toa_syn_occupied());
 	return 0;
 }
 
@@ -93,27 +98,91 @@ static struct pernet_operations toa_net_ops = {
 };
 
 /* ------------------------------------------------------------------------ */
-/* Option kinds: /proc/sys/net/toa/{tcpopt_addr,tcpopt_addr_v6} and the       */
-/* module parameters of the same names. Validation lives in config.rs.       */
+/* Option kinds: /proc/sys/net/toa/{tcpopt_kinds,tcpopt_addr,tcpopt_addr_v6, */
+/* tcpopt_cdn} and the module parameters of the same names. Validation and   */
+/* the rules of the kinds live in config.rs and kinds.rs; writers are        */
+/* serialized here, and a write is taken whole or refused whole.             */
+
+static DEFINE_MUTEX(toa_config_mutex);
+
+/* What a config write does: which setting (a slot, the list, the switch). */
+enum toa_setting {
+	TOA_SET_ADDR,		/* tcpopt_addr: slot 0 */
+	TOA_SET_ADDR_V6,	/* tcpopt_addr_v6: slot 1 */
+	TOA_SET_KINDS,
+	TOA_SET_CDN,
+};
+
+static int toa_config_set(enum toa_setting what, const u8 *text, size_t len)
+{
+	int err;
+
+	mutex_lock(&toa_config_mutex);
+	switch (what) {
+	case TOA_SET_ADDR:
+	case TOA_SET_ADDR_V6:
+		err = toa_config_write_kind(what, text, len);
+		break;
+	case TOA_SET_KINDS:
+		err = toa_config_write_kinds(text, len);
+		break;
+	case TOA_SET_CDN:
+		err = toa_config_write_cdn(text, len);
+		break;
+	default:
+		err = -EINVAL;
+	}
+	mutex_unlock(&toa_config_mutex);
+	return err;
+}
+
+/* The value of a numeric setting. */
+static int toa_config_get(enum toa_setting what)
+{
+	return what == TOA_SET_CDN ? toa_config_cdn() : toa_config_kind(what);
+}
+
+/* The kinds in force as text, without a final newline, into buf. */
+static void toa_kinds_get(char *buf, size_t size)
+{
+	size_t n = toa_config_read_kinds((u8 *)buf, size - 1);
+
+	buf[n] = '\0';
+}
+
+/* Room for every kind: 255 of at most 3 digits and a space. */
+#define TOA_KINDS_TEXT_MAX 1024
 
 static int toa_kind_sysctl(const struct ctl_table *table, int write, void *buffer,
 			   size_t *lenp, loff_t *ppos)
 {
-	unsigned int slot = (unsigned long)table->extra1;
+	enum toa_setting what = (unsigned long)table->extra1;
 	struct ctl_table tmp = *table;
+	char *text;
 	int value, err;
 
 	if (write) {
 		/* A value is written whole, in one write, or not at all. */
 		if (*ppos)
 			return -EINVAL;
-		err = toa_config_write_kind(slot, buffer, *lenp);
+		err = toa_config_set(what, buffer, *lenp);
 		if (err)
 			return err;
 		*ppos += *lenp;
 		return 0;
 	}
-	value = toa_config_kind(slot);
+	if (what == TOA_SET_KINDS) {
+		text = kzalloc(TOA_KINDS_TEXT_MAX, GFP_KERNEL);
+		if (!text)
+			return -ENOMEM;
+		toa_kinds_get(text, TOA_KINDS_TEXT_MAX);
+		tmp.data = text;
+		tmp.maxlen = TOA_KINDS_TEXT_MAX;
+		err = proc_dostring(&tmp, 0, buffer, lenp, ppos);
+		kfree(text);
+		return err;
+	}
+	value = toa_config_get(what);
 	tmp.data = &value;
 	tmp.maxlen = sizeof(value);
 	return proc_dointvec(&tmp, 0, buffer, lenp, ppos);
@@ -177,16 +246,28 @@ static int toa_trust_sysctl(const struct ctl_table *table, int write, void *buff
 
 static struct ctl_table toa_sysctl_table[] = {
 	{
+		.procname = "tcpopt_kinds",
+		.mode = 0644,
+		.proc_handler = toa_kind_sysctl,
+		.extra1 = (void *)TOA_SET_KINDS,
+	},
+	{
 		.procname = "tcpopt_addr",
 		.mode = 0644,
 		.proc_handler = toa_kind_sysctl,
-		.extra1 = (void *)0UL,
+		.extra1 = (void *)TOA_SET_ADDR,
 	},
 	{
 		.procname = "tcpopt_addr_v6",
 		.mode = 0644,
 		.proc_handler = toa_kind_sysctl,
-		.extra1 = (void *)1UL,
+		.extra1 = (void *)TOA_SET_ADDR_V6,
+	},
+	{
+		.procname = "tcpopt_cdn",
+		.mode = 0644,
+		.proc_handler = toa_kind_sysctl,
+		.extra1 = (void *)TOA_SET_CDN,
 	},
 	{
 		.procname = "trusted_sources",
@@ -199,12 +280,18 @@ static struct ctl_table_header *toa_sysctl_header;
 
 static int toa_kind_param_set(const char *val, const struct kernel_param *kp)
 {
-	return toa_config_write_kind((unsigned long)kp->arg, (const u8 *)val, strlen(val));
+	return toa_config_set((unsigned long)kp->arg, (const u8 *)val, strlen(val));
 }
 
 static int toa_kind_param_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "%d\n", toa_config_kind((unsigned long)kp->arg));
+	enum toa_setting what = (unsigned long)kp->arg;
+
+	if (what == TOA_SET_KINDS) {
+		toa_kinds_get(buf, PAGE_SIZE - 1);
+		return strlcat(buf, "\n", PAGE_SIZE);
+	}
+	return sysfs_emit(buf, "%d\n", toa_config_get(what));
 }
 
 static const struct kernel_param_ops toa_kind_param_ops = {
@@ -230,10 +317,15 @@ static const struct kernel_param_ops toa_trust_param_ops = {
 
 module_param_cb(trusted_sources, &toa_trust_param_ops, NULL, 0644);
 MODULE_PARM_DESC(trusted_sources, "Balancer prefixes allowed to name a client, e.g. 10.0.0.0/8,fd00::/64 (default empty: all)");
-module_param_cb(tcpopt_addr, &toa_kind_param_ops, (void *)0UL, 0644);
-MODULE_PARM_DESC(tcpopt_addr, "TCP option kind carrying the client address (default 200; 0 disables)");
-module_param_cb(tcpopt_addr_v6, &toa_kind_param_ops, (void *)1UL, 0644);
-MODULE_PARM_DESC(tcpopt_addr_v6, "Second TCP option kind carrying the client address (default 254; 0 disables)");
+/* Parameters are applied in the order given on the command line. */
+module_param_cb(tcpopt_kinds, &toa_kind_param_ops, (void *)TOA_SET_KINDS, 0644);
+MODULE_PARM_DESC(tcpopt_kinds, "TCP option kinds carrying the client address, e.g. 200,253,254 (the default)");
+module_param_cb(tcpopt_addr, &toa_kind_param_ops, (void *)TOA_SET_ADDR, 0644);
+MODULE_PARM_DESC(tcpopt_addr, "One of the kinds, replaced by a write (default 200; 0: none)");
+module_param_cb(tcpopt_addr_v6, &toa_kind_param_ops, (void *)TOA_SET_ADDR_V6, 0644);
+MODULE_PARM_DESC(tcpopt_addr_v6, "Another of the kinds, replaced by a write (default 254; 0: none)");
+module_param_cb(tcpopt_cdn, &toa_kind_param_ops, (void *)TOA_SET_CDN, 0644);
+MODULE_PARM_DESC(tcpopt_cdn, "Take Alibaba Cloud CDN's option 28/7, 28/19 (default 1; 0: off)");
 
 int toa_admin_register(void)
 {

@@ -54,6 +54,7 @@
 /* What the entry side keeps for the return side. */
 struct toa_syn_recv_args {
 	struct sk_buff *skb;
+	struct request_sock *req;
 };
 
 struct toa_getname_args {
@@ -62,9 +63,11 @@ struct toa_getname_args {
 };
 
 /* Entry of syn_recv_sock: whether the return side is wanted. */
-static bool toa_syn_recv_begin(struct toa_syn_recv_args *args, struct sk_buff *skb)
+static bool toa_syn_recv_begin(struct toa_syn_recv_args *args, struct sk_buff *skb,
+			       struct request_sock *req)
 {
 	args->skb = skb;
+	args->req = req;
 	return skb;
 }
 
@@ -73,26 +76,9 @@ static bool toa_syn_recv_begin(struct toa_syn_recv_args *args, struct sk_buff *s
  * tcp_v6_syn_recv_sock calls for them and which has seen them already. */
 static void toa_syn_recv_end(const struct toa_syn_recv_args *args, struct sock *child, bool v6_probe)
 {
-	const struct sk_buff *skb = args->skb;
-	const struct tcphdr *th;
-	struct toa_handshake hs;
-
-	if (!child || (v6_probe && skb->protocol != htons(ETH_P_IPV6)))
+	if (!child || (v6_probe && args->skb->protocol != htons(ETH_P_IPV6)))
 		return;
-	/* tcp_v{4,6}_rcv() pulled the whole header, options included, into
-	 * the linear area and checked doff >= 5 before any child is created. */
-	th = tcp_hdr(skb);
-	hs.options = (const u8 *)(th + 1);
-	hs.options_len = th->doff * 4 - sizeof(*th);
-	hs.syn = th->syn;
-	hs.v6 = skb->protocol == htons(ETH_P_IPV6);
-	memset(hs.saddr, 0, sizeof(hs.saddr));
-	/* The source as the backend sees it: the balancer (trusted_sources). */
-	if (hs.v6)
-		memcpy(hs.saddr, &ipv6_hdr(skb)->saddr, 16);
-	else
-		memcpy(hs.saddr, &ip_hdr(skb)->saddr, 4);
-	toa_on_child(child, &hs);
+	toa_syn_recv_child(child, args->skb, args->req);
 }
 
 /* Entry of getname: only peer addresses of sockets carrying a client need
@@ -127,7 +113,8 @@ static void toa_getname_end(const struct toa_getname_args *args, int ret, bool v
 static int toa_kr_syn_recv_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	return !toa_syn_recv_begin((void *)ri->data,
-				   (struct sk_buff *)regs_get_kernel_argument(regs, 1));
+				   (struct sk_buff *)regs_get_kernel_argument(regs, 1),
+				   (struct request_sock *)regs_get_kernel_argument(regs, 2));
 }
 
 static int toa_kr_syn_recv_v4_return(struct kretprobe_instance *ri, struct pt_regs *regs)
@@ -207,7 +194,8 @@ typedef struct pt_regs toa_fregs;
 static int toa_fp_syn_recv_entry(struct fprobe *fp, unsigned long ip, unsigned long ret_ip,
 				 toa_fregs *regs, void *data)
 {
-	return !toa_syn_recv_begin(data, (struct sk_buff *)toa_fp_arg(regs, 1));
+	return !toa_syn_recv_begin(data, (struct sk_buff *)toa_fp_arg(regs, 1),
+				   (struct request_sock *)toa_fp_arg(regs, 2));
 }
 
 static void toa_fp_syn_recv_v4_exit(struct fprobe *fp, unsigned long ip, unsigned long ret_ip,

@@ -11,6 +11,9 @@
 
 #include "glue.h"
 
+struct request_sock;
+struct sk_buff;
+
 /* glue_admin.c: counters, procfs, sysctls, parameters */
 int toa_admin_register(void);
 void toa_admin_unregister(void);
@@ -19,6 +22,15 @@ void toa_admin_unregister(void);
 int toa_records_init(void);
 void toa_records_exit(void);
 unsigned int toa_v6_drain(void);
+
+/* glue_syn.c: the handshake table, the SYN-side probes, the child's facts */
+int toa_syn_table_init(void);
+void toa_syn_table_exit(void);
+int toa_syn_hooks_register(void);
+void toa_syn_hooks_unregister(void);
+unsigned long toa_syn_probes_missed(void);
+void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
+			const struct request_sock *req);
 
 /* glue_hooks.c: probes and the getsockopt */
 int toa_hooks_register(void);

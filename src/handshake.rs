@@ -1,23 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A new child socket: find the client in the handshake and record it.
+//! A new child socket: find its client and record it.
 //!
 //! Called by the glue's return probes on `tcp_v4_syn_recv_sock` and
 //! `tcp_v6_syn_recv_sock`, which the kernel runs when the packet completing a
 //! handshake reaches a listener: on the normal path (`tcp_check_req`), the
-//! syncookie path (`cookie_v4_check`/`cookie_v6_check`), and for IPv4
-//! clients of dual-stack listeners (IPv4 packets are seen once, by the IPv4
-//! probe). It runs in softirq with the child locked and not yet visible to
-//! userspace: it must not sleep or allocate with `GFP_KERNEL`; IPv4 clients
-//! need no allocation, IPv6 clients one `GFP_ATOMIC` record.
+//! syncookie path (`cookie_v4_check`/`cookie_v6_check`), for a Fast Open SYN
+//! carrying data (`tcp_try_fastopen`: the packet is the SYN itself), and for
+//! IPv4 clients of dual-stack listeners (IPv4 packets are seen once, by the
+//! IPv4 probe). It runs in softirq with the child locked and not yet visible
+//! to userspace: it must not sleep or allocate with `GFP_KERNEL`; IPv4
+//! clients need no allocation, IPv6 clients one `GFP_ATOMIC` record.
+//!
+//! The client is the one the packet's own options name; if they name none,
+//! the one an earlier packet of the handshake named ([`crate::syn`]).
 
 use crate::cidr::Source;
 use crate::config;
 use crate::kapi::{Handshake, Sock};
 use crate::record;
 use crate::stats::{self, Counter};
+use crate::syn;
 use crate::trust;
-use crate::wire::{self, Scan};
+use crate::wire::{self, Format, Found, Packet, Scan};
 
 impl Handshake {
     /// The packet's source address: the balancer, as the backend sees it.
@@ -27,6 +32,46 @@ impl Handshake {
         } else {
             let s = &self.saddr;
             Source::V4([s[0], s[1], s[2], s[3]])
+        }
+    }
+
+    /// The packet's TCP options.
+    ///
+    /// # Safety
+    ///
+    /// `options` must be NULL or point to `options_len` readable bytes for
+    /// the lifetime of `self`.
+    unsafe fn options(&self) -> &[u8] {
+        let len = (self.options_len as usize).min(wire::MAX_OPTIONS_LEN);
+        if self.options.is_null() {
+            &[]
+        } else {
+            // SAFETY: the caller guarantees `options_len` readable bytes,
+            // and `len` is not more than that.
+            unsafe { core::slice::from_raw_parts(self.options, len) }
+        }
+    }
+}
+
+/// The client the options of `hs` name, read as a `packet`, if it is usable
+/// and its source trusted; counts why not otherwise.
+///
+/// # Safety
+///
+/// `hs.options` must be NULL or point to `hs.options_len` readable bytes.
+pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found> {
+    // SAFETY: the caller guarantees the options are readable.
+    let options = unsafe { hs.options() };
+    match wire::scan(options, &config::rules(), packet, hs.sport) {
+        Scan::Found(found) if trust::trusted(&hs.source()) => Some(found),
+        Scan::Found(_) => {
+            stats::inc(Counter::ToaUntrusted);
+            None
+        }
+        Scan::Absent => None,
+        Scan::Malformed(_) => {
+            stats::inc(Counter::ToaMalformed);
+            None
         }
     }
 }
@@ -43,37 +88,51 @@ impl Handshake {
 pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     // SAFETY: the caller guarantees `hs` is valid for the call.
     let hs = unsafe { &*hs };
-    let len = (hs.options_len as usize).min(wire::MAX_OPTIONS_LEN);
-    let options = if hs.options.is_null() {
-        &[][..]
-    } else {
-        // SAFETY: the caller guarantees `options_len` readable bytes, and
-        // `len` is not more than that.
-        unsafe { core::slice::from_raw_parts(hs.options, len) }
-    };
-
-    let client = match wire::scan(options, config::kinds()) {
-        Scan::Found(_) if hs.syn => {
-            stats::inc(Counter::ToaSynIgnored);
-            None
+    // A Fast Open child is created from the SYN itself.
+    let packet = if hs.syn { Packet::Syn } else { Packet::Ack };
+    // SAFETY: the caller guarantees the options are readable.
+    let own = unsafe { own_client(hs, packet) };
+    // The table's entry is taken either way: it is this connection's, and
+    // its socket exists now.
+    let kept = syn::take(hs);
+    let client = match (own, kept) {
+        (Some(found), Some(_)) => {
+            // A Fast Open child's entry is its own SYN's: used, not replaced.
+            stats::inc(if hs.syn {
+                Counter::ToaSynUsed
+            } else {
+                Counter::ToaSynReplaced
+            });
+            Some(found)
         }
-        Scan::Found(client) if trust::trusted(&hs.source()) => Some(client),
-        Scan::Found(_) => {
-            stats::inc(Counter::ToaUntrusted);
-            None
+        (Some(found), None) => Some(found),
+        (None, Some(found)) => {
+            stats::inc(Counter::ToaSynUsed);
+            Some(found)
         }
-        Scan::Absent => None,
-        Scan::Malformed(_) => {
-            stats::inc(Counter::ToaMalformed);
+        (None, None) => {
+            if hs.syncookie {
+                stats::inc(Counter::ToaSyncookieNoToa);
+            }
             None
         }
     };
     let recorded = match client {
         // SAFETY: the caller guarantees `child` is live, held and not yet
         // visible to userspace.
-        Some(client) => unsafe { record::store(child, client) },
+        Some(found) => unsafe { record::store(child, found.client) },
         None => false,
     };
+    if let (true, Some(found)) = (recorded, client) {
+        match found.format {
+            Format::Cdn => stats::inc(Counter::ToaCdn),
+            Format::Vip => stats::inc(Counter::ToaVip),
+            Format::Toa => {}
+        }
+        if hs.syn {
+            stats::inc(Counter::ToaFastopen);
+        }
+    }
     stats::inc(if recorded {
         Counter::SynRecvSockToa
     } else {

@@ -7,7 +7,7 @@
 //! decides, it asks the Rust side. This file declares the C functions and the
 //! shapes of the data that cross the boundary.
 
-use core::ffi::{c_int, c_uint, c_void};
+use core::ffi::{c_int, c_uint, c_ulong, c_void};
 
 use kernel::error::{to_result, Result};
 
@@ -17,21 +17,40 @@ pub struct Sock {
     _opaque: [u8; 0],
 }
 
-/// The facts of a handshake, gathered by the glue from the packet that made
-/// the kernel create a child socket (`tcp_v4_syn_recv_sock`'s skb).
+/// The facts of a handshake packet, gathered by the glue: the SYN reaching a
+/// listener (`tcp_conn_request`), a handshake ACK a `TCP_DEFER_ACCEPT`
+/// listener holds back (`tcp_check_req`), or the packet that made the kernel
+/// create a child socket (`tcp_v4_syn_recv_sock`'s skb).
 #[repr(C)]
 pub struct Handshake {
     /// The TCP options: the bytes between the fixed header and the data offset.
     pub options: *const u8,
     /// How many option bytes (0..=40).
     pub options_len: u32,
-    /// Whether the packet is a SYN (a Fast Open child), not the final ACK.
+    /// Whether the packet is a SYN (for a child: a Fast Open child).
     pub syn: bool,
     /// Whether the packet is IPv6 (else IPv4).
     pub v6: bool,
-    /// The packet's source address (IPv4: the first 4 bytes).
+    /// For a child: whether its request socket came from a syncookie.
+    pub syncookie: bool,
+    /// The packet's source address (IPv4: the first 4 bytes), the
+    /// balancer's as the backend sees it.
     pub saddr: [u8; 16],
+    /// The packet's destination address (IPv4: the first 4 bytes).
+    pub daddr: [u8; 16],
+    /// The TCP source port, network order.
+    pub sport: [u8; 2],
+    /// The TCP destination port, network order.
+    pub dport: [u8; 2],
+    /// The balancer's initial sequence number: the SYN's sequence number,
+    /// or the request socket's `rcv_isn`.
+    pub isn: u32,
+    /// The kernel's clock in milliseconds (`jiffies`).
+    pub now_ms: u64,
 }
+
+// The C side (`struct toa_handshake`) checks the same size.
+const _: () = assert!(core::mem::size_of::<Handshake>() == 64);
 
 /// An IPv6 client as the glue's records keep it (`struct toa_v6_client`).
 #[repr(C)]
@@ -94,6 +113,14 @@ unsafe extern "C" {
     pub fn toa_stat_inc(counter: c_uint);
     /// `sk->sk_user_data`, read once, as a word.
     pub fn toa_sk_user_data(sk: *const Sock) -> usize;
+    /// A random number (`get_random_u64`).
+    pub fn toa_random_u64() -> u64;
+    /// Lock bucket `bucket` of the handshake table (interrupts saved in
+    /// `flags`) and return its slots, or NULL (nothing locked) if there is
+    /// no table or no such bucket.
+    pub fn toa_syn_lock(bucket: c_uint, flags: *mut c_ulong) -> *mut c_void;
+    /// Unlock bucket `bucket` locked by [`toa_syn_lock`] with `flags`.
+    pub fn toa_syn_unlock(bucket: c_uint, flags: c_ulong);
     /// Store `word` in `sk->sk_user_data` if and only if it is NULL; returns
     /// whether it was stored. Fully ordered.
     pub fn toa_sk_claim_user_data(sk: *mut Sock, word: usize) -> bool;

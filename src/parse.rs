@@ -6,7 +6,7 @@
 //!
 //! Pure Rust, no kernel dependency: tested on the host by `toa-core`.
 
-use crate::wire;
+use crate::wire::{self, Kinds};
 
 /// The bytes of `text` without ASCII whitespace at either end.
 fn trim(text: &[u8]) -> &[u8] {
@@ -47,6 +47,42 @@ pub fn kind(text: &[u8]) -> Option<u8> {
     u8::try_from(value).ok()
 }
 
+/// A list of TOA option kinds separated by commas and/or whitespace, each
+/// in 1..=255 and configurable ([`wire::kind_is_configurable`]); empty (or
+/// whitespace only) is the empty set. Repeated kinds are taken once.
+pub fn kind_list(text: &[u8]) -> Option<Kinds> {
+    let text = trim(text);
+    if text.is_empty() {
+        return Some(Kinds::EMPTY);
+    }
+    let mut set = Kinds::EMPTY;
+    // A comma separates exactly two kinds; whitespace around it is allowed.
+    for item in text.split(|b| *b == b',') {
+        let item = trim(item);
+        if item.is_empty() {
+            return None;
+        }
+        for word in item.split(|b| b.is_ascii_whitespace()) {
+            if word.is_empty() {
+                continue;
+            }
+            match kind(word)? {
+                0 => return None,
+                k => set = set.with(k),
+            }
+        }
+    }
+    Some(set)
+}
+
+/// A switch: `0` or `1` (whitespace around allowed).
+pub fn switch(text: &[u8]) -> Option<bool> {
+    match decimal(text, 1)? {
+        0 => Some(false),
+        _ => Some(true),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +108,7 @@ mod tests {
             b"29",
             b"30",
             b"34",
+            b"28",
             b"1",
             b"5",
         ] {
@@ -104,5 +141,47 @@ mod tests {
         assert_eq!(decimal(b"4294967296", u32::MAX), None);
         assert_eq!(decimal(b"0000000007", 7), Some(7));
         assert_eq!(decimal(b"8", 7), None);
+    }
+
+    #[test]
+    fn kind_lists() {
+        let k = |ks: &[u8]| ks.iter().fold(Kinds::EMPTY, |s, k| s.with(*k));
+        assert_eq!(kind_list(b"200 253 254"), Some(k(&[200, 253, 254])));
+        assert_eq!(kind_list(b"254,200\n"), Some(k(&[200, 254])));
+        assert_eq!(kind_list(b" 200 , 253\t254 "), Some(k(&[200, 253, 254])));
+        assert_eq!(kind_list(b"200 200"), Some(k(&[200])));
+        assert_eq!(kind_list(b""), Some(Kinds::EMPTY));
+        assert_eq!(kind_list(b" \n"), Some(Kinds::EMPTY));
+        assert_eq!(kind_list(b"6"), Some(k(&[6])));
+    }
+
+    #[test]
+    fn bad_kind_lists_are_refused() {
+        for bad in [
+            &b"0"[..],
+            b"200 0",
+            b"8",
+            b"28",
+            b"200,,254",
+            b",200",
+            b"200,",
+            b"256",
+            b"200;254",
+            b"0x10",
+            b"-1",
+            b"200 abc",
+            b"2 00 1",
+        ] {
+            assert_eq!(kind_list(bad), None, "{:?}", core::str::from_utf8(bad));
+        }
+    }
+
+    #[test]
+    fn switches() {
+        assert_eq!(switch(b"0"), Some(false));
+        assert_eq!(switch(b"1\n"), Some(true));
+        for bad in [&b""[..], b"2", b"on", b"-0", b"01x"] {
+            assert_eq!(switch(bad), None, "{bad:?}");
+        }
     }
 }

@@ -14,11 +14,12 @@ use crate::kapi;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Counter {
-    /// A child socket was created and its client recorded from a TOA option.
+    /// A child socket was created and its client recorded (from its own
+    /// packet or from the handshake table).
     SynRecvSockToa,
-    /// A child socket was created without a usable TOA option (no option,
-    /// a malformed or untrusted one, a Fast Open SYN, or a socket already
-    /// owned).
+    /// A child socket was created without a usable client (no option, a
+    /// malformed or untrusted one, nothing in the handshake table, or a
+    /// socket already owned).
     SynRecvSockNoToa,
     /// getpeername/accept answered with the recorded client.
     GetnameToaOk,
@@ -33,9 +34,8 @@ pub enum Counter {
     /// A TOA option was found but the child's `sk_user_data` was already set
     /// (inherited from the listener): not overwritten, client not recorded.
     ToaUserDataBusy,
-    /// A TOA option arrived on a Fast Open SYN: not taken (toa reads the
-    /// packet that completes the handshake).
-    ToaSynIgnored,
+    /// A Fast Open child (data in the SYN) got the SYN's client.
+    ToaFastopen,
     /// An IPv6 client record was allocated (one per IPv6-client socket).
     Ip6AddressAlloc,
     /// An IPv6 client record was freed (socket destroyed, record refused,
@@ -49,11 +49,36 @@ pub enum Counter {
     LookupToaNone,
     /// A TOA option from a source not in `trusted_sources`: ignored.
     ToaUntrusted,
+    /// A client named by a SYN (or by a handshake ACK a `TCP_DEFER_ACCEPT`
+    /// listener held back) was put in the handshake table.
+    ToaSynRecorded,
+    /// A new socket got its client from the handshake table (its completing
+    /// packet named none).
+    ToaSynUsed,
+    /// A table entry gave way to a later client of the same handshake (the
+    /// completing packet's own, or a deferred ACK's).
+    ToaSynReplaced,
+    /// A table entry older than the table's age limit was dropped: its
+    /// handshake never completed.
+    ToaSynExpired,
+    /// A live table entry was dropped for a newer one (bucket full: more
+    /// handshakes in flight than the table holds, or a SYN flood).
+    ToaSynEvicted,
+    /// A handshake ACK held back by a `TCP_DEFER_ACCEPT` listener named a
+    /// client: kept in the table for the socket the data will create.
+    ToaAckDeferred,
+    /// A handshake completed through a syncookie with no client from either
+    /// its own packet or the table.
+    ToaSyncookieNoToa,
+    /// A client recorded from Alibaba Cloud CDN's option (28/7, 28/19).
+    ToaCdn,
+    /// A client recorded from a 16-byte option (client and VIP).
+    ToaVip,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 23] = [
         Counter::SynRecvSockToa,
         Counter::SynRecvSockNoToa,
         Counter::GetnameToaOk,
@@ -61,13 +86,22 @@ impl Counter {
         Counter::GetnameToaBypass,
         Counter::ToaMalformed,
         Counter::ToaUserDataBusy,
-        Counter::ToaSynIgnored,
+        Counter::ToaFastopen,
         Counter::Ip6AddressAlloc,
         Counter::Ip6AddressFree,
         Counter::Ip6AddressAllocFailed,
         Counter::LookupToaOk,
         Counter::LookupToaNone,
         Counter::ToaUntrusted,
+        Counter::ToaSynRecorded,
+        Counter::ToaSynUsed,
+        Counter::ToaSynReplaced,
+        Counter::ToaSynExpired,
+        Counter::ToaSynEvicted,
+        Counter::ToaAckDeferred,
+        Counter::ToaSyncookieNoToa,
+        Counter::ToaCdn,
+        Counter::ToaVip,
     ];
 
     /// The row name, NUL-terminated for C.
@@ -80,13 +114,22 @@ impl Counter {
             Counter::GetnameToaBypass => b"getname_toa_bypass\0",
             Counter::ToaMalformed => b"toa_malformed\0",
             Counter::ToaUserDataBusy => b"toa_user_data_busy\0",
-            Counter::ToaSynIgnored => b"toa_syn_ignored\0",
+            Counter::ToaFastopen => b"toa_fastopen\0",
             Counter::Ip6AddressAlloc => b"ip6_address_alloc\0",
             Counter::Ip6AddressFree => b"ip6_address_free\0",
             Counter::Ip6AddressAllocFailed => b"ip6_address_alloc_failed\0",
             Counter::LookupToaOk => b"lookup_toa_ok\0",
             Counter::LookupToaNone => b"lookup_toa_none\0",
             Counter::ToaUntrusted => b"toa_untrusted\0",
+            Counter::ToaSynRecorded => b"toa_syn_recorded\0",
+            Counter::ToaSynUsed => b"toa_syn_used\0",
+            Counter::ToaSynReplaced => b"toa_syn_replaced\0",
+            Counter::ToaSynExpired => b"toa_syn_expired\0",
+            Counter::ToaSynEvicted => b"toa_syn_evicted\0",
+            Counter::ToaAckDeferred => b"toa_ack_deferred\0",
+            Counter::ToaSyncookieNoToa => b"toa_syncookie_no_toa\0",
+            Counter::ToaCdn => b"toa_cdn\0",
+            Counter::ToaVip => b"toa_vip\0",
         }
     }
 }

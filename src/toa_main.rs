@@ -9,14 +9,21 @@
 //!
 //! The crate, concern by concern:
 //!
-//! - [`wire`]: the TCP option list and the TOA option in it (pure Rust,
-//!   host-tested from the same file by `crates/toa-core`).
+//! - [`wire`]: the TCP option list and the client options in it (pure
+//!   Rust, host-tested from the same file by `crates/toa-core`).
+//! - [`kinds`]: which kinds are in force, from the list and the two older
+//!   settings (pure Rust, host-tested).
+//! - [`syn_table`]: the handshake table's slots and hash (pure Rust,
+//!   host-tested).
 //! - [`stash`]: the word toa keeps in `sk_user_data` (pure Rust, host-tested).
 //! - [`parse`]: strict parsing of sysctl and parameter writes (pure Rust).
 //! - [`cidr`]: prefix lists, parsed strictly (pure Rust, host-tested).
-//! - [`config`]: the option kinds taken as TOA (sysctl and module parameters).
+//! - [`config`]: the option kinds and the CDN switch (sysctl and module
+//!   parameters).
 //! - [`trust`]: the balancers allowed to name a client (`trusted_sources`).
 //! - [`stats`]: the counters of `/proc/net/toa_stats`.
+//! - [`syn`]: clients named by a SYN (or a held-back handshake ACK), kept in
+//!   the handshake table until the socket exists.
 //! - [`handshake`]: a new child socket: find its client in the handshake.
 //! - [`record`]: the client recorded on a socket: store, look up, drop.
 //! - [`getname`]: `getpeername()`/`accept()`: answer with the recorded client.
@@ -35,11 +42,14 @@ pub mod config;
 pub mod getname;
 pub mod handshake;
 pub mod kapi;
+pub mod kinds;
 pub mod lookup;
 pub mod parse;
 pub mod record;
 pub mod stash;
 pub mod stats;
+pub mod syn;
+pub mod syn_table;
 pub mod trust;
 pub mod wire;
 
@@ -66,10 +76,15 @@ struct Toa;
 
 impl kernel::Module for Toa {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        syn::init();
         kapi::register()?;
-        let [v4, v6] = config::kinds().0;
-        let hook = kapi::hook_name();
-        toa_info!("toa loaded (hook={hook}, tcpopt_addr={v4}, tcpopt_addr_v6={v6})\n");
+        let cdn = config::rules().cdn;
+        toa_info!(
+            "toa loaded (hook={}, tcpopt_kinds={}, tcpopt_cdn={})\n",
+            kapi::hook_name(),
+            config::kinds(),
+            u8::from(cdn)
+        );
         Ok(Toa)
     }
 }

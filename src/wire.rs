@@ -3,15 +3,20 @@
 //! The TOA wire format: finding the client address in a TCP option list.
 //!
 //! A FULLNAT balancer rewrites both addresses of a connection and carries the
-//! client's in a TCP option of its own:
+//! client's in a TCP option of its own. Three shapes are in the field:
 //!
 //! ```text
-//! kind (1) | length (1) | port (2, network order) | address (4 or 16)
-//!            length 8 = IPv4 client, length 20 = IPv6 client
+//! TOA       kind | len | port (2) | address (4 or 16)          len 8 / 20
+//!           (any configured kind: 200, 253, 254 by default)
+//! with VIP  kind | 16  | port (2) | IPv4 (4) | pad (2) | VIP port (2) | VIP IPv4 (4)
+//!           (ByteDance; the client is the first six bytes, the VIP is not read)
+//! CDN       28   | len | version 1 | address (4 or 16)          len 7 / 19
+//!           (Alibaba Cloud CDN, in the SYN; no port: the client's port is
+//!           the one the kernel saw in the TCP header)
 //! ```
 //!
 //! This file is pure Rust with no kernel dependency: the module compiles it as
-//! its `wire` module and the host crate `toa-wire` compiles the very same file
+//! its `wire` module and the host crate `toa-core` compiles the very same file
 //! for unit tests, property tests and fuzzing.
 //!
 //! The option list is walked as RFC 9293 section 3.1 says: End of Option List
@@ -19,15 +24,37 @@
 //! has a length byte that counts itself and the kind and must fit in what is
 //! left. The whole list must be well formed for an address to be taken from
 //! it: a list that cannot be parsed cannot be trusted either.
+//!
+//! Which packet the list comes from matters for one kind: in a SYN, kind 254
+//! whose first two data bytes are 0xF989 is RFC 7413's experimental Fast Open
+//! option (cookie request or cookie), never a client; in any other segment
+//! it is a TOA option whose port happens to be 63881.
+
+use core::fmt;
 
 /// End of Option List (RFC 9293).
 const KIND_EOL: u8 = 0;
 /// No-Operation (RFC 9293).
 const KIND_NOP: u8 = 1;
-/// Length of a TOA option carrying an IPv4 address.
+/// TCP User Timeout (RFC 5482, length 4); Alibaba Cloud CDN reuses the kind
+/// with lengths 7 and 19 for its client option.
+pub const KIND_CDN: u8 = 28;
+/// RFC 6994 experimental option kind that Fast Open's experimental form uses.
+pub const KIND_EXP: u8 = 254;
+/// RFC 7413's experiment identifier in a kind-254 option.
+pub const FASTOPEN_EXID: [u8; 2] = [0xf9, 0x89];
+/// Length of a TOA option carrying an IPv4 client.
 pub const LEN_V4: u8 = 8;
-/// Length of a TOA option carrying an IPv6 address.
+/// Length of a TOA option carrying an IPv4 client and an IPv4 VIP.
+pub const LEN_VIP: u8 = 16;
+/// Length of a TOA option carrying an IPv6 client.
 pub const LEN_V6: u8 = 20;
+/// Length of a CDN option carrying an IPv4 client.
+pub const LEN_CDN_V4: u8 = 7;
+/// Length of a CDN option carrying an IPv6 client.
+pub const LEN_CDN_V6: u8 = 19;
+/// The only CDN option version there is.
+pub const CDN_VERSION: u8 = 1;
 /// Most option bytes a TCP header can carry (data offset 15 words).
 pub const MAX_OPTIONS_LEN: usize = 40;
 
@@ -38,12 +65,15 @@ pub const MAX_OPTIONS_LEN: usize = 40;
 /// MPTCP (30), TCP-AO (29) and Fast Open (34).
 pub const RESERVED_KINDS: [u8; 11] = [0, 1, 2, 3, 4, 5, 8, 19, 29, 30, 34];
 
-/// Whether `kind` may be configured as a TOA option kind (0 disables).
+/// Whether `kind` may be configured as a TOA option kind (0 disables a
+/// slot). Refused: the kernel's own kinds ([`RESERVED_KINDS`]) and
+/// [`KIND_CDN`], which is the User Timeout option and is taken only in its
+/// CDN form, through the CDN switch.
 pub const fn kind_is_configurable(kind: u32) -> bool {
     if kind == 0 {
         return true;
     }
-    if kind > 255 {
+    if kind > 255 || kind == KIND_CDN as u32 {
         return false;
     }
     let mut i = 0;
@@ -124,6 +154,38 @@ impl ClientAddr {
     }
 }
 
+/// The shape of option a client was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Format {
+    /// A TOA option of a configured kind, length 8 or 20.
+    Toa = 0,
+    /// A TOA option of a configured kind, length 16: client and VIP.
+    Vip = 1,
+    /// Alibaba Cloud CDN's kind 28, length 7 or 19 (no port).
+    Cdn = 2,
+}
+
+impl Format {
+    /// The format stored as `byte` (unknown bytes read as [`Format::Toa`]).
+    pub const fn from_byte(byte: u8) -> Format {
+        match byte {
+            1 => Format::Vip,
+            2 => Format::Cdn,
+            _ => Format::Toa,
+        }
+    }
+}
+
+/// A client found in an option list, and the shape it came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Found {
+    /// The client.
+    pub client: ClientAddr,
+    /// The option's shape.
+    pub format: Format,
+}
+
 /// Why an option list yielded no address although it was not simply absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Malformed {
@@ -133,8 +195,10 @@ pub enum Malformed {
     BadLength,
     /// An option's length runs past the end of the list.
     Overrun,
-    /// An option of a configured TOA kind whose length is neither 8 nor 20.
+    /// An option of a configured TOA kind whose length is not 8, 16 or 20.
     WrongTOALength,
+    /// A CDN-shaped option (kind 28, length 7 or 19) whose version is not 1.
+    CdnVersion,
     /// A TOA option naming port 0 or the unspecified address: no TCP client
     /// can have it, so it is a balancer's bug or a forgery.
     Unspecified,
@@ -143,34 +207,133 @@ pub enum Malformed {
 /// What a scan of an option list found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scan {
-    /// A well-formed list whose first TOA option carries this client.
-    Found(ClientAddr),
-    /// A well-formed list without a TOA option.
+    /// A well-formed list whose first client option carries this client.
+    Found(Found),
+    /// A well-formed list without a client option.
     Absent,
-    /// A list that is not well formed or whose TOA option is not usable.
+    /// A list that is not well formed or whose client option is not usable.
     Malformed(Malformed),
 }
 
-/// The (up to two) option kinds taken as TOA options; 0 disables a slot.
+/// The packet an option list comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Kinds(pub [u8; 2]);
+pub enum Packet {
+    /// A SYN (no ACK flag): Fast Open's experimental option may be there.
+    Syn,
+    /// Any other segment: the handshake's ACK, data.
+    Ack,
+}
+
+/// A set of option kinds (a 256-bit map).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kinds([u64; 4]);
 
 impl Kinds {
-    /// Whether `kind` is one of the configured TOA kinds.
-    fn matches(&self, kind: u8) -> bool {
-        kind != 0 && (kind == self.0[0] || kind == self.0[1])
+    /// No kind.
+    pub const EMPTY: Kinds = Kinds([0; 4]);
+    /// The kinds toa takes out of the box: 200 (Tencent, LVS 2012, JD,
+    /// UCloud, F5), 253 (Alibaba LVS and Tencent for IPv6 clients) and 254
+    /// (Alibaba LVS, Huawei ELB, DPVS, ByteDance, F5).
+    pub const DEFAULT: Kinds = Kinds::EMPTY.with(200).with(253).with(254);
+
+    /// The set from its four 64-bit words (kind `k` is bit `k % 64` of word
+    /// `k / 64`).
+    pub const fn from_words(words: [u64; 4]) -> Kinds {
+        Kinds(words)
+    }
+
+    /// The set's four 64-bit words.
+    pub const fn words(&self) -> [u64; 4] {
+        self.0
+    }
+
+    /// This set and `kind` (0 adds nothing).
+    pub const fn with(self, kind: u8) -> Kinds {
+        let mut w = self.0;
+        if kind != 0 {
+            w[(kind / 64) as usize] |= 1 << (kind % 64);
+        }
+        Kinds(w)
+    }
+
+    /// The union of two sets.
+    pub const fn union(self, other: Kinds) -> Kinds {
+        let (a, b) = (self.0, other.0);
+        Kinds([a[0] | b[0], a[1] | b[1], a[2] | b[2], a[3] | b[3]])
+    }
+
+    /// Whether `kind` is in the set (0 never is).
+    pub const fn contains(&self, kind: u8) -> bool {
+        kind != 0 && self.0[(kind / 64) as usize] & (1 << (kind % 64)) != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(&self) -> bool {
+        self.0[0] | self.0[1] | self.0[2] | self.0[3] == 0
+    }
+
+    /// The kinds, in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        (1..=255u8).filter(move |k| self.contains(*k))
     }
 }
 
+impl fmt::Debug for Kinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// The kinds in ascending order, separated by single spaces (`200 253 254`);
+/// nothing for the empty set.
+impl fmt::Display for Kinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, k) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{k}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a scan takes as a client option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// The TOA kinds (lengths 8, 16 and 20).
+    pub kinds: Kinds,
+    /// Whether Alibaba Cloud CDN's kind 28 (lengths 7 and 19) is taken.
+    pub cdn: bool,
+}
+
+impl Rules {
+    /// Out of the box: the default kinds, and the CDN option.
+    pub const DEFAULT: Rules = Rules {
+        kinds: Kinds::DEFAULT,
+        cdn: true,
+    };
+}
+
+/// What one option is, to the scan.
+enum Seen {
+    /// Not a client option.
+    Other,
+    /// A client option.
+    Client(Found),
+    /// A client option that cannot be used.
+    Bad(Malformed),
+}
+
 /// Find the client address in a TCP option list (the bytes between the fixed
-/// 20-byte TCP header and the data offset).
+/// 20-byte TCP header and the data offset) of a `packet` whose TCP source
+/// port is `port` (network order: the CDN option's client port).
 ///
-/// The first option of a configured kind with length 8 or 20 wins; the rest of
-/// the list must still be well formed. Never panics and never reads outside
-/// `options`, whatever it holds.
-pub fn scan(options: &[u8], kinds: Kinds) -> Scan {
-    let mut found: Option<ClientAddr> = None;
-    let mut wrong_length = false;
+/// The first client option wins; the rest of the list must still be well
+/// formed. Never panics and never reads outside `options`, whatever it holds.
+pub fn scan(options: &[u8], rules: &Rules, packet: Packet, port: [u8; 2]) -> Scan {
+    let mut found: Option<Found> = None;
+    let mut bad: Option<Malformed> = None;
     let mut rest = options;
     while let Some((&kind, after_kind)) = rest.split_first() {
         match kind {
@@ -191,36 +354,100 @@ pub fn scan(options: &[u8], kinds: Kinds) -> Scan {
         let (Some(option), Some(after)) = (rest.get(..len), rest.get(len..)) else {
             return Scan::Malformed(Malformed::Overrun);
         };
-        if kinds.matches(kind) && found.is_none() {
-            match parse_toa(option) {
-                Some(addr) => found = Some(addr),
-                None => wrong_length = true,
+        if found.is_none() {
+            match classify(option, rules, packet, port) {
+                Seen::Client(f) => found = Some(f),
+                Seen::Bad(why) => bad = bad.or(Some(why)),
+                Seen::Other => {}
             }
         }
         rest = after;
     }
-    match found {
-        Some(addr) if is_unspecified(&addr) => Scan::Malformed(Malformed::Unspecified),
-        Some(addr) => Scan::Found(addr),
-        None if wrong_length => Scan::Malformed(Malformed::WrongTOALength),
-        None => Scan::Absent,
+    match (found, bad) {
+        (Some(f), _) if is_unspecified(&f.client) => Scan::Malformed(Malformed::Unspecified),
+        (Some(f), _) => Scan::Found(f),
+        (None, Some(why)) => Scan::Malformed(why),
+        (None, None) => Scan::Absent,
     }
 }
 
-/// Decode one whole TOA option (kind and length included), if its length is
-/// one of the two TOA lengths.
-fn parse_toa(option: &[u8]) -> Option<ClientAddr> {
-    match *option {
-        [_, LEN_V4, p0, p1, a0, a1, a2, a3] => Some(ClientAddr::V4 {
-            port: [p0, p1],
-            addr: [a0, a1, a2, a3],
-        }),
-        [_, LEN_V6, p0, p1, ref addr @ ..] => Some(ClientAddr::V6 {
-            port: [p0, p1],
-            addr: addr.try_into().ok()?,
-        }),
-        _ => None,
+/// What one whole, in-bounds option (kind and length included) is.
+fn classify(option: &[u8], rules: &Rules, packet: Packet, port: [u8; 2]) -> Seen {
+    let (kind, len) = match *option {
+        [kind, len, ..] => (kind, len),
+        _ => return Seen::Other,
+    };
+    if rules.kinds.contains(kind) {
+        if packet == Packet::Syn && kind == KIND_EXP && option.get(2..4) == Some(&FASTOPEN_EXID[..])
+        {
+            // RFC 7413's experimental Fast Open option, whatever its length.
+            return Seen::Other;
+        }
+        return match parse_toa(option) {
+            Some(f) => Seen::Client(f),
+            None => Seen::Bad(Malformed::WrongTOALength),
+        };
     }
+    if kind == KIND_CDN && rules.cdn && (len == LEN_CDN_V4 || len == LEN_CDN_V6) {
+        return match parse_cdn(option, port) {
+            Some(f) => Seen::Client(f),
+            None => Seen::Bad(Malformed::CdnVersion),
+        };
+    }
+    // Kind 28 of any other length (4: User Timeout) is not a client option.
+    Seen::Other
+}
+
+/// Decode one whole TOA option (kind and length included), if its length is
+/// one of the TOA lengths.
+fn parse_toa(option: &[u8]) -> Option<Found> {
+    let (client, format) = match *option {
+        [_, LEN_V4, p0, p1, a0, a1, a2, a3] => (
+            ClientAddr::V4 {
+                port: [p0, p1],
+                addr: [a0, a1, a2, a3],
+            },
+            Format::Toa,
+        ),
+        // The VIP (bytes 10..16) is the address the client dialled: not the
+        // client, and not read.
+        [_, LEN_VIP, p0, p1, a0, a1, a2, a3, ..] => (
+            ClientAddr::V4 {
+                port: [p0, p1],
+                addr: [a0, a1, a2, a3],
+            },
+            Format::Vip,
+        ),
+        [_, LEN_V6, p0, p1, ref addr @ ..] => (
+            ClientAddr::V6 {
+                port: [p0, p1],
+                addr: addr.try_into().ok()?,
+            },
+            Format::Toa,
+        ),
+        _ => return None,
+    };
+    Some(Found { client, format })
+}
+
+/// Decode one whole CDN option (length 7 or 19) of version 1; its client's
+/// port is `port`.
+fn parse_cdn(option: &[u8], port: [u8; 2]) -> Option<Found> {
+    let client = match *option {
+        [_, LEN_CDN_V4, CDN_VERSION, a0, a1, a2, a3] => ClientAddr::V4 {
+            port,
+            addr: [a0, a1, a2, a3],
+        },
+        [_, LEN_CDN_V6, CDN_VERSION, ref addr @ ..] => ClientAddr::V6 {
+            port,
+            addr: addr.try_into().ok()?,
+        },
+        _ => return None,
+    };
+    Some(Found {
+        client,
+        format: Format::Cdn,
+    })
 }
 
 /// Whether the address or the port is zero.
@@ -235,7 +462,14 @@ fn is_unspecified(addr: &ClientAddr) -> bool {
 mod tests {
     use super::*;
 
-    const K: Kinds = Kinds([200, 254]);
+    /// Two kinds only (the first tests' world), and the CDN option off.
+    const K: Rules = Rules {
+        kinds: Kinds::EMPTY.with(200).with(254),
+        cdn: false,
+    };
+    const D: Rules = Rules::DEFAULT;
+    /// The TCP source port of the packets the scans read.
+    const PORT: [u8; 2] = [0xc3, 0x50];
     const V4: ClientAddr = ClientAddr::V4 {
         port: [0x1f, 0x90],
         addr: [192, 0, 2, 7],
@@ -247,9 +481,42 @@ mod tests {
         ],
     };
 
+    fn scan(options: &[u8], rules: Rules) -> Scan {
+        super::scan(options, &rules, Packet::Ack, PORT)
+    }
+
+    fn syn(options: &[u8], rules: Rules) -> Scan {
+        super::scan(options, &rules, Packet::Syn, PORT)
+    }
+
+    fn toa(client: ClientAddr) -> Scan {
+        Scan::Found(Found {
+            client,
+            format: Format::Toa,
+        })
+    }
+
     fn opt(addr: ClientAddr, kind: u8) -> Vec<u8> {
         let (buf, n) = addr.encode(kind);
         buf[..n].to_vec()
+    }
+
+    /// ByteDance's 16-byte option: client, 2 pad bytes, VIP port and VIP.
+    fn vip_opt(kind: u8, port: [u8; 2], addr: [u8; 4], vport: [u8; 2], vip: [u8; 4]) -> Vec<u8> {
+        let mut o = vec![kind, LEN_VIP];
+        o.extend(port);
+        o.extend(addr);
+        o.extend([0, 0]);
+        o.extend(vport);
+        o.extend(vip);
+        o
+    }
+
+    /// Alibaba Cloud CDN's option: kind 28, version, address.
+    fn cdn_opt(version: u8, addr: &[u8]) -> Vec<u8> {
+        let mut o = vec![KIND_CDN, 3 + addr.len() as u8, version];
+        o.extend(addr);
+        o
     }
 
     fn list(parts: &[&[u8]]) -> Vec<u8> {
@@ -266,7 +533,7 @@ mod tests {
 
     #[test]
     fn ipv4_option_alone() {
-        assert_eq!(scan(&opt(V4, 200), K), Scan::Found(V4));
+        assert_eq!(scan(&opt(V4, 200), K), toa(V4));
         assert_eq!(V4.port(), 8080);
     }
 
@@ -283,33 +550,71 @@ mod tests {
 
     #[test]
     fn ipv6_option_alone() {
-        assert_eq!(scan(&opt(V6, 254), K), Scan::Found(V6));
+        assert_eq!(scan(&opt(V6, 254), K), toa(V6));
         assert_eq!(V6.port(), 1234);
     }
 
     #[test]
     fn either_kind_takes_either_length() {
-        assert_eq!(scan(&opt(V6, 200), K), Scan::Found(V6));
-        assert_eq!(scan(&opt(V4, 254), K), Scan::Found(V4));
+        assert_eq!(scan(&opt(V6, 200), K), toa(V6));
+        assert_eq!(scan(&opt(V4, 254), K), toa(V4));
     }
 
     #[test]
     fn option_among_others() {
         let l = list(&[TS, &opt(V4, 254), &[1, 1, 1, 1]]);
-        assert_eq!(scan(&l, K), Scan::Found(V4));
+        assert_eq!(scan(&l, K), toa(V4));
     }
 
     #[test]
     fn unconfigured_kind_is_ignored() {
         assert_eq!(scan(&opt(V4, 253), K), Scan::Absent);
-        assert_eq!(scan(&opt(V4, 253), Kinds([253, 0])), Scan::Found(V4));
+        let only_253 = Rules {
+            kinds: Kinds::EMPTY.with(253),
+            cdn: false,
+        };
+        assert_eq!(scan(&opt(V4, 253), only_253), toa(V4));
     }
 
     #[test]
-    fn zero_kind_is_disabled() {
-        let l = list(&[MSS, &[0]]);
-        assert_eq!(scan(&l, Kinds([0, 0])), Scan::Absent);
-        assert_eq!(scan(&opt(V4, 200), Kinds([0, 254])), Scan::Absent);
+    fn default_kinds_are_200_253_254() {
+        for kind in [200, 253, 254] {
+            assert_eq!(scan(&opt(V4, kind), D), toa(V4), "kind {kind}");
+            assert_eq!(scan(&opt(V6, kind), D), toa(V6), "kind {kind}");
+        }
+        assert_eq!(scan(&opt(V4, 252), D), Scan::Absent);
+        assert_eq!(Kinds::DEFAULT.iter().collect::<Vec<_>>(), [200, 253, 254]);
+    }
+
+    #[test]
+    fn empty_kinds_take_nothing() {
+        let none = Rules {
+            kinds: Kinds::EMPTY,
+            cdn: false,
+        };
+        assert_eq!(scan(&list(&[MSS, &[0]]), none), Scan::Absent);
+        assert_eq!(scan(&opt(V4, 200), none), Scan::Absent);
+        assert!(!Kinds::EMPTY.with(0).contains(0));
+    }
+
+    #[test]
+    fn kinds_print_in_order() {
+        assert_eq!(format!("{}", Kinds::DEFAULT), "200 253 254");
+        assert_eq!(format!("{}", Kinds::EMPTY), "");
+        assert_eq!(format!("{}", Kinds::EMPTY.with(255).with(6)), "6 255");
+        assert_eq!(format!("{:?}", Kinds::EMPTY.with(7)), "{7}");
+    }
+
+    #[test]
+    fn kinds_words_round_trip() {
+        let k = Kinds::DEFAULT.with(1).with(64).with(127);
+        assert_eq!(Kinds::from_words(k.words()), k);
+        assert_eq!(k.words()[3], (1 << 8) | (1 << 61) | (1 << 62));
+        assert_eq!(
+            Kinds::EMPTY.with(3).union(Kinds::EMPTY.with(70)),
+            Kinds::EMPTY.with(70).with(3)
+        );
+        assert!(Kinds::EMPTY.is_empty() && !Kinds::DEFAULT.is_empty());
     }
 
     #[test]
@@ -319,9 +624,9 @@ mod tests {
             addr: [10, 9, 8, 7],
         };
         let l = list(&[&opt(V4, 200), &opt(other, 254)]);
-        assert_eq!(scan(&l, K), Scan::Found(V4));
+        assert_eq!(scan(&l, K), toa(V4));
         let l = list(&[&opt(other, 254), &opt(V4, 200)]);
-        assert_eq!(scan(&l, K), Scan::Found(other));
+        assert_eq!(scan(&l, K), toa(other));
     }
 
     #[test]
@@ -333,7 +638,7 @@ mod tests {
     #[test]
     fn garbage_after_eol_is_padding() {
         let l = list(&[&opt(V4, 200), &[0, 0xff, 0xff, 0xff]]);
-        assert_eq!(scan(&l, K), Scan::Found(V4));
+        assert_eq!(scan(&l, K), toa(V4));
     }
 
     #[test]
@@ -383,7 +688,7 @@ mod tests {
     #[test]
     fn wrong_length_then_good_option_takes_the_good_one() {
         let l = list(&[&[200, 4, 0, 80], &opt(V4, 254)]);
-        assert_eq!(scan(&l, K), Scan::Found(V4));
+        assert_eq!(scan(&l, K), toa(V4));
     }
 
     #[test]
@@ -416,10 +721,193 @@ mod tests {
     }
 
     #[test]
+    fn kind_28_is_only_the_cdn_switch() {
+        assert!(!kind_is_configurable(28));
+        assert!(kind_is_configurable(27) && kind_is_configurable(31));
+    }
+
+    #[test]
     fn a_full_forty_byte_list() {
         let l = list(&[&opt(V6, 254), TS, &[1, 1, 1, 1, 1, 1, 1, 1]]);
         assert_eq!(l.len(), MAX_OPTIONS_LEN);
-        assert_eq!(scan(&l, K), Scan::Found(V6));
+        assert_eq!(scan(&l, K), toa(V6));
+    }
+
+    // ---- Fast Open's experimental option in a SYN ----
+
+    #[test]
+    fn fast_open_experimental_option_in_a_syn_is_not_a_client() {
+        // Cookie request (length 4), 4- and 16-byte cookies (8, 20), and an
+        // odd length: all Fast Open, none a client, none malformed.
+        for o in [
+            vec![254, 4, 0xf9, 0x89],
+            vec![254, 8, 0xf9, 0x89, 1, 2, 3, 4],
+            [&[254, 20, 0xf9, 0x89][..], &[7; 16]].concat(),
+            vec![254, 6, 0xf9, 0x89, 1, 2],
+        ] {
+            let l = list(&[MSS, &o]);
+            assert_eq!(syn(&l, D), Scan::Absent, "{o:?}");
+        }
+    }
+
+    #[test]
+    fn fast_open_then_a_real_option_in_a_syn() {
+        let l = list(&[&[254, 8, 0xf9, 0x89, 1, 2, 3, 4], &opt(V4, 254)]);
+        assert_eq!(syn(&l, D), toa(V4));
+        let l = list(&[&[254, 4, 0xf9, 0x89], &opt(V6, 200)]);
+        assert_eq!(syn(&l, D), toa(V6));
+    }
+
+    #[test]
+    fn port_63881_in_an_ack_is_a_client() {
+        let c = ClientAddr::V4 {
+            port: FASTOPEN_EXID,
+            addr: [198, 51, 100, 1],
+        };
+        assert_eq!(c.port(), 63881);
+        assert_eq!(scan(&opt(c, 254), D), toa(c));
+        // ... and in a SYN it is Fast Open, for kind 254 only.
+        assert_eq!(syn(&opt(c, 254), D), Scan::Absent);
+        assert_eq!(syn(&opt(c, 200), D), toa(c));
+        assert_eq!(syn(&opt(c, 253), D), toa(c));
+    }
+
+    #[test]
+    fn a_syn_takes_the_same_options_otherwise() {
+        for o in [opt(V4, 200), opt(V6, 253), opt(V4, 254)] {
+            assert_eq!(syn(&o, D), scan(&o, D), "{o:?}");
+        }
+    }
+
+    // ---- ByteDance's 16-byte option ----
+
+    #[test]
+    fn sixteen_bytes_client_then_vip() {
+        let o = vip_opt(254, [0x1f, 0x90], [192, 0, 2, 7], [0, 80], [203, 0, 113, 9]);
+        let want = Scan::Found(Found {
+            client: V4,
+            format: Format::Vip,
+        });
+        assert_eq!(scan(&o, D), want);
+        assert_eq!(syn(&o, D), want);
+        // Any configured kind may carry it; the VIP and pad are not read.
+        let o = vip_opt(200, [0x1f, 0x90], [192, 0, 2, 7], [0; 2], [0; 4]);
+        assert_eq!(scan(&o, D), want);
+    }
+
+    #[test]
+    fn sixteen_bytes_with_port_or_address_zero_is_malformed() {
+        let unspec = Scan::Malformed(Malformed::Unspecified);
+        let o = vip_opt(254, [0, 0], [192, 0, 2, 7], [0, 80], [203, 0, 113, 9]);
+        assert_eq!(scan(&o, D), unspec);
+        let o = vip_opt(254, [0, 80], [0; 4], [0, 80], [203, 0, 113, 9]);
+        assert_eq!(scan(&o, D), unspec);
+    }
+
+    #[test]
+    fn sixteen_bytes_in_a_syn_with_the_fast_open_id_is_fast_open() {
+        let o = vip_opt(254, FASTOPEN_EXID, [192, 0, 2, 7], [0, 80], [1; 4]);
+        assert_eq!(syn(&o, D), Scan::Absent);
+        assert!(matches!(scan(&o, D), Scan::Found(_)));
+    }
+
+    // ---- Alibaba Cloud CDN's kind 28 ----
+
+    #[test]
+    fn cdn_ipv4_takes_the_packets_port() {
+        let o = cdn_opt(1, &[192, 0, 2, 7]);
+        let want = Scan::Found(Found {
+            client: ClientAddr::V4 {
+                port: PORT,
+                addr: [192, 0, 2, 7],
+            },
+            format: Format::Cdn,
+        });
+        assert_eq!(syn(&list(&[MSS, &o]), D), want);
+        assert_eq!(scan(&o, D), want);
+    }
+
+    #[test]
+    fn cdn_ipv6() {
+        let ClientAddr::V6 { addr, .. } = V6 else {
+            unreachable!()
+        };
+        let o = cdn_opt(1, &addr);
+        assert_eq!(o.len(), usize::from(LEN_CDN_V6));
+        assert_eq!(
+            syn(&o, D),
+            Scan::Found(Found {
+                client: ClientAddr::V6 { port: PORT, addr },
+                format: Format::Cdn,
+            })
+        );
+    }
+
+    #[test]
+    fn user_timeout_is_never_a_client() {
+        let uto = [KIND_CDN, 4, 0x80, 0x3c];
+        assert_eq!(syn(&list(&[MSS, &uto]), D), Scan::Absent);
+        assert_eq!(scan(&list(&[&uto, &opt(V4, 200)]), D), toa(V4));
+        // Other lengths of kind 28 are not ours either.
+        assert_eq!(scan(&[KIND_CDN, 8, 1, 1, 2, 3, 4, 5], D), Scan::Absent);
+    }
+
+    #[test]
+    fn cdn_other_versions_are_malformed() {
+        for v in [0, 2, 255] {
+            assert_eq!(
+                syn(&cdn_opt(v, &[192, 0, 2, 7]), D),
+                Scan::Malformed(Malformed::CdnVersion),
+                "version {v}"
+            );
+        }
+        // ... unless a good client option follows.
+        let l = list(&[&cdn_opt(2, &[192, 0, 2, 7]), &opt(V4, 200)]);
+        assert_eq!(scan(&l, D), toa(V4));
+    }
+
+    #[test]
+    fn cdn_address_zero_is_malformed() {
+        assert_eq!(
+            syn(&cdn_opt(1, &[0; 4]), D),
+            Scan::Malformed(Malformed::Unspecified)
+        );
+        assert_eq!(
+            syn(&cdn_opt(1, &[0; 16]), D),
+            Scan::Malformed(Malformed::Unspecified)
+        );
+    }
+
+    #[test]
+    fn cdn_switched_off_is_ignored() {
+        let off = Rules {
+            cdn: false,
+            ..Rules::DEFAULT
+        };
+        assert_eq!(syn(&cdn_opt(1, &[192, 0, 2, 7]), off), Scan::Absent);
+        assert_eq!(syn(&cdn_opt(9, &[192, 0, 2, 7]), off), Scan::Absent);
+    }
+
+    #[test]
+    fn first_client_option_wins_across_formats() {
+        let l = list(&[&cdn_opt(1, &[10, 0, 0, 1]), &opt(V4, 200)]);
+        assert!(matches!(
+            syn(&l, D),
+            Scan::Found(Found {
+                format: Format::Cdn,
+                ..
+            })
+        ));
+        let l = list(&[&opt(V4, 200), &cdn_opt(1, &[10, 0, 0, 1])]);
+        assert_eq!(syn(&l, D), toa(V4));
+    }
+
+    #[test]
+    fn format_bytes_round_trip() {
+        for f in [Format::Toa, Format::Vip, Format::Cdn] {
+            assert_eq!(Format::from_byte(f as u8), f);
+        }
+        assert_eq!(Format::from_byte(77), Format::Toa);
     }
 }
 
@@ -428,12 +916,18 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    /// A well-formed option that is neither EOL nor a TOA kind.
+    const PORT: [u8; 2] = [0x30, 0x39];
+
+    /// A well-formed option that is neither EOL nor a client option under
+    /// the default rules.
     fn other_option() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             Just(vec![KIND_NOP]),
+            Just(vec![KIND_CDN, 4, 0, 30]),
             (2u8..=255, 0usize..=10)
-                .prop_filter("not a TOA kind", |(k, _)| *k != 200 && *k != 254)
+                .prop_filter("not a client kind", |(k, _)| {
+                    !Kinds::DEFAULT.contains(*k) && *k != KIND_CDN
+                })
                 .prop_flat_map(|(kind, n)| {
                     proptest::collection::vec(any::<u8>(), n).prop_map(move |body| {
                         let mut o = vec![kind, (n + 2) as u8];
@@ -457,22 +951,77 @@ mod properties {
         ]
     }
 
+    fn packet() -> impl Strategy<Value = Packet> {
+        prop_oneof![Just(Packet::Syn), Just(Packet::Ack)]
+    }
+
+    /// A client option in any of the three shapes, and what it names.
+    fn client_option() -> impl Strategy<Value = (Vec<u8>, Found)> {
+        (client_addr(), 0u8..3, any::<[u8; 6]>()).prop_map(|(c, shape, vip)| {
+            let kind = [200u8, 253, 254][usize::from(vip[0] % 3)];
+            match (shape, c) {
+                (0, _) => (opt_bytes(c, kind), found(c, Format::Toa)),
+                (1, ClientAddr::V4 { port, addr }) => {
+                    let mut o = vec![kind, LEN_VIP];
+                    o.extend(port);
+                    o.extend(addr);
+                    o.extend([0, 0]);
+                    o.extend(vip);
+                    (o, found(c, Format::Vip))
+                }
+                (_, ClientAddr::V4 { addr, .. }) => {
+                    let mut o = vec![KIND_CDN, LEN_CDN_V4, CDN_VERSION];
+                    o.extend(addr);
+                    (o, found(ClientAddr::V4 { port: PORT, addr }, Format::Cdn))
+                }
+                (_, ClientAddr::V6 { addr, .. }) => {
+                    let mut o = vec![KIND_CDN, LEN_CDN_V6, CDN_VERSION];
+                    o.extend(addr);
+                    (o, found(ClientAddr::V6 { port: PORT, addr }, Format::Cdn))
+                }
+            }
+        })
+    }
+
+    fn found(client: ClientAddr, format: Format) -> Found {
+        Found { client, format }
+    }
+
+    fn rules() -> impl Strategy<Value = Rules> {
+        (any::<[u64; 4]>(), any::<bool>()).prop_map(|(w, cdn)| Rules {
+            kinds: Kinds::from_words(w),
+            cdn,
+        })
+    }
+
+    /// Whether the option names a port the Fast Open experiment owns in a SYN.
+    fn is_fast_open(o: &[u8]) -> bool {
+        o[0] == KIND_EXP && o.get(2..4) == Some(&FASTOPEN_EXID[..])
+    }
+
     proptest! {
         #[test]
-        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), k0: u8, k1: u8) {
-            let _ = scan(&bytes, Kinds([k0, k1]));
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), r in rules(), p in packet(), port: [u8; 2]) {
+            let _ = scan(&bytes, &r, p, port);
         }
 
         #[test]
-        fn a_found_address_is_in_the_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..48)) {
-            // Whatever is reported was read from inside the list: its option
-            // bytes (with one of the kinds) occur in the input.
-            if let Scan::Found(addr) = scan(&bytes, Kinds([200, 254])) {
-                let seen = [200u8, 254].iter().any(|&k| {
-                    let o = opt_bytes(addr, k);
-                    bytes.windows(o.len()).any(|w| w == o.as_slice())
-                });
-                prop_assert!(seen);
+        fn a_found_address_is_in_the_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..48), p in packet()) {
+            // Whatever is reported was read from inside the list: its
+            // address bytes occur in the input, after its kind and length.
+            if let Scan::Found(f) = scan(&bytes, &Rules::DEFAULT, p, PORT) {
+                let (port, addr) = match f.client {
+                    ClientAddr::V4 { port, addr } => (port, addr.to_vec()),
+                    ClientAddr::V6 { port, addr } => (port, addr.to_vec()),
+                };
+                let needle: Vec<u8> = match f.format {
+                    Format::Cdn => [&[CDN_VERSION][..], &addr].concat(),
+                    _ => [&port[..], &addr].concat(),
+                };
+                prop_assert!(bytes.windows(needle.len()).any(|w| w == needle.as_slice()));
+                if f.format == Format::Cdn {
+                    prop_assert_eq!(port, PORT);
+                }
             }
         }
 
@@ -480,27 +1029,64 @@ mod properties {
         fn round_trips_anywhere_in_a_valid_list(
             before in proptest::collection::vec(other_option(), 0..4),
             after in proptest::collection::vec(other_option(), 0..4),
-            addr in client_addr(),
-            kind in prop_oneof![Just(200u8), Just(254u8)],
+            (option, want) in client_option(),
+            p in packet(),
         ) {
             let mut l: Vec<u8> = before.concat();
-            l.extend(opt_bytes(addr, kind));
+            l.extend(&option);
             l.extend(after.concat());
-            prop_assert_eq!(scan(&l, Kinds([200, 254])), Scan::Found(addr));
+            let got = scan(&l, &Rules::DEFAULT, p, PORT);
+            if p == Packet::Syn && is_fast_open(&option) {
+                prop_assert_eq!(got, Scan::Absent);
+            } else {
+                prop_assert_eq!(got, Scan::Found(want));
+            }
         }
 
         #[test]
         fn found_only_when_an_option_was_put_there(
             opts in proptest::collection::vec(other_option(), 0..6),
+            p in packet(),
         ) {
-            prop_assert_eq!(scan(&opts.concat(), Kinds([200, 254])), Scan::Absent);
+            prop_assert_eq!(scan(&opts.concat(), &Rules::DEFAULT, p, PORT), Scan::Absent);
         }
 
         #[test]
-        fn a_cut_toa_option_is_never_found(addr in client_addr(), cut in 1usize..20) {
-            let bytes = opt_bytes(addr, 200);
-            let cut = cut.min(bytes.len() - 1);
-            prop_assert!(!matches!(scan(&bytes[..cut], Kinds([200, 254])), Scan::Found(_)));
+        fn a_cut_client_option_is_never_found((option, _) in client_option(), cut in 1usize..20, p in packet()) {
+            let cut = cut.min(option.len() - 1);
+            prop_assert!(!matches!(scan(&option[..cut], &Rules::DEFAULT, p, PORT), Scan::Found(_)));
+        }
+
+        #[test]
+        fn syn_and_ack_differ_only_by_fast_open(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            // Reading a list as a SYN can only lose a kind-254 0xF989 option.
+            let (s, a) = (
+                scan(&bytes, &Rules::DEFAULT, Packet::Syn, PORT),
+                scan(&bytes, &Rules::DEFAULT, Packet::Ack, PORT),
+            );
+            if s != a {
+                prop_assert!(bytes.windows(4).any(|w| w[0] == KIND_EXP && w[2..4] == FASTOPEN_EXID));
+            }
+        }
+
+        #[test]
+        fn unconfigured_rules_find_nothing(bytes in proptest::collection::vec(any::<u8>(), 0..40), p in packet()) {
+            let none = Rules { kinds: Kinds::EMPTY, cdn: false };
+            prop_assert_eq!(
+                matches!(scan(&bytes, &none, p, PORT), Scan::Found(_)),
+                false
+            );
+        }
+
+        #[test]
+        fn kinds_set_semantics(kinds in proptest::collection::vec(any::<u8>(), 0..10), probe: u8) {
+            let set = kinds.iter().fold(Kinds::EMPTY, |s, k| s.with(*k));
+            prop_assert_eq!(set.contains(probe), probe != 0 && kinds.contains(&probe));
+            let listed: Vec<u8> = set.iter().collect();
+            let mut want: Vec<u8> = kinds.iter().copied().filter(|k| *k != 0).collect();
+            want.sort_unstable();
+            want.dedup();
+            prop_assert_eq!(listed, want);
         }
     }
 

@@ -217,13 +217,21 @@ mod tests {
 
     /// The client in a TOA option of kind 254, as toa.ko itself reads it.
     fn toa_scan(options: &[u8]) -> Option<SocketAddr> {
-        use toa_core::wire::{scan, ClientAddr, Kinds, Scan};
-        match scan(options, Kinds([254, 0])) {
-            Scan::Found(ClientAddr::V4 { port, addr }) => Some(SocketAddr::new(
+        use toa_core::wire::{scan, ClientAddr, Found, Kinds, Packet, Rules, Scan};
+        let rules = Rules {
+            kinds: Kinds::EMPTY.with(254),
+            cdn: false,
+        };
+        let client = match scan(options, &rules, Packet::Ack, [0, 1]) {
+            Scan::Found(Found { client, .. }) => Some(client),
+            _ => None,
+        };
+        match client {
+            Some(ClientAddr::V4 { port, addr }) => Some(SocketAddr::new(
                 Ipv4Addr::from(addr).into(),
                 u16::from_be_bytes(port),
             )),
-            Scan::Found(ClientAddr::V6 { port, addr }) => Some(SocketAddr::new(
+            Some(ClientAddr::V6 { port, addr }) => Some(SocketAddr::new(
                 Ipv6Addr::from(addr).into(),
                 u16::from_be_bytes(port),
             )),

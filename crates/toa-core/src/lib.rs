@@ -1,11 +1,17 @@
 //! The kernel module's pure Rust, compiled for the host from the very files
-//! Kbuild compiles into `toa.ko` (`src/wire.rs`, `src/stash.rs`, `src/parse.rs`,
-//! `src/cidr.rs`), so that
+//! Kbuild compiles into `toa.ko` (`src/wire.rs`, `src/kinds.rs`,
+//! `src/syn_table.rs`, `src/stash.rs`, `src/parse.rs`, `src/cidr.rs`), so that
 //! their unit tests, property tests and fuzz targets run in userspace.
 #![cfg_attr(not(test), no_std)]
 
 #[path = "../../../src/wire.rs"]
 pub mod wire;
+
+#[path = "../../../src/kinds.rs"]
+pub mod kinds;
+
+#[path = "../../../src/syn_table.rs"]
+pub mod syn_table;
 
 #[path = "../../../src/stash.rs"]
 pub mod stash;

@@ -21,6 +21,7 @@ struct Flags {
     ack: bool,
     rst: bool,
     psh: bool,
+    fin: bool,
 }
 
 /// A TCP segment the kernel sent.
@@ -33,6 +34,8 @@ pub struct Segment {
     pub syn: bool,
     pub ack: bool,
     pub rst: bool,
+    /// The TSval of a timestamps option, if the segment has one.
+    pub tsval: Option<u32>,
 }
 
 /// Pad an option list with EOL bytes to a whole number of 32-bit words.
@@ -84,6 +87,9 @@ fn build(
     if flags.psh {
         b = b.psh();
     }
+    if flags.fin {
+        b = b.fin();
+    }
     let b = b
         .options_raw(options)
         .map_err(|e| anyhow!("options {options:?}: {e}"))?;
@@ -109,7 +115,12 @@ pub fn parse(packet: &[u8]) -> Option<Segment> {
     let TransportSlice::Tcp(t) = p.transport? else {
         return None;
     };
+    let tsval = t.options_iterator().find_map(|o| match o {
+        Ok(etherparse::TcpOptionElement::Timestamp(val, _)) => Some(val),
+        _ => None,
+    });
     Some(Segment {
+        tsval,
         src: SocketAddr::new(s, t.source_port()),
         dst: SocketAddr::new(d, t.destination_port()),
         seq: t.sequence_number(),
@@ -120,15 +131,60 @@ pub fn parse(packet: &[u8]) -> Option<Segment> {
     })
 }
 
+/// Where the peer puts a timestamps option relative to the test's own
+/// options in the segments after the SYN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timestamps {
+    /// Timestamps first, the test's options appended (JD Jupiter).
+    First,
+    /// The test's options first, timestamps behind (DPVS).
+    Last,
+}
+
+/// NOP, NOP, timestamps (12 bytes).
+fn ts_option(tsval: u32, tsecr: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend(tsval.to_be_bytes());
+    o.extend(tsecr.to_be_bytes());
+    o
+}
+
 /// What a test puts into a handshake.
 #[derive(Clone, Default)]
 pub struct Handshake {
+    /// Options in the SYN before the MSS, right after the TCP header (as
+    /// Alibaba LVS inserts its option).
+    pub syn_prefix: Vec<u8>,
     /// Extra options in the SYN, after the MSS (padded to 32-bit words).
     pub syn_options: Vec<u8>,
+    /// Data in the SYN (Fast Open).
+    pub syn_payload: Vec<u8>,
+    /// Negotiate timestamps, and place them so in later segments.
+    pub timestamps: Option<Timestamps>,
     /// Options in the ACK that completes the handshake (padded to words).
     pub ack_options: Vec<u8>,
     /// Payload carried by the completing ACK.
     pub ack_payload: Vec<u8>,
+    /// Do not send the handshake's ACK (it was lost): the test's next
+    /// segment completes the handshake.
+    pub lose_ack: bool,
+}
+
+/// Send one SYN from `local` to `remote` with sequence number `isn`, the
+/// options as given (padded to words) and `payload`; no answer is awaited.
+pub fn send_syn(
+    tun: &Tun,
+    local: SocketAddr,
+    remote: SocketAddr,
+    isn: u32,
+    options: &[u8],
+    payload: &[u8],
+) -> Result<()> {
+    let syn = Flags {
+        syn: true,
+        ..Flags::default()
+    };
+    tun.send(&build(local, remote, isn, 0, syn, &pad4(options), payload)?)
 }
 
 /// One connection the peer opened.
@@ -140,6 +196,12 @@ pub struct Conn<'t> {
     pub remote: SocketAddr,
     snd_nxt: u32,
     rcv_nxt: u32,
+    /// The peer's initial sequence number (the SYN's).
+    pub isn: u32,
+    /// Whether the SYN-ACK acknowledged the data of the SYN (Fast Open).
+    pub syn_data_acked: bool,
+    /// Timestamps: placement, the next TSval, and the listener's TSval to echo.
+    ts: Option<(Timestamps, u32, u32)>,
 }
 
 impl<'t> Conn<'t> {
@@ -151,13 +213,13 @@ impl<'t> Conn<'t> {
         hs: &Handshake,
     ) -> Result<Self> {
         let isn = next_isn();
-        let mut syn_opts = SYN_MSS.to_vec();
-        syn_opts.extend(pad4(&hs.syn_options));
-        let syn = Flags {
-            syn: true,
-            ..Flags::default()
-        };
-        tun.send(&build(local, remote, isn, 0, syn, &syn_opts, &[])?)?;
+        let mut syn_opts = hs.syn_prefix.clone();
+        syn_opts.extend(SYN_MSS);
+        if hs.timestamps.is_some() {
+            syn_opts.extend(ts_option(1, 0));
+        }
+        syn_opts.extend(&hs.syn_options);
+        send_syn(tun, local, remote, isn, &syn_opts, &hs.syn_payload)?;
         let synack = wait_for(tun, local, remote, Duration::from_secs(3), |s| {
             (s.syn && s.ack) || s.rst
         })?
@@ -165,30 +227,64 @@ impl<'t> Conn<'t> {
         if synack.rst {
             bail!("{remote} refused the connection (RST)");
         }
-        if synack.ack_no != isn.wrapping_add(1) {
+        let with_data = isn
+            .wrapping_add(1)
+            .wrapping_add(hs.syn_payload.len() as u32);
+        if synack.ack_no != isn.wrapping_add(1) && synack.ack_no != with_data {
             bail!(
                 "SYN-ACK acks {} instead of {}",
                 synack.ack_no,
                 isn.wrapping_add(1)
             );
         }
+        let ts = match (hs.timestamps, synack.tsval) {
+            (Some(place), Some(tsecr)) => Some((place, 2, tsecr)),
+            (Some(_), None) => bail!("timestamps asked for, the SYN-ACK has none"),
+            (None, _) => None,
+        };
         let mut conn = Conn {
             tun,
             local,
             remote,
-            snd_nxt: isn.wrapping_add(1),
+            snd_nxt: synack.ack_no,
             rcv_nxt: synack.seq.wrapping_add(1),
+            isn,
+            syn_data_acked: !hs.syn_payload.is_empty() && synack.ack_no == with_data,
+            ts,
         };
-        conn.send(&pad4(&hs.ack_options), &hs.ack_payload)?;
+        if !hs.lose_ack {
+            conn.send(&hs.ack_options, &hs.ack_payload)?;
+        }
         Ok(conn)
     }
 
     /// Send an ACK segment with `options` and `payload`.
     pub fn send(&mut self, options: &[u8], payload: &[u8]) -> Result<()> {
+        self.send_flags(options, payload, false)
+    }
+
+    /// Send one segment with `options`, `payload` and FIN.
+    pub fn send_fin(&mut self, options: &[u8], payload: &[u8]) -> Result<()> {
+        self.send_flags(options, payload, true)
+    }
+
+    fn send_flags(&mut self, options: &[u8], payload: &[u8], fin: bool) -> Result<()> {
         let flags = Flags {
             ack: true,
             psh: !payload.is_empty(),
+            fin,
             ..Flags::default()
+        };
+        let options = match &mut self.ts {
+            None => options.to_vec(),
+            Some((place, tsval, tsecr)) => {
+                let ts = ts_option(*tsval, *tsecr);
+                *tsval += 1;
+                match place {
+                    Timestamps::First => [&ts[..], options].concat(),
+                    Timestamps::Last => [&pad4(options)[..], &ts[..]].concat(),
+                }
+            }
         };
         let pkt = build(
             self.local,
@@ -196,11 +292,14 @@ impl<'t> Conn<'t> {
             self.snd_nxt,
             self.rcv_nxt,
             flags,
-            &pad4(options),
+            &pad4(&options),
             payload,
         )?;
         self.tun.send(&pkt)?;
-        self.snd_nxt = self.snd_nxt.wrapping_add(payload.len() as u32);
+        self.snd_nxt = self
+            .snd_nxt
+            .wrapping_add(payload.len() as u32)
+            .wrapping_add(u32::from(fin));
         Ok(())
     }
 

@@ -309,3 +309,32 @@ pub fn toa_lookup(fd: RawFd, len: usize) -> Result<std::result::Result<(SocketAd
         l as usize,
     )))
 }
+
+/// setsockopt(IPPROTO_TCP, `opt`, `value`) on `l`.
+fn set_tcp_int(l: &TcpListener, opt: libc::c_int, value: libc::c_int, what: &str) -> Result<()> {
+    // SAFETY: an int option on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        bail!("{what}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// TCP_DEFER_ACCEPT: the listener wakes up for a connection only once data
+/// arrives (up to `seconds`), as nginx's `listen ... deferred` asks.
+pub fn set_defer_accept(l: &TcpListener, seconds: libc::c_int) -> Result<()> {
+    set_tcp_int(l, libc::TCP_DEFER_ACCEPT, seconds, "TCP_DEFER_ACCEPT")
+}
+
+/// TCP_FASTOPEN: accept data in SYNs, up to `qlen` pending.
+pub fn set_fastopen(l: &TcpListener, qlen: libc::c_int) -> Result<()> {
+    set_tcp_int(l, libc::TCP_FASTOPEN, qlen, "TCP_FASTOPEN")
+}

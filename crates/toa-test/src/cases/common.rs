@@ -58,6 +58,31 @@ pub fn opt6(kind: u8, client: SocketAddrV6) -> Vec<u8> {
     o
 }
 
+/// A 16-byte option (ByteDance): the client, two pad bytes, the VIP.
+pub fn opt16(kind: u8, client: SocketAddrV4, vip: SocketAddrV4) -> Vec<u8> {
+    let mut o = vec![kind, 16];
+    o.extend(client.port().to_be_bytes());
+    o.extend(client.ip().octets());
+    o.extend([0, 0]);
+    o.extend(vip.port().to_be_bytes());
+    o.extend(vip.ip().octets());
+    o
+}
+
+/// Alibaba Cloud CDN's option with an IPv4 client: 28, 7, version 1.
+pub fn cdn4(client: Ipv4Addr) -> Vec<u8> {
+    let mut o = vec![28, 7, 1];
+    o.extend(client.octets());
+    o
+}
+
+/// Alibaba Cloud CDN's option with an IPv6 client: 28, 19, version 1.
+pub fn cdn6(client: Ipv6Addr) -> Vec<u8> {
+    let mut o = vec![28, 19, 1];
+    o.extend(client.octets());
+    o
+}
+
 /// A distinct IPv4 client for case `n`.
 pub fn client(n: u8) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, n), 40000 + u16::from(n))

@@ -28,7 +28,7 @@ pub fn cases() -> Vec<Case> {
             no_option,
         ),
         Case::new(
-            "ipv4: option only in the SYN -> the balancer's address",
+            "ipv4: option only in the SYN -> the client (handshake table)",
             only_in_syn,
         ),
         Case::new("ipv4: duplicate options -> the first one wins", duplicates),
@@ -66,6 +66,10 @@ pub fn cases() -> Vec<Case> {
             runtime_kinds,
         ),
         Case::new("ipv4: kind 0 disables a slot", disabled),
+        Case::new(
+            "ipv4: tcpopt_kinds is the whole set; tcpopt_addr/_v6 replace their own kind",
+            kinds_list,
+        ),
         Case::new(
             "ipv4: invalid sysctl writes get EINVAL and change nothing",
             bad_sysctl,
@@ -139,8 +143,16 @@ fn only_in_syn(ctx: &Ctx) -> Result<()> {
         ..Handshake::default()
     };
     let a = connect(ctx, guest_any(), &hs, Accept::Accept)?;
-    expect_seen(&a, a.conn.local)?;
-    kmod::expect_delta(&before, NO_TOA_EMPTY)
+    expect_seen(&a, client(3).into())?;
+    kmod::expect_delta(
+        &before,
+        &[
+            ("syn_recv_sock_toa", 1),
+            ("getname_toa_ok", 2),
+            ("toa_syn_recorded", 1),
+            ("toa_syn_used", 1),
+        ],
+    )
 }
 
 fn duplicates(ctx: &Ctx) -> Result<()> {
@@ -260,6 +272,49 @@ fn disabled(ctx: &Ctx) -> Result<()> {
     expect_balancer(ctx, opt4(254, client(21)), NO_TOA_EMPTY)
 }
 
+fn kinds_list(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    let kinds = || kmod::sysctl("tcpopt_kinds");
+    ensure_eq!(kinds()?, "200 253 254", "default");
+    // Put back in reverse: the slots, then the list (which gives the
+    // listed slot kinds back to the slots).
+    let _g = SysctlGuard::set("/proc/sys/net/toa/tcpopt_kinds", "200 253 254")?;
+    let _g0 = SysctlGuard::set("/proc/sys/net/toa/tcpopt_addr", "200")?;
+    let _g1 = SysctlGuard::set("/proc/sys/net/toa/tcpopt_addr_v6", "254")?;
+    // Huawei ELB's guide: tcpopt_addr=254 (200 goes, as it always did).
+    kmod::set_sysctl("tcpopt_addr", "254")?;
+    ensure_eq!(kinds()?, "253 254", "after tcpopt_addr=254");
+    expect_balancer(ctx, opt4(200, client(27)), NO_TOA_EMPTY)?;
+    kmod::set_sysctl("tcpopt_addr", "200")?;
+    ensure_eq!(kinds()?, "200 253 254", "after tcpopt_addr=200");
+    // The whole set, written.
+    kmod::set_sysctl("tcpopt_kinds", "7, 253")?;
+    ensure_eq!(kinds()?, "7 253");
+    ensure_eq!(kmod::sysctl("tcpopt_addr")?, "0", "tcpopt_addr not listed");
+    ensure_eq!(
+        kmod::sysctl("tcpopt_addr_v6")?,
+        "0",
+        "tcpopt_addr_v6 not listed"
+    );
+    expect_client(ctx, opt4(7, client(28)), Accept::Accept, client(28))?;
+    expect_balancer(ctx, opt4(254, client(29)), NO_TOA_EMPTY)?;
+    kmod::set_sysctl("tcpopt_addr_v6", "254")?;
+    ensure_eq!(kinds()?, "7 253 254");
+    kmod::set_sysctl("tcpopt_kinds", "")?;
+    ensure_eq!(kinds()?, "");
+    expect_balancer(ctx, opt4(253, client(30)), NO_TOA_EMPTY)?;
+    for bad in ["0", "8", "28", "200,,254", "200 256", "abc", "200;254"] {
+        match kmod::set_sysctl("tcpopt_kinds", bad) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            other => bail!("writing {bad:?} to tcpopt_kinds: {other:?}, want EINVAL"),
+        }
+        ensure_eq!(kinds()?, "", "after writing {bad:?}");
+    }
+    let p = std::fs::read_to_string("/sys/module/toa/parameters/tcpopt_kinds")?;
+    ensure_eq!(p.trim(), "", "parameter");
+    Ok(())
+}
+
 fn bad_sysctl(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     for name in ["tcpopt_addr", "tcpopt_addr_v6"] {
@@ -269,6 +324,7 @@ fn bad_sysctl(ctx: &Ctx) -> Result<()> {
             "-1",
             "8",
             "19",
+            "28",
             "34",
             "0",
             "abc",

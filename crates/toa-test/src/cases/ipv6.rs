@@ -19,7 +19,7 @@ use toa_test::sock::{self, Accept, Server};
 
 /// The backend's listening socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Listener {
+pub enum Listener {
     /// AF_INET on 0.0.0.0.
     Inet,
     /// AF_INET6 on [::], IPv4 clients as ::ffff:a.b.c.d.
@@ -29,7 +29,15 @@ enum Listener {
 }
 
 impl Listener {
-    fn open(self) -> Result<TcpListener> {
+    /// Every listener with the transports it can be reached over.
+    pub const COMBOS: [(Listener, Transport); 4] = [
+        (Listener::Inet, Transport::V4),
+        (Listener::Dual, Transport::V4),
+        (Listener::Dual, Transport::V6),
+        (Listener::V6Only, Transport::V6),
+    ];
+
+    pub fn open(self) -> Result<TcpListener> {
         let any6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0);
         match self {
             Listener::Inet => sock::listen("0.0.0.0:0".parse()?),
@@ -41,21 +49,15 @@ impl Listener {
 
 /// The client family the balancer reports (option length 8 or 20).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Client {
+pub enum Client {
     V4,
     V6,
 }
 
 pub fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let combos = [
-        (Listener::Inet, Transport::V4),
-        (Listener::Dual, Transport::V4),
-        (Listener::Dual, Transport::V6),
-        (Listener::V6Only, Transport::V6),
-    ];
     let mut n = 0u16;
-    for (listener, transport) in combos {
+    for (listener, transport) in Listener::COMBOS {
         for client in [Client::V4, Client::V6] {
             n += 1;
             let how = if n % 2 == 0 {
@@ -65,7 +67,7 @@ pub fn cases() -> Vec<Case> {
             };
             v.push(Case::new(
                 format!("ipv6: {client:?} client, {listener:?} listener over {transport:?}: {how:?}, getpeername, TOA_SO_GET_LOOKUP"),
-                move |ctx: &Ctx| matrix(ctx, listener, transport, client, how, n),
+                move |ctx: &Ctx| matrix(ctx, listener, transport, client, how, n, [200, 254]),
             ));
         }
     }
@@ -139,22 +141,26 @@ fn lookup_of(client: SocketAddr) -> SocketAddr {
     }
 }
 
-fn matrix(
+/// A `family` client named with kind `kinds[0]` (IPv4) or `kinds[1]`
+/// (IPv6) in the handshake's ACK, reaching `listener` over `transport`:
+/// what accept/getpeername, TOA_SO_GET_LOOKUP and the counters say.
+pub fn matrix(
     ctx: &Ctx,
     listener: Listener,
     transport: Transport,
     family: Client,
     how: Accept,
     n: u16,
+    kinds: [u8; 2],
 ) -> Result<()> {
     ctx.require_loaded()?;
     let l = listener.open()?;
     let (option, real): (Vec<u8>, SocketAddr) = match family {
         Client::V4 => (
-            opt4(200, client(100 + n as u8)),
+            opt4(kinds[0], client(100 + n as u8)),
             client(100 + n as u8).into(),
         ),
-        Client::V6 => (opt6(254, client6(n)), client6(n).into()),
+        Client::V6 => (opt6(kinds[1], client6(n)), client6(n).into()),
     };
     let before = settle()?;
     let a = handshake_to(ctx, &l, transport, &with_ack(option), how)?;

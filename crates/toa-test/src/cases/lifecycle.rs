@@ -60,6 +60,9 @@ fn interfaces(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     ensure_eq!(kmod::sysctl("tcpopt_addr")?, "200");
     ensure_eq!(kmod::sysctl("tcpopt_addr_v6")?, "254");
+    ensure_eq!(kmod::sysctl("tcpopt_kinds")?, "200 253 254");
+    ensure_eq!(kmod::sysctl("tcpopt_cdn")?, "1");
+    ensure_eq!(kmod::stats()?.get("syn_table_entries").copied(), Some(0));
     let p = std::fs::read_to_string("/sys/module/toa/parameters/tcpopt_addr")?;
     ensure_eq!(p.trim(), "200", "parameter tcpopt_addr");
     let stats = kmod::stats()?;
@@ -113,9 +116,15 @@ fn parameters(ctx: &Ctx) -> Result<()> {
     let got = (
         kmod::sysctl("tcpopt_addr")?,
         kmod::sysctl("tcpopt_addr_v6")?,
+        kmod::sysctl("tcpopt_kinds")?,
     );
     kmod::rmmod()?;
-    ensure_eq!(got, ("253".to_owned(), "0".to_owned()));
+    ensure_eq!(got, ("253".into(), "0".into(), "253".into()));
+    // Applied in the order given.
+    ctx.insmod(&["tcpopt_kinds=200,254,99", "tcpopt_addr=0", "tcpopt_cdn=0"])?;
+    let got = (kmod::sysctl("tcpopt_kinds")?, kmod::sysctl("tcpopt_cdn")?);
+    kmod::rmmod()?;
+    ensure_eq!(got, ("99 254".into(), "0".into()));
     Ok(())
 }
 
@@ -131,6 +140,10 @@ fn bad_parameters(ctx: &Ctx) -> Result<()> {
         "tcpopt_addr=2",
         "hook=bogus",
         "hook=",
+        "tcpopt_addr=28",
+        "tcpopt_kinds=200,8",
+        "tcpopt_kinds=0",
+        "tcpopt_cdn=2",
     ] {
         if ctx.insmod(&[bad]).is_ok() {
             kmod::rmmod()?;

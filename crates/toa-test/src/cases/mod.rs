@@ -7,6 +7,7 @@ mod ipv4;
 mod ipv6;
 mod leaks;
 mod lifecycle;
+mod producers;
 mod stress;
 mod trust;
 
@@ -20,6 +21,7 @@ pub fn all() -> Vec<Case> {
     v.extend(ipv4::cases());
     v.extend(ipv6::cases());
     v.extend(trust::cases());
+    v.extend(producers::cases());
     v.extend(stress::cases());
     v.extend(leaks::cases());
     v

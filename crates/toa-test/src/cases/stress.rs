@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use toa_core::wire::{self, ClientAddr, Kinds, Scan};
+use toa_core::wire::{self, ClientAddr, Found, Packet, Rules, Scan};
 
 use super::common::{client, client6, handshake_to, mapped, opt4, opt6, with_ack, Transport};
 use super::ipv6::settle;
@@ -103,7 +103,7 @@ fn option_list(rng: &mut fastrand::Rng, n: u32) -> Vec<u8> {
 
 fn random_options(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
-    let kinds = Kinds([200, 254]);
+    let rules = Rules::DEFAULT;
     let mut rng = fastrand::Rng::with_seed(0x70a);
     let l = sock::listen6("[::]:0".parse()?, false)?;
     let (mut found, mut malformed) = (0, 0);
@@ -117,15 +117,22 @@ fn random_options(ctx: &Ctx) -> Result<()> {
             Accept::Accept4,
         )
         .map_err(|e| anyhow!("list {options:?}: {e:#}"))?;
-        let want = match wire::scan(&options, kinds) {
-            Scan::Found(ClientAddr::V4 { port, addr }) => {
+        let port = a.conn.local.port().to_be_bytes();
+        let want = match wire::scan(&options, &rules, Packet::Ack, port) {
+            Scan::Found(Found {
+                client: ClientAddr::V4 { port, addr },
+                ..
+            }) => {
                 found += 1;
                 mapped(SocketAddr::new(
                     IpAddr::from(addr),
                     u16::from_be_bytes(port),
                 ))
             }
-            Scan::Found(ClientAddr::V6 { port, addr }) => {
+            Scan::Found(Found {
+                client: ClientAddr::V6 { port, addr },
+                ..
+            }) => {
                 found += 1;
                 SocketAddr::new(IpAddr::from(addr), u16::from_be_bytes(port))
             }

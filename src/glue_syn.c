@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Clients named before the socket exists (see syn.rs): the handshake
+ * table's memory and locks, the two probes that feed it, and the facts of
+ * the packet that creates a child, for handshake.rs.
+ *
+ *   tcp_conn_request(rsk_ops, af_ops, sk, skb)       every SYN reaching a
+ *                                                    listener (IPv4, IPv6)
+ *   tcp_check_req(sk, skb, req, fastopen, ...)       a handshake ACK that a
+ *                                                    TCP_DEFER_ACCEPT
+ *                                                    listener holds back
+ *
+ * Both are entry probes that read the packet and call Rust; nothing is
+ * allocated per packet. The table (its shape comes from syn_table.rs) is
+ * allocated once at load, zeroed; one spinlock per bucket.
+ */
+#define pr_fmt(fmt) "TOA: " fmt
+
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/jiffies.h>
+#include <linux/kprobes.h>
+#include <linux/overflow.h>
+#include <linux/random.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/tcp.h>
+#include <net/inet_connection_sock.h>
+#include <net/request_sock.h>
+#include <net/tcp.h>
+
+#include "glue.h"
+#include "glue_internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* The table.                                                                */
+
+static spinlock_t *toa_syn_locks;
+static u8 *toa_syn_slots;
+static unsigned int toa_syn_buckets;
+static size_t toa_syn_bucket_bytes;
+
+u64 toa_random_u64(void)
+{
+	return get_random_u64();
+}
+
+void *toa_syn_lock(unsigned int bucket, unsigned long *flags)
+{
+	unsigned long f;
+
+	if (!toa_syn_slots || bucket >= toa_syn_buckets)
+		return NULL;
+	spin_lock_irqsave(&toa_syn_locks[bucket], f);
+	*flags = f;
+	return toa_syn_slots + (size_t)bucket * toa_syn_bucket_bytes;
+}
+
+void toa_syn_unlock(unsigned int bucket, unsigned long flags)
+{
+	spin_unlock_irqrestore(&toa_syn_locks[bucket], flags);
+}
+
+int toa_syn_table_init(void)
+{
+	unsigned int i;
+
+	toa_syn_table_shape(&toa_syn_buckets, &toa_syn_bucket_bytes);
+	toa_syn_locks = kvcalloc(toa_syn_buckets, sizeof(*toa_syn_locks), GFP_KERNEL);
+	/* Zeroed: an all-zero slot is a free one (syn_table.rs). */
+	toa_syn_slots = kvzalloc(array_size(toa_syn_buckets, toa_syn_bucket_bytes), GFP_KERNEL);
+	if (!toa_syn_locks || !toa_syn_slots) {
+		toa_syn_table_exit();
+		return -ENOMEM;
+	}
+	for (i = 0; i < toa_syn_buckets; i++)
+		spin_lock_init(&toa_syn_locks[i]);
+	return 0;
+}
+
+/* Once nothing can use the table any more (hooks and procfs gone). */
+void toa_syn_table_exit(void)
+{
+	kvfree(toa_syn_slots);
+	kvfree(toa_syn_locks);
+	toa_syn_slots = NULL;
+	toa_syn_locks = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The facts of a handshake packet. tcp_v{4,6}_rcv() pulled the whole TCP    */
+/* header, options included, into the linear area and checked doff >= 5      */
+/* before any of the probed functions runs.                                  */
+
+static void toa_handshake_fill(struct toa_handshake *hs, const struct sk_buff *skb)
+{
+	const struct tcphdr *th = tcp_hdr(skb);
+
+	memset(hs, 0, sizeof(*hs));
+	hs->options = (const u8 *)(th + 1);
+	hs->options_len = th->doff * 4 - sizeof(*th);
+	hs->syn = th->syn;
+	hs->v6 = skb->protocol == htons(ETH_P_IPV6);
+	/* The source as the backend sees it: the balancer (trusted_sources). */
+	if (hs->v6) {
+		memcpy(hs->saddr, &ipv6_hdr(skb)->saddr, 16);
+		memcpy(hs->daddr, &ipv6_hdr(skb)->daddr, 16);
+	} else {
+		memcpy(hs->saddr, &ip_hdr(skb)->saddr, 4);
+		memcpy(hs->daddr, &ip_hdr(skb)->daddr, 4);
+	}
+	memcpy(hs->sport, &th->source, 2);
+	memcpy(hs->dport, &th->dest, 2);
+	hs->isn = ntohl(th->seq);
+	hs->now_ms = jiffies64_to_msecs(get_jiffies_64());
+}
+
+/* The packet skb made syn_recv_sock create child for request req (the
+ * request socket of the normal path, of a syncookie, or of a Fast Open SYN). */
+void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
+			const struct request_sock *req)
+{
+	struct toa_handshake hs;
+
+	BUILD_BUG_ON(sizeof(hs) != 64);
+	toa_handshake_fill(&hs, skb);
+	if (req) {
+		hs.isn = tcp_rsk(req)->rcv_isn;
+		/* A syncookie's request socket is made from the completing ACK
+		 * (cookie_v{4,6}_check): no SYN-ACK was ever sent for it, so
+		 * snt_synack is 0, unlike any other request socket an ACK
+		 * completes (a Fast Open child is made from its SYN). The
+		 * syncookie bit is set only for cookies a BPF program checked. */
+		hs.syncookie = req->syncookie || (!hs.syn && !tcp_rsk(req)->snt_synack);
+	}
+	toa_on_child(child, &hs);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The probes.                                                               */
+
+static int toa_conn_request_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	const struct sk_buff *skb = (const struct sk_buff *)regs_get_kernel_argument(regs, 3);
+	struct toa_handshake hs;
+
+	if (!skb)
+		return 0;
+	toa_handshake_fill(&hs, skb);
+	/* tcp_rcv_state_process() calls conn_request for SYNs only. */
+	if (hs.syn)
+		toa_on_request(&hs);
+	return 0;
+}
+
+/* The ACK tcp_check_req() is about to drop because the listener defers
+ * accepting until data arrives: the same test as the kernel's, plus the
+ * proof that the peer saw our SYN-ACK (it acknowledges our ISN). */
+static int toa_check_req_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	const struct sock *sk = (const struct sock *)regs_get_kernel_argument(regs, 0);
+	const struct sk_buff *skb = (const struct sk_buff *)regs_get_kernel_argument(regs, 1);
+	const struct request_sock *req =
+		(const struct request_sock *)regs_get_kernel_argument(regs, 2);
+	bool fastopen = (u8)regs_get_kernel_argument(regs, 3);
+	const struct tcp_request_sock *treq;
+	const struct tcphdr *th;
+	struct toa_handshake hs;
+	u8 defer;
+
+	/* With fastopen set, sk is the Fast Open child, not a listener. */
+	if (fastopen || !sk || !skb || !req)
+		return 0;
+	defer = READ_ONCE(inet_csk(sk)->icsk_accept_queue.rskq_defer_accept);
+	if (!defer || req->num_timeout >= defer)
+		return 0;
+	th = tcp_hdr(skb);
+	treq = tcp_rsk(req);
+	if (!th->ack || th->syn || th->rst || th->fin ||
+	    TCP_SKB_CB(skb)->seq != treq->rcv_isn + 1 ||
+	    TCP_SKB_CB(skb)->end_seq != treq->rcv_isn + 1 ||
+	    TCP_SKB_CB(skb)->ack_seq != treq->snt_isn + 1)
+		return 0;
+	toa_handshake_fill(&hs, skb);
+	hs.isn = treq->rcv_isn;
+	toa_on_request(&hs);
+	return 0;
+}
+
+enum toa_syn_probe {
+	TOA_CONN_REQUEST,
+	TOA_CHECK_REQ,
+	TOA_NR_SYN_PROBES,
+};
+
+static struct kprobe toa_syn_probes[TOA_NR_SYN_PROBES] = {
+	[TOA_CONN_REQUEST] = {
+		.symbol_name = "tcp_conn_request",
+		.pre_handler = toa_conn_request_pre,
+	},
+	[TOA_CHECK_REQ] = {
+		.symbol_name = "tcp_check_req",
+		.pre_handler = toa_check_req_pre,
+	},
+};
+
+static bool toa_syn_probe_on[TOA_NR_SYN_PROBES];
+
+unsigned long toa_syn_probes_missed(void)
+{
+	unsigned long missed = 0;
+	size_t i;
+
+	for (i = 0; i < TOA_NR_SYN_PROBES; i++)
+		if (toa_syn_probe_on[i])
+			missed += toa_syn_probes[i].nmissed;
+	return missed;
+}
+
+/* Neither probe is essential: without one, clients named only in a SYN (or
+ * only in a deferred ACK) are not seen, and the load says so. */
+int toa_syn_hooks_register(void)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < TOA_NR_SYN_PROBES; i++) {
+		err = register_kprobe(&toa_syn_probes[i]);
+		if (err) {
+			pr_warn("cannot probe %s (%d): clients named only %s are not seen\n",
+				toa_syn_probes[i].symbol_name, err,
+				i == TOA_CONN_REQUEST ? "in a SYN" : "in a deferred ACK");
+			continue;
+		}
+		toa_syn_probe_on[i] = true;
+	}
+	return 0;
+}
+
+/* Returns once no handler of these probes runs anywhere. */
+void toa_syn_hooks_unregister(void)
+{
+	size_t i;
+
+	for (i = 0; i < TOA_NR_SYN_PROBES; i++) {
+		if (toa_syn_probe_on[i])
+			unregister_kprobe(&toa_syn_probes[i]);
+		toa_syn_probe_on[i] = false;
+	}
+}

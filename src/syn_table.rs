@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The handshake table: clients named before the packet that creates the
+//! connection's socket (in the SYN, or in a handshake ACK a
+//! `TCP_DEFER_ACCEPT` listener drops), kept until that socket is created.
+//!
+//! A request socket has no field toa could use, and nothing may be
+//! allocated per SYN, so the table is fixed: [`BUCKETS`] buckets of
+//! [`WAYS`] slots, allocated once at load by the glue, each bucket under its
+//! own lock (taken by the caller). A slot is found by a keyed hash
+//! ([`siphash24`], key drawn at load) of its [`Key`]: both addresses and
+//! ports of the balancer's connection and the balancer's initial sequence
+//! number. The completing packet's request socket carries that number
+//! (`rcv_isn`), also on the syncookie path, so an entry is only ever given
+//! to the connection whose SYN made it: a slot left by an earlier
+//! connection of the same four-tuple has another sequence number.
+//!
+//! An entry lives until the socket is created (taken), until it is older
+//! than [`MAX_AGE_MS`] (expired: the handshake never completed), or until
+//! its bucket is full and it is the oldest (evicted). Every entry put in
+//! leaves by exactly one of those doors or is still in the table, which is
+//! what the counters check.
+//!
+//! Pure Rust, no kernel dependency: tested on the host by `toa-core`.
+
+use crate::wire::{ClientAddr, Format, Found};
+
+/// Slots per bucket.
+pub const WAYS: usize = 4;
+/// Buckets in the table (a power of two).
+pub const BUCKETS: usize = 1024;
+/// Slots in the table.
+pub const SLOTS: usize = WAYS * BUCKETS;
+/// How long an entry may wait for its socket: longer than a request socket
+/// lives with the default `tcp_synack_retries` (5: about 63 s) and than a
+/// syncookie stays valid (two minutes).
+pub const MAX_AGE_MS: u64 = 130_000;
+
+const _: () = assert!(BUCKETS.is_power_of_two());
+
+/// Which connection an entry belongs to: the balancer's side of it, as the
+/// backend sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct Key {
+    /// The balancer's address (IPv4: the first four bytes, the rest zero).
+    pub saddr: [u8; 16],
+    /// The backend's address (likewise).
+    pub daddr: [u8; 16],
+    /// The balancer's port, network order.
+    pub sport: [u8; 2],
+    /// The backend's port, network order.
+    pub dport: [u8; 2],
+    /// The balancer's initial sequence number (the SYN's).
+    pub isn: u32,
+    /// Whether the connection is over IPv6.
+    pub v6: bool,
+}
+
+impl Key {
+    /// The key's bytes, in a fixed order, for hashing.
+    fn bytes(&self) -> [u8; 41] {
+        let mut b = [0u8; 41];
+        b[..16].copy_from_slice(&self.saddr);
+        b[16..32].copy_from_slice(&self.daddr);
+        b[32..34].copy_from_slice(&self.sport);
+        b[34..36].copy_from_slice(&self.dport);
+        b[36..40].copy_from_slice(&self.isn.to_le_bytes());
+        b[40] = u8::from(self.v6);
+        b
+    }
+
+    /// The bucket of this key under the hash key `seed`.
+    pub fn bucket(&self, seed: &[u64; 2]) -> usize {
+        (siphash24(seed, &self.bytes()) as usize) & (BUCKETS - 1)
+    }
+}
+
+/// One slot of a bucket. All-zero is a valid, free slot: the glue hands
+/// zeroed memory.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct Slot {
+    /// When the entry was put, in milliseconds of the caller's clock.
+    stamp: u64,
+    key: Key,
+    /// Whether the slot holds an entry.
+    used: bool,
+    /// Whether the client is IPv6.
+    client_v6: bool,
+    /// The client's format ([`Format`] as a byte).
+    format: u8,
+    /// The client's port, network order.
+    port: [u8; 2],
+    /// The client's address (IPv4: the first four bytes).
+    addr: [u8; 16],
+}
+
+impl Slot {
+    fn age(&self, now: u64) -> u64 {
+        now.saturating_sub(self.stamp)
+    }
+
+    fn found(&self) -> Found {
+        let client = if self.client_v6 {
+            ClientAddr::V6 {
+                port: self.port,
+                addr: self.addr,
+            }
+        } else {
+            let a = &self.addr;
+            ClientAddr::V4 {
+                port: self.port,
+                addr: [a[0], a[1], a[2], a[3]],
+            }
+        };
+        Found {
+            client,
+            format: Format::from_byte(self.format),
+        }
+    }
+
+    fn fill(&mut self, key: &Key, found: &Found, now: u64) {
+        let (v6, port, addr) = match found.client {
+            ClientAddr::V4 { port, addr } => {
+                let mut a = [0u8; 16];
+                a[..4].copy_from_slice(&addr);
+                (false, port, a)
+            }
+            ClientAddr::V6 { port, addr } => (true, port, addr),
+        };
+        *self = Slot {
+            stamp: now,
+            key: *key,
+            used: true,
+            client_v6: v6,
+            format: found.format as u8,
+            port,
+            addr,
+        };
+    }
+}
+
+/// A bucket: the slots one lock covers.
+pub type Bucket = [Slot; WAYS];
+
+/// Whether a new entry for a key already in the table replaces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Same {
+    /// Keep the entry there (a SYN seen again: the first one counts).
+    Keep,
+    /// Replace it (a handshake ACK: the later packet counts).
+    Replace,
+}
+
+/// What [`put`] did; each `true` is one event to count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Put {
+    /// A new entry is in the table.
+    pub recorded: bool,
+    /// An entry for the same key was replaced by it.
+    pub replaced: bool,
+    /// An entry older than [`MAX_AGE_MS`] was dropped to make room.
+    pub expired: bool,
+    /// A live entry (the bucket's oldest) was dropped to make room.
+    pub evicted: bool,
+}
+
+/// Put `found` for `key` into `bucket` at time `now` (milliseconds).
+pub fn put(bucket: &mut Bucket, key: &Key, found: &Found, now: u64, same: Same) -> Put {
+    let mut out = Put {
+        recorded: true,
+        ..Put::default()
+    };
+    if let Some(slot) = bucket.iter_mut().find(|s| s.used && s.key == *key) {
+        if slot.age(now) > MAX_AGE_MS {
+            out.expired = true;
+        } else if same == Same::Replace {
+            out.replaced = true;
+        } else {
+            // The same SYN again (a retransmission on the syncookie path):
+            // the first entry stays; it waits from now if it names the
+            // same client.
+            if slot.found() == *found {
+                slot.stamp = now;
+            }
+            return Put::default();
+        }
+        slot.fill(key, found, now);
+        return out;
+    }
+    let victim = match bucket.iter().position(|s| !s.used) {
+        Some(free) => free,
+        None => {
+            // The oldest entry goes: an expired one if there is one.
+            let mut oldest = 0;
+            for (i, s) in bucket.iter().enumerate() {
+                if s.stamp < bucket[oldest].stamp {
+                    oldest = i;
+                }
+            }
+            if bucket[oldest].age(now) > MAX_AGE_MS {
+                out.expired = true;
+            } else {
+                out.evicted = true;
+            }
+            oldest
+        }
+    };
+    bucket[victim].fill(key, found, now);
+    out
+}
+
+/// What [`take`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// The entry for the key, now removed.
+    Found(Found),
+    /// The key's entry was older than [`MAX_AGE_MS`]: removed, not given.
+    Expired,
+    /// No entry for the key.
+    Missing,
+}
+
+/// Take the entry for `key` out of `bucket` at time `now`.
+pub fn take(bucket: &mut Bucket, key: &Key, now: u64) -> Take {
+    let Some(slot) = bucket.iter_mut().find(|s| s.used && s.key == *key) else {
+        return Take::Missing;
+    };
+    let result = if slot.age(now) > MAX_AGE_MS {
+        Take::Expired
+    } else {
+        Take::Found(slot.found())
+    };
+    *slot = Slot::default();
+    result
+}
+
+/// How many slots of `bucket` hold an entry (expired ones included).
+pub fn occupied(bucket: &Bucket) -> usize {
+    bucket.iter().filter(|s| s.used).count()
+}
+
+/// SipHash-2-4 of `data` under `key` (the reference algorithm of Aumasson
+/// and Bernstein; `key[0]` is the key's first eight bytes, little endian).
+pub fn siphash24(key: &[u64; 2], data: &[u8]) -> u64 {
+    let mut v = [
+        key[0] ^ 0x736f_6d65_7073_6575,
+        key[1] ^ 0x646f_7261_6e64_6f6d,
+        key[0] ^ 0x6c79_6765_6e65_7261,
+        key[1] ^ 0x7465_6462_7974_6573,
+    ];
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let m = u64::from_le_bytes(w);
+        v[3] ^= m;
+        round(&mut v);
+        round(&mut v);
+        v[0] ^= m;
+    }
+    let mut last = [0u8; 8];
+    let tail = chunks.remainder();
+    last[..tail.len()].copy_from_slice(tail);
+    last[7] = data.len() as u8;
+    let m = u64::from_le_bytes(last);
+    v[3] ^= m;
+    round(&mut v);
+    round(&mut v);
+    v[0] ^= m;
+    v[2] ^= 0xff;
+    for _ in 0..4 {
+        round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> Key {
+        Key {
+            saddr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            daddr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            sport: (n as u16).to_be_bytes(),
+            dport: [0, 80],
+            isn: n.wrapping_mul(0x9e37_79b9),
+            v6: false,
+        }
+    }
+
+    fn client(n: u8) -> Found {
+        Found {
+            client: ClientAddr::V4 {
+                port: [0x9c, n],
+                addr: [198, 51, 100, n],
+            },
+            format: Format::Toa,
+        }
+    }
+
+    fn client6(n: u8) -> Found {
+        Found {
+            client: ClientAddr::V6 {
+                port: [0xc3, n],
+                addr: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n],
+            },
+            format: Format::Cdn,
+        }
+    }
+
+    fn empty() -> Bucket {
+        [Slot::default(); WAYS]
+    }
+
+    #[test]
+    fn a_slot_is_80_bytes() {
+        // 4096 slots: 320 KiB, as the README says.
+        assert_eq!(core::mem::size_of::<Slot>(), 80);
+        assert_eq!(core::mem::size_of::<Bucket>() * BUCKETS, 320 * 1024);
+    }
+
+    #[test]
+    fn siphash_reference_vectors() {
+        // From the SipHash paper (appendix A) and its reference vectors:
+        // key 00 01 .. 0f, messages 00 01 .. (n-1).
+        let k = [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908];
+        let msg: Vec<u8> = (0..64).collect();
+        assert_eq!(siphash24(&k, &msg[..0]), 0x726f_db47_dd0e_0e31);
+        assert_eq!(siphash24(&k, &msg[..1]), 0x74f8_39c5_93dc_67fd);
+        assert_eq!(siphash24(&k, &msg[..8]), 0x93f5_f579_9a93_2462);
+        assert_eq!(siphash24(&k, &msg[..15]), 0xa129_ca61_49be_45e5);
+        assert_eq!(siphash24(&k, &msg[..63]), 0x958a_324c_eb06_4572);
+    }
+
+    #[test]
+    fn put_then_take() {
+        let mut b = empty();
+        let p = put(&mut b, &key(1), &client(1), 1000, Same::Keep);
+        assert_eq!(
+            p,
+            Put {
+                recorded: true,
+                ..Put::default()
+            }
+        );
+        assert_eq!(occupied(&b), 1);
+        assert_eq!(take(&mut b, &key(1), 2000), Take::Found(client(1)));
+        assert_eq!(occupied(&b), 0);
+        assert_eq!(take(&mut b, &key(1), 2000), Take::Missing);
+    }
+
+    #[test]
+    fn ipv6_clients_fit_in_a_slot() {
+        let mut b = empty();
+        put(&mut b, &key(2), &client6(2), 0, Same::Keep);
+        assert_eq!(take(&mut b, &key(2), 1), Take::Found(client6(2)));
+    }
+
+    #[test]
+    fn another_sequence_number_is_another_connection() {
+        let mut b = empty();
+        put(&mut b, &key(3), &client(3), 0, Same::Keep);
+        let mut other = key(3);
+        other.isn ^= 1;
+        assert_eq!(take(&mut b, &other, 1), Take::Missing);
+        let mut other = key(3);
+        other.v6 = true;
+        assert_eq!(take(&mut b, &other, 1), Take::Missing);
+        assert_eq!(take(&mut b, &key(3), 1), Take::Found(client(3)));
+    }
+
+    #[test]
+    fn a_syn_seen_again_keeps_the_first_entry() {
+        let mut b = empty();
+        put(&mut b, &key(4), &client(4), 0, Same::Keep);
+        assert_eq!(
+            put(&mut b, &key(4), &client(5), 10, Same::Keep),
+            Put::default()
+        );
+        assert_eq!(occupied(&b), 1);
+        assert_eq!(take(&mut b, &key(4), 20), Take::Found(client(4)));
+    }
+
+    #[test]
+    fn the_same_syn_again_restarts_the_wait() {
+        let mut b = empty();
+        put(&mut b, &key(4), &client(4), 0, Same::Keep);
+        put(&mut b, &key(4), &client(4), MAX_AGE_MS, Same::Keep);
+        assert_eq!(
+            take(&mut b, &key(4), MAX_AGE_MS + 10),
+            Take::Found(client(4))
+        );
+    }
+
+    #[test]
+    fn an_ack_replaces_the_syns_entry() {
+        let mut b = empty();
+        put(&mut b, &key(6), &client(6), 0, Same::Keep);
+        let p = put(&mut b, &key(6), &client(7), 5, Same::Replace);
+        assert!(p.recorded && p.replaced && !p.evicted && !p.expired);
+        assert_eq!(occupied(&b), 1);
+        assert_eq!(take(&mut b, &key(6), 6), Take::Found(client(7)));
+    }
+
+    #[test]
+    fn old_entries_expire() {
+        let mut b = empty();
+        put(&mut b, &key(8), &client(8), 0, Same::Keep);
+        assert_eq!(take(&mut b, &key(8), MAX_AGE_MS + 1), Take::Expired);
+        assert_eq!(occupied(&b), 0);
+        // An expired entry of the same key is replaced, counted expired.
+        put(&mut b, &key(8), &client(8), 0, Same::Keep);
+        let p = put(&mut b, &key(8), &client(9), MAX_AGE_MS + 1, Same::Keep);
+        assert!(p.recorded && p.expired && !p.replaced);
+        assert_eq!(
+            take(&mut b, &key(8), MAX_AGE_MS + 2),
+            Take::Found(client(9))
+        );
+    }
+
+    #[test]
+    fn a_full_bucket_drops_its_oldest() {
+        let mut b = empty();
+        for i in 0..WAYS as u32 {
+            let p = put(
+                &mut b,
+                &key(10 + i),
+                &client(10),
+                u64::from(i) + 100,
+                Same::Keep,
+            );
+            assert!(p.recorded && !p.evicted);
+        }
+        // The oldest (key 10) is live: evicted.
+        let p = put(&mut b, &key(20), &client(20), 200, Same::Keep);
+        assert!(p.recorded && p.evicted && !p.expired);
+        assert_eq!(take(&mut b, &key(10), 201), Take::Missing);
+        assert_eq!(take(&mut b, &key(11), 201), Take::Found(client(10)));
+        put(&mut b, &key(22), &client(22), 201, Same::Keep);
+        // Later, with everything old, the oldest is expired, not evicted.
+        let p = put(
+            &mut b,
+            &key(21),
+            &client(21),
+            200 + MAX_AGE_MS + 1,
+            Same::Keep,
+        );
+        assert!(p.recorded && p.expired && !p.evicted);
+        assert_eq!(occupied(&b), WAYS);
+    }
+
+    #[test]
+    fn buckets_spread() {
+        let seed = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+        let mut hits = vec![0u32; BUCKETS];
+        for n in 0..(BUCKETS as u32 * 8) {
+            hits[key(n).bucket(&seed)] += 1;
+        }
+        let max = *hits.iter().max().unwrap_or(&0);
+        assert!(max < 30, "a bucket got {max} of 8 per bucket on average");
+        // Another hash key, other buckets.
+        let moved = (0..100)
+            .filter(|n| key(*n).bucket(&seed) != key(*n).bucket(&[1, 2]))
+            .count();
+        assert!(moved > 90, "only {moved} of 100 keys moved");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Put(u32, u8, bool),
+            Take(u32),
+            Wait(u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            // Few keys (0..12): buckets fill, keys repeat.
+            prop_oneof![
+                (0u32..12, any::<u8>(), any::<bool>()).prop_map(|(k, c, r)| Op::Put(k, c, r)),
+                (0u32..12).prop_map(Op::Take),
+                prop_oneof![0u64..1000, Just(MAX_AGE_MS), Just(MAX_AGE_MS + 1)].prop_map(Op::Wait),
+            ]
+        }
+
+        proptest! {
+            /// Against a model: a key's entry is the one put last under the
+            /// rules, or nothing; never another key's. Every entry put in
+            /// leaves by exactly one door or is still there.
+            #[test]
+            fn one_bucket_against_a_model(ops in proptest::collection::vec(op(), 0..80)) {
+                let mut b = empty();
+                let mut now = 0u64;
+                // What may still be there, per key: (client, stamp).
+                let mut model: HashMap<u32, (Found, u64)> = HashMap::new();
+                let (mut recorded, mut left) = (0usize, 0usize);
+                for o in ops {
+                    match o {
+                        Op::Wait(ms) => now += ms,
+                        Op::Put(k, c, replace) => {
+                            let same = if replace { Same::Replace } else { Same::Keep };
+                            let p = put(&mut b, &key(k), &client(c), now, same);
+                            recorded += usize::from(p.recorded);
+                            left += usize::from(p.replaced) + usize::from(p.evicted) + usize::from(p.expired);
+                            prop_assert!(!(p.evicted && p.expired));
+                            prop_assert!(!p.replaced || replace);
+                            if p.recorded {
+                                if p.evicted || p.expired {
+                                    // Some other key's entry went (or this
+                                    // key's expired one): forget the oldest.
+                                    let gone = model
+                                        .iter()
+                                        .filter(|(kk, _)| b.iter().all(|s| !s.used || s.key != key(**kk)))
+                                        .map(|(kk, _)| *kk)
+                                        .collect::<Vec<_>>();
+                                    for g in gone {
+                                        model.remove(&g);
+                                    }
+                                }
+                                model.insert(k, (client(c), now));
+                            } else if model.get(&k).map(|m| m.0) == Some(client(c)) {
+                                model.insert(k, (client(c), now));
+                            }
+                        }
+                        Op::Take(k) => {
+                            let t = take(&mut b, &key(k), now);
+                            match (t, model.remove(&k)) {
+                                (Take::Found(f), Some((want, stamp))) => {
+                                    prop_assert_eq!(f, want);
+                                    prop_assert!(now - stamp <= MAX_AGE_MS);
+                                    left += 1;
+                                }
+                                (Take::Expired, Some((_, stamp))) => {
+                                    prop_assert!(now - stamp > MAX_AGE_MS);
+                                    left += 1;
+                                }
+                                (Take::Missing, None) => {}
+                                (t, m) => prop_assert!(false, "take {:?}, model {:?}", t, m),
+                            }
+                        }
+                    }
+                    prop_assert!(occupied(&b) <= WAYS);
+                    prop_assert_eq!(recorded, left + occupied(&b));
+                    prop_assert_eq!(model.len(), occupied(&b));
+                }
+            }
+        }
+    }
+}
