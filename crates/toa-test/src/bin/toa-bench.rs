@@ -276,7 +276,9 @@ fn scaling(tun: &Tun, module: &PathBuf, variants: &[Variant], reps: u32) -> Resu
         if got != want {
             bail!("{}: IPv6 TOA socket shows {got}, want {want}", v.name);
         }
-        set_state(module, v)?;
+        if v.hook.is_none() {
+            set_state(module, v)?;
+        }
         let fds: Vec<OwnedFd> = open
             .iter()
             .map(|(_, fd)| fd.try_clone())
