@@ -403,8 +403,8 @@ static int toa_register_probes(void)
  * had, probed like the rest. */
 static int toa_choose_getname_hook(void)
 {
-	enum toa_redirect_kind kind;
-	int err;
+	int err_direct = -EOPNOTSUPP, err_ftrace = -EOPNOTSUPP;
+	bool direct, ftrace;
 
 	if (!strcmp(hook, "fprobe")) {
 		toa_use_fprobe = true;
@@ -412,23 +412,39 @@ static int toa_choose_getname_hook(void)
 	}
 	if (!strcmp(hook, "kretprobe"))
 		return 0;
-	if (!strcmp(hook, "auto"))
-		kind = toa_redirect_direct_available() ? TOA_REDIRECT_DIRECT : TOA_REDIRECT_FTRACE;
-	else if (!strcmp(hook, "direct"))
-		kind = TOA_REDIRECT_DIRECT;
-	else if (!strcmp(hook, "ftrace"))
-		kind = TOA_REDIRECT_FTRACE;
-	else {
+	if (!strcmp(hook, "auto")) {
+		/* The cheapest that can be had: direct, else ftrace (which
+		 * can share a function with a BPF trampoline), else probes. */
+		direct = toa_redirect_direct_available();
+		ftrace = true;
+	} else if (!strcmp(hook, "direct")) {
+		direct = true;
+		ftrace = false;
+	} else if (!strcmp(hook, "ftrace")) {
+		direct = false;
+		ftrace = true;
+	} else {
 		pr_err("unknown hook=%s (auto, direct, ftrace, kretprobe or fprobe)\n", hook);
 		return -EINVAL;
 	}
-	err = toa_redirect_register(kind);
-	if (!err) {
-		toa_getname_redirected = true;
-		return 0;
+	if (direct) {
+		err_direct = toa_redirect_register(TOA_REDIRECT_DIRECT);
+		if (!err_direct)
+			goto redirected;
 	}
-	pr_warn("getpeername()/accept() hooked with kretprobes instead of a %s redirection (%d)\n",
-		kind == TOA_REDIRECT_DIRECT ? "direct" : "ftrace", err);
+	if (ftrace) {
+		err_ftrace = toa_redirect_register(TOA_REDIRECT_FTRACE);
+		if (!err_ftrace)
+			goto redirected;
+	}
+	/* One line says why: another user owns the function's entry (-EBUSY:
+	 * a live patch, a BPF trampoline, another module). */
+	pr_warn("getpeername()/accept() hooked with kretprobes instead (direct call: %d, ftrace: %d)\n",
+		err_direct, err_ftrace);
+	return 0;
+
+redirected:
+	toa_getname_redirected = true;
 	return 0;
 }
 

@@ -121,13 +121,6 @@ enum toa_redirect_fn {
 	TOA_REDIRECT_NR,
 };
 
-static const char *const toa_redirect_names[TOA_REDIRECT_NR] = {
-	[TOA_REDIRECT_V4] = "inet_getname",
-#if IS_ENABLED(CONFIG_IPV6)
-	[TOA_REDIRECT_V6] = "inet6_getname",
-#endif
-};
-
 static unsigned long toa_redirect_func(enum toa_redirect_fn fn)
 {
 #if IS_ENABLED(CONFIG_IPV6)
@@ -138,7 +131,7 @@ static unsigned long toa_redirect_func(enum toa_redirect_fn fn)
 }
 
 /* ------------------------------------------------------------------------ */
-/* hook=ftrace: an IPMODIFY ftrace_ops per function.                         */
+/* hook=ftrace: one IPMODIFY ftrace_ops on both functions.                   */
 
 static int toa_ftrace_v4_wrapper(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
@@ -218,10 +211,8 @@ static int toa_ftrace_register(void)
 		if (err)
 			ftrace_free_filter(&toa_ftrace_ops);
 	}
-	if (err) {
-		pr_info("cannot redirect getname with ftrace (%d)\n", err);
+	if (err)
 		return err;
-	}
 	toa_ftrace_on = true;
 	return 0;
 }
@@ -358,7 +349,6 @@ static int toa_direct_register(void)
 				ftrace_free_filter(&toa_direct_ops[i]);
 		}
 		if (err) {
-			pr_info("cannot attach a direct call to %s (%d)\n", toa_redirect_names[i], err);
 			toa_direct_unregister();
 			return err;
 		}
