@@ -324,10 +324,56 @@ static unsigned long toa_direct_tramp(enum toa_redirect_fn fn)
 
 static bool toa_direct_on[TOA_REDIRECT_NR];
 
+/*
+ * Before 7.x, register_ftrace_direct() replaces the ops' flags, dropping
+ * PERMANENT. Then a PERMANENT ops of toa's own, on a function of toa's
+ * that is never called (so it costs nothing), keeps the tracer from being
+ * turned off while the direct calls depend on it.
+ */
+static void notrace toa_pin_func(unsigned long ip, unsigned long parent_ip,
+				 struct ftrace_ops *ops, struct ftrace_regs *fregs)
+{
+}
+
+static noinline void __used toa_pin_target(void)
+{
+	barrier();
+}
+
+static struct ftrace_ops toa_pin_ops = {
+	.func = toa_pin_func,
+	.flags = FTRACE_OPS_FL_PERMANENT,
+};
+
+static bool toa_pin_on;
+
+static void toa_pin_tracer(void)
+{
+	int err;
+
+	if (toa_direct_ops[0].flags & FTRACE_OPS_FL_PERMANENT)
+		return;
+	err = ftrace_set_filter_ip(&toa_pin_ops, (unsigned long)toa_pin_target, 0, 0);
+	if (!err) {
+		err = register_ftrace_function(&toa_pin_ops);
+		if (err)
+			ftrace_free_filter(&toa_pin_ops);
+	}
+	if (err)
+		pr_warn("cannot keep the function tracer on (%d): kernel.ftrace_enabled=0 would hide clients\n",
+			err);
+	toa_pin_on = !err;
+}
+
 static void toa_direct_unregister(void)
 {
 	size_t i;
 
+	if (toa_pin_on) {
+		WARN_ON(unregister_ftrace_function(&toa_pin_ops));
+		ftrace_free_filter(&toa_pin_ops);
+		toa_pin_on = false;
+	}
 	for (i = 0; i < TOA_REDIRECT_NR; i++) {
 		if (!toa_direct_on[i])
 			continue;
@@ -354,6 +400,7 @@ static int toa_direct_register(void)
 		}
 		toa_direct_on[i] = true;
 	}
+	toa_pin_tracer();
 	return 0;
 }
 #else
