@@ -71,14 +71,20 @@ static bool toa_syn_recv_begin(struct toa_syn_recv_args *args, struct sk_buff *s
 	return skb;
 }
 
-/* Return of syn_recv_sock with the new child (or NULL). The IPv6 probe
- * leaves IPv4 packets (to dual-stack listeners) to the IPv4 probe, which
+/* syn_recv_sock returned child (or NULL) for skb and req. The IPv6 hook
+ * leaves IPv4 packets (to dual-stack listeners) to the IPv4 hook, which
  * tcp_v6_syn_recv_sock calls for them and which has seen them already. */
+void toa_syn_recv_done(struct sock *child, struct sk_buff *skb, struct request_sock *req,
+		       bool v6_hook)
+{
+	if (!child || (v6_hook && skb->protocol != htons(ETH_P_IPV6)))
+		return;
+	toa_syn_recv_child(child, skb, req);
+}
+
 static void toa_syn_recv_end(const struct toa_syn_recv_args *args, struct sock *child, bool v6_probe)
 {
-	if (!child || (v6_probe && args->skb->protocol != htons(ETH_P_IPV6)))
-		return;
-	toa_syn_recv_child(child, args->skb, args->req);
+	toa_syn_recv_done(child, args->skb, args->req, v6_probe);
 }
 
 /* Entry of getname: only peer addresses of sockets carrying a client need
@@ -260,23 +266,23 @@ static bool toa_probe_is_getname(size_t i)
 
 /* Every TCP socket (v4, v6, mapped) is destroyed through inet_sock_destruct
  * (directly, or from inet6_sock_destruct / tcp{4,6}_destruct_sock). */
-static int toa_destruct_pre(struct kprobe *kp, struct pt_regs *regs)
+static void toa_destruct_entry(unsigned long a0, unsigned long a1, unsigned long a2,
+			       unsigned long a3)
 {
-	struct sock *sk = (struct sock *)regs_get_kernel_argument(regs, 0);
+	struct sock *sk = (struct sock *)a0;
 
-	if (sk && sk->sk_protocol == IPPROTO_TCP && rcu_access_pointer(sk->sk_user_data))
+	if (sk && rcu_access_pointer(sk->sk_user_data) && sk->sk_protocol == IPPROTO_TCP)
 		toa_on_destruct(sk);
-	return 0;
 }
 
-static struct kprobe toa_destruct_probe = {
-	.symbol_name = "inet_sock_destruct",
-	.pre_handler = toa_destruct_pre,
+static struct toa_entry_hook toa_destruct_hook = {
+	.symbol = "inet_sock_destruct",
+	.handler = toa_destruct_entry,
 };
 
 unsigned long toa_probes_missed(void)
 {
-	unsigned long missed = toa_destruct_probe.nmissed;
+	unsigned long missed = toa_entry_hook_missed(&toa_destruct_hook);
 	size_t i;
 
 	for (i = 0; i < TOA_NR_PROBES; i++) {
@@ -329,8 +335,10 @@ static char *hook = "auto";
 module_param(hook, charp, 0444);
 MODULE_PARM_DESC(hook, "Hook mechanism: auto (default: direct on x86_64, else ftrace), direct, ftrace, kretprobe or fprobe");
 
-/* Whether getname is redirected (hook=auto, direct, ftrace) rather than probed. */
+/* Whether getname and syn_recv_sock are redirected (hook=auto, direct,
+ * ftrace) rather than probed. */
 static bool toa_getname_redirected;
+static bool toa_syn_recv_redirected;
 
 static const char *toa_probe_symbol(size_t i)
 {
@@ -382,7 +390,7 @@ static int toa_register_probes(void)
 	if (toa_use_fprobe)
 		pr_info("hooks placed with fprobes\n");
 	for (i = 0; i < TOA_NR_PROBES; i++) {
-		if (toa_getname_redirected && toa_probe_is_getname(i))
+		if (toa_probe_is_getname(i) ? toa_getname_redirected : toa_syn_recv_redirected)
 			continue;
 		err = toa_register_probe(i);
 		if (!err) {
@@ -401,51 +409,70 @@ static int toa_register_probes(void)
 
 /* getname: redirected, or, if hook= says so or the redirection cannot be
  * had, probed like the rest. */
-static int toa_choose_getname_hook(void)
-{
-	int err_direct = -EOPNOTSUPP, err_ftrace = -EOPNOTSUPP;
-	bool direct, ftrace;
+/* What hook= asks for. */
+static struct {
+	bool direct, ftrace;	/* getname redirections to try, in order */
+} toa_hook_plan;
 
+static int toa_parse_hook(void)
+{
+	toa_hook_plan.direct = false;
+	toa_hook_plan.ftrace = false;
 	if (!strcmp(hook, "fprobe")) {
 		toa_use_fprobe = true;
-		return 0;
-	}
-	if (!strcmp(hook, "kretprobe"))
-		return 0;
-	if (!strcmp(hook, "auto")) {
+	} else if (!strcmp(hook, "kretprobe")) {
+		toa_use_fprobe = false;
+	} else if (!strcmp(hook, "auto")) {
 		/* The cheapest that can be had: direct, else ftrace (which
 		 * can share a function with a BPF trampoline), else probes. */
-		direct = toa_redirect_direct_available();
-		ftrace = true;
+		toa_hook_plan.direct = toa_redirect_direct_available();
+		toa_hook_plan.ftrace = true;
 	} else if (!strcmp(hook, "direct")) {
-		direct = true;
-		ftrace = false;
+		toa_hook_plan.direct = true;
 	} else if (!strcmp(hook, "ftrace")) {
-		direct = false;
-		ftrace = true;
+		toa_hook_plan.ftrace = true;
 	} else {
 		pr_err("unknown hook=%s (auto, direct, ftrace, kretprobe or fprobe)\n", hook);
 		return -EINVAL;
 	}
-	if (direct) {
+	/* With probes asked for, every hook is a probe; else the entry
+	 * hooks are ftrace_ops. */
+	toa_entry_hooks_use_ftrace(toa_hook_plan.direct || toa_hook_plan.ftrace);
+	return 0;
+}
+
+static void toa_choose_redirects(void)
+{
+	int err_direct = -EOPNOTSUPP, err_ftrace = -EOPNOTSUPP, err;
+
+	if (!toa_hook_plan.direct && !toa_hook_plan.ftrace)
+		return;
+	if (toa_hook_plan.direct) {
 		err_direct = toa_redirect_register(TOA_REDIRECT_DIRECT);
 		if (!err_direct)
-			goto redirected;
+			goto getname_redirected;
 	}
-	if (ftrace) {
+	if (toa_hook_plan.ftrace) {
 		err_ftrace = toa_redirect_register(TOA_REDIRECT_FTRACE);
 		if (!err_ftrace)
-			goto redirected;
+			goto getname_redirected;
 	}
 	/* One line says why: another user owns the function's entry (-EBUSY:
 	 * a live patch, a BPF trampoline, another module). */
 	pr_warn("getpeername()/accept() hooked with kretprobes instead (direct call: %d, ftrace: %d)\n",
 		err_direct, err_ftrace);
-	return 0;
+	goto syn_recv;
 
-redirected:
+getname_redirected:
 	toa_getname_redirected = true;
-	return 0;
+syn_recv:
+	/* New connections: after getname, so that every client recorded is
+	 * shown. */
+	err = toa_redirect_syn_recv_register();
+	if (!err)
+		toa_syn_recv_redirected = true;
+	else
+		pr_warn("new connections hooked with kretprobes instead (ftrace: %d)\n", err);
 }
 
 /* Mirrors kapi::hook_name. */
@@ -456,11 +483,12 @@ int toa_hook_kind(void)
 	return toa_use_fprobe ? 3 : 2;
 }
 
-static void toa_unregister_getname_hook(void)
+static void toa_unregister_redirects(void)
 {
-	if (toa_getname_redirected)
+	if (toa_getname_redirected || toa_syn_recv_redirected)
 		toa_redirect_unregister();
 	toa_getname_redirected = false;
+	toa_syn_recv_redirected = false;
 	toa_use_fprobe = false;
 }
 
@@ -468,18 +496,19 @@ int toa_hooks_register(void)
 {
 	int err;
 
+	err = toa_parse_hook();
+	if (err)
+		return err;
 	/* The destructor first: every record made afterwards gets freed. */
-	err = register_kprobe(&toa_destruct_probe);
+	err = toa_entry_hook_register(&toa_destruct_hook);
 	if (err) {
-		pr_err("cannot probe %s: %d\n", toa_destruct_probe.symbol_name, err);
+		pr_err("cannot hook %s: %d\n", toa_destruct_hook.symbol, err);
 		return err;
 	}
-	err = toa_choose_getname_hook();
-	if (err)
-		goto unregister_destruct;
+	toa_choose_redirects();
 	err = toa_register_probes();
 	if (err)
-		goto unregister_getname;
+		goto unregister_redirects;
 	err = nf_register_sockopt(&toa_sockopt_ops);
 	if (err) {
 		pr_err("cannot register getsockopt %d: %d\n", TOA_SO_GET_LOOKUP, err);
@@ -489,10 +518,9 @@ int toa_hooks_register(void)
 
 unregister_probes:
 	toa_unregister_probes();
-unregister_getname:
-	toa_unregister_getname_hook();
-unregister_destruct:
-	unregister_kprobe(&toa_destruct_probe);
+unregister_redirects:
+	toa_unregister_redirects();
+	toa_entry_hook_unregister(&toa_destruct_hook);
 	return err;
 }
 
@@ -501,6 +529,6 @@ void toa_hooks_unregister(void)
 {
 	nf_unregister_sockopt(&toa_sockopt_ops);
 	toa_unregister_probes();
-	toa_unregister_getname_hook();
-	unregister_kprobe(&toa_destruct_probe);
+	toa_unregister_redirects();
+	toa_entry_hook_unregister(&toa_destruct_hook);
 }

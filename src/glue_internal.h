@@ -5,6 +5,8 @@
 #ifndef TOA_GLUE_INTERNAL_H
 #define TOA_GLUE_INTERNAL_H
 
+#include <linux/ftrace.h>
+#include <linux/kprobes.h>
 #include <linux/net.h>
 #include <linux/rcupdate.h>
 #include <net/sock.h>
@@ -32,11 +34,29 @@ unsigned long toa_syn_probes_missed(void);
 void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 			const struct request_sock *req);
 
+/* glue_entry.c: handlers at a function's entry (ftrace_ops or kprobes) */
+struct toa_entry_hook {
+	/* Set by the user of the hook. */
+	const char *symbol;
+	void (*handler)(unsigned long a0, unsigned long a1, unsigned long a2, unsigned long a3);
+	/* Kept by glue_entry.c. */
+	struct kprobe kp;
+	struct ftrace_ops ops;
+	bool on;
+	bool ftrace;
+};
+void toa_entry_hooks_use_ftrace(bool ftrace);
+int toa_entry_hook_register(struct toa_entry_hook *h);
+void toa_entry_hook_unregister(struct toa_entry_hook *h);
+unsigned long toa_entry_hook_missed(const struct toa_entry_hook *h);
+
 /* glue_hooks.c: probes and the getsockopt */
 int toa_hooks_register(void);
 void toa_hooks_unregister(void);
 unsigned long toa_probes_missed(void);
 void toa_getname_rewrite(struct socket *sock, struct sockaddr *uaddr, int ret, bool v6);
+void toa_syn_recv_done(struct sock *child, struct sk_buff *skb, struct request_sock *req,
+		       bool v6_hook);
 
 /* glue_redirect.c: getname redirected for TOA sockets (hook=direct, ftrace) */
 enum toa_redirect_kind {
@@ -47,6 +67,7 @@ enum toa_redirect_kind {
 bool toa_redirect_direct_available(void);
 bool toa_redirect_direct_active(void);
 int toa_redirect_register(enum toa_redirect_kind kind);
+int toa_redirect_syn_recv_register(void);
 void toa_redirect_unregister(void);
 void toa_redirect_enter(void);
 void toa_redirect_exit_v4(struct socket *sock, struct sockaddr *uaddr, int ret);

@@ -48,6 +48,8 @@
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
 #include <net/inet_common.h>
+#include <net/inet_connection_sock.h>
+#include <net/net_namespace.h>
 #include <net/ipv6.h>
 #include <net/sock.h>
 
@@ -215,6 +217,124 @@ static int toa_ftrace_register(void)
 		return err;
 	toa_ftrace_on = true;
 	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The child side: tcp_v{4,6}_syn_recv_sock redirected, every call, to a     */
+/* wrapper that calls the function and records the new child's client.       */
+/* One IPMODIFY ftrace_ops for both, as for getname with hook=ftrace (some   */
+/* 100 instructions per connection where a kretprobe costs some 500).        */
+
+#ifdef TOA_SYN_RECV_OPT_CHILD_INIT
+#define TOA_SYN_RECV_PARAMS							\
+	const struct sock *sk, struct sk_buff *skb, struct request_sock *req,	\
+	struct dst_entry *dst, struct request_sock *req_unhash, bool *own_req,	\
+	void (*opt_child_init)(struct sock *newsk, const struct sock *sk)
+#define TOA_SYN_RECV_ARGS sk, skb, req, dst, req_unhash, own_req, opt_child_init
+#else
+#define TOA_SYN_RECV_PARAMS							\
+	const struct sock *sk, struct sk_buff *skb, struct request_sock *req,	\
+	struct dst_entry *dst, struct request_sock *req_unhash, bool *own_req
+#define TOA_SYN_RECV_ARGS sk, skb, req, dst, req_unhash, own_req
+#endif
+
+typedef struct sock *(*toa_syn_recv_fn)(TOA_SYN_RECV_PARAMS);
+
+/* The kernel's two functions, as a TCP socket of each family names them
+ * (tcp_v6_syn_recv_sock is static, neither is exported everywhere). */
+static toa_syn_recv_fn toa_syn_recv_orig[2];
+
+static struct sock *toa_syn_recv_v4_wrapper(TOA_SYN_RECV_PARAMS)
+{
+	struct sock *child = toa_syn_recv_orig[0](TOA_SYN_RECV_ARGS);
+
+	toa_syn_recv_done(child, skb, req, false);
+	this_cpu_dec(toa_redirects_in_flight);
+	return child;
+}
+
+static struct sock *toa_syn_recv_v6_wrapper(TOA_SYN_RECV_PARAMS)
+{
+	struct sock *child = toa_syn_recv_orig[1](TOA_SYN_RECV_ARGS);
+
+	toa_syn_recv_done(child, skb, req, true);
+	this_cpu_dec(toa_redirects_in_flight);
+	return child;
+}
+
+static void notrace toa_syn_recv_ftrace(unsigned long ip, unsigned long parent_ip,
+					struct ftrace_ops *ops, struct ftrace_regs *fregs);
+
+static struct ftrace_ops toa_syn_recv_ops = {
+	.func = toa_syn_recv_ftrace,
+	.flags = FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT
+#ifndef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
+		 | FTRACE_OPS_FL_SAVE_REGS
+#endif
+};
+
+static void notrace toa_syn_recv_ftrace(unsigned long ip, unsigned long parent_ip,
+					struct ftrace_ops *ops, struct ftrace_regs *fregs)
+{
+	unsigned long wrapper = (unsigned long)toa_syn_recv_v4_wrapper;
+
+	/* The wrappers' own calls of the originals go through. */
+	if (within_module_mem_type(parent_ip, THIS_MODULE, MOD_TEXT))
+		return;
+	/* ip is the tracer's call site, a few bytes into its function: the
+	 * nearer start below it names the function. */
+	if (toa_syn_recv_orig[1] &&
+	    ip - (unsigned long)toa_syn_recv_orig[1] < ip - (unsigned long)toa_syn_recv_orig[0])
+		wrapper = (unsigned long)toa_syn_recv_v6_wrapper;
+	toa_redirect_enter();
+	ftrace_regs_set_instruction_pointer(fregs, wrapper);
+}
+
+/* The syn_recv_sock of a TCP socket of family, or NULL. */
+static toa_syn_recv_fn toa_syn_recv_of(int family)
+{
+	toa_syn_recv_fn fn = NULL;
+	struct socket *sock;
+
+	if (sock_create_kern(&init_net, family, SOCK_STREAM, IPPROTO_TCP, &sock))
+		return NULL;
+	fn = inet_csk(sock->sk)->icsk_af_ops->syn_recv_sock;
+	sock_release(sock);
+	return fn;
+}
+
+static bool toa_syn_recv_on;
+
+int toa_redirect_syn_recv_register(void)
+{
+	unsigned long ips[2];
+	unsigned int n = 0;
+	int err;
+
+	toa_syn_recv_orig[0] = toa_syn_recv_of(AF_INET);
+	toa_syn_recv_orig[1] = IS_ENABLED(CONFIG_IPV6) ? toa_syn_recv_of(AF_INET6) : NULL;
+	if (!toa_syn_recv_orig[0])
+		return -ENOENT;
+	ips[n++] = (unsigned long)toa_syn_recv_orig[0];
+	if (toa_syn_recv_orig[1])
+		ips[n++] = (unsigned long)toa_syn_recv_orig[1];
+	err = ftrace_set_filter_ips(&toa_syn_recv_ops, ips, n, 0, 0);
+	if (!err) {
+		err = register_ftrace_function(&toa_syn_recv_ops);
+		if (err)
+			ftrace_free_filter(&toa_syn_recv_ops);
+	}
+	toa_syn_recv_on = !err;
+	return err;
+}
+
+static void toa_syn_recv_unregister(void)
+{
+	if (!toa_syn_recv_on)
+		return;
+	WARN_ON(unregister_ftrace_function(&toa_syn_recv_ops));
+	ftrace_free_filter(&toa_syn_recv_ops);
+	toa_syn_recv_on = false;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -445,12 +565,14 @@ int toa_redirect_register(enum toa_redirect_kind kind)
 
 void toa_redirect_unregister(void)
 {
-	if (toa_redirect_active == TOA_REDIRECT_NONE)
-		return;
+	bool any = toa_syn_recv_on || toa_redirect_active != TOA_REDIRECT_NONE;
+
+	toa_syn_recv_unregister();
 	if (toa_redirect_active == TOA_REDIRECT_DIRECT)
 		toa_direct_unregister();
-	else
+	else if (toa_redirect_active == TOA_REDIRECT_FTRACE)
 		toa_ftrace_unregister();
 	toa_redirect_active = TOA_REDIRECT_NONE;
-	toa_redirects_drain();
+	if (any)
+		toa_redirects_drain();
 }

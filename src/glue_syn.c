@@ -10,8 +10,8 @@
  *                                                    TCP_DEFER_ACCEPT
  *                                                    listener holds back
  *
- * Both are entry probes that read the packet and call Rust; nothing is
- * allocated per packet. The table (its shape comes from syn_table.rs) is
+ * Both are entry hooks (glue_entry.c) that read the packet and call Rust;
+ * nothing is allocated per packet. The table (its shape comes from syn_table.rs) is
  * allocated once at load, zeroed; one spinlock per bucket.
  */
 #define pr_fmt(fmt) "TOA: " fmt
@@ -138,32 +138,32 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 }
 
 /* ------------------------------------------------------------------------ */
-/* The probes.                                                               */
+/* The entry hooks.                                                          */
 
-static int toa_conn_request_pre(struct kprobe *kp, struct pt_regs *regs)
+static void toa_conn_request_entry(unsigned long rsk_ops, unsigned long af_ops,
+				   unsigned long sk, unsigned long skb_arg)
 {
-	const struct sk_buff *skb = (const struct sk_buff *)regs_get_kernel_argument(regs, 3);
+	const struct sk_buff *skb = (const struct sk_buff *)skb_arg;
 	struct toa_handshake hs;
 
 	if (!skb)
-		return 0;
+		return;
 	toa_handshake_fill(&hs, skb);
 	/* tcp_rcv_state_process() calls conn_request for SYNs only. */
 	if (hs.syn)
 		toa_on_request(&hs);
-	return 0;
 }
 
 /* The ACK tcp_check_req() is about to drop because the listener defers
  * accepting until data arrives: the same test as the kernel's, plus the
  * proof that the peer saw our SYN-ACK (it acknowledges our ISN). */
-static int toa_check_req_pre(struct kprobe *kp, struct pt_regs *regs)
+static void toa_check_req_entry(unsigned long sk_arg, unsigned long skb_arg,
+				unsigned long req_arg, unsigned long fastopen_arg)
 {
-	const struct sock *sk = (const struct sock *)regs_get_kernel_argument(regs, 0);
-	const struct sk_buff *skb = (const struct sk_buff *)regs_get_kernel_argument(regs, 1);
-	const struct request_sock *req =
-		(const struct request_sock *)regs_get_kernel_argument(regs, 2);
-	bool fastopen = (u8)regs_get_kernel_argument(regs, 3);
+	const struct sock *sk = (const struct sock *)sk_arg;
+	const struct sk_buff *skb = (const struct sk_buff *)skb_arg;
+	const struct request_sock *req = (const struct request_sock *)req_arg;
+	bool fastopen = (u8)fastopen_arg;
 	const struct tcp_request_sock *treq;
 	const struct tcphdr *th;
 	struct toa_handshake hs;
@@ -171,81 +171,73 @@ static int toa_check_req_pre(struct kprobe *kp, struct pt_regs *regs)
 
 	/* With fastopen set, sk is the Fast Open child, not a listener. */
 	if (fastopen || !sk || !skb || !req)
-		return 0;
+		return;
 	defer = READ_ONCE(inet_csk(sk)->icsk_accept_queue.rskq_defer_accept);
 	if (!defer || req->num_timeout >= defer)
-		return 0;
+		return;
 	th = tcp_hdr(skb);
 	treq = tcp_rsk(req);
 	if (!th->ack || th->syn || th->rst || th->fin ||
 	    TCP_SKB_CB(skb)->seq != treq->rcv_isn + 1 ||
 	    TCP_SKB_CB(skb)->end_seq != treq->rcv_isn + 1 ||
 	    TCP_SKB_CB(skb)->ack_seq != treq->snt_isn + 1)
-		return 0;
+		return;
 	toa_handshake_fill(&hs, skb);
 	hs.isn = treq->rcv_isn;
 	toa_on_request(&hs);
-	return 0;
 }
 
-enum toa_syn_probe {
+enum toa_syn_hook {
 	TOA_CONN_REQUEST,
 	TOA_CHECK_REQ,
-	TOA_NR_SYN_PROBES,
+	TOA_NR_SYN_HOOKS,
 };
 
-static struct kprobe toa_syn_probes[TOA_NR_SYN_PROBES] = {
+/* Entry hooks (glue_entry.c): ftrace_ops with the default hooks, kprobes
+ * with hook=kretprobe/fprobe. */
+static struct toa_entry_hook toa_syn_hooks[TOA_NR_SYN_HOOKS] = {
 	[TOA_CONN_REQUEST] = {
-		.symbol_name = "tcp_conn_request",
-		.pre_handler = toa_conn_request_pre,
+		.symbol = "tcp_conn_request",
+		.handler = toa_conn_request_entry,
 	},
 	[TOA_CHECK_REQ] = {
-		.symbol_name = "tcp_check_req",
-		.pre_handler = toa_check_req_pre,
+		.symbol = "tcp_check_req",
+		.handler = toa_check_req_entry,
 	},
 };
-
-static bool toa_syn_probe_on[TOA_NR_SYN_PROBES];
 
 unsigned long toa_syn_probes_missed(void)
 {
 	unsigned long missed = 0;
 	size_t i;
 
-	for (i = 0; i < TOA_NR_SYN_PROBES; i++)
-		if (toa_syn_probe_on[i])
-			missed += toa_syn_probes[i].nmissed;
+	for (i = 0; i < TOA_NR_SYN_HOOKS; i++)
+		missed += toa_entry_hook_missed(&toa_syn_hooks[i]);
 	return missed;
 }
 
-/* Neither probe is essential: without one, clients named only in a SYN (or
+/* Neither hook is essential: without one, clients named only in a SYN (or
  * only in a deferred ACK) are not seen, and the load says so. */
 int toa_syn_hooks_register(void)
 {
 	size_t i;
 	int err;
 
-	for (i = 0; i < TOA_NR_SYN_PROBES; i++) {
-		err = register_kprobe(&toa_syn_probes[i]);
-		if (err) {
-			pr_warn("cannot probe %s (%d): clients named only %s are not seen\n",
-				toa_syn_probes[i].symbol_name, err,
+	for (i = 0; i < TOA_NR_SYN_HOOKS; i++) {
+		err = toa_entry_hook_register(&toa_syn_hooks[i]);
+		if (err)
+			pr_warn("cannot hook %s (%d): clients named only %s are not seen\n",
+				toa_syn_hooks[i].symbol, err,
 				i == TOA_CONN_REQUEST ? "in a SYN" : "in a deferred ACK");
-			continue;
-		}
-		toa_syn_probe_on[i] = true;
 	}
 	return 0;
 }
 
-/* Returns once no handler of these probes runs anywhere. */
+/* Returns once no handler of these hooks runs anywhere. */
 void toa_syn_hooks_unregister(void)
 {
 	size_t i;
 
-	for (i = 0; i < TOA_NR_SYN_PROBES; i++) {
-		if (toa_syn_probe_on[i])
-			unregister_kprobe(&toa_syn_probes[i]);
-		toa_syn_probe_on[i] = false;
-	}
+	for (i = 0; i < TOA_NR_SYN_HOOKS; i++)
+		toa_entry_hook_unregister(&toa_syn_hooks[i]);
 }

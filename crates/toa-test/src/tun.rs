@@ -32,6 +32,9 @@ pub struct Tun {
     file: File,
     /// Interface name.
     pub name: String,
+    /// Time spent in the kernel handing packets over and taking them back
+    /// (write, read and poll on the device), for the benchmark.
+    io: std::cell::Cell<Duration>,
 }
 
 impl Tun {
@@ -65,12 +68,21 @@ impl Tun {
         Ok(Tun {
             file,
             name: name.to_owned(),
+            io: std::cell::Cell::new(Duration::ZERO),
         })
     }
 
     /// Hand a packet to the kernel, as if it arrived on the wire.
     pub fn send(&self, packet: &[u8]) -> Result<()> {
-        (&self.file).write_all(packet).context("write to tun")
+        let start = Instant::now();
+        let r = (&self.file).write_all(packet).context("write to tun");
+        self.io.set(self.io.get() + start.elapsed());
+        r
+    }
+
+    /// Time spent in the device's system calls so far.
+    pub fn io_time(&self) -> Duration {
+        self.io.get()
     }
 
     /// The next packet the kernel sends out within `timeout`, if any.
@@ -78,7 +90,10 @@ impl Tun {
         let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 65536];
         loop {
-            match (&self.file).read(&mut buf) {
+            let start = Instant::now();
+            let r = (&self.file).read(&mut buf);
+            self.io.set(self.io.get() + start.elapsed());
+            match r {
                 Ok(n) => {
                     buf.truncate(n);
                     return Ok(Some(buf));
@@ -95,8 +110,10 @@ impl Tun {
                 events: libc::POLLIN,
                 revents: 0,
             };
+            let start = Instant::now();
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as libc::c_int) };
+            self.io.set(self.io.get() + start.elapsed());
         }
     }
 

@@ -5,8 +5,10 @@
 //! in the host's speed spreads over all variants):
 //!
 //! 1. connection setup: TOA-carrying handshakes from the tun test peer,
-//!    accepted, one getpeername() each, closed; and, inside it, the
-//!    accept4() + getpeername() calls alone;
+//!    accepted, one getpeername() each, closed: the time in the kernel
+//!    (the system calls of the peer and of the application, not the peer's
+//!    packet building); and, inside it, the accept4() + getpeername()
+//!    calls alone;
 //! 2. getpeername() on a loopback TCP socket without TOA (what every other
 //!    service on the host pays);
 //! 3. getpeername() on a TOA socket with an IPv4 client, and on one with an
@@ -95,10 +97,13 @@ fn toa_option6(port: u16, addr: Ipv6Addr) -> Vec<u8> {
     o
 }
 
-/// Connections per second (handshake with a TOA option, accept4,
-/// getpeername once, close) and accept4+getpeername pairs per second, each
-/// from the median time per connection (a timer interrupt or an idle wait
-/// landing in a few connections does not move it).
+/// Connections per second and accept4+getpeername pairs per second, each
+/// from the median connection (a timer interrupt or an idle wait landing
+/// in a few connections does not move it). A connection's time is the
+/// kernel's part of it: the system calls that hand the test peer's packets
+/// (SYN, ACK, RST) to the kernel and take its SYN-ACK back, accept4(),
+/// getpeername() and close(), not the peer's own work of building and
+/// parsing packets in userspace.
 fn setup_rate(tun: &Tun, l: &TcpListener, n: u32) -> Result<(f64, f64)> {
     let remote = SocketAddr::new(GUEST.into(), l.local_addr()?.port());
     let (mut whole, mut calls) = (Vec::new(), Vec::new());
@@ -110,15 +115,18 @@ fn setup_rate(tun: &Tun, l: &TcpListener, n: u32) -> Result<(f64, f64)> {
             ..Handshake::default()
         };
         let local = SocketAddr::new(LB.into(), peer::next_port());
-        let start = Instant::now();
+        let io_before = tun.io_time();
         let conn = Conn::open(tun, local, remote, &hs)?;
         let t = Instant::now();
         let (fd, _) = sock::accept(l, Accept::Accept4)?;
         std::hint::black_box(sock::getpeername(fd.as_raw_fd())?);
-        calls.push(t.elapsed().as_secs_f64());
+        let accepted = t.elapsed();
+        let t = Instant::now();
         drop(fd);
+        let closed = t.elapsed();
         drop(conn);
-        whole.push(start.elapsed().as_secs_f64());
+        calls.push(accepted.as_secs_f64());
+        whole.push((tun.io_time() - io_before + accepted + closed).as_secs_f64());
     }
     Ok((
         1.0 / median_and_range(whole).0,
