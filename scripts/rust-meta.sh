@@ -148,10 +148,9 @@ work=$cache/$rel/work
 rm -rf "$work" "$out"
 mkdir -p "$work/src"
 trap 'rm -rf "$work"' EXIT
-# The parts of the source the Rust build reads (not drivers/, fs/...).
-top=linux-source-$series
-tar -xJf "$tarball" -C "$work/src" --strip-components=1 \
-    "$top/Makefile" "$top/Kbuild" "$top/arch/$arch" "$top/include" "$top/rust" "$top/scripts" \
+# The source (its Rust bindings include headers from anywhere, drivers/
+# included), less the documentation; removed again afterwards.
+tar -xJf "$tarball" -C "$work/src" --strip-components=1 --exclude='*/Documentation' \
     || fail "kernel $rel: cannot unpack $tarball (reinstall linux-source-$series)"
 have=$(sed -n 's/^VERSION = //p; s/^PATCHLEVEL = //p; s/^SUBLEVEL = //p' "$work/src/Makefile" | paste -sd.)
 [ "$have" = "$upstream" ] || [ "$have.0" = "$upstream" ] || [ "$have" = "$upstream.0" ] \

@@ -12,7 +12,7 @@
 #   NORUST= trixie's own kernel (6.12, no CONFIG_RUST), installed with its
 #           headers: DKMS must skip it.
 # Built with debootstrap and apt from Debian's archive (the mirror this
-# machine uses): trixie's rustc, rust-src, bindgen, gcc and dkms (what
+# machine uses): trixie's rustc, rust-src, bindgen, gcc, dkms and openssl (what
 # building toa for these kernels takes), linux-source for both Rust series,
 # and what the in-VM tests run (iproute2, kmod, udev, nginx, nftables...).
 # No initramfs is made: virtme-ng boots the kernel straight from the root
@@ -27,7 +27,7 @@ set -euo pipefail
 PIN_OLD=7.2.12+deb13-amd64
 PIN_NEW=7.3.4+deb13-amd64
 NORUST_META="linux-image-amd64 linux-headers-amd64"
-TOOLCHAIN="dkms rustc rust-src bindgen gcc make xz-utils"
+TOOLCHAIN="dkms rustc rust-src bindgen gcc make xz-utils openssl"
 GUEST="kmod udev procps iproute2 python3 curl nginx-light nftables libnetfilter-queue1"
 
 mirror=$(awk '/^URIs:/ && $2 ~ /debian$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)

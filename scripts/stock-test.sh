@@ -76,6 +76,17 @@ cp "$deb" "$root/tmp/"
 start=$SECONDS
 in_root apt-get install -y "/tmp/$debname" >"$res/install.log" 2>&1
 check "apt install ./$debname exits 0 ($((SECONDS - start)) s)" $? "$(tail -n 5 "$res/install.log")"
+# DKMS's build logs, kept for the record (and for a failure's cause).
+keep_logs() { # keep_logs STEP: copy DKMS's make.logs, show toa's own lines
+    local f name
+    for f in "$root"/var/lib/dkms/toa/*/build/make.log "$root"/var/lib/dkms/toa/*/*/*/log/make.log; do
+        [ -e "$f" ] || continue
+        name=${f#"$root"/var/lib/dkms/toa/}
+        cp "$f" "$res/make-$1-$(echo "${name%/make.log}" | tr / _).log"
+    done
+    grep -h '^toa: ' "$res"/make-"$1"-*.log 2>/dev/null | sort -u | sed 's/^/    /'
+}
+keep_logs install
 rm -f "$root/tmp/$debname"
 in_root dpkg-query -L toa-dkms >"$res/files.txt"
 status=$(in_root dkms status toa)
@@ -87,7 +98,6 @@ check "DKMS skips $NORUST (no CONFIG_RUST) with one line, no error" \
 grep "^toa: skipping kernel" "$res/install.log" | sed 's/^/    /'
 check "Rust metadata rebuilt from linux-source into /var/cache/toa-dkms/$OLD" \
     "$([ -e "$root/var/cache/toa-dkms/$OLD/debian/rust/libkernel.rmeta" ]; echo $?)"
-grep -h "^toa: kernel" "$root/var/lib/dkms/toa/"*/"$OLD"/*/log/make.log 2>/dev/null | sed 's/^/    /'
 # The overlay's upper layer holds every file this run wrote.
 touched=$(cd "$run/upper" && ls -d usr/src/linux-headers-* usr/lib/linux-kbuild-* 2>/dev/null)
 check "the system's kernel headers are untouched" "$([ -z "$touched" ]; echo $?)" "$touched"
@@ -114,6 +124,7 @@ log "apt install linux-image-$NEW linux-headers-$NEW (DKMS builds from the kerne
 start=$SECONDS
 in_root apt-get install -y -t trixie-backports "linux-image-$NEW" "linux-headers-$NEW" >"$res/upgrade.log" 2>&1
 check "apt install linux-image-$NEW + headers exits 0 ($((SECONDS - start)) s)" $? "$(tail -n 5 "$res/upgrade.log")"
+keep_logs upgrade
 status=$(in_root dkms status toa)
 check "DKMS built toa for $NEW on its own (kernel hook, autoinstall)" \
     "$(grep -q "$NEW.*installed" <<<"$status" && grep -q "Autoinstall of module toa" "$res/upgrade.log"; echo $?)" "$status"
@@ -126,12 +137,12 @@ check "apt purge toa-dkms exits 0" $? "$(tail -n 5 "$res/purge.log")"
 left=$(while read -r f; do [ -f "$root$f" ] || [ -L "$root$f" ] && echo "$f"; done <"$res/files.txt")
 check "purge: none of the package's files is left" "$([ -z "$left" ]; echo $?)" "$left"
 left=$(cd "$run/upper" && find . -path ./opt/toa-test -prune -o -path ./toa-results -prune -o -path ./tmp -prune \
-    -o -iname '*toa*' -print | grep -v '^\./\(opt/toa-test\|toa-results\|tmp\)$')
+    -o -regextype posix-extended -regex '.*/toa([-_.][^/]*)?' -print)
 check "purge: nothing named toa anywhere this run wrote (DKMS tree, modules, /var/cache/toa-dkms, /etc)" \
     "$([ -z "$left" ]; echo $?)" "$(echo $left)"
 check "purge: dkms status knows no toa" "$([ -z "$(in_root dkms status toa)" ]; echo $?)"
 check "purge: modules.dep of $OLD and $NEW name no toa" \
-    "$(! grep -qs toa "$root/lib/modules/$OLD/modules.dep" "$root/lib/modules/$NEW/modules.dep"; echo $?)"
+    "$(! grep -qs '/toa\.ko' "$root/lib/modules/$OLD/modules.dep" "$root/lib/modules/$NEW/modules.dep"; echo $?)"
 st=$(in_root dpkg-query -W -f='${db:Status-Status}' toa-dkms 2>/dev/null)
 check "purge: dpkg knows toa-dkms no more (no conffiles left)" "$([ -z "$st" ] || [ "$st" = not-installed ]; echo $?)" "$st"
 finish

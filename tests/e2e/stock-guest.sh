@@ -57,6 +57,13 @@ echo "$passed passed, $failed failed" >>"$res/checks.txt"
 cat "$res/checks.txt"
 
 rc=$failed
+if ! [ -e "$path" ]; then
+    # No module to test: one failure each, not one per case.
+    echo "not ok - no toa module to run the suite on" >"$res/suite.txt"
+    echo "not ok - no toa module to run the end-to-end test with" >"$res/e2e.txt"
+    echo "0 passed, 1 failed" | tee -a "$res/suite.txt" >>"$res/e2e.txt"
+    exit 1
+fi
 if [ "$demo" != --demo ]; then
     "$payload/toa-vmtest" --module "$path" --only 'ipv4:' --only 'ipv6:' \
         --c-server "$payload/toa_server_c" --rust-server "$payload/toa_server" >"$res/suite.txt" 2>&1 || rc=1
