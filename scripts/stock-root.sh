@@ -43,6 +43,8 @@ dir=$TOA_CACHE/roots/trixie-$key
 mkdir -p "$TOA_CACHE/roots"
 exec 9>"$TOA_CACHE/roots/.lock"
 flock 9
+# Roots of other keys are stale (about 3 GB each).
+find "$TOA_CACHE/roots" -mindepth 1 -maxdepth 1 -name 'trixie-*' ! -path "$dir" -exec rm -rf {} +
 if [ -e "$dir/.complete" ]; then
     log "trixie root cached: $dir ($(. "$dir/kernels.env"; echo "$OLD, $NEW, $NORUST"))"
     echo "$dir"

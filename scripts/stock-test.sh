@@ -84,7 +84,7 @@ keep_logs() { # keep_logs STEP: copy DKMS's make.logs, show toa's own lines
         name=${f#"$root"/var/lib/dkms/toa/}
         cp "$f" "$res/make-$1-$(echo "${name%/make.log}" | tr / _).log"
     done
-    grep -h '^toa: ' "$res"/make-"$1"-*.log 2>/dev/null | sort -u | sed 's/^/    /'
+    grep -h '^toa: ' "$res"/make-"$1"-*.log 2>/dev/null | awk '!seen[$0]++' | sed 's/^/    /'
 }
 keep_logs install
 rm -f "$root/tmp/$debname"
