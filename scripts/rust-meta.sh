@@ -148,10 +148,19 @@ work=$cache/$rel/work
 rm -rf "$work" "$out"
 mkdir -p "$work/src"
 trap 'rm -rf "$work"' EXIT
-# The source (its Rust bindings include headers from anywhere, drivers/
-# included), less the documentation; removed again afterwards.
-tar -xJf "$tarball" -C "$work/src" --strip-components=1 --exclude='*/Documentation' \
+# The parts of the source the Rust build reads, then the directories of the
+# C headers its bindings name by relative path (../../drivers/base/base.h):
+# a tenth of the tree, unpacked in two passes, removed afterwards.
+top=linux-source-$series
+tar -xJf "$tarball" -C "$work/src" --strip-components=1 \
+    "$top/Makefile" "$top/Kbuild" "$top/arch/$arch" "$top/include" "$top/rust" "$top/scripts" \
     || fail "kernel $rel: cannot unpack $tarball (reinstall linux-source-$series)"
+extra=$(grep -rhoE '#include *[<"](\.\./)+[^">]+' "$work/src/rust" | sed -E 's/.*[<"](\.\.\/)+//; s|/[^/]*$||' | sort -u)
+if [ -n "$extra" ]; then
+    # shellcheck disable=SC2046
+    tar -xJf "$tarball" -C "$work/src" --strip-components=1 $(for d in $extra; do echo "$top/$d"; done) \
+        || fail "kernel $rel: cannot unpack $extra from $tarball"
+fi
 have=$(sed -n 's/^VERSION = //p; s/^PATCHLEVEL = //p; s/^SUBLEVEL = //p' "$work/src/Makefile" | paste -sd.)
 [ "$have" = "$upstream" ] || [ "$have.0" = "$upstream" ] || [ "$have" = "$upstream.0" ] \
     || fail "kernel $rel: $tarball is Linux $have, the kernel is $upstream: install the linux-source-$series of the kernel's version${pin:+ (apt install linux-source-$series$pin)}"

@@ -77,16 +77,16 @@ start=$SECONDS
 in_root apt-get install -y "/tmp/$debname" >"$res/install.log" 2>&1
 check "apt install ./$debname exits 0 ($((SECONDS - start)) s)" $? "$(tail -n 5 "$res/install.log")"
 # DKMS's build logs, kept for the record (and for a failure's cause).
-keep_logs() { # keep_logs STEP: copy DKMS's make.logs, show toa's own lines
+keep_logs() { # keep_logs STEP RELEASE: keep DKMS's make.logs, show toa's lines for RELEASE
     local f name
-    for f in "$root"/var/lib/dkms/toa/*/build/make.log "$root"/var/lib/dkms/toa/*/*/*/log/make.log; do
+    for f in "$root"/var/lib/dkms/toa/*/build/make.log "$root"/var/lib/dkms/toa/*/"$2"/*/log/make.log; do
         [ -e "$f" ] || continue
         name=${f#"$root"/var/lib/dkms/toa/}
         cp "$f" "$res/make-$1-$(echo "${name%/make.log}" | tr / _).log"
+        grep -h '^toa: ' "$f" | sed 's/^/    /'
     done
-    grep -h '^toa: ' "$res"/make-"$1"-*.log 2>/dev/null | awk '!seen[$0]++' | sed 's/^/    /'
 }
-keep_logs install
+keep_logs install "$OLD"
 rm -f "$root/tmp/$debname"
 in_root dpkg-query -L toa-dkms >"$res/files.txt"
 status=$(in_root dkms status toa)
@@ -124,7 +124,7 @@ log "apt install linux-image-$NEW linux-headers-$NEW (DKMS builds from the kerne
 start=$SECONDS
 in_root apt-get install -y -t trixie-backports "linux-image-$NEW" "linux-headers-$NEW" >"$res/upgrade.log" 2>&1
 check "apt install linux-image-$NEW + headers exits 0 ($((SECONDS - start)) s)" $? "$(tail -n 5 "$res/upgrade.log")"
-keep_logs upgrade
+keep_logs upgrade "$NEW"
 status=$(in_root dkms status toa)
 check "DKMS built toa for $NEW on its own (kernel hook, autoinstall)" \
     "$(grep -q "$NEW.*installed" <<<"$status" && grep -q "Autoinstall of module toa" "$res/upgrade.log"; echo $?)" "$status"
