@@ -83,8 +83,8 @@ keep_logs() { # keep_logs STEP RELEASE: keep DKMS's make.logs, show toa's lines 
         [ -e "$f" ] || continue
         name=${f#"$root"/var/lib/dkms/toa/}
         cp "$f" "$res/make-$1-$(echo "${name%/make.log}" | tr / _).log"
-        grep -h '^toa: ' "$f" | sed 's/^/    /'
-    done
+        grep -h '^toa: ' "$f"
+    done | awk '!seen[$0]++' | sed 's/^/    /'
 }
 keep_logs install "$OLD"
 rm -f "$root/tmp/$debname"
