@@ -73,12 +73,12 @@ dkms-uninstall:
 
 # The Debian package, built by dpkg-buildpackage from debian/.
 deb:
-	$(TOA)/scripts/deb.sh
+	@$(TOA)/scripts/deb.sh
 
 # The end-to-end demo (FULLNAT topology, nginx and Python) in a VM: Debian's
 # stock kernel with the packaged module (TOA_KERNEL=7.3: a self-built one).
 run:
-	$(TOA)/scripts/demo.sh
+	@$(TOA)/scripts/demo.sh
 
 check:
 	$(TOA)/scripts/check.sh

@@ -75,7 +75,7 @@ fi
 
 res=$TOA_CACHE/results/demo
 scripts/stock-boot.sh "$root" "$OLD" "$res" --demo >/dev/null || true
-sed 's/^/    /' "$res/checks.txt" 2>/dev/null >&2 || true
+sed 's/^/    /' "$res/checks.txt" >&2 2>/dev/null || true
 if [ -s "$res/e2e.txt" ]; then cat "$res/e2e.txt"; else tail -n 40 "$res/console.log" >&2; fi
 grep -q '^[0-9]* passed, 0 failed$' "$res/e2e.txt" 2>/dev/null && grep -q ' passed, 0 failed$' "$res/checks.txt" \
     && ! [ -s "$res/splats.txt" ]
