@@ -175,7 +175,9 @@ jobs=
 case " ${MAKEFLAGS:-} " in *" -j"* | *jobserver*) ;; *) jobs=-j$(nproc) ;; esac
 # The kernel's top Makefile from the source, the output in the copy, and
 # rust-meta.mk's goal: scripts/target.json and the rust/ directory only.
-# CONFIG_OBJTOOL= : the copy has objtool, and the objects are not kept.
+# CONFIG_OBJTOOL= : objtool is neither rebuilt nor run on the rust/ objects,
+# which are never linked into anything (the kernel is built): only their
+# metadata is used.
 # shellcheck disable=SC2086
 make -C "$work/tree" --no-print-directory $jobs -f "$work/src/Makefile" -f "$here/rust-meta.mk" \
     O="$work/tree" $env CONFIG_OBJTOOL= toa-rust-meta >&2 \
