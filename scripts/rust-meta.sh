@@ -14,7 +14,7 @@
 #   kernel release, from the kernel's own source (linux-source-<series>,
 #   same version as the headers) with the exact rustc and bindgen that built
 #   the kernel (scripts/kbuild-env.sh --metadata), in a private copy of the
-#   headers. About 2 minutes on 2 cores; reused while the headers, the
+#   headers. About a minute on 2 cores; reused while the headers, the
 #   source and the compilers stay the same.
 #
 # The system's headers tree is never written to. Private trees go to
@@ -142,7 +142,7 @@ if [ -e "$out/.toa-meta" ] && [ "$(cat "$out/.toa-meta")" = "$stamp" ] && comple
     exit 0
 fi
 
-say "kernel $rel: its headers carry no Rust metadata; building it from linux-source-$series ${src_ver:-} with $(echo "$env" | tr '\n' ' ')into $out (once per kernel release, about 2 minutes)"
+say "kernel $rel: its headers carry no Rust metadata; building it from linux-source-$series ${src_ver:-} with $(echo "$env" | tr '\n' ' ')into $out (once per kernel release, a minute or two)"
 start=$(date +%s)
 work=$cache/$rel/work
 rm -rf "$work" "$out"
