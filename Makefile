@@ -8,33 +8,42 @@
 #                              (INSTALL_MOD_PATH=dir stages under dir instead)
 #   make dkms-install          register with DKMS and build for KDIR's kernel
 #   make dkms-uninstall        remove from DKMS
-#   make check                 the test suite (host + VM on both test kernels)
+#   make deb                   dist/toa-dkms_<version>_all.deb (Debian's tooling)
+#   make check                 the test suite (host, VMs on the test kernels and
+#                              on Debian's stock kernels with the .deb)
 #   make fuzz                  fuzz the parsers for FUZZ_SECONDS each (default 600)
 #   make bench                 measure toa's cost in a VM (docs/performance.md)
-#   make run                   the end-to-end demo in a VM
+#   make run                   the end-to-end demo in a VM (Debian's stock kernel)
 #   make fmt / fmt-check       rustfmt the module's Rust
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 TOA := $(CURDIR)
+# Where scripts/rust-meta.sh keeps kernel trees it completes with Rust
+# metadata (default ~/.cache/toa-kbuild; DKMS: /var/cache/toa-dkms).
+export TOA_META_CACHE
 
-# The compilers that built KDIR (see scripts/kbuild-env.sh).
-kenv = $$($(TOA)/scripts/kbuild-env.sh "$(KDIR)") || exit 1
+# Kbuild for toa against KDIR: in the tree that carries KDIR's Rust metadata
+# (KDIR itself, or a private one: scripts/rust-meta.sh), with the compilers
+# that built the kernel (scripts/kbuild-env.sh). Both refuse with what to
+# install when something is missing.
+kbuild = tree=$$($(TOA)/scripts/rust-meta.sh "$(KDIR)") && env=$$($(TOA)/scripts/kbuild-env.sh "$$tree") || exit 1; \
+	$(MAKE) -C "$$tree" M="$(TOA)" $$env
 
-.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall run check bench fuzz fmt fmt-check
+.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall deb run check bench fuzz fmt fmt-check
 
 all: modules
 
 modules:
-	+@env=$(kenv); $(MAKE) -C "$(KDIR)" M="$(TOA)" $$env modules
+	+@$(kbuild) modules
 
 clean:
-	+@env=$(kenv); $(MAKE) -C "$(KDIR)" M="$(TOA)" $$env clean
+	+$(MAKE) -C "$(KDIR)" M="$(TOA)" clean
 
 # The kernel release KDIR was built for.
 krelease = $$(sed -n 's/^\#define UTS_RELEASE "\(.*\)"/\1/p' "$(KDIR)/include/generated/utsrelease.h")
 
 install: modules
-	+@env=$(kenv); $(MAKE) -C "$(KDIR)" M="$(TOA)" $$env INSTALL_MOD_DIR=updates modules_install
+	+@$(kbuild) INSTALL_MOD_DIR=updates modules_install
 	depmod $(if $(INSTALL_MOD_PATH),-b "$(INSTALL_MOD_PATH)") -a $(krelease)
 
 uninstall:
@@ -43,13 +52,16 @@ uninstall:
 
 # DKMS. DKMS_SRC is where the module's sources are staged (DKMS's source
 # tree); DKMS_FLAGS passes e.g. --dkmstree/--installtree for a private tree.
-TOA_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(TOA)/dkms.conf)
+TOA_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(TOA)/dkms.conf 2>/dev/null)
 DKMS_SRC ?= /usr/src
 DKMS_FLAGS ?=
+# What DKMS builds from (also the toa-dkms package's /usr/src/toa-<version>).
+DKMS_FILES := Kbuild Makefile dkms.conf include/uapi/linux/toa.h \
+	$(patsubst $(TOA)/%,%,$(wildcard $(TOA)/src/*.rs $(TOA)/src/*.c $(TOA)/src/*.h)) \
+	scripts/kbuild-env.sh scripts/rust-meta.sh scripts/rust-meta.mk
 dkms-src:
-	rm -rf "$(DKMS_SRC)/toa-$(TOA_VERSION)" && mkdir -p "$(DKMS_SRC)/toa-$(TOA_VERSION)/scripts"
-	cp -a Kbuild Makefile dkms.conf src include "$(DKMS_SRC)/toa-$(TOA_VERSION)/"
-	cp -a scripts/kbuild-env.sh "$(DKMS_SRC)/toa-$(TOA_VERSION)/scripts/"
+	rm -rf "$(DKMS_SRC)/toa-$(TOA_VERSION)" && mkdir -p "$(DKMS_SRC)/toa-$(TOA_VERSION)"
+	cd "$(TOA)" && tar cf - $(DKMS_FILES) | tar xf - --no-same-owner -C "$(abspath $(DKMS_SRC))/toa-$(TOA_VERSION)"
 
 dkms-install: dkms-src
 	dkms add $(DKMS_FLAGS) --sourcetree "$(DKMS_SRC)" toa/$(TOA_VERSION)
@@ -57,10 +69,16 @@ dkms-install: dkms-src
 
 dkms-uninstall:
 	dkms remove $(DKMS_FLAGS) --sourcetree "$(DKMS_SRC)" toa/$(TOA_VERSION) --all
+	rm -rf /var/cache/toa-dkms
 
-# The end-to-end demo (FULLNAT topology, nginx and Python) in a VM.
+# The Debian package, built by dpkg-buildpackage from debian/.
+deb:
+	@$(TOA)/scripts/deb.sh
+
+# The end-to-end demo (FULLNAT topology, nginx and Python) in a VM: Debian's
+# stock kernel with the packaged module (TOA_KERNEL=7.3: a self-built one).
 run:
-	$(TOA)/scripts/demo.sh
+	@$(TOA)/scripts/demo.sh
 
 check:
 	$(TOA)/scripts/check.sh

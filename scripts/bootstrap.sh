@@ -3,21 +3,37 @@
 # host tools, on a fresh Debian 12 (bookworm) machine. Idempotent: a second run
 # only checks. Prints the versions it settled on.
 #
+#   scripts/bootstrap.sh          everything (`make check`)
+#   scripts/bootstrap.sh --run    what `make run` needs: no kernel or module
+#                                 toolchain (the stock kernel's comes from
+#                                 Debian inside the trixie root), only QEMU,
+#                                 virtme-ng, debootstrap, Debian's packaging
+#                                 tools and a C compiler
+#
 # Everything that is not a Debian package goes under $TOA_CACHE (default
 # ~/.cache/toa), outside the repository.
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 
-# Debian packages. rustc-web is Debian's rustc 1.96 (installs /usr/bin/rustc);
-# the kernels and toa.ko are built with it and only with it.
+mode=${1:-}
+
+# Debian packages. What `make run` needs: the trixie root (debootstrap), the
+# package (dpkg-buildpackage, debhelper, dh_dkms), the test programs (gcc),
+# virtme-ng's venv.
 APT_PACKAGES=(
+    debootstrap dpkg-dev debhelper dh-dkms
+    gcc make xz-utils python3 python3-venv
+)
+# The rest: rustc-web is Debian's rustc 1.96 (installs /usr/bin/rustc); the
+# test kernels and toa.ko for them are built with it and only with it.
+[ "$mode" = --run ] || APT_PACKAGES+=(
     rustc-web rust-web-src rust-web-clippy rustfmt-web
     clang-19 lld-19 llvm-19 libclang-19-dev
-    gcc make flex bison bc libelf-dev libssl-dev cpio kmod xz-utils
+    flex bison bc libelf-dev libssl-dev cpio kmod
     dwarves
     udev busybox-static
-    iproute2 python3 python3-venv
+    iproute2
     nginx-light curl nftables libnetfilter-queue1 dkms
 )
 BINDGEN_VERSION=0.72.1
@@ -67,6 +83,18 @@ if ! qemu-system-x86_64 --version 2>/dev/null | grep -qE 'version (9|[1-9][0-9])
         --no-install-recommends qemu-system-x86 >/dev/null
 fi
 
+# virtme-ng from PyPI in a venv of its own.
+if ! "$TOA_TOOLS/venv/bin/vng" --version 2>/dev/null | grep -q "$VIRTME_NG_VERSION"; then
+    log "installing virtme-ng $VIRTME_NG_VERSION"
+    /usr/bin/python3 -m venv "$TOA_TOOLS/venv"
+    "$TOA_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
+        "virtme-ng==$VIRTME_NG_VERSION"
+fi
+if [ "$mode" = --run ]; then
+    log "qemu: $(qemu-system-x86_64 --version | head -n1); $("$TOA_TOOLS/venv/bin/vng" --version)"
+    exit 0
+fi
+
 # bindgen-cli from crates.io, pinned, built with rustup's cargo (any cargo will
 # do: bindgen is a host tool that only needs libclang).
 mkdir -p "$TOA_TOOLS"
@@ -81,14 +109,6 @@ fi
 if ! "$TOA_TOOLS/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
     log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
     cargo install --quiet --locked --root "$TOA_TOOLS" --version "$CARGO_FUZZ_VERSION" cargo-fuzz
-fi
-
-# virtme-ng from PyPI in a venv of its own.
-if ! "$TOA_TOOLS/venv/bin/vng" --version 2>/dev/null | grep -q "$VIRTME_NG_VERSION"; then
-    log "installing virtme-ng $VIRTME_NG_VERSION"
-    /usr/bin/python3 -m venv "$TOA_TOOLS/venv"
-    "$TOA_TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
-        "virtme-ng==$VIRTME_NG_VERSION"
 fi
 
 # The compilers the kernels and the module are built with; the kernel build

@@ -12,7 +12,7 @@ kdir=${1:?usage: build-module.sh KDIR BUILD_DIR}
 dir=${2:?usage: build-module.sh KDIR BUILD_DIR}
 mkdir -p "$dir"
 # Copy the module's sources, keeping timestamps so rebuilds are incremental.
-(cd "$TOA_ROOT" && tar cf - Kbuild Makefile src include scripts/kbuild-env.sh) | tar xf - -C "$dir"
+(cd "$TOA_ROOT" && tar cf - Kbuild Makefile dkms.conf src include scripts/kbuild-env.sh scripts/rust-meta.sh scripts/rust-meta.mk) | tar xf - -C "$dir"
 
 build() {
     local out

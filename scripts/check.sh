@@ -11,15 +11,21 @@
 #  4. on 7.3 and 6.12: install toa.ko with `make install` (and on 7.3 with
 #     DKMS) into private trees, then boot again and run the end-to-end
 #     FULLNAT topology (nginx, Python, NAT64) with the installed module
-#     loaded by modprobe.
+#     loaded by modprobe; on 7.3 also the preflight and the Rust metadata
+#     step on fabricated trees (Ubuntu's layout, every refusal);
+#  5. "stock": Debian's own kernels, as users run them (scripts/stock-test.sh):
+#     the .deb installed with apt in a trixie root, DKMS building for the
+#     stock 7.2 kernel and skipping 6.12, both booted unmodified under QEMU
+#     with the suites, a kernel upgrade to 7.3 built by DKMS's hook, purge.
 #
 # Ends with one line `N passed, M failed`; exits non-zero if M > 0.
-# TOA_KERNELS="7.3 6.12" selects kernels; TOA_ONLY=substr selects VM cases.
+# TOA_KERNELS="7.3 6.12 stock" selects kernels; TOA_ONLY=substr selects VM
+# cases (of the self-built kernels).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$TOA_ROOT"
 
-kernels=${TOA_KERNELS:-7.3 6.12 7.3-debug}
+kernels=${TOA_KERNELS:-7.3 6.12 7.3-debug stock}
 # Host build products are cached with the kernels, outside the clone.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
 passed=0 failed=0
@@ -50,6 +56,11 @@ count_from() {
 
 log "bootstrap"
 scripts/bootstrap.sh || { echo "0 passed, 1 failed"; exit 1; }
+# The stock kernels' root is fetched from Debian's archive (network-bound):
+# build it (when not cached) while the test kernels compile.
+case " $kernels " in
+    *" stock "*) scripts/stock-root.sh >"$TOA_CACHE/stock-root.log" 2>&1 & ;;
+esac
 
 log "host checks"
 /usr/bin/rustfmt --check src/toa_main.rs >/dev/null; result "rustfmt: module sources" $?
@@ -80,6 +91,15 @@ printf '#include <linux/toa.h>\nstatic_assert(sizeof(struct toa_nat64_peer) == 2
 result "host: <linux/toa.h> compiles as C++ with the C ABI" $?
 
 for k in $kernels; do
+    if [ "$k" = stock ]; then
+        log "Debian's stock kernels with the toa-dkms package"
+        t0=$SECONDS
+        scripts/stock-test.sh >"$TOA_CACHE/stock.txt"
+        grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$TOA_CACHE/stock.txt"
+        count_from "$TOA_CACHE/stock.txt" "stock"
+        log "stock kernels: $((SECONDS - t0)) s"
+        continue
+    fi
     log "kernel $k"
     kdir=$(scripts/kernel.sh "$k")
     result "$k: test kernel available" $?
@@ -127,6 +147,11 @@ for k in $kernels; do
     scripts/install-test.sh "$kdir" "$TOA_CACHE/module/$k" "$inst" $dkms >"$TOA_CACHE/install-$k.txt"
     sed "s/^/$k install: /" "$TOA_CACHE/install-$k.txt" | grep -v 'passed, '
     count_from "$TOA_CACHE/install-$k.txt" "$k install"
+    if [ "$k" = 7.3 ]; then
+        scripts/preflight-test.sh "$kdir" "$TOA_CACHE/module/preflight" >"$TOA_CACHE/preflight.txt"
+        sed "s/^/preflight: /" "$TOA_CACHE/preflight.txt" | grep -v 'passed, '
+        count_from "$TOA_CACHE/preflight.txt" "preflight"
+    fi
     res=$TOA_CACHE/results/$k-e2e
     scripts/vm.sh "$kdir" "$res" tests/e2e/fullnat.sh \
         "modprobe -d $inst/$root_dir toa" "modprobe -d $inst/$root_dir -r toa" \

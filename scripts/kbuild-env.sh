@@ -1,45 +1,112 @@
 #!/bin/sh
-# Print the make variables that build toa.ko for the kernel tree $1 with the
-# very compilers that built that kernel, or say exactly what is missing.
+# The preflight: print the make variables that build Rust code for the
+# kernel tree $1 with the very compilers that built that kernel, or refuse
+# with one line saying exactly what to install.
 #
-# A Rust module must be compiled by the rustc that compiled its kernel (its
-# CONFIG_RUSTC_VERSION_TEXT), and a clang-built kernel's modules by clang.
-# Used by the Makefile and by dkms.conf. Respects RUSTC if set.
+#   kbuild-env.sh KDIR              RUSTC= (+ LLVM=/CC=/LD= for a clang kernel)
+#   kbuild-env.sh KDIR --metadata   also BINDGEN=, HOSTRUSTC= and CC=: what
+#                                   rebuilding the kernel's own Rust metadata
+#                                   needs (scripts/rust-meta.sh)
+#
+# A Rust module must be compiled by the rustc that compiled its kernel: its
+# `rustc --version` must equal CONFIG_RUSTC_VERSION_TEXT, and bindgen's
+# CONFIG_BINDGEN_VERSION_TEXT. Candidates, in order: $RUSTC ($BINDGEN), then
+# rustc-M.N and rustc in PATH, /usr/lib/rust-M.N/bin/rustc, /usr/bin/rustc,
+# /usr/bin/rustc-* (Ubuntu ships versioned compilers as rustc-1.NN).
+# Used by the Makefile (so by DKMS). TOA_PREFIX (tests only) names a
+# fabricated / whose usr/lib/rust-M.N/bin/rustc is tried too.
 set -eu
 
-kdir=${1:?usage: kbuild-env.sh KDIR}
+kdir=${1:?usage: kbuild-env.sh KDIR [--metadata]}
+mode=${2:-}
+prefix=${TOA_PREFIX:-}
 fail() { echo "toa: $*" >&2; exit 1; }
 
 conf=$kdir/include/config/auto.conf
-[ -r "$conf" ] || fail "$kdir is not a configured kernel build tree (no include/config/auto.conf): install this kernel's headers or pass KDIR=<kernel build dir>"
+[ -r "$conf" ] || fail "$kdir is not a configured kernel build tree (no include/config/auto.conf): install this kernel's headers (Debian/Ubuntu: linux-headers-<release>) or pass KDIR=<kernel build dir>"
 get() { sed -n "s/^$1=//p" "$conf" | sed 's/^"//; s/"$//'; }
+rel=$(cat "$kdir/include/config/kernel.release" 2>/dev/null || echo "$kdir")
 
-[ "$(get CONFIG_RUST)" = y ] || fail "kernel $kdir is built without CONFIG_RUST=y: toa is a Rust module and needs a Rust-enabled kernel"
-for sym in CONFIG_MODULES CONFIG_KPROBES CONFIG_KRETPROBES CONFIG_INET CONFIG_SYSCTL CONFIG_PROC_FS; do
-    [ "$(get "$sym")" = y ] || fail "kernel $kdir lacks $sym=y, which toa needs"
+[ "$(get CONFIG_RUST)" = y ] || fail "kernel $rel is built without CONFIG_RUST=y: toa is a Rust module and needs a Rust-enabled kernel"
+for sym in CONFIG_MODULES CONFIG_MODULE_UNLOAD CONFIG_KPROBES CONFIG_KRETPROBES CONFIG_INET CONFIG_SYSCTL CONFIG_PROC_FS; do
+    [ "$(get "$sym")" = y ] || fail "kernel $rel lacks $sym=y, which toa needs"
 done
-[ -e "$kdir/rust/libkernel.rmeta" ] \
-    || fail "kernel tree $kdir has no Rust metadata (rust/libkernel.rmeta): its headers were packaged without Rust support (Debian's are; Ubuntu ships them in linux-lib-rust-\$(uname -r)), or the tree was never built"
 
+# apt_hint VERSION PKG...: "apt install PKG" for the first package whose
+# candidate version starts with VERSION, if apt knows one.
+apt_hint() {
+    want=$1; shift
+    command -v apt-cache >/dev/null 2>&1 || return 0
+    for p in "$@"; do
+        v=$(apt-cache policy "$p" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+        case $v in "$want"*) echo "apt install $p"; return 0 ;; esac
+    done
+}
+
+# The rustc.
 want=$(get CONFIG_RUSTC_VERSION_TEXT)
+mn=$(echo "$want" | sed -n 's/^rustc \([0-9]*\.[0-9]*\)\..*/\1/p')    # 1.85
+mnp=$(echo "$want" | sed -n 's/^rustc \([0-9.]*\).*/\1/p')            # 1.85.1
 rustc=
-for candidate in ${RUSTC:-} /usr/bin/rustc "$(command -v rustc 2>/dev/null || true)" /usr/bin/rustc-*; do
-    [ -n "$candidate" ] && [ -x "$candidate" ] || continue
-    if [ "$("$candidate" --version 2>/dev/null)" = "$want" ]; then rustc=$candidate; break; fi
+for c in ${RUSTC:-} "$(command -v "rustc-$mn" 2>/dev/null || true)" "$prefix/usr/lib/rust-$mn/bin/rustc" \
+    /usr/lib/rust-"$mn"/bin/rustc "$(command -v rustc 2>/dev/null || true)" /usr/bin/rustc /usr/bin/rustc-*; do
+    [ -n "$c" ] && [ -x "$c" ] || continue
+    if [ "$("$c" --version 2>/dev/null)" = "$want" ]; then rustc=$c; break; fi
 done
-[ -n "$rustc" ] || fail "kernel $kdir was built with '$want' but no such rustc is installed (found: $(/usr/bin/rustc --version 2>/dev/null || echo none)). Install that exact version (Debian 12: apt-get install rustc-web rust-web-src; Ubuntu: the rustc-X.Y package named by 'apt-cache search rustc-1') and retry, or pass RUSTC=/path/to/that/rustc"
+if [ -z "$rustc" ]; then
+    hint=$(apt_hint "$mnp" "rustc-$mn" rustc rustc-web)
+    fail "kernel $rel was built with '$want', which is not installed (rustc here: $(rustc --version 2>/dev/null || echo none)): ${hint:-install that exact rustc (Ubuntu: rustc-$mn; Debian: the rustc of the kernel's release)}, or pass RUSTC=/path/to/it"
+fi
 echo "RUSTC=$rustc"
 
+if [ "$mode" = --metadata ]; then
+    echo "HOSTRUSTC=$rustc"
+    # Its standard library sources (the kernel compiles its own core).
+    sysroot=$("$rustc" --print sysroot)
+    if ! [ -e "$sysroot/lib/rustlib/src/rust/library/core/src/lib.rs" ]; then
+        pkg=$(dpkg-query -S "$(readlink -f "$rustc")" 2>/dev/null | cut -d: -f1 | head -n1)
+        case $pkg in
+            rustc) src=rust-src ;;
+            rustc-web) src=rust-web-src ;;
+            rustc-1.*) src=rust-${pkg#rustc-}-src ;;
+            *) src=rust-src ;;
+        esac
+        fail "$rustc has no standard library sources ($sysroot/lib/rustlib/src/rust): apt install $src"
+    fi
+    # The bindgen.
+    bwant=$(get CONFIG_BINDGEN_VERSION_TEXT)
+    bver=$(echo "$bwant" | sed -n 's/^bindgen[^ ]* \([0-9.]*\).*/\1/p')
+    bindgen=
+    for c in ${BINDGEN:-} "$(command -v bindgen 2>/dev/null || true)" /usr/bin/bindgen /usr/bin/bindgen-*; do
+        [ -n "$c" ] && [ -x "$c" ] || continue
+        if [ "$("$c" --version 2>/dev/null | head -n1)" = "$bwant" ]; then bindgen=$c; break; fi
+    done
+    if [ -z "$bindgen" ]; then
+        hint=$(apt_hint "$bver" bindgen)
+        fail "kernel $rel was built with '$bwant', which is not installed (bindgen here: $( (bindgen --version 2>/dev/null || echo none) | head -n1)): ${hint:-install bindgen $bver (apt install bindgen, or cargo install bindgen-cli --version $bver)}, or pass BINDGEN=/path/to/it"
+    fi
+    echo "BINDGEN=$bindgen"
+fi
+
+# The C compiler: clang for a clang kernel (DKMS appends CC=clang LD=ld.lld
+# or LLVM=1, which name no compiler where only clang-N is installed); for a
+# gcc kernel, the gcc its CONFIG_CC_VERSION_TEXT names.
 if [ "$(get CONFIG_CC_IS_CLANG)" = y ]; then
     major=$(( $(get CONFIG_CLANG_VERSION) / 10000 ))
-    # CC and LD spelled out too: DKMS appends CC=clang LD=ld.lld for clang
-    # kernels, which names no compiler where only clang-N is installed.
     if command -v "clang-$major" >/dev/null 2>&1; then
         echo "LLVM=-$major CC=clang-$major LD=ld.lld-$major"
     elif command -v clang >/dev/null 2>&1 && clang --version | grep -q "version $major\."; then
         echo "LLVM=1 CC=clang LD=ld.lld"
     else
-        fail "kernel $kdir was built with clang $major, which is not installed (apt-get install clang-$major lld-$major llvm-$major)"
+        fail "kernel $rel was built with clang $major, which is not installed: apt install clang-$major lld-$major llvm-$major"
+    fi
+else
+    cc=$(get CONFIG_CC_VERSION_TEXT | cut -d' ' -f1)
+    if command -v "$cc" >/dev/null 2>&1; then
+        [ "$mode" = --metadata ] && echo "CC=$cc"
+    else
+        # x86_64-linux-gnu-gcc-14 comes with gcc-14.
+        fail "kernel $rel was built with $(get CONFIG_CC_VERSION_TEXT), and $cc is not installed: apt install $(echo "$cc" | sed 's/^.*-linux-gnu-//')"
     fi
 fi
 for tool in rustfmt clippy-driver; do

@@ -3,7 +3,11 @@
 # with virtme-ng and run one command in it, as root, on the host's own
 # filesystem (read-only, but for the results directory).
 #
-#   scripts/vm.sh KDIR RESULTS_DIR COMMAND...
+#   scripts/vm.sh KDIR|IMAGE RESULTS_DIR COMMAND...
+#
+# TOA_VM_ROOT=DIR boots on that root filesystem instead of the host's (also
+# read-only; scripts/stock-boot.sh: a trixie root with a stock kernel); the
+# command then runs in / and RESULTS_DIR is /toa-results in the guest.
 #
 # RESULTS_DIR gets output.txt (the command's output), rc, dmesg.txt (the
 # guest's kernel log after the command) and console.log (QEMU's console).
@@ -12,8 +16,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-kdir=${1:?usage: vm.sh KDIR RESULTS_DIR COMMAND...}
-results=${2:?usage: vm.sh KDIR RESULTS_DIR COMMAND...}
+kdir=${1:?usage: vm.sh KDIR|IMAGE RESULTS_DIR COMMAND...}
+results=${2:?usage: vm.sh KDIR|IMAGE RESULTS_DIR COMMAND...}
 shift 2
 cmd=$(printf "%q " "$@")
 timeout=${TOA_VM_TIMEOUT:-1200}
@@ -29,20 +33,26 @@ accel=${TOA_VM_ACCEL:-tcg,thread=single}
 # Kernel log lines that fail a run whatever the command said.
 SPLAT='WARNING:|BUG:|Oops|KASAN:|UBSAN:|kernel BUG|general protection fault|Kernel panic|DEBUG_LOCKS_WARN_ON|lockdep is turned off|possible (circular|recursive) locking|suspicious RCU usage|hung_task|rcu_.*stall|Call Trace:'
 
-image=$kdir/arch/x86/boot/bzImage
+image=$kdir
+[ -f "$image" ] || image=$kdir/arch/x86/boot/bzImage
 [ -e "$image" ] || die "no kernel image $image"
 rm -rf "$results" && mkdir -p "$results"
 export PATH=$TOA_TOOLS/venv/bin:$PATH
+root_opts=() gres=$results gcwd=$TOA_ROOT
+if [ -n "${TOA_VM_ROOT:-}" ]; then
+    root_opts=(--root "$TOA_VM_ROOT") gres=/toa-results gcwd=/
+    mkdir -p "$TOA_VM_ROOT$gres"
+fi
 
 # Output to a file, not a pipe: daemons a test leaves behind would hold a
 # pipe open (and the VM up) after the command is done.
-guest="cd '$TOA_ROOT' && { $cmd; } > '$results/output.txt' 2>&1 < /dev/null; echo \$? > '$results/rc'; dmesg > '$results/dmesg.txt'"
+guest="cd '$gcwd' && { $cmd; } > '$gres/output.txt' 2>&1 < /dev/null; echo \$? > '$gres/rc'; dmesg > '$gres/dmesg.txt'"
 set +e
 # vng runs QEMU as a child: run it in a session of its own, so that a
 # timeout (or this script being stopped) takes the whole VM down with it.
-setsid vng --run "$image" --disable-kvm --force-9p --memory "$memory" --cpus "${TOA_VM_CPUS:-2}" \
-    --qemu-opts="-accel $accel${TOA_QEMU_OPTS:+ $TOA_QEMU_OPTS}" \
-    --rwdir "$results" --verbose --exec "$guest" >"$results/console.log" 2>&1 </dev/null &
+setsid vng --run "$image" "${root_opts[@]}" --disable-kvm --force-9p --memory "$memory" \
+    --cpus "${TOA_VM_CPUS:-2}" --qemu-opts="-accel $accel${TOA_QEMU_OPTS:+ $TOA_QEMU_OPTS}" \
+    --rwdir "$gres=$results" --verbose --exec "$guest" >"$results/console.log" 2>&1 </dev/null &
 vm=$!
 trap 'kill -KILL -- -$vm 2>/dev/null || true' EXIT INT TERM
 waited=0
@@ -76,7 +86,10 @@ elif [ "$(cat "$results/rc")" != 0 ]; then
     log "command exited $(cat "$results/rc") in the VM"
     fail=1
 fi
-splats=$(cat "$results/dmesg.txt" "$results/console.log" 2>/dev/null | grep -E "$SPLAT" | sort -u || true)
+# (virtme-ng-init's own messages on the console are not the kernel's: with a
+# root without systemd it warns that systemd-tmpfiles is missing.)
+splats=$(cat "$results/dmesg.txt" "$results/console.log" 2>/dev/null | grep -E "$SPLAT" \
+    | grep -v 'virtme-ng-init: ' | sort -u || true)
 if [ -n "$splats" ]; then
     log "kernel log shows a splat:"
     echo "$splats" | head -n 40 >&2

@@ -1,0 +1,13 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Read after the kernel's top Makefile by scripts/rust-meta.sh, in a copy of
+# a kernel's headers: one goal, toa-rust-meta, that builds only what an
+# out-of-tree Rust module is compiled against (scripts/target.json where
+# the architecture has one, and the rust/ directory: rust/*.rmeta,
+# libmacros.so...), without the rest of `make prepare` (host tools, objtool,
+# resolve_btfids, sign-file), which the headers already carry.
+
+PHONY += toa-rust-meta
+toa-rust-meta:
+	$(if $(wildcard $(srctree)/scripts/generate_rust_target.rs),$(Q)$(MAKE) $(build)=scripts scripts/target.json)
+	$(Q)$(MAKE) $(build)=rust
