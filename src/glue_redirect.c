@@ -365,28 +365,28 @@ static void toa_syn_recv_unregister(void)
  *   toa_redirect_exit_v4/v6(), which rewrites the peer and counts the call
  *   out.
  */
-#define TOA_DIRECT_ASM(fn, family)							\
+#define TOA_DIRECT_ASM(fn, family)						\
 	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"			\
 	".p2align 4\n\t"							\
 	".type toa_direct_" #fn ", @function\n"					\
 	"toa_direct_" #fn ":\n\t"						\
 	ASM_ENDBR								\
 	CALL_DEPTH_ACCOUNT							\
-	"leaq toa_redirected_" #fn "(%%rip), %%rax\n\t"				\
-	"addq $(.Ltoa_redirected_" #fn "_call - toa_redirected_" #fn "), %%rax\n\t" \
-	"cmpq %%rax, 8(%%rsp)\n\t"						\
+	"leaq toa_redirected_" #fn "(%rip), %rax\n\t"				\
+	"addq $(.Ltoa_redirected_" #fn "_call - toa_redirected_" #fn "), %rax\n\t" \
+	"cmpq %rax, 8(%rsp)\n\t"						\
 	"je 1f\n\t"								\
-	"testl %%edx, %%edx\n\t"						\
+	"testl %edx, %edx\n\t"							\
 	"jz 1f\n\t"								\
-	"movq %c[sock_sk](%%rdi), %%rax\n\t"					\
-	"testq %%rax, %%rax\n\t"						\
+	"movq toa_off_socket_sk(%rdi), %rax\n\t"				\
+	"testq %rax, %rax\n\t"							\
 	"jz 1f\n\t"								\
-	"movq %c[sk_user_data](%%rax), %%rax\n\t"				\
-	"shrq $56, %%rax\n\t"							\
-	"cmpb TOA_STASH_TAG(%%rip), %%al\n\t"					\
+	"movq toa_off_sk_user_data(%rax), %rax\n\t"				\
+	"shrq $56, %rax\n\t"							\
+	"cmpb TOA_STASH_TAG(%rip), %al\n\t"					\
 	"jne 1f\n\t"								\
-	"leaq toa_redirected_" #fn "(%%rip), %%rax\n\t"				\
-	"movq %%rax, (%%rsp)\n"							\
+	"leaq toa_redirected_" #fn "(%rip), %rax\n\t"				\
+	"movq %rax, (%rsp)\n"							\
 	"1:\n\t"								\
 	ASM_RET									\
 	".size toa_direct_" #fn ", .-toa_direct_" #fn "\n\t"			\
@@ -394,21 +394,21 @@ static void toa_syn_recv_unregister(void)
 	".type toa_redirected_" #fn ", @function\n"				\
 	"toa_redirected_" #fn ":\n\t"						\
 	ASM_ENDBR								\
-	"pushq %%rdi\n\t"							\
-	"pushq %%rsi\n\t"							\
-	"pushq %%rdx\n\t"							\
+	"pushq %rdi\n\t"							\
+	"pushq %rsi\n\t"							\
+	"pushq %rdx\n\t"							\
 	"call toa_redirect_enter\n\t"						\
-	"popq %%rdx\n\t"							\
-	"movq (%%rsp), %%rsi\n\t"						\
-	"movq 8(%%rsp), %%rdi\n\t"						\
+	"popq %rdx\n\t"								\
+	"movq (%rsp), %rsi\n\t"							\
+	"movq 8(%rsp), %rdi\n\t"						\
 	"call " #fn "\n\t"							\
 	".Ltoa_redirected_" #fn "_call:\n\t"					\
-	"popq %%rsi\n\t"							\
-	"popq %%rdi\n\t"							\
-	"pushq %%rax\n\t"							\
-	"movl %%eax, %%edx\n\t"							\
+	"popq %rsi\n\t"								\
+	"popq %rdi\n\t"								\
+	"pushq %rax\n\t"							\
+	"movl %eax, %edx\n\t"							\
 	"call toa_redirect_exit_" #family "\n\t"				\
-	"popq %%rax\n\t"							\
+	"popq %rax\n\t"								\
 	ASM_RET									\
 	".size toa_redirected_" #fn ", .-toa_redirected_" #fn "\n\t"		\
 	".popsection\n\t"
@@ -416,16 +416,23 @@ static void toa_syn_recv_unregister(void)
 void toa_direct_inet_getname(void);
 void toa_direct_inet6_getname(void);
 
-/* Never called: holds the trampolines, which need the offsets below. */
-static void __used toa_direct_code(void)
+/*
+ * The two offsets the trampolines read, as assembler symbols. The
+ * trampolines are basic asm (the kernel's CALL_DEPTH_ACCOUNT and ASM_RET
+ * strings are written for it), which takes no operands.
+ */
+static void __used toa_direct_offsets(void)
 {
-	asm volatile(TOA_DIRECT_ASM(inet_getname, v4)
-#if IS_ENABLED(CONFIG_IPV6)
-		     TOA_DIRECT_ASM(inet6_getname, v6)
-#endif
-		     : : [sock_sk] "i" (offsetof(struct socket, sk)),
-		     [sk_user_data] "i" (offsetof(struct sock, sk_user_data)));
+	asm volatile(".set toa_off_socket_sk, %c0\n\t"
+		     ".set toa_off_sk_user_data, %c1\n\t"
+		     : : "i" (offsetof(struct socket, sk)),
+		     "i" (offsetof(struct sock, sk_user_data)));
 }
+
+asm(TOA_DIRECT_ASM(inet_getname, v4));
+#if IS_ENABLED(CONFIG_IPV6)
+asm(TOA_DIRECT_ASM(inet6_getname, v6));
+#endif
 
 static struct ftrace_ops toa_direct_ops[TOA_REDIRECT_NR] = {
 	[0 ... TOA_REDIRECT_NR - 1] = {
