@@ -148,8 +148,17 @@ pub fn delta(before: &Stats, after: &Stats) -> Stats {
 }
 
 /// Check that the counters moved exactly as `want` says (others not at all).
+///
+/// With `hook=kretprobe` or `hook=fprobe`, `probe_missed` is left out: the
+/// kprobe core skips a handler whenever another kprobe is running on the same
+/// CPU (a softirq arriving while a task-context handler runs), which depends
+/// on timing, not on the case. Every case still checks the addresses it got.
 pub fn expect_delta(before: &Stats, want: &[(&str, u64)]) -> Result<()> {
-    let got = delta(before, &stats()?);
+    let mut got = delta(before, &stats()?);
+    let hook = std::fs::read_to_string("/sys/module/toa/parameters/hook").unwrap_or_default();
+    if matches!(hook.trim(), "kretprobe" | "fprobe") {
+        got.remove("probe_missed");
+    }
     let want: Stats = want.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
     if got != want {
         bail!("toa_stats moved by {got:?}, expected {want:?}");
