@@ -32,6 +32,15 @@ unsigned long toa_syn_probes_missed(void);
 void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 			const struct request_sock *req);
 
+/* glue_udp.c: the flow table, the netfilter hooks, UOA_SO_GET_LOOKUP,
+ * /proc/net/toa_udp */
+int toa_udp_table_init(void);
+void toa_udp_table_exit(void);
+int toa_udp_register(void);
+void toa_udp_unregister(void);
+int toa_udp_resize(unsigned long flows);
+void toa_udp_config_changed(void);
+
 /* glue_hooks.c: probes and the getsockopt */
 int toa_hooks_register(void);
 void toa_hooks_unregister(void);

@@ -601,7 +601,11 @@ impl<'a, L: Locks> Table<'a, L> {
                     continue;
                 }
                 matches += 1;
-                if best.is_none_or(|x| h.seen > x.seen) {
+                let newer = match &best {
+                    Some(x) => h.seen > x.seen,
+                    None => true,
+                };
+                if newer {
                     best = Some(Hit {
                         peer: h.c,
                         rs: h.b,
@@ -646,7 +650,11 @@ impl<'a, L: Locks> Table<'a, L> {
             } else {
                 &mut dead
             };
-            if pick.as_ref().is_none_or(|(_, x)| h.seen < x.seen) {
+            let older = match pick {
+                Some((_, x)) => h.seen < x.seen,
+                None => true,
+            };
+            if older {
                 *pick = Some((way, h));
             }
         }
