@@ -270,6 +270,37 @@ static void toa_udp_packet_init(struct toa_udp_packet *p, const struct toa_udp_n
 /* ------------------------------------------------------------------------ */
 /* Packet surgery. At PRE_ROUTING and LOCAL_OUT skb->data is the IP header. */
 
+/*
+ * Whether the UDP checksum field holds the pseudo-header sum for the device
+ * (or segmentation) to complete, rather than the checksum: CHECKSUM_PARTIAL,
+ * and every UDP GSO skb whatever its ip_summed (udp_send_skb leaves a GSO
+ * skb's as it was and __udp_gso_segment completes the sum; GRO does the
+ * same on receive). Then only the address is in it (the port is in the
+ * data the sum will cover).
+ */
+static bool toa_udp_csum_is_seed(const struct sk_buff *skb)
+{
+	return skb->ip_summed == CHECKSUM_PARTIAL || skb_is_gso(skb);
+}
+
+/* Replace `words` 32-bit words `from` by `to` in a pseudo-header sum. */
+static void toa_udp_seed_replace(__sum16 *sum, const __be32 *from, const __be32 *to,
+				 unsigned int words)
+{
+	__wsum s = csum_unfold(*sum);
+	unsigned int i;
+
+	for (i = 0; i < words; i++)
+		s = csum_add(csum_sub(s, (__force __wsum)from[i]), (__force __wsum)to[i]);
+	*sum = ~csum_fold(s);
+}
+
+/* GRO's frag lists keep a header per segment: left alone. */
+static bool toa_udp_rewritable(const struct sk_buff *skb)
+{
+	return !skb_is_gso(skb) || !(skb_shinfo(skb)->gso_type & SKB_GSO_FRAGLIST);
+}
+
 /* Write the source (rx) or destination (tx) address and port of the UDP
  * datagram, fixing the checksums as NAT does. */
 static int toa_udp_rewrite4(struct sk_buff *skb, bool src, const u8 *addr, const u8 *port)
@@ -280,8 +311,8 @@ static int toa_udp_rewrite4(struct sk_buff *skb, bool src, const u8 *addr, const
 	struct udphdr *uh;
 	struct iphdr *iph;
 
-	if (skb_ensure_writable(skb, ihl + sizeof(*uh)))
-		return -ENOMEM;
+	if (!toa_udp_rewritable(skb) || skb_ensure_writable(skb, ihl + sizeof(*uh)))
+		return -EINVAL;
 	iph = ip_hdr(skb);
 	uh = (struct udphdr *)((u8 *)iph + ihl);
 	ip = src ? &iph->saddr : &iph->daddr;
@@ -289,8 +320,10 @@ static int toa_udp_rewrite4(struct sk_buff *skb, bool src, const u8 *addr, const
 	memcpy(&newip, addr, sizeof(newip));
 	memcpy(&newport, port, sizeof(newport));
 	csum_replace4(&iph->check, *ip, newip);
-	/* An IPv4 datagram may go without a checksum (0). */
-	if (uh->check || skb->ip_summed == CHECKSUM_PARTIAL) {
+	if (toa_udp_csum_is_seed(skb)) {
+		toa_udp_seed_replace(&uh->check, ip, &newip, 1);
+	} else if (uh->check) {
+		/* An IPv4 datagram may go without a checksum (0). */
 		inet_proto_csum_replace4(&uh->check, skb, *ip, newip, true);
 		inet_proto_csum_replace2(&uh->check, skb, *pt, newport, false);
 		if (!uh->check)
@@ -308,8 +341,8 @@ static int toa_udp_rewrite6(struct sk_buff *skb, bool src, const u8 *addr, const
 	struct ipv6hdr *ip6h;
 	struct udphdr *uh;
 
-	if (skb_ensure_writable(skb, sizeof(*ip6h) + sizeof(*uh)))
-		return -ENOMEM;
+	if (!toa_udp_rewritable(skb) || skb_ensure_writable(skb, sizeof(*ip6h) + sizeof(*uh)))
+		return -EINVAL;
 	/* On receive, a checksum over the whole packet covers the IPv6
 	 * header too, which no field here corrects for: let UDP check in
 	 * software. */
@@ -321,10 +354,14 @@ static int toa_udp_rewrite6(struct sk_buff *skb, bool src, const u8 *addr, const
 	pt = src ? &uh->source : &uh->dest;
 	memcpy(&newip, addr, sizeof(newip));
 	memcpy(&newport, port, sizeof(newport));
-	inet_proto_csum_replace16(&uh->check, skb, ip->s6_addr32, newip.s6_addr32, true);
-	inet_proto_csum_replace2(&uh->check, skb, *pt, newport, false);
-	if (!uh->check)
-		uh->check = CSUM_MANGLED_0;
+	if (toa_udp_csum_is_seed(skb)) {
+		toa_udp_seed_replace(&uh->check, ip->s6_addr32, newip.s6_addr32, 4);
+	} else {
+		inet_proto_csum_replace16(&uh->check, skb, ip->s6_addr32, newip.s6_addr32, true);
+		inet_proto_csum_replace2(&uh->check, skb, *pt, newport, false);
+		if (!uh->check)
+			uh->check = CSUM_MANGLED_0;
+	}
 	*ip = newip;
 	*pt = newport;
 	return 0;
@@ -557,7 +594,7 @@ static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk
 	memcpy(p.dport, &uh->dest, 2);
 	toa_udp_tx(&p, &v);
 	toa_udp_activity(pn, &v);
-	if (!v.rewrite)
+	if (!v.rewrite || !toa_udp_rewritable(skb))
 		return NF_ACCEPT;
 	if (toa_udp_rewrite4(skb, false, v.addr, v.port))
 		return NF_DROP;
@@ -597,7 +634,7 @@ static noinline unsigned int toa_udp_out6_slow(struct toa_udp_net *pn, struct sk
 	memcpy(p.dport, &uh->dest, 2);
 	toa_udp_tx(&p, &v);
 	toa_udp_activity(pn, &v);
-	if (!v.rewrite)
+	if (!v.rewrite || !toa_udp_rewritable(skb))
 		return NF_ACCEPT;
 	if (toa_udp_rewrite6(skb, false, v.addr, v.port))
 		return NF_DROP;
