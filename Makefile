@@ -73,6 +73,7 @@ fuzz:
 	$(TOA)/scripts/bootstrap.sh
 	$(TOA)/scripts/fuzz.sh wire $(FUZZ_SECONDS) --save
 	$(TOA)/scripts/fuzz.sh config $(FUZZ_SECONDS) --save
+	$(TOA)/scripts/fuzz.sh udp $(FUZZ_SECONDS) --save
 
 # The crate root pulls in every module file; .rustfmt.toml follows the kernel's.
 fmt:

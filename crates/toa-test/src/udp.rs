@@ -141,13 +141,19 @@ pub fn client_addr(c: SocketAddr) -> ClientAddr {
     }
 }
 
-/// A datagram carrying a UOA for `client` in its IPv4 options (`ipo`).
-pub fn ipo(src: SocketAddrV4, dst: SocketAddrV4, client: SocketAddr, payload: &[u8]) -> Vec<u8> {
+/// The IPv4 options carrying a UOA for `client` (padded with EOL).
+pub fn ipo_options(client: SocketAddr) -> Vec<u8> {
     let (o, n) = uoa::encode(&client_addr(client));
     let mut opts = o[..n].to_vec();
     while opts.len() % 4 != 0 {
         opts.push(0);
     }
+    opts
+}
+
+/// A datagram carrying a UOA for `client` in its IPv4 options (`ipo`).
+pub fn ipo(src: SocketAddrV4, dst: SocketAddrV4, client: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let opts = ipo_options(client);
     let seg = udp_segment(src.into(), dst.into(), payload);
     ipv4(*src.ip(), *dst.ip(), UDP, &opts, &seg)
 }
