@@ -97,7 +97,7 @@ pub fn cases() -> Vec<Case> {
             tcp_fallback,
         ),
         Case::new(
-            "udp: Python server (recvfrom/sendto) and the C example server (recvfrom, recvmsg, recvmmsg) see and answer the client",
+            "udp: Python server (recvfrom/sendto), the C example server (recvfrom, recvmsg, recvmmsg) and the Rust one (toa-client, NAT64) see and answer the client",
             servers,
         ),
         Case::new(
@@ -890,7 +890,26 @@ fn servers(ctx: &Ctx) -> Result<()> {
         expect_back(ctx, f.rs, f.lip, b"c")?;
         srv.finish()?;
     }
-    Ok(())
+    // The Rust example (toa-client), a NAT64 flow: the datagram shows the
+    // balancer, the lookup the IPv6 client.
+    let Some(rust) = &ctx.rust_server else {
+        bail!("--rust-server not given");
+    };
+    let rust = rust.with_file_name("toa_udp_server");
+    let mut f = flow4(6028);
+    f.client = flow6(0).client;
+    let mut srv = Server::start(
+        &rust.display().to_string(),
+        &["0.0.0.0".into(), "6028".into(), "1".into()],
+    )?;
+    ctx.tun.send(&wire::opp(f.lip, f.rs, f.client, b"r"))?;
+    ensure_eq!(
+        srv.line()?,
+        format!("from={} real={}", f.lip, f.client),
+        "Rust example server, NAT64"
+    );
+    expect_back(ctx, f.rs, f.lip, b"r")?;
+    srv.finish()
 }
 
 const PY_RAW_ANNOUNCE: &str = r#"
