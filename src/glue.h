@@ -63,14 +63,16 @@ struct toa_udp_packet {
 	u8 pad;
 };
 
-/* Mirrors kapi::UdpVerdict (24 bytes). */
+/* Mirrors kapi::UdpVerdict (28 bytes). */
 struct toa_udp_verdict {
 	u8 addr[16];
 	u8 port[2];
+	u8 rsport[2];
 	u16 strip;
 	bool rewrite;
 	bool active;
-	u8 pad[2];
+	bool recorded;
+	u8 pad[3];
 };
 
 /* Mirrors kapi::UdpView (88 bytes). */

@@ -16,8 +16,9 @@
  *
  * Each namespace registers its own copy of the hooks, whose private
  * pointer is its state: the hooks find it without a lookup, and return
- * after a few loads for anything that is not UDP, ICMP or protocol 248, and
- * for UDP when the namespace had no flow within the timeout.
+ * after a few loads for anything that is not UDP, ICMP or protocol 248, for
+ * UDP when the namespace had no flow within the timeout, and for datagrams
+ * whose backend port never had a flow (a bitmap per namespace).
  */
 #define pr_fmt(fmt) "TOA: " fmt
 
@@ -221,6 +222,12 @@ enum {
 	TOA_UDP_NR_HOOKS,
 };
 
+/* Backend ports with flows, as a filter: a datagram whose backend-side
+ * port (its destination on receive, its source on send) has no bit is not
+ * looked up. Bits are set by every flow recorded and never cleared (a
+ * stale bit only costs a lookup). */
+#define TOA_UDP_PORT_BITS 2048
+
 struct toa_udp_net {
 	struct nf_hook_ops ops[TOA_UDP_NR_HOOKS];
 	u64 cookie;
@@ -228,6 +235,7 @@ struct toa_udp_net {
 	unsigned long last_active;
 	bool had_flow;
 	bool v6_hooks;
+	DECLARE_BITMAP(ports, TOA_UDP_PORT_BITS);
 };
 
 static unsigned int toa_udp_net_id __read_mostly;
@@ -245,12 +253,23 @@ static __always_inline bool toa_udp_looking(const struct toa_udp_net *pn)
 	return READ_ONCE(toa_udp_rewrite_on) && toa_udp_live(pn);
 }
 
+static __always_inline bool toa_udp_port_maybe(const struct toa_udp_net *pn, __be16 port)
+{
+	return test_bit(ntohs(port) % TOA_UDP_PORT_BITS, pn->ports);
+}
+
 /* A flow was recorded or refreshed: the namespace is live (one store a
  * second at most, as flows are refreshed). */
 static void toa_udp_activity(struct toa_udp_net *pn, const struct toa_udp_verdict *v)
 {
 	unsigned long now = jiffies;
 
+	if (v->recorded) {
+		unsigned int bit = get_unaligned_be16(v->rsport) % TOA_UDP_PORT_BITS;
+
+		if (!test_bit(bit, pn->ports))
+			set_bit(bit, pn->ports);
+	}
 	if (!v->active)
 		return;
 	if (!READ_ONCE(pn->had_flow) || time_after(now, READ_ONCE(pn->last_active) + HZ / 2)) {
@@ -455,17 +474,24 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 {
 	const struct iphdr *iph = ip_hdr(skb);
 	unsigned int ihl = iph->ihl * 4;
+	const struct udphdr *uh = NULL;
 	struct toa_udp_verdict v;
 	struct toa_udp_packet p;
 	u8 buf[TOA_OPP_MAX + sizeof(struct udphdr)];
-	const struct udphdr *uh;
 	struct udphdr _uh;
 
-	BUILD_BUG_ON(sizeof(p) != 72 || sizeof(v) != 24 || sizeof(struct toa_udp_view) != 88);
+	BUILD_BUG_ON(sizeof(p) != 72 || sizeof(v) != 28 || sizeof(struct toa_udp_view) != 88);
 	if (ip_is_fragment(iph)) {
 		if (iph->protocol != IPPROTO_ICMP)
 			toa_udp_fragment();
 		return NF_ACCEPT;
+	}
+	if (iph->protocol == IPPROTO_UDP) {
+		uh = skb_header_pointer(skb, ihl, sizeof(_uh), &_uh);
+		/* Without options (a UOA), only a backend port with flows
+		 * needs a look. */
+		if (!uh || (ihl == sizeof(*iph) && !toa_udp_port_maybe(pn, uh->dest)))
+			return NF_ACCEPT;
 	}
 	toa_udp_packet_init(&p, pn);
 	memcpy(p.saddr, &iph->saddr, 4);
@@ -474,11 +500,10 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 	case IPPROTO_ICMP:
 		p.kind = TOA_UDP_ICMP;
 		p.msg_len = skb->len - ihl;
-		p.hdr = skb_header_pointer(skb, ihl, min_t(unsigned int, p.msg_len, TOA_ICMP_MAX),
-					   buf);
+		p.hdr_len = min_t(unsigned int, p.msg_len, TOA_ICMP_MAX);
+		p.hdr = skb_header_pointer(skb, ihl, p.hdr_len, buf);
 		if (!p.hdr)
 			return NF_ACCEPT;
-		p.hdr_len = min_t(unsigned int, p.msg_len, TOA_ICMP_MAX);
 		toa_udp_rx(&p, &v);
 		toa_udp_activity(pn, &v);
 		return NF_ACCEPT;
@@ -489,9 +514,6 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 			return NF_ACCEPT;
 		break;
 	default:
-		uh = skb_header_pointer(skb, ihl, sizeof(_uh), &_uh);
-		if (!uh)
-			return NF_ACCEPT;
 		memcpy(p.sport, &uh->source, 2);
 		memcpy(p.dport, &uh->dest, 2);
 		if (ihl > sizeof(*iph)) {
@@ -529,27 +551,29 @@ static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf
 static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_buff *skb)
 {
 	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
+	const struct udphdr *uh = NULL;
 	struct toa_udp_verdict v;
 	struct toa_udp_packet p;
 	u8 buf[TOA_OPP_MAX + sizeof(struct udphdr)];
-	const struct udphdr *uh;
 	struct udphdr _uh;
 
+	if (ip6h->nexthdr == IPPROTO_UDP) {
+		uh = skb_header_pointer(skb, sizeof(*ip6h), sizeof(_uh), &_uh);
+		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
+			return NF_ACCEPT;
+	}
 	toa_udp_packet_init(&p, pn);
 	p.v6 = true;
 	memcpy(p.saddr, &ip6h->saddr, 16);
 	memcpy(p.daddr, &ip6h->daddr, 16);
-	if (ip6h->nexthdr == TOA_IPPROTO_OPP) {
+	if (uh) {
+		memcpy(p.sport, &uh->source, 2);
+		memcpy(p.dport, &uh->dest, 2);
+	} else {
 		p.kind = TOA_UDP_OPP;
 		toa_udp_opp_bytes(skb, sizeof(*ip6h), &p, buf);
 		if (!p.hdr)
 			return NF_ACCEPT;
-	} else {
-		uh = skb_header_pointer(skb, sizeof(*ip6h), sizeof(_uh), &_uh);
-		if (!uh)
-			return NF_ACCEPT;
-		memcpy(p.sport, &uh->source, 2);
-		memcpy(p.dport, &uh->dest, 2);
 	}
 	toa_udp_rx(&p, &v);
 	return toa_udp_in_finish(pn, skb, &v, sizeof(*ip6h), true);
@@ -585,7 +609,7 @@ static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk
 	if (ip_is_fragment(iph))
 		return NF_ACCEPT;
 	uh = skb_header_pointer(skb, ip_hdrlen(skb), sizeof(_uh), &_uh);
-	if (!uh)
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
 		return NF_ACCEPT;
 	toa_udp_packet_init(&p, pn);
 	memcpy(p.saddr, &iph->saddr, 4);
@@ -624,7 +648,7 @@ static noinline unsigned int toa_udp_out6_slow(struct toa_udp_net *pn, struct sk
 	int err;
 
 	uh = skb_header_pointer(skb, sizeof(*ip6h), sizeof(_uh), &_uh);
-	if (!uh)
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
 		return NF_ACCEPT;
 	toa_udp_packet_init(&p, pn);
 	p.v6 = true;

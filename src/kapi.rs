@@ -111,17 +111,21 @@ pub struct UdpVerdict {
     pub addr: [u8; 16],
     /// The port to write.
     pub port: [u8; 2],
+    /// If `recorded`: the backend's port of the flow recorded.
+    pub rsport: [u8; 2],
     /// Option protocol bytes to remove before the UDP header (0: none).
     pub strip: u16,
     /// Whether to write `addr` and `port`.
     pub rewrite: bool,
     /// Whether a flow of the namespace was recorded or refreshed.
     pub active: bool,
+    /// Whether a flow was recorded (its backend port in `rsport`).
+    pub recorded: bool,
     /// Padding, zero.
-    pub pad: [u8; 2],
+    pub pad: [u8; 3],
 }
 
-const _: () = assert!(core::mem::size_of::<UdpVerdict>() == 24);
+const _: () = assert!(core::mem::size_of::<UdpVerdict>() == 28);
 
 /// `struct uoa_param_map` of `<linux/toa.h>` (DPVS's, packed, 58 bytes):
 /// every field as bytes, so the struct needs no packing.

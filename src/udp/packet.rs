@@ -87,19 +87,20 @@ unsafe fn record(p: &UdpPacket, key: &FlowKey, client: &ClientAddr, via: Via) ->
     unsafe { flows::announce(key, client, via, p.now_ms) }
 }
 
-/// An ICMP message: record the flow if it is an announcement.
+/// An ICMP message: record the flow if it is an announcement; the flow's
+/// backend port if one was recorded.
 ///
 /// # Safety
 ///
 /// As for [`toa_udp_rx`].
-unsafe fn icmp(p: &UdpPacket) -> bool {
+unsafe fn icmp(p: &UdpPacket) -> Option<[u8; 2]> {
     // SAFETY: the caller guarantees `hdr`.
     let msg = unsafe { p.hdr() };
     let a = match announce::parse(msg, p.msg_len as usize, &toa_config::rules().kinds) {
-        Parsed::NotOurs => return false,
+        Parsed::NotOurs => return None,
         Parsed::Bad(_) => {
             stats::inc(Counter::CaIcmpBad);
-            return false;
+            return None;
         }
         Parsed::Ok(a) => a,
     };
@@ -114,7 +115,7 @@ unsafe fn icmp(p: &UdpPacket) -> bool {
     if recorded {
         stats::inc(Counter::CaIcmpOk);
     }
-    recorded
+    recorded.then_some(a.rsport)
 }
 
 /// A packet on its way in.
@@ -135,7 +136,11 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
     match p.kind {
         UdpPacket::ICMP => {
             // SAFETY: the caller guarantees `hdr` and RCU.
-            v.active = unsafe { icmp(p) };
+            if let Some(rsport) = unsafe { icmp(p) } {
+                v.active = true;
+                v.recorded = true;
+                v.rsport = rsport;
+            }
             return;
         }
         UdpPacket::IPO => {
@@ -172,6 +177,8 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
         _ => {}
     }
     v.active = recorded;
+    v.recorded = recorded;
+    v.rsport = p.dport;
     if !config::rewrite() || !(p.live || recorded) {
         return;
     }
