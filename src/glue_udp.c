@@ -159,7 +159,7 @@ int toa_udp_resize(unsigned long flows)
 {
 	struct toa_udp_table *old, *new = NULL;
 
-	if (!toa_udp_ready)
+	if (!READ_ONCE(toa_udp_ready))
 		return 0;	/* a module parameter: init allocates */
 	if (flows) {
 		new = toa_udp_table_alloc(flows);
@@ -167,6 +167,13 @@ int toa_udp_resize(unsigned long flows)
 			return -ENOMEM;
 	}
 	mutex_lock(&toa_udp_table_mutex);
+	if (!toa_udp_ready) {
+		/* A module parameter before init (init allocates), or a write
+		 * racing the unload: nothing to replace. */
+		mutex_unlock(&toa_udp_table_mutex);
+		toa_udp_table_free(new);
+		return 0;
+	}
 	old = rcu_replace_pointer(toa_udp_tab, new, lockdep_is_held(&toa_udp_table_mutex));
 	synchronize_rcu();
 	if (old && new) {
@@ -193,8 +200,10 @@ int toa_udp_table_init(void)
 		if (!t)
 			return -ENOMEM;
 	}
+	mutex_lock(&toa_udp_table_mutex);
 	rcu_assign_pointer(toa_udp_tab, t);
-	toa_udp_ready = true;
+	WRITE_ONCE(toa_udp_ready, true);
+	mutex_unlock(&toa_udp_table_mutex);
 	return 0;
 }
 
@@ -205,7 +214,7 @@ void toa_udp_table_exit(void)
 
 	mutex_lock(&toa_udp_table_mutex);
 	t = rcu_replace_pointer(toa_udp_tab, NULL, lockdep_is_held(&toa_udp_table_mutex));
-	toa_udp_ready = false;
+	WRITE_ONCE(toa_udp_ready, false);
 	mutex_unlock(&toa_udp_table_mutex);
 	synchronize_rcu();
 	toa_udp_table_free(t);

@@ -496,15 +496,23 @@ fn main() -> Result<()> {
                     variants[i].name
                 );
             }
+            let (setup, accept) = setup_rate(&tun, &l, n_setup)?;
+            let (peer_plain, peer_toa, peer_toa6) = (
+                peer_rate(&plain, n_peer)?,
+                peer_rate(&toa_fd, n_peer)?,
+                peer_rate(&fd6, n_peer)?,
+            );
+            // Whatever a module load left to background work is done by
+            // now; let it finish before the UDP loops are timed.
+            std::thread::sleep(Duration::from_millis(300));
             let (udp_plain, udp_miss, udp_port, udp_flow) =
                 udp_rates(n_udp, variants[i].hook.is_some(), verify)?;
-            let (setup, accept) = setup_rate(&tun, &l, n_setup)?;
             let s = Sample {
                 setup,
                 accept,
-                peer_plain: peer_rate(&plain, n_peer)?,
-                peer_toa: peer_rate(&toa_fd, n_peer)?,
-                peer_toa6: peer_rate(&fd6, n_peer)?,
+                peer_plain,
+                peer_toa,
+                peer_toa6,
                 udp_plain,
                 udp_miss,
                 udp_port,
