@@ -536,14 +536,28 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 	return toa_udp_in_finish(pn, skb, &v, ihl, false);
 }
 
+/* The UDP header at `off`, read cheaply; NULL if the packet is shorter. */
+static __always_inline const struct udphdr *toa_udp_header(const struct sk_buff *skb,
+							   unsigned int off, struct udphdr *buf)
+{
+	return skb_header_pointer(skb, off, sizeof(*buf), buf);
+}
+
 static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
 {
 	struct toa_udp_net *pn = priv;
 	const struct iphdr *iph = ip_hdr(skb);
+	const struct udphdr *uh;
+	struct udphdr _uh;
 
 	switch (iph->protocol) {
 	case IPPROTO_UDP:
-		if (iph->ihl == 5 && !toa_udp_looking(pn))
+		if (iph->ihl != 5)
+			break;	/* options: maybe a UOA */
+		if (!toa_udp_looking(pn))
+			return NF_ACCEPT;
+		uh = toa_udp_header(skb, sizeof(*iph), &_uh);
+		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
 			return NF_ACCEPT;
 		break;
 	case IPPROTO_ICMP:
@@ -591,10 +605,15 @@ static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_
 static unsigned int toa_udp_in6(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
 {
 	struct toa_udp_net *pn = priv;
+	const struct udphdr *uh;
+	struct udphdr _uh;
 
 	switch (ipv6_hdr(skb)->nexthdr) {
 	case IPPROTO_UDP:
 		if (!toa_udp_looking(pn))
+			return NF_ACCEPT;
+		uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
+		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
 			return NF_ACCEPT;
 		break;
 	case TOA_IPPROTO_OPP:
@@ -640,8 +659,13 @@ static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk
 static unsigned int toa_udp_out4(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
 {
 	struct toa_udp_net *pn = priv;
+	const struct udphdr *uh;
+	struct udphdr _uh;
 
 	if (ip_hdr(skb)->protocol != IPPROTO_UDP || !toa_udp_looking(pn))
+		return NF_ACCEPT;
+	uh = toa_udp_header(skb, ip_hdrlen(skb), &_uh);
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
 		return NF_ACCEPT;
 	return toa_udp_out4_slow(pn, skb, state);
 }
@@ -680,8 +704,13 @@ static noinline unsigned int toa_udp_out6_slow(struct toa_udp_net *pn, struct sk
 static unsigned int toa_udp_out6(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
 {
 	struct toa_udp_net *pn = priv;
+	const struct udphdr *uh;
+	struct udphdr _uh;
 
 	if (ipv6_hdr(skb)->nexthdr != IPPROTO_UDP || !toa_udp_looking(pn))
+		return NF_ACCEPT;
+	uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
 		return NF_ACCEPT;
 	return toa_udp_out6_slow(pn, skb, state);
 }
