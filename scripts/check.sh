@@ -133,7 +133,8 @@ for k in $kernels; do
     res=$TOA_CACHE/results/$k-e2e
     scripts/vm.sh "$kdir" "$res" tests/e2e/fullnat.sh \
         "modprobe -d $inst/$root_dir toa" "modprobe -d $inst/$root_dir -r toa" \
-        "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c" >/dev/null
+        "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c" \
+        "$TOA_CACHE/bin/toa_udp_server_c" >/dev/null
     sed -n '/^server /,/^$/p' "$res/output.txt"
     sed "s/^/$k e2e: /" "$res/output.txt" | grep -E ': (ok|not ok) '
     count_from "$res/output.txt" "$k e2e"
