@@ -252,7 +252,8 @@ static unsigned int toa_udp_net_id __read_mostly;
 /* Whether the namespace may have a live flow. */
 static __always_inline bool toa_udp_live(const struct toa_udp_net *pn)
 {
-	return READ_ONCE(pn->had_flow) &&
+	/* Acquire: a namespace seen with a flow is seen with its stamp. */
+	return smp_load_acquire(&pn->had_flow) &&
 	       time_before(jiffies, READ_ONCE(pn->last_active) + READ_ONCE(toa_udp_live_jiffies));
 }
 
@@ -283,7 +284,7 @@ static void toa_udp_activity(struct toa_udp_net *pn, const struct toa_udp_verdic
 		return;
 	if (!READ_ONCE(pn->had_flow) || time_after(now, READ_ONCE(pn->last_active) + HZ / 2)) {
 		WRITE_ONCE(pn->last_active, now);
-		WRITE_ONCE(pn->had_flow, true);
+		smp_store_release(&pn->had_flow, true);
 	}
 }
 
