@@ -34,7 +34,7 @@ APT_PACKAGES=(
     dwarves
     udev busybox-static
     iproute2
-    nginx-light curl nftables libnetfilter-queue1 dkms
+    nginx-light curl nftables libnetfilter-queue1 dkms dnsmasq-base
 )
 BINDGEN_VERSION=0.72.1
 CARGO_FUZZ_VERSION=0.13.1

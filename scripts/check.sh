@@ -73,7 +73,7 @@ while read -r p f; do
 done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$host_log")
 grep -q '^test result' "$host_log" || result "host: cargo test ran" 1
 fuzz_seconds=${TOA_FUZZ_SECONDS:-20}
-for target in wire config; do
+for target in wire config udp; do
     scripts/fuzz.sh "$target" "$fuzz_seconds" >"$TOA_CACHE/fuzz-$target.log" 2>&1
     rc=$?
     grep -E '^Done [0-9]+ runs' "$TOA_CACHE/fuzz-$target.log" | sed "s/^/    fuzz $target: /"
@@ -86,7 +86,9 @@ cargo build --release -p toa-balancer -q; result "host: toa-balancer (NFQUEUE + 
 mkdir -p "$TOA_CACHE/bin"
 gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I include/uapi examples/toa_server.c -o "$TOA_CACHE/bin/toa_server_c"
 result "host: C example server builds (gcc -Werror)" $?
-printf '#include <linux/toa.h>\nstatic_assert(sizeof(struct toa_nat64_peer) == 20, "ABI");\nint main() { return TOA_SO_GET_LOOKUP != 4096; }\n' \
+gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I include/uapi examples/toa_udp_server.c -o "$TOA_CACHE/bin/toa_udp_server_c"
+result "host: C UDP example server builds (gcc -Werror)" $?
+printf '#include <linux/toa.h>\nstatic_assert(sizeof(struct toa_nat64_peer) == 20, "ABI");\nstatic_assert(sizeof(struct uoa_param_map) == 58, "ABI");\nint main() { return TOA_SO_GET_LOOKUP != 4096 || UOA_SO_GET_LOOKUP != 2048; }\n' \
     | g++ -std=c++17 -Wall -Wextra -Werror -I include/uapi -x c++ - -o "$TOA_CACHE/bin/toa_h_cxx" && "$TOA_CACHE/bin/toa_h_cxx"
 result "host: <linux/toa.h> compiles as C++ with the C ABI" $?
 
@@ -118,6 +120,7 @@ for k in $kernels; do
     vmtest=("$CARGO_TARGET_DIR/release/toa-vmtest" --module "$ko"
         --claim-module "$kmods/toa_claim.ko"
         --c-server "$TOA_CACHE/bin/toa_server_c"
+        --c-udp-server "$TOA_CACHE/bin/toa_udp_server_c"
         --rust-server "$CARGO_TARGET_DIR/release/examples/toa_server")
     # Every other hook mechanism, the whole suite again (fewer unload
     # cycles under churn: the mechanism, not the count, is what differs),
@@ -162,7 +165,8 @@ for k in $kernels; do
     res=$TOA_CACHE/results/$k-e2e
     scripts/vm.sh "$kdir" "$res" tests/e2e/fullnat.sh \
         "modprobe -d $inst/$root_dir toa" "modprobe -d $inst/$root_dir -r toa" \
-        "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c" >/dev/null
+        "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c" \
+        "$TOA_CACHE/bin/toa_udp_server_c" >/dev/null
     sed -n '/^server /,/^$/p' "$res/output.txt"
     sed "s/^/$k e2e: /" "$res/output.txt" | grep -E ': (ok|not ok) '
     count_from "$res/output.txt" "$k e2e"

@@ -31,7 +31,7 @@ PIN_OLD=7.2.12+deb13-amd64
 PIN_NEW=7.3.4+deb13-amd64
 NORUST_META="linux-image-amd64 linux-headers-amd64"
 TOOLCHAIN="dkms rustc rust-src bindgen gcc make xz-utils openssl"
-GUEST="kmod procps iproute2 python3 curl nginx-light nftables libnetfilter-queue1"
+GUEST="kmod procps iproute2 python3 curl nginx-light nftables libnetfilter-queue1 dnsmasq-base"
 
 mirror=$(awk '/^URIs:/ && $2 ~ /debian$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 mirror=${mirror:-http://deb.debian.org/debian}

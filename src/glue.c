@@ -9,6 +9,8 @@
  *   glue_records.c  sk_user_data and the IPv6 client records
  *   glue_hooks.c    probes, the TOA_SO_GET_LOOKUP getsockopt
  *   glue_syn.c      the handshake table and the SYN-side probes
+ *   glue_udp.c      UDP clients: the flow table, netfilter hooks, the UOA
+ *                   getsockopt, /proc/net/toa_udp
  *
  * This file brings them up and down in order.
  */
@@ -24,35 +26,56 @@ void toa_synchronize_rcu(void)
 	synchronize_rcu();
 }
 
+void toa_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void toa_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
+}
+
 int toa_glue_register(void)
 {
 	int err;
 
-	/* The table first and gone last: procfs reads it. */
+	/* The tables first and gone last: procfs, sysctls and the handshake
+	 * probes read them. */
 	err = toa_syn_table_init();
 	if (err)
 		return err;
-	err = toa_admin_register();
+	err = toa_udp_table_init();
 	if (err)
 		goto exit_table;
+	err = toa_admin_register();
+	if (err)
+		goto exit_udp_table;
 	err = toa_records_init();
 	if (err)
 		goto unregister_admin;
 	err = toa_hooks_register();
 	if (err)
 		goto exit_records;
-	/* Feeding the table last: whatever it gets has a consumer. */
-	err = toa_syn_hooks_register();
+	err = toa_udp_register();
 	if (err)
 		goto unregister_hooks;
+	/* Feeding the handshake table last: whatever it gets has a consumer. */
+	err = toa_syn_hooks_register();
+	if (err)
+		goto unregister_udp;
 	return 0;
 
+unregister_udp:
+	toa_udp_unregister();
 unregister_hooks:
 	toa_hooks_unregister();
 exit_records:
 	toa_records_exit();
 unregister_admin:
 	toa_admin_unregister();
+exit_udp_table:
+	toa_udp_table_exit();
 exit_table:
 	toa_syn_table_exit();
 	return err;
@@ -61,8 +84,10 @@ exit_table:
 void toa_glue_unregister(void)
 {
 	toa_syn_hooks_unregister();
+	toa_udp_unregister();
 	toa_hooks_unregister();
 	toa_records_exit();
 	toa_admin_unregister();
+	toa_udp_table_exit();
 	toa_syn_table_exit();
 }

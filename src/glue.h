@@ -15,6 +15,7 @@ struct sock;
 struct sockaddr_in;
 struct sockaddr_in6;
 struct toa_nat64_peer;
+struct uoa_param_map;
 
 /* Mirrors kapi::V6Client: the head of every IPv6 record. */
 struct toa_v6_client {
@@ -22,7 +23,7 @@ struct toa_v6_client {
 	u8 port[2];
 };
 
-/* Mirrors kapi::Handshake (64 bytes, checked on both sides). */
+/* Mirrors kapi::Handshake (72 bytes, checked on both sides). */
 struct toa_handshake {
 	const u8 *options;
 	u32 options_len;
@@ -35,6 +36,60 @@ struct toa_handshake {
 	u8 dport[2];
 	u32 isn;
 	u64 now_ms;
+	u64 net;		/* a child's network namespace cookie, else 0 */
+};
+
+/* Mirrors kapi::UdpPacket (72 bytes). */
+enum toa_udp_kind {
+	TOA_UDP_PLAIN,
+	TOA_UDP_IPO,
+	TOA_UDP_OPP,
+	TOA_UDP_ICMP,
+};
+
+struct toa_udp_packet {
+	u64 net;
+	u64 now_ms;
+	const u8 *hdr;
+	u32 hdr_len;
+	u32 msg_len;
+	u8 saddr[16];
+	u8 daddr[16];
+	u8 sport[2];
+	u8 dport[2];
+	bool v6;
+	u8 kind;		/* enum toa_udp_kind */
+	bool live;
+	u8 pad;
+};
+
+/* Mirrors kapi::UdpVerdict (28 bytes). */
+struct toa_udp_verdict {
+	u8 addr[16];
+	u8 port[2];
+	u8 rsport[2];
+	u16 strip;
+	bool rewrite;
+	bool active;
+	bool recorded;
+	u8 pad[3];
+};
+
+/* Mirrors kapi::UdpView (88 bytes). */
+struct toa_udp_view {
+	u8 lip[16];
+	u8 rs[16];
+	u8 client[16];
+	u8 lport[2];
+	u8 rsport[2];
+	u8 cport[2];
+	bool v6;
+	bool client_v6;
+	bool tcp;
+	u8 pad[7];
+	const char *via;
+	u64 age_ms;
+	u64 idle_ms;
 };
 
 /* ---- implemented in Rust ---- */
@@ -67,6 +122,28 @@ size_t toa_trust_read(u8 *buf, size_t size);
 /* stats.rs */
 unsigned int toa_stat_count(void);
 const char *toa_stat_name(unsigned int index);
+/* udp/packet.rs: in a netfilter hook (RCU held) */
+void toa_udp_rx(const struct toa_udp_packet *p, struct toa_udp_verdict *v);
+void toa_udp_tx(const struct toa_udp_packet *p, struct toa_udp_verdict *v);
+void toa_udp_fragment(void);
+/* udp/sockopt.rs: RCU held; 0, -EINVAL or -ENOENT */
+int toa_uoa_lookup(u64 net, u64 now_ms, struct uoa_param_map *map);
+/* udp/flows.rs */
+void toa_udp_table_shape(unsigned long flows, unsigned int *buckets, size_t *bucket_bytes);
+void toa_udp_migrate(const void *old, const void *old_buckets, unsigned int old_n,
+		     const void *new, const void *new_buckets, unsigned int new_n, u64 now_ms);
+void toa_udp_dropped_all(void);
+void toa_udp_net_exit(u64 net);		/* RCU held */
+unsigned long toa_udp_flow_count(void);
+int toa_udp_view(u64 net, u64 now_ms, unsigned long index, struct toa_udp_view *out); /* RCU */
+/* udp/config.rs: writes with toa_config_mutex held */
+int toa_udp_config_rewrite(void);
+int toa_udp_config_write_rewrite(const u8 *text, size_t len);
+unsigned int toa_udp_config_timeout(void);
+int toa_udp_config_write_timeout(const u8 *text, size_t len);
+unsigned long toa_udp_config_max_flows(void);
+int toa_udp_config_parse_max_flows(const u8 *text, size_t len, unsigned long *out);
+void toa_udp_config_set_max_flows(unsigned long flows);
 
 /* ---- implemented in C (glue.c), called from Rust ---- */
 
@@ -74,7 +151,13 @@ int toa_glue_register(void);
 void toa_glue_unregister(void);
 int toa_hook_kind(void);
 void toa_stat_inc(unsigned int counter);
+void toa_stat_add(unsigned int counter, u64 n);
 void toa_synchronize_rcu(void);
+void toa_rcu_read_lock(void);
+void toa_rcu_read_unlock(void);
+const void *toa_udp_table(void **buckets, unsigned int *nbuckets);
+void toa_udp_lock(const void *table, unsigned int bucket);
+void toa_udp_unlock(const void *table, unsigned int bucket);
 u64 toa_random_u64(void);
 void *toa_syn_lock(unsigned int bucket, unsigned long *flags);
 void toa_syn_unlock(unsigned int bucket, unsigned long flags);

@@ -24,7 +24,7 @@
 /* ------------------------------------------------------------------------ */
 /* Per-CPU counters: names and order belong to stats.rs.                    */
 
-#define TOA_MAX_COUNTERS 32
+#define TOA_MAX_COUNTERS 64
 
 struct toa_counters {
 	u64 v[TOA_MAX_COUNTERS];
@@ -37,6 +37,12 @@ void toa_stat_inc(unsigned int counter)
 {
 	if (likely(counter < toa_nr_counters))
 		this_cpu_inc(toa_counters->v[counter]);
+}
+
+void toa_stat_add(unsigned int counter, u64 n)
+{
+	if (likely(counter < toa_nr_counters))
+		this_cpu_add(toa_counters->v[counter], n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -67,8 +73,8 @@ static int toa_stats_show(struct seq_file *seq, void *v)
 		seq_printf(seq, " %12llu\n", total);
 	}
 
-	/* Not per-CPU: events the probe core could not hand to toa, and the
-	 * entries the handshake table holds now. */
+	/* Not per-CPU: events the probe core could not hand to toa, the
+	 * entries the handshake table holds now, and the UDP flows. */
 	seq_printf(seq, "%-24s", "probe_missed");
 	for_each_online_cpu(cpu)
 		seq_printf(seq, " %12s", "-");
@@ -77,6 +83,10 @@ static int toa_stats_show(struct seq_file *seq, void *v)
 	for_each_online_cpu(cpu)
 		seq_printf(seq, " %12s", "-");
 	seq_printf(seq, " %12lu\n", toa_syn_occupied());
+	seq_printf(seq, "%-24s", "udp_flows");
+	for_each_online_cpu(cpu)
+		seq_printf(seq, " %12s", "-");
+	seq_printf(seq, " %12lu\n", toa_udp_flow_count());
 	return 0;
 }
 
@@ -105,12 +115,16 @@ static struct pernet_operations toa_net_ops = {
 
 static DEFINE_MUTEX(toa_config_mutex);
 
-/* What a config write does: which setting (a slot, the list, the switch). */
+/* What a config write does: which setting (a slot, the list, the switch,
+ * the UDP settings of udp/config.rs). */
 enum toa_setting {
 	TOA_SET_ADDR,		/* tcpopt_addr: slot 0 */
 	TOA_SET_ADDR_V6,	/* tcpopt_addr_v6: slot 1 */
 	TOA_SET_KINDS,
 	TOA_SET_CDN,
+	TOA_SET_UDP_REWRITE,
+	TOA_SET_UDP_TIMEOUT,
+	TOA_SET_UDP_MAX_FLOWS,
 };
 
 static int toa_config_set(enum toa_setting what, const u8 *text, size_t len)
@@ -129,9 +143,29 @@ static int toa_config_set(enum toa_setting what, const u8 *text, size_t len)
 	case TOA_SET_CDN:
 		err = toa_config_write_cdn(text, len);
 		break;
+	case TOA_SET_UDP_REWRITE:
+		err = toa_udp_config_write_rewrite(text, len);
+		break;
+	case TOA_SET_UDP_TIMEOUT:
+		err = toa_udp_config_write_timeout(text, len);
+		break;
+	case TOA_SET_UDP_MAX_FLOWS: {
+		unsigned long flows;
+
+		/* The table is reallocated (in this context) before the new
+		 * size is recorded; a failed allocation changes nothing. */
+		err = toa_udp_config_parse_max_flows(text, len, &flows);
+		if (!err)
+			err = toa_udp_resize(flows);
+		if (!err)
+			toa_udp_config_set_max_flows(flows);
+		break;
+	}
 	default:
 		err = -EINVAL;
 	}
+	if (!err)
+		toa_udp_config_changed();
 	mutex_unlock(&toa_config_mutex);
 	return err;
 }
@@ -139,7 +173,18 @@ static int toa_config_set(enum toa_setting what, const u8 *text, size_t len)
 /* The value of a numeric setting. */
 static int toa_config_get(enum toa_setting what)
 {
-	return what == TOA_SET_CDN ? toa_config_cdn() : toa_config_kind(what);
+	switch (what) {
+	case TOA_SET_CDN:
+		return toa_config_cdn();
+	case TOA_SET_UDP_REWRITE:
+		return toa_udp_config_rewrite();
+	case TOA_SET_UDP_TIMEOUT:
+		return toa_udp_config_timeout();
+	case TOA_SET_UDP_MAX_FLOWS:
+		return toa_udp_config_max_flows();
+	default:
+		return toa_config_kind(what);
+	}
 }
 
 /* The kinds in force as text, without a final newline, into buf. */
@@ -274,6 +319,24 @@ static struct ctl_table toa_sysctl_table[] = {
 		.mode = 0644,
 		.proc_handler = toa_trust_sysctl,
 	},
+	{
+		.procname = "udp_rewrite",
+		.mode = 0644,
+		.proc_handler = toa_kind_sysctl,
+		.extra1 = (void *)TOA_SET_UDP_REWRITE,
+	},
+	{
+		.procname = "udp_timeout",
+		.mode = 0644,
+		.proc_handler = toa_kind_sysctl,
+		.extra1 = (void *)TOA_SET_UDP_TIMEOUT,
+	},
+	{
+		.procname = "udp_max_flows",
+		.mode = 0644,
+		.proc_handler = toa_kind_sysctl,
+		.extra1 = (void *)TOA_SET_UDP_MAX_FLOWS,
+	},
 };
 
 static struct ctl_table_header *toa_sysctl_header;
@@ -326,6 +389,12 @@ module_param_cb(tcpopt_addr_v6, &toa_kind_param_ops, (void *)TOA_SET_ADDR_V6, 06
 MODULE_PARM_DESC(tcpopt_addr_v6, "Another of the kinds, replaced by a write (default 254; 0: none)");
 module_param_cb(tcpopt_cdn, &toa_kind_param_ops, (void *)TOA_SET_CDN, 0644);
 MODULE_PARM_DESC(tcpopt_cdn, "Take Alibaba Cloud CDN's option 28/7, 28/19 (default 1; 0: off)");
+module_param_cb(udp_rewrite, &toa_kind_param_ops, (void *)TOA_SET_UDP_REWRITE, 0644);
+MODULE_PARM_DESC(udp_rewrite, "Show UDP clients to applications and send replies back through the balancer (default 1; 0: only the UOA getsockopt answers)");
+module_param_cb(udp_timeout, &toa_kind_param_ops, (void *)TOA_SET_UDP_TIMEOUT, 0644);
+MODULE_PARM_DESC(udp_timeout, "Seconds a UDP flow lives unseen (default 330, 1..86400)");
+module_param_cb(udp_max_flows, &toa_kind_param_ops, (void *)TOA_SET_UDP_MAX_FLOWS, 0644);
+MODULE_PARM_DESC(udp_max_flows, "UDP flows the table holds (default 8192, 0..1048576; 0: UDP clients off)");
 
 int toa_admin_register(void)
 {

@@ -50,6 +50,15 @@ int toa_entry_hook_register(struct toa_entry_hook *h);
 void toa_entry_hook_unregister(struct toa_entry_hook *h);
 unsigned long toa_entry_hook_missed(const struct toa_entry_hook *h);
 
+/* glue_udp.c: the flow table, the netfilter hooks, UOA_SO_GET_LOOKUP,
+ * /proc/net/toa_udp */
+int toa_udp_table_init(void);
+void toa_udp_table_exit(void);
+int toa_udp_register(void);
+void toa_udp_unregister(void);
+int toa_udp_resize(unsigned long flows);
+void toa_udp_config_changed(void);
+
 /* glue_hooks.c: probes and the getsockopt */
 int toa_hooks_register(void);
 void toa_hooks_unregister(void);

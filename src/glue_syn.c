@@ -123,8 +123,9 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 {
 	struct toa_handshake hs;
 
-	BUILD_BUG_ON(sizeof(hs) != 64);
+	BUILD_BUG_ON(sizeof(hs) != 72);
 	toa_handshake_fill(&hs, skb);
+	hs.net = sock_net(child)->net_cookie;
 	if (req) {
 		hs.isn = tcp_rsk(req)->rcv_isn;
 		/* A syncookie's request socket is made from the completing ACK

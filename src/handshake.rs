@@ -13,7 +13,9 @@
 //! clients need no allocation, IPv6 clients one `GFP_ATOMIC` record.
 //!
 //! The client is the one the packet's own options name; if they name none,
-//! the one an earlier packet of the handshake named ([`crate::syn`]).
+//! the one an earlier packet of the handshake named ([`crate::syn`]); if
+//! none did, the one an ip_vs_ca ICMP announcement with protocol 6 named
+//! for the connection ([`crate::udp`]).
 
 use crate::cidr::Source;
 use crate::config;
@@ -22,6 +24,7 @@ use crate::record;
 use crate::stats::{self, Counter};
 use crate::syn;
 use crate::trust;
+use crate::udp;
 use crate::wire::{self, Format, Found, Packet, Scan};
 
 impl Handshake {
@@ -110,12 +113,20 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
             stats::inc(Counter::ToaSynUsed);
             Some(found)
         }
-        (None, None) => {
-            if hs.syncookie {
-                stats::inc(Counter::ToaSyncookieNoToa);
+        // Nothing in the handshake: an ip_vs_ca announcement with protocol
+        // 6 may have named the client before the SYN.
+        (None, None) => match udp::flows::tcp_client(hs) {
+            Some(found) => {
+                stats::inc(Counter::ToaIcmpUsed);
+                Some(found)
             }
-            None
-        }
+            None => {
+                if hs.syncookie {
+                    stats::inc(Counter::ToaSyncookieNoToa);
+                }
+                None
+            }
+        },
     };
     let recorded = match client {
         // SAFETY: the caller guarantees `child` is live, held and not yet

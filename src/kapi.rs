@@ -47,10 +47,143 @@ pub struct Handshake {
     pub isn: u32,
     /// The kernel's clock in milliseconds (`jiffies`).
     pub now_ms: u64,
+    /// For a child: its network namespace's cookie (else 0).
+    pub net: u64,
 }
 
 // The C side (`struct toa_handshake`) checks the same size.
-const _: () = assert!(core::mem::size_of::<Handshake>() == 64);
+const _: () = assert!(core::mem::size_of::<Handshake>() == 72);
+
+/// What a UDP (or ICMP, or option protocol) packet is, for the UDP hooks
+/// (`struct toa_udp_packet`): gathered by the glue, decided on by
+/// [`crate::udp::packet`].
+#[repr(C)]
+pub struct UdpPacket {
+    /// The network namespace's cookie.
+    pub net: u64,
+    /// The kernel's clock in milliseconds.
+    pub now_ms: u64,
+    /// The bytes of `kind`: IPv4 options (`IPO`), an option protocol
+    /// header and its options (`OPP`), an ICMP message (`ICMP`), or NULL.
+    pub hdr: *const u8,
+    /// How many bytes are at `hdr`.
+    pub hdr_len: u32,
+    /// ICMP: the whole message's length (at most its first bytes are at
+    /// `hdr`).
+    pub msg_len: u32,
+    /// The IP source (IPv4: the first 4 bytes).
+    pub saddr: [u8; 16],
+    /// The IP destination.
+    pub daddr: [u8; 16],
+    /// The UDP source port (network order).
+    pub sport: [u8; 2],
+    /// The UDP destination port.
+    pub dport: [u8; 2],
+    /// Whether the packet is IPv6.
+    pub v6: bool,
+    /// What the packet is ([`UdpPacket::PLAIN`]...).
+    pub kind: u8,
+    /// Whether the packet's network namespace may have live flows.
+    pub live: bool,
+    /// Padding, zero.
+    pub pad: u8,
+}
+
+impl UdpPacket {
+    /// A UDP datagram without a UOA.
+    pub const PLAIN: u8 = 0;
+    /// A UDP datagram with IPv4 options (`hdr`), maybe a UOA among them.
+    pub const IPO: u8 = 1;
+    /// An option protocol packet: `hdr` is its header and options, the
+    /// ports are its UDP header's.
+    pub const OPP: u8 = 2;
+    /// An ICMP message (`hdr`), maybe an announcement.
+    pub const ICMP: u8 = 3;
+}
+
+const _: () = assert!(core::mem::size_of::<UdpPacket>() == 72);
+
+/// What the UDP hooks do with a packet (`struct toa_udp_verdict`).
+#[repr(C)]
+#[derive(Default)]
+pub struct UdpVerdict {
+    /// The address to write (receive: the source; send: the destination).
+    pub addr: [u8; 16],
+    /// The port to write.
+    pub port: [u8; 2],
+    /// If `recorded`: the backend's port of the flow recorded.
+    pub rsport: [u8; 2],
+    /// Option protocol bytes to remove before the UDP header (0: none).
+    pub strip: u16,
+    /// Whether to write `addr` and `port`.
+    pub rewrite: bool,
+    /// Whether a flow of the namespace was recorded or refreshed.
+    pub active: bool,
+    /// Whether a flow was recorded (its backend port in `rsport`).
+    pub recorded: bool,
+    /// Padding, zero.
+    pub pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<UdpVerdict>() == 28);
+
+/// `struct uoa_param_map` of `<linux/toa.h>` (DPVS's, packed, 58 bytes):
+/// every field as bytes, so the struct needs no packing.
+#[repr(C)]
+pub struct UoaParamMap {
+    /// Input: `AF_INET` or `AF_INET6`, host order.
+    pub af: [u8; 2],
+    /// Input: the source the application saw (the balancer's, or with
+    /// receive rewriting the client itself).
+    pub saddr: [u8; 16],
+    /// Input: the local address (all zero: any).
+    pub daddr: [u8; 16],
+    /// Input: the source port, network order.
+    pub sport: [u8; 2],
+    /// Input: the local port, network order.
+    pub dport: [u8; 2],
+    /// Output: the client's family, host order.
+    pub real_af: [u8; 2],
+    /// Output: the client's address.
+    pub real_saddr: [u8; 16],
+    /// Output: the client's port, network order.
+    pub real_sport: [u8; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<UoaParamMap>() == 58);
+
+/// A live flow for `/proc/net/toa_udp` (`struct toa_udp_view`).
+#[repr(C)]
+pub struct UdpView {
+    /// LIP.
+    pub lip: [u8; 16],
+    /// RS.
+    pub rs: [u8; 16],
+    /// The client.
+    pub client: [u8; 16],
+    /// lport.
+    pub lport: [u8; 2],
+    /// RS port.
+    pub rsport: [u8; 2],
+    /// The client's port.
+    pub cport: [u8; 2],
+    /// Whether LIP and RS are IPv6.
+    pub v6: bool,
+    /// Whether the client is IPv6.
+    pub client_v6: bool,
+    /// Whether the flow is TCP (an announcement with protocol 6).
+    pub tcp: bool,
+    /// Padding, zero.
+    pub pad: [u8; 7],
+    /// How it was announced: a NUL-terminated name.
+    pub via: *const u8,
+    /// Milliseconds since it was announced.
+    pub age_ms: u64,
+    /// Milliseconds since it was last seen.
+    pub idle_ms: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<UdpView>() == 88);
 
 /// An IPv6 client as the glue's records keep it (`struct toa_v6_client`).
 #[repr(C)]
@@ -111,6 +244,20 @@ unsafe extern "C" {
     fn toa_hook_kind() -> c_int;
     /// Count one event on this CPU; an out-of-range `counter` is ignored.
     pub fn toa_stat_inc(counter: c_uint);
+    /// Count `n` events on this CPU; an out-of-range `counter` is ignored.
+    pub fn toa_stat_add(counter: c_uint, n: u64);
+    /// `rcu_read_lock()`.
+    pub fn toa_rcu_read_lock();
+    /// `rcu_read_unlock()`.
+    pub fn toa_rcu_read_unlock();
+    /// The flow table in force (under `rcu_read_lock()`): its handle, or
+    /// NULL if there is none; its buckets and their number in `buckets`
+    /// and `nbuckets`.
+    pub fn toa_udp_table(buckets: *mut *mut c_void, nbuckets: *mut c_uint) -> *const c_void;
+    /// Lock bucket `bucket` of flow table `table` (softirqs off).
+    pub fn toa_udp_lock(table: *const c_void, bucket: c_uint);
+    /// Unlock bucket `bucket` of flow table `table`.
+    pub fn toa_udp_unlock(table: *const c_void, bucket: c_uint);
     /// `sk->sk_user_data`, read once, as a word.
     pub fn toa_sk_user_data(sk: *const Sock) -> usize;
     /// A random number (`get_random_u64`).

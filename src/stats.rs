@@ -74,11 +74,59 @@ pub enum Counter {
     ToaCdn,
     /// A client recorded from a 16-byte option (client and VIP).
     ToaVip,
+    /// A TCP socket whose handshake named no client got it from an ip_vs_ca
+    /// announcement with protocol 6.
+    ToaIcmpUsed,
+    /// An ip_vs_ca ICMP announcement was taken (a flow recorded or
+    /// refreshed).
+    CaIcmpOk,
+    /// An ICMP echo request framed as an announcement was refused: wrong
+    /// size, checksum, protocol, opcode (not a configured kind), option
+    /// size, or a zero port or address.
+    CaIcmpBad,
+    /// An announcement or UOA from a source not in `trusted_sources`:
+    /// ignored (an opp packet is still handed on as plain UDP).
+    UdpUntrusted,
+    /// A UOA taken from the IPv4 options of a UDP packet (`ipo`).
+    UoaIpo,
+    /// A UOA taken from an option protocol (248) header (`opp`), the packet
+    /// handed on as plain UDP.
+    UoaOpp,
+    /// A UOA option or option protocol header that does not parse: ignored
+    /// (an unparsable opp packet is left to the kernel, which drops it).
+    UoaBad,
+    /// A flow was recorded in the flow table.
+    UdpFlowNew,
+    /// A live flow gave way to a new client for the same balancer port.
+    UdpFlowReplaced,
+    /// An expired flow left the table (its slot taken, or its network
+    /// namespace gone).
+    UdpFlowExpired,
+    /// A live flow was pushed out of a full bucket (more flows than the
+    /// table holds: raise `udp_max_flows`).
+    UdpFlowEvicted,
+    /// A datagram from a balancer shown to applications as from its client.
+    UdpRxRewrite,
+    /// A datagram to a client sent back through the balancer instead.
+    UdpTxRewrite,
+    /// A datagram to a client behind several balancer addresses: sent
+    /// through the one seen most recently.
+    UdpTxAmbiguous,
+    /// A datagram whose client cannot be written into it (an IPv6 client of
+    /// an IPv4 flow, NAT64): left as it is; the UOA lookup answers.
+    UdpRxNat64,
+    /// An IP fragment of a UDP or option protocol packet: left alone (the
+    /// kernel reassembles it later, without toa).
+    UdpFragment,
+    /// `UOA_SO_GET_LOOKUP` answered.
+    UoaLookupOk,
+    /// `UOA_SO_GET_LOOKUP` found no flow: ENOENT.
+    UoaLookupNone,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 41] = [
         Counter::SynRecvSockToa,
         Counter::SynRecvSockNoToa,
         Counter::GetnameToaOk,
@@ -102,6 +150,24 @@ impl Counter {
         Counter::ToaSyncookieNoToa,
         Counter::ToaCdn,
         Counter::ToaVip,
+        Counter::ToaIcmpUsed,
+        Counter::CaIcmpOk,
+        Counter::CaIcmpBad,
+        Counter::UdpUntrusted,
+        Counter::UoaIpo,
+        Counter::UoaOpp,
+        Counter::UoaBad,
+        Counter::UdpFlowNew,
+        Counter::UdpFlowReplaced,
+        Counter::UdpFlowExpired,
+        Counter::UdpFlowEvicted,
+        Counter::UdpRxRewrite,
+        Counter::UdpTxRewrite,
+        Counter::UdpTxAmbiguous,
+        Counter::UdpRxNat64,
+        Counter::UdpFragment,
+        Counter::UoaLookupOk,
+        Counter::UoaLookupNone,
     ];
 
     /// The row name, NUL-terminated for C.
@@ -130,6 +196,24 @@ impl Counter {
             Counter::ToaSyncookieNoToa => b"toa_syncookie_no_toa\0",
             Counter::ToaCdn => b"toa_cdn\0",
             Counter::ToaVip => b"toa_vip\0",
+            Counter::ToaIcmpUsed => b"toa_icmp_used\0",
+            Counter::CaIcmpOk => b"ca_icmp_ok\0",
+            Counter::CaIcmpBad => b"ca_icmp_bad\0",
+            Counter::UdpUntrusted => b"udp_untrusted\0",
+            Counter::UoaIpo => b"uoa_ipo\0",
+            Counter::UoaOpp => b"uoa_opp\0",
+            Counter::UoaBad => b"uoa_bad\0",
+            Counter::UdpFlowNew => b"udp_flow_new\0",
+            Counter::UdpFlowReplaced => b"udp_flow_replaced\0",
+            Counter::UdpFlowExpired => b"udp_flow_expired\0",
+            Counter::UdpFlowEvicted => b"udp_flow_evicted\0",
+            Counter::UdpRxRewrite => b"udp_rx_rewrite\0",
+            Counter::UdpTxRewrite => b"udp_tx_rewrite\0",
+            Counter::UdpTxAmbiguous => b"udp_tx_ambiguous\0",
+            Counter::UdpRxNat64 => b"udp_rx_nat64\0",
+            Counter::UdpFragment => b"udp_fragment\0",
+            Counter::UoaLookupOk => b"uoa_lookup_ok\0",
+            Counter::UoaLookupNone => b"uoa_lookup_none\0",
         }
     }
 }
@@ -142,6 +226,12 @@ const _: () = {
         i += 1;
     }
 };
+
+/// Count `n` events on this CPU.
+pub fn add(counter: Counter, n: u64) {
+    // SAFETY: as in `inc`.
+    unsafe { kapi::toa_stat_add(counter as c_uint, n) }
+}
 
 /// Count one event on this CPU.
 #[inline]

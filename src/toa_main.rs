@@ -28,6 +28,9 @@
 //! - [`record`]: the client recorded on a socket: store, look up, drop.
 //! - [`getname`]: `getpeername()`/`accept()`: answer with the recorded client.
 //! - [`lookup`]: `getsockopt(TOA_SO_GET_LOOKUP)`: the client as IPv6 (NAT64).
+//! - [`udp`]: UDP clients: the balancers' announcements (ip_vs_ca ICMP,
+//!   DPVS UOA), the flow table, what UDP applications see and send, the
+//!   UOA getsockopt (its parsers and table pure Rust, host-tested).
 //! - [`kapi`]: what the C glue (`glue.c`) provides: probes, sysctl, procfs,
 //!   per-CPU counters, and the few `struct sock` accesses.
 //! - [`log`]: kernel log lines prefixed `TOA:`.
@@ -51,6 +54,7 @@ pub mod stats;
 pub mod syn;
 pub mod syn_table;
 pub mod trust;
+pub mod udp;
 pub mod wire;
 
 #[cfg(toa_module_authors)]
@@ -77,13 +81,15 @@ struct Toa;
 impl kernel::Module for Toa {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         syn::init();
+        udp::flows::init();
         kapi::register()?;
         let cdn = config::rules().cdn;
         toa_info!(
-            "toa loaded (hook={}, tcpopt_kinds={}, tcpopt_cdn={})\n",
+            "toa loaded (hook={}, tcpopt_kinds={}, tcpopt_cdn={}, udp_max_flows={})\n",
             kapi::hook_name(),
             config::kinds(),
-            u8::from(cdn)
+            u8::from(cdn),
+            udp::config::toa_udp_config_max_flows()
         );
         Ok(Toa)
     }

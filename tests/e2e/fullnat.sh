@@ -13,18 +13,27 @@
 # servers: Debian's nginx (access log: $remote_addr), Python's http.server,
 # and examples/toa_server.c (NAT64 lookup). The clients are curl and Python.
 #
+# UDP (with C_UDP_SERVER): toa-balancer relays UDP as FULLNAT does (from
+# the balancer's 10.2.0.1 / fd02::1 and a port per client) and names each
+# client the way LVS does (an ICMP announcement) or DPVS does (a UOA as an
+# IPv4 option, or in an option protocol header over IPv4 and IPv6, and
+# NAT64); the backend runs Debian's dnsmasq (logging the querier) and
+# examples/toa_udp_server.c (an echo server printing the source and the
+# UOA lookup); Python clients query and wait for the answers.
+#
 # Everything runs twice, without and with toa.ko, and the script prints
 # what each server saw side by side, one ok/not ok line per expectation and
 # a last line `N passed, M failed`.
 #
-#   fullnat.sh LOAD_CMD UNLOAD_CMD BALANCER C_SERVER
-# e.g. fullnat.sh "insmod /path/toa.ko" "rmmod toa" ./toa-balancer ./toa_server_c
+#   fullnat.sh LOAD_CMD UNLOAD_CMD BALANCER C_SERVER [C_UDP_SERVER]
+# e.g. fullnat.sh "insmod /path/toa.ko" "rmmod toa" ./toa-balancer ./toa_server_c ./toa_udp_server
 set -uo pipefail
 
 load=${1:?usage: fullnat.sh LOAD_CMD UNLOAD_CMD BALANCER C_SERVER}
 unload=${2:?}
 balancer=${3:?}
 c_server=${4:?}
+c_udp_server=${5:-}
 work=$(mktemp -d /tmp/toa-e2e.XXXXXX)
 passed=0 failed=0
 
@@ -109,6 +118,80 @@ EOF
         be ss -ltn | grep -q ':8000 ' && be ss -ltn | grep -q ':80 ' && break
         sleep 0.1
     done
+    [ -z "$c_udp_server" ] || udp_setup
+}
+
+# UDP: the relays on the balancer (VIP port -> backend, how the client is
+# named), and Debian's dnsmasq on the backend answering toa.test.
+udp_setup() {
+    lb "$balancer" udp icmp 10.1.0.1:53 10.2.0.2:53 10.2.0.1 >"$work/udp-dns.log" 2>&1 &
+    lb "$balancer" udp ipo 10.1.0.1:7001 10.2.0.2:7001 10.2.0.1 >"$work/udp-ipo.log" 2>&1 &
+    lb "$balancer" udp opp 10.1.0.1:7002 10.2.0.2:7002 10.2.0.1 >"$work/udp-opp.log" 2>&1 &
+    lb "$balancer" udp opp '[fd01::1]:7003' '[fd02::2]:7003' fd02::1 >"$work/udp-opp6.log" 2>&1 &
+    lb "$balancer" udp opp '[fd01::1]:7004' 10.2.0.2:7004 10.2.0.1 >"$work/udp-nat64.log" 2>&1 &
+    be dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+        --listen-address=10.2.0.2 --bind-interfaces --port=53 --user=root \
+        --pid-file="$work/dnsmasq.pid" --log-queries --log-facility="$work/dnsmasq.log" \
+        --address=/toa.test/192.0.2.53 >/dev/null 2>&1 &
+    for _ in $(seq 100); do
+        be ss -lun | grep -q '10.2.0.2:53 ' && lb ss -lun | grep -q ':7004 ' && break
+        sleep 0.1
+    done
+}
+
+# The answer to an A query for toa.test from the client to SERVER, or "-".
+dns_query() {
+    c python3 - "$1" <<'EOF2'
+import socket, struct, sys
+q = struct.pack("!HHHHHH", 0x70a, 0x0100, 1, 0, 0, 0) + b"\x03toa\x04test\x00" + struct.pack("!HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+try:
+    s.sendto(q, (sys.argv[1], 53))
+    r, _ = s.recvfrom(512)
+    print(".".join(str(b) for b in r[-4:]))
+except OSError:
+    print("-")
+EOF2
+}
+
+# One datagram from the client to HOST PORT: "echo" if it came back, or "-".
+udp_echo() {
+    c python3 - "$1" "$2" <<'EOF2'
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+try:
+    s.sendto(b"hello", (sys.argv[1], int(sys.argv[2])))
+    print("echo" if s.recvfrom(512)[0] == b"hello" else "wrong")
+except OSError:
+    print("-")
+EOF2
+}
+
+# The C echo server on the backend for one datagram: what it printed.
+udp_server_line() { # udp_server_line TAG ADDR PORT CLIENT_HOST
+    local log="$work/udp-$1.log" pid
+    be timeout 10 "$c_udp_server" "$2" "$3" 1 recvfrom >"$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 50); do grep -q ready "$log" 2>/dev/null && break; sleep 0.1; done
+    echo "$1-echo $(udp_echo "$4" "$3")"
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    local line
+    line=$(grep '^from=' "$log" | head -n1)
+    echo "$1-from $(sed -E 's/.*from=([^ ]*).*/\1/' <<<"$line" | sed -E 's/:[0-9]+$//; s/^$/-/')"
+    echo "$1-uoa $(sed -E 's/.*uoa=([^ ]*).*/\1/' <<<"$line" | sed -E 's/:[0-9]+$//; s/^$/-/')"
+}
+
+udp_round() {
+    : >"$work/dnsmasq.log"
+    echo "dns-answer $(dns_query 10.1.0.1)"
+    sleep 0.2
+    echo "dns-querier $(awk '/query\[A\] toa.test from/ {print $NF}' "$work/dnsmasq.log" | tail -n1 | sed 's/^$/-/')"
+    udp_server_line udp-ipo 10.2.0.2 7001 10.1.0.1
+    udp_server_line udp-opp 10.2.0.2 7002 10.1.0.1
+    udp_server_line udp-opp6 fd02::2 7003 fd01::1
+    udp_server_line udp-nat64 10.2.0.2 7004 fd01::1
 }
 
 # One round of clients; prints "service seen" lines.
@@ -135,6 +218,7 @@ round() {
     line=$(grep '^accept=' "$work/c-$tag.log")
     echo "nat64-getpeername $(sed -E 's/.*getpeername=([^ ]*).*/\1/' <<<"$line" | sed -E 's/:[0-9]+$//')"
     echo "nat64-lookup $(sed -E 's/.*lookup=([^ ]*).*/\1/' <<<"$line" | sed -E 's/:[0-9]+$//')"
+    [ -z "$c_udp_server" ] || udp_round
 }
 
 if ! setup; then
@@ -166,6 +250,24 @@ check "NAT64, C server getpeername, without toa: the balancer" "$(get "$without"
 check "NAT64, C server getpeername, with toa: still the balancer (an IPv4 socket)" "$(get "$with" nat64-getpeername)" 10.2.0.1
 check "NAT64, C server TOA_SO_GET_LOOKUP, without toa: ENOPROTOOPT" "$(get "$without" nat64-lookup)" ENOPROTOOPT
 check "NAT64, C server TOA_SO_GET_LOOKUP, with toa: the IPv6 client" "$(get "$with" nat64-lookup)" "[fd01::2]"
+if [ -n "$c_udp_server" ]; then
+    check "UDP, dnsmasq behind an LVS announcement, without toa: answered" "$(get "$without" dns-answer)" 192.0.2.53
+    check "UDP, dnsmasq, without toa: logs the balancer" "$(get "$without" dns-querier)" 10.2.0.1
+    check "UDP, dnsmasq, with toa: answered through the balancer" "$(get "$with" dns-answer)" 192.0.2.53
+    check "UDP, dnsmasq, with toa: logs the client" "$(get "$with" dns-querier)" 10.1.0.2
+    check "UDP, DPVS ipo, without toa: the balancer" "$(get "$without" udp-ipo-from)" 10.2.0.1
+    check "UDP, DPVS ipo, with toa: recvfrom sees the client" "$(get "$with" udp-ipo-from)" 10.1.0.2
+    check "UDP, DPVS ipo, with toa: the UOA lookup agrees" "$(get "$with" udp-ipo-uoa)" 10.1.0.2
+    check "UDP, DPVS ipo, with toa: the echo reaches the client" "$(get "$with" udp-ipo-echo)" echo
+    check "UDP, DPVS opp, without toa: lost (no protocol 248)" "$(get "$without" udp-opp-echo)" -
+    check "UDP, DPVS opp, with toa: recvfrom sees the client" "$(get "$with" udp-opp-from)" 10.1.0.2
+    check "UDP, DPVS opp, with toa: the echo reaches the client" "$(get "$with" udp-opp-echo)" echo
+    check "UDP, DPVS opp over IPv6, with toa: the client" "$(get "$with" udp-opp6-from)" "[fd01::2]"
+    check "UDP, DPVS opp over IPv6, with toa: the echo reaches the client" "$(get "$with" udp-opp6-echo)" echo
+    check "UDP, DPVS NAT64, with toa: recvfrom sees the balancer (an IPv4 socket)" "$(get "$with" udp-nat64-from)" 10.2.0.1
+    check "UDP, DPVS NAT64, with toa: the UOA lookup gives the IPv6 client" "$(get "$with" udp-nat64-uoa)" "[fd01::2]"
+    check "UDP, DPVS NAT64, with toa: the echo reaches the client" "$(get "$with" udp-nat64-echo)" echo
+fi
 
 # Stop everything the topology runs, and the topology itself.
 for ns in client balancer backend; do

@@ -7,8 +7,9 @@
 #
 # Checks that this is the stock kernel RELEASE, that `modprobe toa` loads
 # the module DKMS installed (its path, its vermagic, the kernel log), then
-# runs the in-VM suite's IPv4, IPv6, producer, handshake and hook cases on
-# that module and the FULLNAT end-to-end test with modprobe/modprobe -r. PAYLOAD holds the test
+# runs the in-VM suite's IPv4, IPv6, producer, handshake, UDP and hook cases
+# on that module and the FULLNAT end-to-end test (TCP and UDP) with
+# modprobe/modprobe -r. PAYLOAD holds the test
 # programs (toa-vmtest, toa-balancer, the example servers, fullnat.sh).
 # Writes to RESULTS: checks.txt (ok/not ok lines, `N passed, M failed`),
 # evidence.txt (uname -r, modinfo toa, dmesg | grep TOA), suite.txt and
@@ -69,12 +70,14 @@ if [ "$demo" != --demo ]; then
     # The suites that need no test module built for this kernel (the
     # hooks' fall-back case does: it runs on the test kernels).
     "$payload/toa-vmtest" --module "$path" --only 'ipv4:' --only 'ipv6:' \
-        --only 'producers:' --only 'handshakes:' --only 'stress: 3000' \
+        --only 'producers:' --only 'handshakes:' --only 'udp:' --only 'stress: 3000' \
         --only 'hooks: the load line' --only 'hooks: TOA sockets' --only 'hooks: kernel.ftrace' \
-        --c-server "$payload/toa_server_c" --rust-server "$payload/toa_server" >"$res/suite.txt" 2>&1 || rc=1
+        --c-server "$payload/toa_server_c" --rust-server "$payload/toa_server" \
+        --c-udp-server "$payload/toa_udp_server_c" >"$res/suite.txt" 2>&1 || rc=1
     tail -n1 "$res/suite.txt"
 fi
 "$payload/fullnat.sh" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" "$payload/toa_server_c" \
+    "$payload/toa_udp_server_c" \
     >"$res/e2e.txt" 2>&1 || rc=1
 tail -n1 "$res/e2e.txt"
 [ "$rc" = 0 ]

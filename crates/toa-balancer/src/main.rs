@@ -8,6 +8,11 @@
 //!     option's size (so full segments still fit once tagged), and the first
 //!     packets after it get a TOA option of kind KIND naming the client.
 //!
+//! toa-balancer udp MODE VIP:PORT RS:PORT LIP
+//!     A UDP FULLNAT relay naming each client to the backend the way LVS
+//!     (MODE icmp: an ICMP announcement) or DPVS (ipo, opp: a UOA) does;
+//!     see udp.rs.
+//!
 //! toa-balancer nat64 TUN PREFIX POOL KIND
 //!     A stateful NAT64 on tun device TUN: IPv6 clients reaching
 //!     PREFIX::a.b.c.d (a /96) are sent to a.b.c.d from the IPv4 address
@@ -16,6 +21,7 @@
 //! ```
 
 mod packet;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,10 +42,13 @@ fn main() -> Result<()> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
         ["nfqueue", queue, kind] => nfqueue(queue.parse()?, kind.parse()?),
+        ["udp", mode, vip, rs, lip] => udp::run(mode, vip.parse()?, rs.parse()?, lip.parse()?),
         ["nat64", tun, prefix, pool, kind] => {
             nat64(tun, prefix.parse()?, pool.parse()?, kind.parse()?)
         }
-        _ => bail!("usage: toa-balancer nfqueue QUEUE KIND | nat64 TUN PREFIX POOL KIND"),
+        _ => bail!(
+            "usage: toa-balancer nfqueue QUEUE KIND | udp MODE VIP:PORT RS:PORT LIP | nat64 TUN PREFIX POOL KIND"
+        ),
     }
 }
 

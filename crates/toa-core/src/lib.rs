@@ -1,7 +1,8 @@
 //! The kernel module's pure Rust, compiled for the host from the very files
 //! Kbuild compiles into `toa.ko` (`src/wire.rs`, `src/kinds.rs`,
-//! `src/syn_table.rs`, `src/stash.rs`, `src/parse.rs`, `src/cidr.rs`), so that
-//! their unit tests, property tests and fuzz targets run in userspace.
+//! `src/syn_table.rs`, `src/stash.rs`, `src/parse.rs`, `src/cidr.rs`, and the
+//! UDP parsers and flow table in `src/udp/`), so that their unit tests,
+//! property tests and fuzz targets run in userspace.
 #![cfg_attr(not(test), no_std)]
 
 #[path = "../../../src/wire.rs"]
@@ -21,3 +22,11 @@ pub mod parse;
 
 #[path = "../../../src/cidr.rs"]
 pub mod cidr;
+
+/// The UDP concern's pure parts (`src/udp/`).
+#[path = "../../../src/udp"]
+pub mod udp {
+    pub mod announce;
+    pub mod flow_table;
+    pub mod uoa;
+}

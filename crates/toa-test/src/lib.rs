@@ -7,6 +7,7 @@ pub mod kmod;
 pub mod peer;
 pub mod sock;
 pub mod tun;
+pub mod udp;
 
 use anyhow::{bail, Context, Result};
 

@@ -30,6 +30,8 @@ pub struct Ctx {
     /// The example servers (examples/toa_server.c, toa-client's example).
     pub c_server: Option<PathBuf>,
     pub rust_server: Option<PathBuf>,
+    /// The UDP example server (examples/toa_udp_server.c).
+    pub c_udp_server: Option<PathBuf>,
     /// A test module that claims inet_getname/inet6_getname with an
     /// IPMODIFY ftrace_ops (tests/kmod/toa_claim.c), for the fallback case.
     pub claim_module: Option<PathBuf>,
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
     let mut module = None;
     let mut only: Vec<String> = Vec::new();
     let (mut c_server, mut rust_server, mut claim_module) = (None, None, None);
+    let mut c_udp_server = None;
     let mut params = Vec::new();
     let mut hooks: Vec<Option<String>> = Vec::new();
     let mut cycles = 100;
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
             "--cycles" => cycles = args.next().and_then(|c| c.parse().ok()).unwrap_or(100),
             "--c-server" => c_server = args.next().map(PathBuf::from),
             "--rust-server" => rust_server = args.next().map(PathBuf::from),
+            "--c-udp-server" => c_udp_server = args.next().map(PathBuf::from),
             "--claim-module" => claim_module = args.next().map(PathBuf::from),
             "--list" => {
                 for c in cases::all() {
@@ -126,7 +130,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(module) = module else {
-        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--only NAME]... [--c-server PATH] [--rust-server PATH] [--claim-module PATH]");
+        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--only NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
         return ExitCode::from(2);
     };
     if hooks.is_empty() {
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
         tun,
         c_server,
         rust_server,
+        c_udp_server,
         claim_module,
     };
     let (mut passed, mut failed, mut n) = (0, 0, 0);

@@ -15,7 +15,14 @@
 //!    IPv6 client (the record lookup);
 //! 4. memory: toa's allocations per connection, from its own counters;
 //! 5. (`--scaling`) getpeername() on IPv6 TOA sockets from 1 and from 2
-//!    threads: how the rate scales with CPUs.
+//!    threads: how the rate scales with CPUs;
+//! 6. UDP: request/response round trips between two loopback sockets
+//!    (sendto, recvfrom, sendto, recvfrom): in a namespace without flows
+//!    (what every UDP service pays), between sockets without a flow while
+//!    the namespace has one (each datagram looked up and missed), and on a
+//!    flow an ip_vs_ca announcement named (each datagram rewritten: the
+//!    request shown from the client, the response sent back to the
+//!    balancer's address).
 //!
 //! Two clocks (`--clock`):
 //!
@@ -33,7 +40,7 @@
 //!  [--hooks ftrace,kretprobe,...] [--scaling]`
 
 use std::net::{
-    Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
+    Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
 };
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -72,16 +79,119 @@ struct Sample {
     peer_toa: f64,
     /// getpeername() per second, TOA socket with an IPv6 client.
     peer_toa6: f64,
+    /// UDP round trips per second, the namespace without flows.
+    udp_plain: f64,
+    /// UDP round trips per second without a flow, the namespace with one.
+    udp_miss: f64,
+    /// UDP round trips per second without a flow, to a backend port that
+    /// has one (each datagram looked up and missed).
+    udp_port: f64,
+    /// UDP round trips per second on a flow (rewritten both ways).
+    udp_flow: f64,
 }
 
 /// The metrics, in the order they are printed.
-const METRICS: [(&str, fn(&Sample) -> f64); 5] = [
+const METRICS: [(&str, fn(&Sample) -> f64); 9] = [
     ("connection setup", |s| s.setup),
     ("accept4 + getpeername, TOA connection", |s| s.accept),
     ("getpeername, socket without TOA", |s| s.peer_plain),
     ("getpeername, TOA socket (IPv4 client)", |s| s.peer_toa),
     ("getpeername, TOA socket (IPv6 client)", |s| s.peer_toa6),
+    ("UDP round trip, no flow in the namespace", |s| s.udp_plain),
+    ("UDP round trip, no flow (namespace has)", |s| s.udp_miss),
+    ("UDP round trip, no flow, port with flows", |s| s.udp_port),
+    ("UDP round trip on a flow (rewritten)", |s| s.udp_flow),
 ];
+
+/// The client a bench flow names.
+const UDP_CLIENT: &str = "198.51.100.9:4242";
+
+/// UDP request/response round trips per second between `a` and `b` (`a`
+/// sends to `b`, `b` answers where the request came from).
+fn udp_rate(a: &UdpSocket, b: &UdpSocket, n: u32) -> Result<f64> {
+    let to_b = b.local_addr()?;
+    let mut buf = [0u8; 64];
+    // Warm up first: the first datagrams of a fresh socket (and of a
+    // namespace whose hooks just changed) cost more.
+    for _ in 0..n / 10 {
+        a.send_to(b"q", to_b)?;
+        let (_, from) = b.recv_from(&mut buf)?;
+        b.send_to(b"r", from)?;
+        a.recv_from(&mut buf)?;
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        a.send_to(b"q", to_b)?;
+        let (_, from) = b.recv_from(&mut buf)?;
+        b.send_to(b"r", from)?;
+        a.recv_from(&mut buf)?;
+    }
+    Ok(f64::from(n) / start.elapsed().as_secs_f64())
+}
+
+/// Announce, on the loopback and the way LVS does, that datagrams from
+/// `lip` to `rs` come from `client`.
+fn announce(lip: SocketAddr, rs: SocketAddr, client: SocketAddr) -> Result<()> {
+    let (SocketAddr::V4(l), SocketAddr::V4(r), SocketAddr::V4(c)) = (lip, rs, client) else {
+        bail!("IPv4 only");
+    };
+    let msg = toa_test::udp::Announce::lvs(l, r, c).message();
+    // SAFETY: plain socket(2); closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+    if fd < 0 {
+        bail!("raw socket: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: all-zero is a valid sockaddr_in.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_addr.s_addr = u32::from(*r.ip()).to_be();
+    // SAFETY: `msg` and `sin` are valid for the call; `fd` is ours.
+    let n = unsafe {
+        let n = libc::sendto(
+            fd,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        libc::close(fd);
+        n
+    };
+    if n < 0 {
+        bail!("announce: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The UDP rates of one variant: without flows, without a flow (another
+/// port has), without a flow to a port with one, on a flow.
+fn udp_rates(n: u32, loaded: bool, verify: bool) -> Result<(f64, f64, f64, f64)> {
+    let bind = || -> Result<UdpSocket> {
+        let s = UdpSocket::bind("127.0.0.1:0")?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(s)
+    };
+    let (a, b) = (bind()?, bind()?);
+    let plain = udp_rate(&a, &b, n)?;
+    // A flow for another pair makes the namespace one with flows.
+    let (fa, fb) = (bind()?, bind()?);
+    announce(fa.local_addr()?, fb.local_addr()?, UDP_CLIENT.parse()?)?;
+    let miss = udp_rate(&a, &b, n)?;
+    if verify && loaded {
+        let mut buf = [0u8; 8];
+        fa.send_to(b"v", fb.local_addr()?)?;
+        let (_, from) = fb.recv_from(&mut buf)?;
+        if from != UDP_CLIENT.parse()? {
+            bail!("the flow's datagram came from {from}, not the client");
+        }
+        fb.send_to(b"v", from)?;
+        fa.recv_from(&mut buf)?;
+    }
+    let port = udp_rate(&a, &fb, n)?;
+    let flow = udp_rate(&fa, &fb, n)?;
+    Ok((plain, miss, port, flow))
+}
 
 fn toa_option(client: SocketAddrV4) -> Vec<u8> {
     let mut o = vec![200, 8];
@@ -370,11 +480,14 @@ fn main() -> Result<()> {
     }
     let client6 = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 6, 9), 998, 0, 0);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
-    let (n_setup, n_peer) = if icount {
-        (100, 20_000)
+    let (n_setup, n_peer, n_udp) = if icount {
+        (100, 20_000, 3_000)
     } else {
-        (300, 100_000)
+        (300, 100_000, 20_000)
     };
+    // The client of the UDP flows is routed somewhere (answers to it are
+    // sent back through the balancer's loopback address by toa).
+    toa_test::sh("ip route replace 198.51.100.0/24 dev lo")?;
 
     println!(
         "# clock {}: {reps} repetitions of {} variants: {n_setup} connections, {n_peer} getpeername() each",
@@ -397,29 +510,47 @@ fn main() -> Result<()> {
                 );
             }
             let (setup, accept) = setup_rate(&tun, &l, n_setup)?;
+            let (peer_plain, peer_toa, peer_toa6) = (
+                peer_rate(&plain, n_peer)?,
+                peer_rate(&toa_fd, n_peer)?,
+                peer_rate(&fd6, n_peer)?,
+            );
+            // Whatever a module load left to background work is done by
+            // now; let it finish before the UDP loops are timed.
+            std::thread::sleep(Duration::from_millis(300));
+            let (udp_plain, udp_miss, udp_port, udp_flow) =
+                udp_rates(n_udp, variants[i].hook.is_some(), verify)?;
             let s = Sample {
                 setup,
                 accept,
-                peer_plain: peer_rate(&plain, n_peer)?,
-                peer_toa: peer_rate(&toa_fd, n_peer)?,
-                peer_toa6: peer_rate(&fd6, n_peer)?,
+                peer_plain,
+                peer_toa,
+                peer_toa6,
+                udp_plain,
+                udp_miss,
+                udp_port,
+                udp_flow,
             };
             drop((conn6, fd6));
             if icount {
                 // Guest nanoseconds per operation = instructions.
                 println!(
-                    "rep {rep} {:<10} instructions: setup {:>9.0}  accept4+getpeername {:>7.0}  getpeername plain {:>5.0}  toa {:>5.0}  toa6 {:>5.0}",
+                    "rep {rep} {:<10} instructions: setup {:>9.0}  accept4+getpeername {:>7.0}  getpeername plain {:>5.0}  toa {:>5.0}  toa6 {:>5.0}  udp {:>6.0} miss {:>6.0} port {:>6.0} flow {:>6.0}",
                     variants[i].name,
                     1e9 / s.setup,
                     1e9 / s.accept,
                     1e9 / s.peer_plain,
                     1e9 / s.peer_toa,
-                    1e9 / s.peer_toa6
+                    1e9 / s.peer_toa6,
+                    1e9 / s.udp_plain,
+                    1e9 / s.udp_miss,
+                    1e9 / s.udp_port,
+                    1e9 / s.udp_flow
                 );
             } else {
                 println!(
-                    "rep {rep} {:<10} setup {:>6.0}/s  accept4+getpeername {:>7.0}/s  getpeername plain {:>8.0}/s  toa {:>8.0}/s  toa6 {:>8.0}/s",
-                    variants[i].name, s.setup, s.accept, s.peer_plain, s.peer_toa, s.peer_toa6
+                    "rep {rep} {:<10} setup {:>6.0}/s  accept4+getpeername {:>7.0}/s  getpeername plain {:>8.0}/s  toa {:>8.0}/s  toa6 {:>8.0}/s  udp {:>7.0}/s miss {:>7.0}/s port {:>7.0}/s flow {:>7.0}/s",
+                    variants[i].name, s.setup, s.accept, s.peer_plain, s.peer_toa, s.peer_toa6, s.udp_plain, s.udp_miss, s.udp_port, s.udp_flow
                 );
             }
             samples[i].push(s);

@@ -10,6 +10,7 @@ mod lifecycle;
 mod producers;
 mod stress;
 mod trust;
+mod udp;
 
 use crate::Case;
 
@@ -22,6 +23,7 @@ pub fn all() -> Vec<Case> {
     v.extend(ipv6::cases());
     v.extend(trust::cases());
     v.extend(producers::cases());
+    v.extend(udp::cases());
     v.extend(stress::cases());
     v.extend(leaks::cases());
     v

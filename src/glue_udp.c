@@ -1,0 +1,944 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * UDP clients (src/udp/mod.rs): the flow table's memory and locks, the
+ * netfilter hooks of every network namespace, the packet surgery they do,
+ * the UOA_SO_GET_LOOKUP getsockopt and /proc/net/toa_udp. What a packet
+ * is and what to do with it is decided on the Rust side (udp/packet.rs);
+ * this file reads packets, writes them and keeps memory and locks.
+ *
+ *   PRE_ROUTING  IPv4, IPv6   after defragmentation, before the raw table
+ *                             and conntrack: announcements (ICMP), UOA
+ *                             (IPv4 options, option protocol 248 turned
+ *                             back into UDP), the client shown as source
+ *   LOCAL_OUT    IPv4, IPv6   after conntrack and the filter table: a
+ *                             datagram to a client goes to the balancer
+ *                             (LIP:lport) and is routed again
+ *
+ * Each namespace registers its own copy of the hooks, whose private
+ * pointer is its state: the hooks find it without a lookup, and return
+ * after a few loads for anything that is not UDP, ICMP or protocol 248, for
+ * UDP when the namespace had no flow within the timeout, and for datagrams
+ * whose backend port never had a flow (a bitmap per namespace).
+ */
+#define pr_fmt(fmt) "TOA: " fmt
+
+#include <linux/icmp.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/jiffies.h>
+#include <linux/mutex.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6.h>
+#include <linux/proc_fs.h>
+#include <linux/rcupdate.h>
+#include <linux/seq_file.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/udp.h>
+#include <linux/uaccess.h>
+#include <linux/unaligned.h>
+#include <net/checksum.h>
+#include <net/ip.h>
+#include <net/ipv6.h>
+#include <net/net_namespace.h>
+#include <net/netns/generic.h>
+#include <net/route.h>
+
+#include <uapi/linux/toa.h>
+
+#include "glue.h"
+#include "glue_internal.h"
+
+/* The option protocol's IP protocol number (udp/uoa.rs). */
+#define TOA_IPPROTO_OPP 248
+/* Most option protocol bytes read: the fixed header and 40 of options. */
+#define TOA_OPP_MAX 44
+/* Most ICMP bytes read: an announcement is at most 24 (and one more says
+ * it is longer). */
+#define TOA_ICMP_MAX 25
+
+/* ------------------------------------------------------------------------ */
+/* The flow table: buckets and their locks, published with RCU. Replaced    */
+/* whole (in process context) when udp_max_flows is written.                */
+
+struct toa_udp_table {
+	void *buckets;
+	spinlock_t *locks;
+	unsigned int nbuckets;
+};
+
+static struct toa_udp_table __rcu *toa_udp_tab;
+/* Whether module init allocated the table (parameters come before it). */
+static bool toa_udp_ready;
+
+/* Fast-path copies of udp/config.rs, refreshed on every write. */
+static bool toa_udp_rewrite_on __read_mostly = true;
+static unsigned long toa_udp_live_jiffies __read_mostly = 331 * HZ;
+
+void toa_udp_config_changed(void)
+{
+	WRITE_ONCE(toa_udp_rewrite_on, toa_udp_config_rewrite());
+	/* A second more than the timeout: flows are refreshed lazily, at
+	 * most once a second. */
+	WRITE_ONCE(toa_udp_live_jiffies, ((unsigned long)toa_udp_config_timeout() + 1) * HZ);
+}
+
+const void *toa_udp_table(void **buckets, unsigned int *nbuckets)
+{
+	const struct toa_udp_table *t = rcu_dereference(toa_udp_tab);
+
+	if (!t)
+		return NULL;
+	*buckets = t->buckets;
+	*nbuckets = t->nbuckets;
+	return t;
+}
+
+void toa_udp_lock(const void *table, unsigned int bucket)
+{
+	const struct toa_udp_table *t = table;
+
+	spin_lock_bh(&t->locks[bucket]);
+}
+
+void toa_udp_unlock(const void *table, unsigned int bucket)
+{
+	const struct toa_udp_table *t = table;
+
+	spin_unlock_bh(&t->locks[bucket]);
+}
+
+static void toa_udp_table_free(struct toa_udp_table *t)
+{
+	if (!t)
+		return;
+	kvfree(t->buckets);
+	kvfree(t->locks);
+	kfree(t);
+}
+
+/* A zeroed table for `flows` flows (shape from udp/flows.rs), or NULL. */
+static struct toa_udp_table *toa_udp_table_alloc(unsigned long flows)
+{
+	struct toa_udp_table *t;
+	size_t bucket_bytes;
+	unsigned int i;
+
+	t = kzalloc(sizeof(*t), GFP_KERNEL);
+	if (!t)
+		return NULL;
+	toa_udp_table_shape(flows, &t->nbuckets, &bucket_bytes);
+	t->locks = kvcalloc(t->nbuckets, sizeof(*t->locks), GFP_KERNEL);
+	/* Zeroed: an all-zero bucket is an empty one (udp/flow_table.rs). */
+	t->buckets = kvzalloc(array_size(t->nbuckets, bucket_bytes), GFP_KERNEL);
+	if (!t->locks || !t->buckets || !IS_ALIGNED((unsigned long)t->buckets, 64)) {
+		toa_udp_table_free(t);
+		return NULL;
+	}
+	for (i = 0; i < t->nbuckets; i++)
+		spin_lock_init(&t->locks[i]);
+	return t;
+}
+
+static u64 toa_now_ms(void)
+{
+	return jiffies64_to_msecs(get_jiffies_64());
+}
+
+/* Serializes table replacements (a sysctl write, unload). */
+static DEFINE_MUTEX(toa_udp_table_mutex);
+
+/*
+ * Make the table hold `flows` flows (0: no table): a new one is allocated
+ * and published, and once no hook can be using the old one any more its
+ * live flows move over and it is freed. Process context.
+ */
+int toa_udp_resize(unsigned long flows)
+{
+	struct toa_udp_table *old, *new = NULL;
+
+	if (!READ_ONCE(toa_udp_ready))
+		return 0;	/* a module parameter: init allocates */
+	if (flows) {
+		new = toa_udp_table_alloc(flows);
+		if (!new)
+			return -ENOMEM;
+	}
+	mutex_lock(&toa_udp_table_mutex);
+	if (!toa_udp_ready) {
+		/* A module parameter before init (init allocates), or a write
+		 * racing the unload: nothing to replace. */
+		mutex_unlock(&toa_udp_table_mutex);
+		toa_udp_table_free(new);
+		return 0;
+	}
+	old = rcu_replace_pointer(toa_udp_tab, new, lockdep_is_held(&toa_udp_table_mutex));
+	synchronize_rcu();
+	if (old && new) {
+		rcu_read_lock();
+		toa_udp_migrate(old, old->buckets, old->nbuckets, new, new->buckets,
+				new->nbuckets, toa_now_ms());
+		rcu_read_unlock();
+	} else if (old) {
+		toa_udp_dropped_all();
+	}
+	mutex_unlock(&toa_udp_table_mutex);
+	toa_udp_table_free(old);
+	return 0;
+}
+
+int toa_udp_table_init(void)
+{
+	unsigned long flows = toa_udp_config_max_flows();
+	struct toa_udp_table *t = NULL;
+
+	toa_udp_config_changed();
+	if (flows) {
+		t = toa_udp_table_alloc(flows);
+		if (!t)
+			return -ENOMEM;
+	}
+	mutex_lock(&toa_udp_table_mutex);
+	rcu_assign_pointer(toa_udp_tab, t);
+	WRITE_ONCE(toa_udp_ready, true);
+	mutex_unlock(&toa_udp_table_mutex);
+	return 0;
+}
+
+/* Once no hook, getsockopt, probe, procfs reader or sysctl can use it. */
+void toa_udp_table_exit(void)
+{
+	struct toa_udp_table *t;
+
+	mutex_lock(&toa_udp_table_mutex);
+	t = rcu_replace_pointer(toa_udp_tab, NULL, lockdep_is_held(&toa_udp_table_mutex));
+	WRITE_ONCE(toa_udp_ready, false);
+	mutex_unlock(&toa_udp_table_mutex);
+	synchronize_rcu();
+	toa_udp_table_free(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per network namespace: its hooks, and whether it had a flow lately.      */
+
+enum {
+	TOA_UDP_IN4,
+	TOA_UDP_OUT4,
+	TOA_UDP_IN6,
+	TOA_UDP_OUT6,
+	TOA_UDP_NR_HOOKS,
+};
+
+/* Backend ports with flows, as a filter: a datagram whose backend-side
+ * port (its destination on receive, its source on send) has no bit is not
+ * looked up. Bits are set by every flow recorded and never cleared (a
+ * stale bit only costs a lookup). */
+#define TOA_UDP_PORT_BITS 2048
+
+struct toa_udp_net {
+	struct nf_hook_ops ops[TOA_UDP_NR_HOOKS];
+	u64 cookie;
+	/* jiffies of the last flow recorded or refreshed in the namespace */
+	unsigned long last_active;
+	bool had_flow;
+	bool v6_hooks;
+	DECLARE_BITMAP(ports, TOA_UDP_PORT_BITS);
+};
+
+static unsigned int toa_udp_net_id __read_mostly;
+
+/* Whether the namespace may have a live flow. */
+static __always_inline bool toa_udp_live(const struct toa_udp_net *pn)
+{
+	/* Acquire: a namespace seen with a flow is seen with its stamp. */
+	return smp_load_acquire(&pn->had_flow) &&
+	       time_before(jiffies, READ_ONCE(pn->last_active) + READ_ONCE(toa_udp_live_jiffies));
+}
+
+/* Whether datagrams are to be looked up (rewriting on, a flow lately). */
+static __always_inline bool toa_udp_looking(const struct toa_udp_net *pn)
+{
+	return READ_ONCE(toa_udp_rewrite_on) && toa_udp_live(pn);
+}
+
+static __always_inline bool toa_udp_port_maybe(const struct toa_udp_net *pn, __be16 port)
+{
+	return test_bit(ntohs(port) % TOA_UDP_PORT_BITS, pn->ports);
+}
+
+/* A flow was recorded or refreshed: the namespace is live (one store a
+ * second at most, as flows are refreshed). */
+static void toa_udp_activity(struct toa_udp_net *pn, const struct toa_udp_verdict *v)
+{
+	unsigned long now = jiffies;
+
+	if (v->recorded) {
+		unsigned int bit = get_unaligned_be16(v->rsport) % TOA_UDP_PORT_BITS;
+
+		if (!test_bit(bit, pn->ports))
+			set_bit(bit, pn->ports);
+	}
+	if (!v->active)
+		return;
+	if (!READ_ONCE(pn->had_flow) || time_after(now, READ_ONCE(pn->last_active) + HZ / 2)) {
+		WRITE_ONCE(pn->last_active, now);
+		smp_store_release(&pn->had_flow, true);
+	}
+}
+
+static void toa_udp_packet_init(struct toa_udp_packet *p, const struct toa_udp_net *pn)
+{
+	memset(p, 0, sizeof(*p));
+	p->net = pn->cookie;
+	p->now_ms = toa_now_ms();
+	p->live = toa_udp_live(pn);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Packet surgery. At PRE_ROUTING and LOCAL_OUT skb->data is the IP header. */
+
+/*
+ * Whether the UDP checksum field holds the pseudo-header sum for the device
+ * (or segmentation) to complete, rather than the checksum: CHECKSUM_PARTIAL,
+ * and every UDP GSO skb whatever its ip_summed (udp_send_skb leaves a GSO
+ * skb's as it was and __udp_gso_segment completes the sum; GRO does the
+ * same on receive). Then only the address is in it (the port is in the
+ * data the sum will cover).
+ */
+static bool toa_udp_csum_is_seed(const struct sk_buff *skb)
+{
+	return skb->ip_summed == CHECKSUM_PARTIAL || skb_is_gso(skb);
+}
+
+/* Replace `words` 32-bit words `from` by `to` in a pseudo-header sum. */
+static void toa_udp_seed_replace(__sum16 *sum, const __be32 *from, const __be32 *to,
+				 unsigned int words)
+{
+	__wsum s = csum_unfold(*sum);
+	unsigned int i;
+
+	for (i = 0; i < words; i++)
+		s = csum_add(csum_sub(s, (__force __wsum)from[i]), (__force __wsum)to[i]);
+	*sum = ~csum_fold(s);
+}
+
+/* GRO's frag lists keep a header per segment: left alone. */
+static bool toa_udp_rewritable(const struct sk_buff *skb)
+{
+	return !skb_is_gso(skb) || !(skb_shinfo(skb)->gso_type & SKB_GSO_FRAGLIST);
+}
+
+/* Write the source (rx) or destination (tx) address and port of the UDP
+ * datagram, fixing the checksums as NAT does. */
+static int toa_udp_rewrite4(struct sk_buff *skb, bool src, const u8 *addr, const u8 *port)
+{
+	unsigned int ihl = ip_hdrlen(skb);
+	__be32 *ip, newip;
+	__be16 *pt, newport;
+	struct udphdr *uh;
+	struct iphdr *iph;
+
+	if (!toa_udp_rewritable(skb) || skb_ensure_writable(skb, ihl + sizeof(*uh)))
+		return -EINVAL;
+	iph = ip_hdr(skb);
+	uh = (struct udphdr *)((u8 *)iph + ihl);
+	ip = src ? &iph->saddr : &iph->daddr;
+	pt = src ? &uh->source : &uh->dest;
+	memcpy(&newip, addr, sizeof(newip));
+	memcpy(&newport, port, sizeof(newport));
+	csum_replace4(&iph->check, *ip, newip);
+	if (toa_udp_csum_is_seed(skb)) {
+		toa_udp_seed_replace(&uh->check, ip, &newip, 1);
+	} else if (uh->check) {
+		/* An IPv4 datagram may go without a checksum (0). */
+		inet_proto_csum_replace4(&uh->check, skb, *ip, newip, true);
+		inet_proto_csum_replace2(&uh->check, skb, *pt, newport, false);
+		if (!uh->check)
+			uh->check = CSUM_MANGLED_0;
+	}
+	*ip = newip;
+	*pt = newport;
+	return 0;
+}
+
+static int toa_udp_rewrite6(struct sk_buff *skb, bool src, const u8 *addr, const u8 *port)
+{
+	struct in6_addr *ip, newip;
+	__be16 *pt, newport;
+	struct ipv6hdr *ip6h;
+	struct udphdr *uh;
+
+	if (!toa_udp_rewritable(skb) || skb_ensure_writable(skb, sizeof(*ip6h) + sizeof(*uh)))
+		return -EINVAL;
+	/* On receive, a checksum over the whole packet covers the IPv6
+	 * header too, which no field here corrects for: let UDP check in
+	 * software. */
+	if (src && skb->ip_summed == CHECKSUM_COMPLETE)
+		skb->ip_summed = CHECKSUM_NONE;
+	ip6h = ipv6_hdr(skb);
+	uh = (struct udphdr *)(ip6h + 1);
+	ip = src ? &ip6h->saddr : &ip6h->daddr;
+	pt = src ? &uh->source : &uh->dest;
+	memcpy(&newip, addr, sizeof(newip));
+	memcpy(&newport, port, sizeof(newport));
+	if (toa_udp_csum_is_seed(skb)) {
+		toa_udp_seed_replace(&uh->check, ip->s6_addr32, newip.s6_addr32, 4);
+	} else {
+		inet_proto_csum_replace16(&uh->check, skb, ip->s6_addr32, newip.s6_addr32, true);
+		inet_proto_csum_replace2(&uh->check, skb, *pt, newport, false);
+		if (!uh->check)
+			uh->check = CSUM_MANGLED_0;
+	}
+	*ip = newip;
+	*pt = newport;
+	return 0;
+}
+
+/*
+ * Remove `len` bytes of option protocol header between the network header
+ * (`nhlen` bytes) and the UDP header: the network header moves up over them
+ * (and the link-layer header with it), and says UDP. The UDP checksum is
+ * unchanged (its pseudo-header has the UDP length, not the IP one); a
+ * checksum the device took over the whole packet is not valid any more.
+ */
+static int toa_udp_strip(struct sk_buff *skb, unsigned int nhlen, unsigned int len)
+{
+	if (skb_ensure_writable(skb, nhlen + len + sizeof(struct udphdr)))
+		return -ENOMEM;
+	memmove(skb->data + len, skb->data, nhlen);
+	__skb_pull(skb, len);
+	skb_reset_network_header(skb);
+	skb_set_transport_header(skb, nhlen);
+	skb_mac_header_rebuild(skb);
+	if (skb->ip_summed == CHECKSUM_COMPLETE)
+		skb->ip_summed = CHECKSUM_NONE;
+	if (skb->protocol == htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6h = ipv6_hdr(skb);
+
+		ip6h->nexthdr = IPPROTO_UDP;
+		ip6h->payload_len = htons(ntohs(ip6h->payload_len) - len);
+	} else {
+		struct iphdr *iph = ip_hdr(skb);
+
+		iph->protocol = IPPROTO_UDP;
+		iph->tot_len = htons(ntohs(iph->tot_len) - len);
+		ip_send_check(iph);
+	}
+	return 0;
+}
+
+/*
+ * The bytes of an option protocol header at `off` (and the UDP header
+ * after it, whose ports go into `p`), into `buf`; NULL if the packet is
+ * too short for what the header says (then `p->hdr` has its fixed part,
+ * for the Rust side to refuse).
+ */
+static const u8 *toa_udp_opp_bytes(const struct sk_buff *skb, unsigned int off,
+				   struct toa_udp_packet *p, u8 *buf)
+{
+	const struct udphdr *uh;
+	const u8 *hdr;
+	unsigned int len;
+
+	hdr = skb_header_pointer(skb, off, 4, buf);
+	if (!hdr)
+		return NULL;
+	len = get_unaligned_be16(hdr + 2);
+	p->hdr = hdr;
+	p->hdr_len = 4;
+	if (len < 4 || len > TOA_OPP_MAX || off + len + sizeof(*uh) > skb->len)
+		return NULL;
+	hdr = skb_header_pointer(skb, off, len + sizeof(*uh), buf);
+	if (!hdr)
+		return NULL;
+	uh = (const struct udphdr *)(hdr + len);
+	memcpy(p->sport, &uh->source, 2);
+	memcpy(p->dport, &uh->dest, 2);
+	p->hdr = hdr;
+	p->hdr_len = len;
+	return hdr;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The hooks.                                                                */
+
+/* After toa_udp_rx: strip, rewrite the source, note the activity. */
+static unsigned int toa_udp_in_finish(struct toa_udp_net *pn, struct sk_buff *skb,
+				      const struct toa_udp_verdict *v, unsigned int nhlen, bool v6)
+{
+	toa_udp_activity(pn, v);
+	if (v->strip && toa_udp_strip(skb, nhlen, v->strip))
+		return NF_ACCEPT;	/* left as it came: the kernel drops it */
+	if (v->rewrite) {
+		if (v6)
+			toa_udp_rewrite6(skb, true, v->addr, v->port);
+		else
+			toa_udp_rewrite4(skb, true, v->addr, v->port);
+	}
+	return NF_ACCEPT;
+}
+
+static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_buff *skb)
+{
+	const struct iphdr *iph = ip_hdr(skb);
+	unsigned int ihl = iph->ihl * 4;
+	const struct udphdr *uh = NULL;
+	struct toa_udp_verdict v;
+	struct toa_udp_packet p;
+	u8 buf[TOA_OPP_MAX + sizeof(struct udphdr)];
+	struct udphdr _uh;
+
+	BUILD_BUG_ON(sizeof(p) != 72 || sizeof(v) != 28 || sizeof(struct toa_udp_view) != 88);
+	if (ip_is_fragment(iph)) {
+		if (iph->protocol != IPPROTO_ICMP)
+			toa_udp_fragment();
+		return NF_ACCEPT;
+	}
+	if (iph->protocol == IPPROTO_UDP) {
+		uh = skb_header_pointer(skb, ihl, sizeof(_uh), &_uh);
+		/* Without options (a UOA), only a backend port with flows
+		 * needs a look. */
+		if (!uh || (ihl == sizeof(*iph) && !toa_udp_port_maybe(pn, uh->dest)))
+			return NF_ACCEPT;
+	}
+	toa_udp_packet_init(&p, pn);
+	memcpy(p.saddr, &iph->saddr, 4);
+	memcpy(p.daddr, &iph->daddr, 4);
+	switch (iph->protocol) {
+	case IPPROTO_ICMP:
+		p.kind = TOA_UDP_ICMP;
+		p.msg_len = skb->len - ihl;
+		p.hdr_len = min_t(unsigned int, p.msg_len, TOA_ICMP_MAX);
+		p.hdr = skb_header_pointer(skb, ihl, p.hdr_len, buf);
+		if (!p.hdr)
+			return NF_ACCEPT;
+		toa_udp_rx(&p, &v);
+		toa_udp_activity(pn, &v);
+		return NF_ACCEPT;
+	case TOA_IPPROTO_OPP:
+		p.kind = TOA_UDP_OPP;
+		toa_udp_opp_bytes(skb, ihl, &p, buf);
+		if (!p.hdr)
+			return NF_ACCEPT;
+		break;
+	default:
+		memcpy(p.sport, &uh->source, 2);
+		memcpy(p.dport, &uh->dest, 2);
+		if (ihl > sizeof(*iph)) {
+			/* ip_rcv pulled the whole IP header. */
+			p.kind = TOA_UDP_IPO;
+			p.hdr = (const u8 *)(iph + 1);
+			p.hdr_len = ihl - sizeof(*iph);
+		}
+	}
+	toa_udp_rx(&p, &v);
+	return toa_udp_in_finish(pn, skb, &v, ihl, false);
+}
+
+/* The UDP header at `off`, read cheaply; NULL if the packet is shorter. */
+static __always_inline const struct udphdr *toa_udp_header(const struct sk_buff *skb,
+							   unsigned int off, struct udphdr *buf)
+{
+	return skb_header_pointer(skb, off, sizeof(*buf), buf);
+}
+
+static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
+{
+	struct toa_udp_net *pn = priv;
+	const struct iphdr *iph = ip_hdr(skb);
+	const struct udphdr *uh;
+	struct udphdr _uh;
+
+	switch (iph->protocol) {
+	case IPPROTO_UDP:
+		if (iph->ihl != 5)
+			break;	/* options: maybe a UOA */
+		if (!toa_udp_looking(pn))
+			return NF_ACCEPT;
+		uh = toa_udp_header(skb, sizeof(*iph), &_uh);
+		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
+			return NF_ACCEPT;
+		break;
+	case IPPROTO_ICMP:
+	case TOA_IPPROTO_OPP:
+		break;
+	default:
+		return NF_ACCEPT;
+	}
+	return toa_udp_in4_slow(pn, skb);
+}
+
+/* IPv6: UDP or the option protocol right after the fixed header (DPVS puts
+ * it there); packets with extension headers are left alone. */
+static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_buff *skb)
+{
+	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
+	const struct udphdr *uh = NULL;
+	struct toa_udp_verdict v;
+	struct toa_udp_packet p;
+	u8 buf[TOA_OPP_MAX + sizeof(struct udphdr)];
+	struct udphdr _uh;
+
+	if (ip6h->nexthdr == IPPROTO_UDP) {
+		uh = skb_header_pointer(skb, sizeof(*ip6h), sizeof(_uh), &_uh);
+		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
+			return NF_ACCEPT;
+	}
+	toa_udp_packet_init(&p, pn);
+	p.v6 = true;
+	memcpy(p.saddr, &ip6h->saddr, 16);
+	memcpy(p.daddr, &ip6h->daddr, 16);
+	if (uh) {
+		memcpy(p.sport, &uh->source, 2);
+		memcpy(p.dport, &uh->dest, 2);
+	} else {
+		p.kind = TOA_UDP_OPP;
+		toa_udp_opp_bytes(skb, sizeof(*ip6h), &p, buf);
+		if (!p.hdr)
+			return NF_ACCEPT;
+	}
+	toa_udp_rx(&p, &v);
+	return toa_udp_in_finish(pn, skb, &v, sizeof(*ip6h), true);
+}
+
+static unsigned int toa_udp_in6(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
+{
+	struct toa_udp_net *pn = priv;
+	const struct udphdr *uh;
+	struct udphdr _uh;
+
+	switch (ipv6_hdr(skb)->nexthdr) {
+	case IPPROTO_UDP:
+		if (!toa_udp_looking(pn))
+			return NF_ACCEPT;
+		uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
+		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
+			return NF_ACCEPT;
+		break;
+	case TOA_IPPROTO_OPP:
+		break;
+	default:
+		return NF_ACCEPT;
+	}
+	return toa_udp_in6_slow(pn, skb);
+}
+
+static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk_buff *skb,
+					       const struct nf_hook_state *state)
+{
+	const struct iphdr *iph = ip_hdr(skb);
+	struct toa_udp_verdict v;
+	struct toa_udp_packet p;
+	const struct udphdr *uh;
+	struct udphdr _uh;
+	int err;
+
+	if (ip_is_fragment(iph))
+		return NF_ACCEPT;
+	uh = skb_header_pointer(skb, ip_hdrlen(skb), sizeof(_uh), &_uh);
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+		return NF_ACCEPT;
+	toa_udp_packet_init(&p, pn);
+	memcpy(p.saddr, &iph->saddr, 4);
+	memcpy(p.daddr, &iph->daddr, 4);
+	memcpy(p.sport, &uh->source, 2);
+	memcpy(p.dport, &uh->dest, 2);
+	toa_udp_tx(&p, &v);
+	toa_udp_activity(pn, &v);
+	if (!v.rewrite || !toa_udp_rewritable(skb))
+		return NF_ACCEPT;
+	if (toa_udp_rewrite4(skb, false, v.addr, v.port))
+		return NF_DROP;
+	err = ip_route_me_harder(state->net, state->sk, skb, RTN_UNSPEC);
+	if (err < 0)
+		return NF_DROP_ERR(err);
+	return NF_ACCEPT;
+}
+
+static unsigned int toa_udp_out4(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
+{
+	struct toa_udp_net *pn = priv;
+	const struct udphdr *uh;
+	struct udphdr _uh;
+
+	if (ip_hdr(skb)->protocol != IPPROTO_UDP || !toa_udp_looking(pn))
+		return NF_ACCEPT;
+	uh = toa_udp_header(skb, ip_hdrlen(skb), &_uh);
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+		return NF_ACCEPT;
+	return toa_udp_out4_slow(pn, skb, state);
+}
+
+static noinline unsigned int toa_udp_out6_slow(struct toa_udp_net *pn, struct sk_buff *skb,
+					       const struct nf_hook_state *state)
+{
+	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
+	struct toa_udp_verdict v;
+	struct toa_udp_packet p;
+	const struct udphdr *uh;
+	struct udphdr _uh;
+	int err;
+
+	uh = skb_header_pointer(skb, sizeof(*ip6h), sizeof(_uh), &_uh);
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+		return NF_ACCEPT;
+	toa_udp_packet_init(&p, pn);
+	p.v6 = true;
+	memcpy(p.saddr, &ip6h->saddr, 16);
+	memcpy(p.daddr, &ip6h->daddr, 16);
+	memcpy(p.sport, &uh->source, 2);
+	memcpy(p.dport, &uh->dest, 2);
+	toa_udp_tx(&p, &v);
+	toa_udp_activity(pn, &v);
+	if (!v.rewrite || !toa_udp_rewritable(skb))
+		return NF_ACCEPT;
+	if (toa_udp_rewrite6(skb, false, v.addr, v.port))
+		return NF_DROP;
+	err = nf_ip6_route_me_harder(state->net, state->sk, skb);
+	if (err < 0)
+		return NF_DROP_ERR(err);
+	return NF_ACCEPT;
+}
+
+static unsigned int toa_udp_out6(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
+{
+	struct toa_udp_net *pn = priv;
+	const struct udphdr *uh;
+	struct udphdr _uh;
+
+	if (ipv6_hdr(skb)->nexthdr != IPPROTO_UDP || !toa_udp_looking(pn))
+		return NF_ACCEPT;
+	uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+		return NF_ACCEPT;
+	return toa_udp_out6_slow(pn, skb, state);
+}
+
+static const struct nf_hook_ops toa_udp_ops_template[TOA_UDP_NR_HOOKS] = {
+	/* After defragmentation (-400), before the raw table (-300). */
+	[TOA_UDP_IN4] = {
+		.hook = toa_udp_in4,
+		.pf = NFPROTO_IPV4,
+		.hooknum = NF_INET_PRE_ROUTING,
+		.priority = NF_IP_PRI_RAW - 10,
+	},
+	/* After conntrack, NAT and the filter table: what they all saw was
+	 * the client. */
+	[TOA_UDP_OUT4] = {
+		.hook = toa_udp_out4,
+		.pf = NFPROTO_IPV4,
+		.hooknum = NF_INET_LOCAL_OUT,
+		.priority = NF_IP_PRI_LAST - 1,
+	},
+	[TOA_UDP_IN6] = {
+		.hook = toa_udp_in6,
+		.pf = NFPROTO_IPV6,
+		.hooknum = NF_INET_PRE_ROUTING,
+		.priority = NF_IP6_PRI_RAW - 10,
+	},
+	[TOA_UDP_OUT6] = {
+		.hook = toa_udp_out6,
+		.pf = NFPROTO_IPV6,
+		.hooknum = NF_INET_LOCAL_OUT,
+		.priority = NF_IP6_PRI_LAST - 1,
+	},
+};
+
+/* ------------------------------------------------------------------------ */
+/* /proc/net/toa_udp: the namespace's live flows, a line each.               */
+
+struct toa_udp_iter {
+	struct seq_net_private p;	/* first: proc_create_net's */
+	u64 now_ms;
+	struct toa_udp_view view;
+};
+
+/* The first slot at or after *pos with a flow of the namespace. */
+static void *toa_udp_seq_find(struct seq_file *seq, loff_t *pos)
+{
+	struct toa_udp_iter *it = seq->private;
+	u64 cookie = seq_file_net(seq)->net_cookie;
+	int r;
+
+	for (;; (*pos)++) {
+		r = toa_udp_view(cookie, it->now_ms, *pos - 1, &it->view);
+		if (r < 0)
+			return NULL;
+		if (r > 0)
+			return it;
+	}
+}
+
+static void *toa_udp_seq_start(struct seq_file *seq, loff_t *pos)
+	__acquires(RCU)
+{
+	struct toa_udp_iter *it = seq->private;
+
+	rcu_read_lock();
+	if (*pos == 0) {
+		it->now_ms = toa_now_ms();
+		return SEQ_START_TOKEN;
+	}
+	return toa_udp_seq_find(seq, pos);
+}
+
+static void *toa_udp_seq_next(struct seq_file *seq, void *v, loff_t *pos)
+{
+	(*pos)++;
+	return toa_udp_seq_find(seq, pos);
+}
+
+static void toa_udp_seq_stop(struct seq_file *seq, void *v)
+	__releases(RCU)
+{
+	rcu_read_unlock();
+}
+
+static void toa_udp_seq_addr(struct seq_file *seq, bool v6, const u8 *addr, const u8 *port)
+{
+	if (v6)
+		seq_printf(seq, " [%pI6c]:%u", addr, get_unaligned_be16(port));
+	else
+		seq_printf(seq, " %pI4:%u", addr, get_unaligned_be16(port));
+}
+
+static int toa_udp_seq_show(struct seq_file *seq, void *v)
+{
+	struct toa_udp_iter *it = seq->private;
+	const struct toa_udp_view *f = &it->view;
+
+	if (v == SEQ_START_TOKEN) {
+		seq_puts(seq, "proto balancer client backend via age idle\n");
+		return 0;
+	}
+	seq_puts(seq, f->tcp ? "tcp" : "udp");
+	toa_udp_seq_addr(seq, f->v6, f->lip, f->lport);
+	toa_udp_seq_addr(seq, f->client_v6, f->client, f->cport);
+	toa_udp_seq_addr(seq, f->v6, f->rs, f->rsport);
+	seq_printf(seq, " %s %llu %llu\n", f->via, f->age_ms / 1000, f->idle_ms / 1000);
+	return 0;
+}
+
+static const struct seq_operations toa_udp_seq_ops = {
+	.start = toa_udp_seq_start,
+	.next = toa_udp_seq_next,
+	.stop = toa_udp_seq_stop,
+	.show = toa_udp_seq_show,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Namespaces.                                                               */
+
+static int __net_init toa_udp_net_init(struct net *net)
+{
+	struct toa_udp_net *pn = net_generic(net, toa_udp_net_id);
+	int err, i;
+
+	pn->cookie = net->net_cookie;
+	for (i = 0; i < TOA_UDP_NR_HOOKS; i++) {
+		pn->ops[i] = toa_udp_ops_template[i];
+		pn->ops[i].priv = pn;
+	}
+	if (!proc_create_net("toa_udp", 0444, net->proc_net, &toa_udp_seq_ops,
+			     sizeof(struct toa_udp_iter)))
+		return -ENOMEM;
+	err = nf_register_net_hooks(net, &pn->ops[TOA_UDP_IN4], 2);
+	if (err)
+		goto remove_proc;
+	/* IPv6 may be disabled: then UDP clients are served over IPv4. */
+	pn->v6_hooks = !nf_register_net_hooks(net, &pn->ops[TOA_UDP_IN6], 2);
+	return 0;
+
+remove_proc:
+	remove_proc_entry("toa_udp", net->proc_net);
+	return err;
+}
+
+static void __net_exit toa_udp_net_exit_one(struct net *net)
+{
+	struct toa_udp_net *pn = net_generic(net, toa_udp_net_id);
+
+	if (pn->v6_hooks)
+		nf_unregister_net_hooks(net, &pn->ops[TOA_UDP_IN6], 2);
+	nf_unregister_net_hooks(net, &pn->ops[TOA_UDP_IN4], 2);
+	remove_proc_entry("toa_udp", net->proc_net);
+	/* Its flows go with it (they could never match again: a cookie is
+	 * never reused). */
+	if (READ_ONCE(pn->had_flow)) {
+		rcu_read_lock();
+		toa_udp_net_exit(pn->cookie);
+		rcu_read_unlock();
+	}
+}
+
+static struct pernet_operations toa_udp_net_ops = {
+	.init = toa_udp_net_init,
+	.exit = toa_udp_net_exit_one,
+	.id = &toa_udp_net_id,
+	.size = sizeof(struct toa_udp_net),
+};
+
+/* ------------------------------------------------------------------------ */
+/* getsockopt(fd, IPPROTO_IP, UOA_SO_GET_LOOKUP): see include/uapi/linux/toa.h */
+
+static int toa_uoa_sockopt_get(struct sock *sk, int optval, void __user *user, int *len)
+{
+	struct uoa_param_map map;
+	int err;
+
+	BUILD_BUG_ON(sizeof(map) != 58);
+	if (optval != UOA_SO_GET_LOOKUP)
+		return -ENOPROTOOPT;
+	if (*len < (int)sizeof(map))
+		return -EINVAL;
+	if (copy_from_user(&map, user, sizeof(map)))
+		return -EFAULT;
+	rcu_read_lock();
+	err = toa_uoa_lookup(sock_net(sk)->net_cookie, toa_now_ms(), &map);
+	rcu_read_unlock();
+	if (err)
+		return err;
+	if (copy_to_user(user, &map, sizeof(map)))
+		return -EFAULT;
+	*len = sizeof(map);
+	return 0;
+}
+
+static struct nf_sockopt_ops toa_uoa_sockopt_ops = {
+	.pf = PF_INET,
+	.get_optmin = UOA_SO_GET_LOOKUP,
+	.get_optmax = UOA_SO_GET_LOOKUP + 1,
+	.get = toa_uoa_sockopt_get,
+	.owner = THIS_MODULE,
+};
+
+static bool toa_uoa_sockopt_on;
+
+int toa_udp_register(void)
+{
+	int err;
+
+	err = register_pernet_subsys(&toa_udp_net_ops);
+	if (err) {
+		pr_err("cannot hook UDP: %d\n", err);
+		return err;
+	}
+	/* DPVS's uoa.ko answers the same option: one of them may. */
+	err = nf_register_sockopt(&toa_uoa_sockopt_ops);
+	if (err)
+		pr_warn("getsockopt %d (UOA_SO_GET_LOOKUP) is taken (uoa.ko?): %d; UDP clients are still shown\n",
+			UOA_SO_GET_LOOKUP, err);
+	toa_uoa_sockopt_on = !err;
+	return 0;
+}
+
+/* Returns once no hook runs and no getsockopt is in toa. */
+void toa_udp_unregister(void)
+{
+	if (toa_uoa_sockopt_on)
+		nf_unregister_sockopt(&toa_uoa_sockopt_ops);
+	toa_uoa_sockopt_on = false;
+	unregister_pernet_subsys(&toa_udp_net_ops);
+}

@@ -1,0 +1,1523 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The flow table: which client each balancer flow stands for.
+//!
+//! A flow is what a balancer announced (an ICMP announcement or a UOA):
+//! in network namespace `net`, datagrams of protocol `proto` from the
+//! balancer's local address and port (LIP:lport) to the backend (RS:port)
+//! come from `client`. Every flow is kept as two *halves*, as conntrack
+//! keeps two tuples per connection:
+//!
+//! - the forward half, keyed by (LIP:lport, RS:port), answers "who is the
+//!   client of this datagram the balancer sent?" (receive path, UOA lookup);
+//! - the reverse half, keyed by (client, RS:port), answers "through which
+//!   LIP:lport does a datagram to this client go back?" (send path). A flow
+//!   whose client cannot be written into its packets (NAT64: an IPv6 client
+//!   of IPv4 packets) has no reverse half.
+//!
+//! The table is fixed memory, allocated by the glue in process context:
+//! buckets of [`WAYS`] slots (set-associative, like a CPU cache), a bucket
+//! chosen by a keyed hash (SipHash-1-3, key drawn at load) of the half's
+//! key without the RS address (a UOA lookup may name any RS address). So:
+//!
+//! - nothing is allocated per flow, per announcement or per packet; a
+//!   flood of announcements only ever replaces entries, in its own buckets;
+//! - a new half goes to a free slot of its bucket, else to the slot of an
+//!   expired half, else to the least recently seen half (LRU): that flow is
+//!   *evicted*;
+//! - a half lives until it has not been seen for `timeout` ms: no timer,
+//!   expiry is read from the stamp by whoever looks, and reclaimed by the
+//!   next writer of the bucket (counted *expired* then);
+//! - a new announcement for a live forward key with another client
+//!   *replaces* it (the balancer reused its port); the old client's reverse
+//!   half goes with it;
+//! - readers take no lock: a bucket has a sequence count that writers make
+//!   odd while they change its slots, and a reader retries when it saw it
+//!   odd or changed. Writers take the bucket's lock (the [`Locks`] the glue
+//!   provides) and never hold two. Slots are atomic words, so a reader
+//!   racing a writer reads torn data only in the window the sequence count
+//!   tells it to throw away;
+//! - each packet of a flow refreshes it (both halves), at most once a
+//!   second ([`REFRESH_MS`]): an atomic store, no lock.
+//!
+//! A client behind two balancer addresses (two live forward halves with
+//! the same client, RS and port) has two reverse halves with the same key:
+//! the send path takes the one seen most recently (ties: the lower slot)
+//! and says there were several.
+//!
+//! Pure Rust, no kernel dependency: tested on the host by `toa-core`.
+
+use core::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, Ordering};
+
+use super::announce::Proto;
+use crate::wire::ClientAddr;
+
+/// Slots per bucket.
+pub const WAYS: usize = 8;
+/// Words (u64) per slot.
+const WORDS: usize = 10;
+/// A half is refreshed by its packets at most this often (ms).
+pub const REFRESH_MS: u64 = 1000;
+/// How many slots a flow may take (its two halves).
+pub const SLOTS_PER_FLOW: usize = 2;
+
+/// An address and a port, IPv4 (the first four bytes, the rest zero) or
+/// IPv6, both in network order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Endpoint {
+    /// The address.
+    pub addr: [u8; 16],
+    /// The port.
+    pub port: [u8; 2],
+    /// Whether the address is IPv6.
+    pub v6: bool,
+}
+
+impl Endpoint {
+    /// An IPv4 endpoint.
+    pub fn v4(addr: [u8; 4], port: [u8; 2]) -> Endpoint {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&addr);
+        Endpoint {
+            addr: a,
+            port,
+            v6: false,
+        }
+    }
+
+    /// An IPv6 endpoint.
+    pub fn v6(addr: [u8; 16], port: [u8; 2]) -> Endpoint {
+        Endpoint {
+            addr,
+            port,
+            v6: true,
+        }
+    }
+
+    /// The endpoint of a client as the wire format names it.
+    pub fn from_client(c: &ClientAddr) -> Endpoint {
+        match *c {
+            ClientAddr::V4 { port, addr } => Endpoint::v4(addr, port),
+            ClientAddr::V6 { port, addr } => Endpoint::v6(addr, port),
+        }
+    }
+
+    /// This endpoint as a client address.
+    pub fn to_client(&self) -> ClientAddr {
+        if self.v6 {
+            ClientAddr::V6 {
+                port: self.port,
+                addr: self.addr,
+            }
+        } else {
+            let a = &self.addr;
+            ClientAddr::V4 {
+                port: self.port,
+                addr: [a[0], a[1], a[2], a[3]],
+            }
+        }
+    }
+
+    /// The IPv4 address (the first four bytes).
+    pub fn v4_addr(&self) -> [u8; 4] {
+        let a = &self.addr;
+        [a[0], a[1], a[2], a[3]]
+    }
+
+    fn addr_words(&self) -> (u64, u64) {
+        let (hi, lo) = self.addr.split_at(8);
+        let mut h = [0u8; 8];
+        let mut l = [0u8; 8];
+        h.copy_from_slice(hi);
+        l.copy_from_slice(lo);
+        (u64::from_le_bytes(h), u64::from_le_bytes(l))
+    }
+
+    fn from_words(hi: u64, lo: u64, port: u16, v6: bool) -> Endpoint {
+        let mut addr = [0u8; 16];
+        addr[..8].copy_from_slice(&hi.to_le_bytes());
+        addr[8..].copy_from_slice(&lo.to_le_bytes());
+        Endpoint {
+            addr,
+            port: port.to_be_bytes(),
+            v6,
+        }
+    }
+}
+
+/// How a flow was announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Via {
+    /// An ip_vs_ca / LVS ICMP announcement.
+    Icmp = 0,
+    /// A UOA in the IPv4 options of a UDP packet.
+    Ipo = 1,
+    /// A UOA in an option protocol (248) header.
+    Opp = 2,
+}
+
+impl Via {
+    fn from_bits(b: u64) -> Via {
+        match b & 3 {
+            1 => Via::Ipo,
+            2 => Via::Opp,
+            _ => Via::Icmp,
+        }
+    }
+
+    /// The name `/proc/net/toa_udp` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Icmp => "icmp",
+            Via::Ipo => "ipo",
+            Via::Opp => "opp",
+        }
+    }
+}
+
+/// A flow as the backend sees the balancer's side of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The network namespace (its cookie).
+    pub net: u64,
+    /// The protocol.
+    pub proto: Proto,
+    /// The balancer's local address and port: the packets' source.
+    pub lip: Endpoint,
+    /// The backend's address and port: the packets' destination (same
+    /// family as `lip`).
+    pub rs: Endpoint,
+}
+
+/// One half of a flow, decoded from a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Half {
+    net: u64,
+    tcp: bool,
+    rev: bool,
+    /// Forward: LIP:lport; reverse: the client.
+    a: Endpoint,
+    /// The RS (same family as `a`).
+    b: Endpoint,
+    /// Forward: the client; reverse: LIP:lport.
+    c: Endpoint,
+    via: Via,
+    seen: u64,
+    born: u64,
+}
+
+// Word 0 of a slot: three ports and the flags.
+const USED: u64 = 1 << 48;
+const REV: u64 = 1 << 49;
+const V6: u64 = 1 << 50;
+const C_V6: u64 = 1 << 51;
+const TCP: u64 = 1 << 52;
+const VIA_SHIFT: u32 = 53;
+
+fn port16(p: [u8; 2]) -> u64 {
+    u64::from(u16::from_be_bytes(p))
+}
+
+/// What a lookup asks for: a half's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Query {
+    net: u64,
+    tcp: bool,
+    rev: bool,
+    a: Endpoint,
+    b: Endpoint,
+    /// Any RS address (a UOA lookup with `daddr` 0).
+    any_b: bool,
+}
+
+impl Query {
+    /// The forward half of `key`: the client of datagrams LIP -> RS.
+    pub fn forward(key: &FlowKey) -> Query {
+        Query {
+            net: key.net,
+            tcp: key.proto == Proto::Tcp,
+            rev: false,
+            a: key.lip,
+            b: key.rs,
+            any_b: false,
+        }
+    }
+
+    /// The reverse half: the LIP of datagrams RS -> `client`.
+    pub fn reverse(net: u64, proto: Proto, client: &Endpoint, rs: &Endpoint) -> Query {
+        Query {
+            net,
+            tcp: proto == Proto::Tcp,
+            rev: true,
+            a: *client,
+            b: *rs,
+            any_b: false,
+        }
+    }
+
+    /// The same query for any RS address.
+    pub fn any_rs(mut self) -> Query {
+        self.any_b = true;
+        self
+    }
+
+    fn w0(&self) -> u64 {
+        let mut w = port16(self.a.port) | (port16(self.b.port) << 16) | USED;
+        if self.rev {
+            w |= REV;
+        }
+        if self.a.v6 {
+            w |= V6;
+        }
+        if self.tcp {
+            w |= TCP;
+        }
+        w
+    }
+
+    fn hash(&self, seed: &[u64; 2]) -> u64 {
+        let (hi, lo) = self.a.addr_words();
+        sip13(seed, &[self.net, hi, lo, self.w0()])
+    }
+
+    fn matches(&self, h: &Half) -> bool {
+        h.net == self.net
+            && h.tcp == self.tcp
+            && h.rev == self.rev
+            && h.a == self.a
+            && h.b.port == self.b.port
+            && h.b.v6 == self.b.v6
+            && (self.any_b || h.b.addr == self.b.addr)
+    }
+}
+
+impl Half {
+    fn query(&self) -> Query {
+        Query {
+            net: self.net,
+            tcp: self.tcp,
+            rev: self.rev,
+            a: self.a,
+            b: self.b,
+            any_b: false,
+        }
+    }
+
+    fn live(&self, now: u64, timeout: u64) -> bool {
+        now.saturating_sub(self.seen) <= timeout
+    }
+
+    fn encode(&self) -> [u64; WORDS] {
+        let mut w0 = port16(self.a.port)
+            | (port16(self.b.port) << 16)
+            | (port16(self.c.port) << 32)
+            | USED
+            | ((self.via as u64) << VIA_SHIFT);
+        for (on, bit) in [
+            (self.rev, REV),
+            (self.a.v6, V6),
+            (self.c.v6, C_V6),
+            (self.tcp, TCP),
+        ] {
+            if on {
+                w0 |= bit;
+            }
+        }
+        let (a0, a1) = self.a.addr_words();
+        let (b0, b1) = self.b.addr_words();
+        let (c0, c1) = self.c.addr_words();
+        [w0, self.net, a0, a1, b0, b1, c0, c1, self.seen, self.born]
+    }
+
+    fn decode(w: &[u64; WORDS]) -> Option<Half> {
+        let w0 = w[0];
+        if w0 & USED == 0 {
+            return None;
+        }
+        let v6 = w0 & V6 != 0;
+        Some(Half {
+            net: w[1],
+            tcp: w0 & TCP != 0,
+            rev: w0 & REV != 0,
+            a: Endpoint::from_words(w[2], w[3], w0 as u16, v6),
+            b: Endpoint::from_words(w[4], w[5], (w0 >> 16) as u16, v6),
+            c: Endpoint::from_words(w[6], w[7], (w0 >> 32) as u16, w0 & C_V6 != 0),
+            via: Via::from_bits(w0 >> VIA_SHIFT),
+            seen: w[8],
+            born: w[9],
+        })
+    }
+}
+
+/// SipHash-1-3 of `words` (as the little-endian bytes of each word) under
+/// `key`.
+pub fn sip13(key: &[u64; 2], words: &[u64]) -> u64 {
+    let mut v = [
+        key[0] ^ 0x736f_6d65_7073_6575,
+        key[1] ^ 0x646f_7261_6e64_6f6d,
+        key[0] ^ 0x6c79_6765_6e65_7261,
+        key[1] ^ 0x7465_6462_7974_6573,
+    ];
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    for &m in words {
+        v[3] ^= m;
+        round(&mut v);
+        v[0] ^= m;
+    }
+    let last = ((words.len() as u64).wrapping_mul(8) & 0xff) << 56;
+    v[3] ^= last;
+    round(&mut v);
+    v[0] ^= last;
+    v[2] ^= 0xff;
+    for _ in 0..3 {
+        round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// A bucket: a sequence count, a tag per slot (a few bits of the hash of
+/// the half in it, 0 when free: most slots are passed over without being
+/// read), and the slots. All-zero is an empty bucket: the glue hands zeroed
+/// memory.
+#[repr(C, align(64))]
+pub struct Bucket {
+    seq: AtomicU32,
+    _pad: AtomicU32,
+    tags: [AtomicU16; WAYS],
+    _reserved: [AtomicU64; 5],
+    slots: [[AtomicU64; WORDS]; WAYS],
+}
+
+const _: () = assert!(core::mem::size_of::<Bucket>() == 64 + WAYS * WORDS * 8);
+
+impl Bucket {
+    /// An empty bucket (host tests; the kernel's come zeroed from the glue).
+    pub fn new() -> Bucket {
+        Bucket {
+            seq: AtomicU32::new(0),
+            _pad: AtomicU32::new(0),
+            tags: [const { AtomicU16::new(0) }; WAYS],
+            _reserved: [const { AtomicU64::new(0) }; 5],
+            slots: [const { [const { AtomicU64::new(0) }; WORDS] }; WAYS],
+        }
+    }
+
+    fn load(&self, way: usize) -> [u64; WORDS] {
+        let mut w = [0u64; WORDS];
+        for (dst, src) in w.iter_mut().zip(&self.slots[way]) {
+            *dst = src.load(Ordering::Relaxed);
+        }
+        w
+    }
+
+    /// Change slot `way` (to `half`, or free). The caller holds the
+    /// bucket's lock.
+    fn store(&self, way: usize, half: Option<(&Half, u16)>) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        let (words, tag) = match half {
+            Some((h, tag)) => (h.encode(), tag),
+            None => ([0u64; WORDS], 0),
+        };
+        for (dst, src) in self.slots[way].iter().zip(words) {
+            dst.store(src, Ordering::Relaxed);
+        }
+        self.tags[way].store(tag, Ordering::Relaxed);
+        self.seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The half in slot `way`, read by the holder of the bucket's lock.
+    fn locked_half(&self, way: usize) -> Option<Half> {
+        Half::decode(&self.load(way))
+    }
+
+    fn seen(&self, way: usize) -> &AtomicU64 {
+        &self.slots[way][8]
+    }
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket::new()
+    }
+}
+
+/// The buckets' locks, kept by whoever owns the memory.
+pub trait Locks {
+    /// Lock bucket `bucket` (in the kernel: a spinlock with softirqs off).
+    fn lock(&self, bucket: usize);
+    /// Unlock bucket `bucket`.
+    fn unlock(&self, bucket: usize);
+}
+
+/// A half found by a lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// Forward: the client; reverse: LIP:lport.
+    pub peer: Endpoint,
+    /// The RS the half names.
+    pub rs: Endpoint,
+    /// How the flow was announced.
+    pub via: Via,
+    /// When it was last seen (ms).
+    pub seen: u64,
+    /// How many live halves matched (more than one: a client behind two
+    /// balancer addresses).
+    pub matches: u32,
+    bucket: usize,
+    way: usize,
+}
+
+/// What an announcement did; each count is of forward halves (flows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Announced {
+    /// A flow was recorded (new, or replacing another).
+    pub new: bool,
+    /// The flow was there already, with the same client: refreshed.
+    pub refreshed: bool,
+    /// A live flow with another client gave way (the balancer reused its
+    /// port).
+    pub replaced: bool,
+    /// Expired flows whose slots were taken.
+    pub expired: u32,
+    /// Live flows pushed out of a full bucket.
+    pub evicted: u32,
+    /// How the number of forward halves in the table changed.
+    pub delta: i32,
+}
+
+/// What moving a table's halves into another did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// Forward halves now in the new table.
+    pub kept: u64,
+    /// Forward halves that had expired: not moved.
+    pub expired: u64,
+    /// Live forward halves that found no room.
+    pub evicted: u64,
+}
+
+/// A live flow, for `/proc/net/toa_udp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    /// The protocol.
+    pub proto: Proto,
+    /// LIP:lport.
+    pub lip: Endpoint,
+    /// RS:port.
+    pub rs: Endpoint,
+    /// The client.
+    pub client: Endpoint,
+    /// How it was announced.
+    pub via: Via,
+    /// Milliseconds since it was announced.
+    pub age_ms: u64,
+    /// Milliseconds since it was last seen.
+    pub idle_ms: u64,
+}
+
+/// What a victim search found in a locked bucket.
+struct Victim {
+    way: usize,
+    /// The half that was there.
+    was: Option<Half>,
+}
+
+/// The table: buckets (a power of two of them), their locks, the hash key.
+pub struct Table<'a, L: Locks> {
+    buckets: &'a [Bucket],
+    locks: &'a L,
+    seed: [u64; 2],
+}
+
+impl<'a, L: Locks> Table<'a, L> {
+    /// The table over `buckets` (a non-zero power of two of them).
+    pub fn new(buckets: &'a [Bucket], locks: &'a L, seed: [u64; 2]) -> Option<Self> {
+        if !buckets.len().is_power_of_two() {
+            return None;
+        }
+        Some(Table {
+            buckets,
+            locks,
+            seed,
+        })
+    }
+
+    /// How many slots the table has.
+    pub fn slots(&self) -> usize {
+        self.buckets.len() * WAYS
+    }
+
+    fn place(&self, q: &Query) -> (usize, u16) {
+        let h = q.hash(&self.seed);
+        (
+            (h as usize) & (self.buckets.len() - 1),
+            ((h >> 48) as u16) | 1,
+        )
+    }
+
+    /// Run `f` on bucket `i` with its lock held.
+    fn locked<R>(&self, i: usize, f: impl FnOnce(&Bucket) -> R) -> R {
+        self.locks.lock(i);
+        let r = f(&self.buckets[i]);
+        self.locks.unlock(i);
+        r
+    }
+
+    /// The live half `q` names (with peer `want` if given): the one seen
+    /// most recently. Takes no lock.
+    fn find(&self, q: &Query, want: Option<&Endpoint>, now: u64, timeout: u64) -> Option<Hit> {
+        let (i, tag) = self.place(q);
+        let b = &self.buckets[i];
+        loop {
+            let s1 = b.seq.load(Ordering::Acquire);
+            if s1 & 1 != 0 {
+                core::hint::spin_loop();
+                continue;
+            }
+            let mut best: Option<Hit> = None;
+            let mut matches = 0;
+            for way in 0..WAYS {
+                if b.tags[way].load(Ordering::Relaxed) != tag {
+                    continue;
+                }
+                let Some(h) = Half::decode(&b.load(way)) else {
+                    continue;
+                };
+                if !q.matches(&h) || !h.live(now, timeout) || want.is_some_and(|w| *w != h.c) {
+                    continue;
+                }
+                matches += 1;
+                let newer = match &best {
+                    Some(x) => h.seen > x.seen,
+                    None => true,
+                };
+                if newer {
+                    best = Some(Hit {
+                        peer: h.c,
+                        rs: h.b,
+                        via: h.via,
+                        seen: h.seen,
+                        matches: 0,
+                        bucket: i,
+                        way,
+                    });
+                }
+            }
+            fence(Ordering::Acquire);
+            if b.seq.load(Ordering::Relaxed) == s1 {
+                return best.map(|mut h| {
+                    h.matches = matches;
+                    h
+                });
+            }
+        }
+    }
+
+    /// Mark a half found by a lookup as seen `now` (no lock: a slot taken
+    /// over meanwhile by another half only gets a stamp no older than its
+    /// own).
+    fn touch(&self, hit: &Hit, now: u64) {
+        self.buckets[hit.bucket]
+            .seen(hit.way)
+            .fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// The slot a new half goes to in locked bucket `b`: a free one, else
+    /// the longest expired, else the least recently seen.
+    fn victim(b: &Bucket, now: u64, timeout: u64) -> Victim {
+        let mut dead: Option<(usize, Half)> = None;
+        let mut lru: Option<(usize, Half)> = None;
+        for way in 0..WAYS {
+            let Some(h) = b.locked_half(way) else {
+                return Victim { way, was: None };
+            };
+            let pick = if h.live(now, timeout) {
+                &mut lru
+            } else {
+                &mut dead
+            };
+            let older = match pick {
+                Some((_, x)) => h.seen < x.seen,
+                None => true,
+            };
+            if older {
+                *pick = Some((way, h));
+            }
+        }
+        match dead.or(lru) {
+            Some((way, h)) => Victim { way, was: Some(h) },
+            None => Victim { way: 0, was: None },
+        }
+    }
+
+    /// Count a forward half that gave way to another half.
+    fn count_gone(was: &Half, now: u64, timeout: u64, out: &mut Announced) {
+        if !was.rev {
+            if was.live(now, timeout) {
+                out.evicted += 1;
+            } else {
+                out.expired += 1;
+            }
+            out.delta -= 1;
+        }
+    }
+
+    /// Put half `h` in a slot of its bucket. If a half with its key (and,
+    /// for a reverse half, its peer: a client may be behind several
+    /// balancer addresses) is there, the more recently seen of the two
+    /// stays. Returns the half pushed out to make room, if any (its
+    /// partner has to go too: see [`Self::drop_partner`]).
+    fn put_half(&self, h: &Half, now: u64, timeout: u64, out: &mut Announced) -> Option<Half> {
+        let q = h.query();
+        let (i, tag) = self.place(&q);
+        self.locked(i, |b| {
+            for way in 0..WAYS {
+                let Some(x) = b.locked_half(way) else {
+                    continue;
+                };
+                if !q.matches(&x) || (h.rev && x.c != h.c) {
+                    continue;
+                }
+                if x.c == h.c {
+                    b.seen(way).fetch_max(h.seen, Ordering::Relaxed);
+                    return None;
+                }
+                if x.seen < h.seen {
+                    Self::count_gone(&x, now, timeout, out);
+                    out.delta += 1;
+                    b.store(way, Some((h, tag)));
+                    return Some(x);
+                }
+                // A newer flow of the same key is there: `h` goes.
+                out.evicted += 1;
+                return Some(*h);
+            }
+            let v = Self::victim(b, now, timeout);
+            if let Some(was) = &v.was {
+                Self::count_gone(was, now, timeout, out);
+            }
+            if !h.rev {
+                out.delta += 1;
+            }
+            b.store(v.way, Some((h, tag)));
+            v.was
+        })
+    }
+
+    /// Remove the halves `q` names whose peer is `peer`; the forward halves
+    /// among them are counted in `out`.
+    fn remove(&self, q: &Query, peer: &Endpoint, now: u64, timeout: u64, out: &mut Announced) {
+        let (i, _) = self.place(q);
+        self.locked(i, |b| {
+            for way in 0..WAYS {
+                if let Some(x) = b.locked_half(way) {
+                    if q.matches(&x) && x.c == *peer {
+                        Self::count_gone(&x, now, timeout, out);
+                        b.store(way, None);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Half `h` left the table: remove its partner, so that a flow is
+    /// always whole or gone (a reverse half left behind would send a
+    /// client's datagrams to a balancer port that may since serve another
+    /// client).
+    fn drop_partner(&self, h: &Half, now: u64, timeout: u64, out: &mut Announced) {
+        let proto = if h.tcp { Proto::Tcp } else { Proto::Udp };
+        if h.rev {
+            let key = FlowKey {
+                net: h.net,
+                proto,
+                lip: h.c,
+                rs: h.b,
+            };
+            self.remove(&Query::forward(&key), &h.a, now, timeout, out);
+        } else if h.c.v6 == h.a.v6 {
+            let q = Query::reverse(h.net, proto, &h.c, &h.b);
+            self.remove(&q, &h.a, now, timeout, out);
+        }
+    }
+
+    /// A balancer announced that `key`'s datagrams come from `client`.
+    pub fn announce(
+        &self,
+        key: &FlowKey,
+        client: &Endpoint,
+        via: Via,
+        now: u64,
+        timeout: u64,
+    ) -> Announced {
+        let mut out = Announced::default();
+        let q = Query::forward(key);
+        let (i, tag) = self.place(&q);
+        let fwd = Half {
+            net: key.net,
+            tcp: key.proto == Proto::Tcp,
+            rev: false,
+            a: key.lip,
+            b: key.rs,
+            c: *client,
+            via,
+            seen: now,
+            born: now,
+        };
+        // The half that left this bucket for the new one, if any.
+        let gone = self.locked(i, |b| {
+            for way in 0..WAYS {
+                let Some(x) = b.locked_half(way) else {
+                    continue;
+                };
+                if !q.matches(&x) {
+                    continue;
+                }
+                if x.live(now, timeout) && x.c == *client {
+                    b.seen(way).fetch_max(now, Ordering::Relaxed);
+                    out.refreshed = true;
+                    return None;
+                }
+                out.new = true;
+                if x.live(now, timeout) {
+                    out.replaced = true;
+                } else {
+                    out.expired += 1;
+                }
+                b.store(way, Some((&fwd, tag)));
+                return Some(x);
+            }
+            out.new = true;
+            let v = Self::victim(b, now, timeout);
+            if let Some(was) = &v.was {
+                Self::count_gone(was, now, timeout, &mut out);
+            }
+            out.delta += 1;
+            b.store(v.way, Some((&fwd, tag)));
+            v.was
+        });
+        if let Some(g) = gone {
+            self.drop_partner(&g, now, timeout, &mut out);
+        }
+        if client.v6 != key.lip.v6 {
+            // NAT64: no datagram can name this client; no reverse half.
+            return out;
+        }
+        let rev = Half {
+            rev: true,
+            a: *client,
+            c: key.lip,
+            ..fwd
+        };
+        if let Some(g) = self.put_half(&rev, now, timeout, &mut out) {
+            self.drop_partner(&g, now, timeout, &mut out);
+        }
+        out
+    }
+
+    /// The client of a datagram from `key.lip` to `key.rs`, refreshing the
+    /// flow (both halves) when it was last seen a while ago.
+    pub fn receive(&self, key: &FlowKey, now: u64, timeout: u64) -> Option<Hit> {
+        let hit = self.find(&Query::forward(key), None, now, timeout)?;
+        if now.saturating_sub(hit.seen) >= REFRESH_MS {
+            self.touch(&hit, now);
+            if hit.peer.v6 == key.lip.v6 {
+                let q = Query::reverse(key.net, key.proto, &hit.peer, &key.rs);
+                if let Some(r) = self.find(&q, Some(&key.lip), now, timeout) {
+                    self.touch(&r, now);
+                }
+            }
+        }
+        Some(hit)
+    }
+
+    /// The balancer address (LIP:lport) a datagram from `rs` to `client`
+    /// goes back through, refreshing the flow when it was last seen a while
+    /// ago. `hit.matches` > 1: the client is behind several.
+    pub fn send(
+        &self,
+        net: u64,
+        proto: Proto,
+        rs: &Endpoint,
+        client: &Endpoint,
+        now: u64,
+        timeout: u64,
+    ) -> Option<Hit> {
+        let hit = self.find(&Query::reverse(net, proto, client, rs), None, now, timeout)?;
+        if now.saturating_sub(hit.seen) >= REFRESH_MS {
+            self.touch(&hit, now);
+            let key = FlowKey {
+                net,
+                proto,
+                lip: hit.peer,
+                rs: *rs,
+            };
+            if let Some(f) = self.find(&Query::forward(&key), Some(client), now, timeout) {
+                self.touch(&f, now);
+            }
+        }
+        Some(hit)
+    }
+
+    /// A lookup without side effects (the UOA getsockopt, the TCP
+    /// fallback): the live half `q` names.
+    pub fn lookup(&self, q: &Query, now: u64, timeout: u64) -> Option<Hit> {
+        self.find(q, None, now, timeout)
+    }
+
+    /// Remove every half of namespace `net`; how many flows (forward
+    /// halves) went.
+    pub fn remove_net(&self, net: u64) -> u64 {
+        let mut n = 0;
+        for i in 0..self.buckets.len() {
+            self.locked(i, |b| {
+                for way in 0..WAYS {
+                    if let Some(h) = b.locked_half(way) {
+                        if h.net == net {
+                            n += u64::from(!h.rev);
+                            b.store(way, None);
+                        }
+                    }
+                }
+            });
+        }
+        n
+    }
+
+    /// The live flow in slot `index` (of [`Self::slots`]) if it is a
+    /// forward half of namespace `net`. Takes no lock.
+    pub fn view(&self, index: usize, net: u64, now: u64, timeout: u64) -> Option<View> {
+        let b = self.buckets.get(index / WAYS)?;
+        let way = index % WAYS;
+        let h = loop {
+            let s1 = b.seq.load(Ordering::Acquire);
+            if s1 & 1 != 0 {
+                core::hint::spin_loop();
+                continue;
+            }
+            let w = b.load(way);
+            fence(Ordering::Acquire);
+            if b.seq.load(Ordering::Relaxed) == s1 {
+                break Half::decode(&w)?;
+            }
+        };
+        if h.rev || h.net != net || !h.live(now, timeout) {
+            return None;
+        }
+        Some(View {
+            proto: if h.tcp { Proto::Tcp } else { Proto::Udp },
+            lip: h.a,
+            rs: h.b,
+            client: h.c,
+            via: h.via,
+            age_ms: now.saturating_sub(h.born),
+            idle_ms: now.saturating_sub(h.seen),
+        })
+    }
+
+    /// How many forward halves are in the table (expired ones not yet
+    /// reclaimed included). Takes no lock.
+    pub fn count(&self) -> u64 {
+        let mut n = 0;
+        for i in 0..self.slots() {
+            let b = &self.buckets[i / WAYS];
+            let w0 = b.slots[i % WAYS][0].load(Ordering::Relaxed);
+            n += u64::from(w0 & USED != 0 && w0 & REV == 0);
+        }
+        n
+    }
+
+    /// Move the live halves of `old` (which no one changes any more) into
+    /// this table.
+    pub fn take_from<M: Locks>(&self, old: &Table<'_, M>, now: u64, timeout: u64) -> Moved {
+        let mut moved = Moved::default();
+        for b in old.buckets {
+            for way in 0..WAYS {
+                let Some(h) = b.locked_half(way) else {
+                    continue;
+                };
+                if !h.live(now, timeout) {
+                    moved.expired += u64::from(!h.rev);
+                    continue;
+                }
+                let mut out = Announced::default();
+                if let Some(g) = self.put_half(&h, now, timeout, &mut out) {
+                    self.drop_partner(&g, now, timeout, &mut out);
+                }
+                moved.evicted += u64::from(out.evicted);
+                moved.expired += u64::from(out.expired);
+            }
+        }
+        moved.kept = self.count();
+        moved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// A spinlock per bucket.
+    struct Spin(Vec<AtomicBool>);
+
+    impl Spin {
+        fn new(n: usize) -> Spin {
+            Spin((0..n).map(|_| AtomicBool::new(false)).collect())
+        }
+    }
+
+    impl Locks for Spin {
+        fn lock(&self, i: usize) {
+            while self.0[i]
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                std::hint::spin_loop();
+            }
+        }
+        fn unlock(&self, i: usize) {
+            self.0[i].store(false, Ordering::Release);
+        }
+    }
+
+    struct Mem {
+        buckets: Vec<Bucket>,
+        locks: Spin,
+    }
+
+    impl Mem {
+        fn new(n: usize) -> Mem {
+            Mem {
+                buckets: (0..n).map(|_| Bucket::new()).collect(),
+                locks: Spin::new(n),
+            }
+        }
+        fn table(&self) -> Table<'_, Spin> {
+            Table::new(&self.buckets, &self.locks, [0x1234_5678, 0x9abc_def0]).unwrap()
+        }
+    }
+
+    const T: u64 = 330_000;
+    const NET: u64 = 0x5eed;
+
+    fn ep4(last: u8, port: u16) -> Endpoint {
+        Endpoint::v4([10, 0, 0, last], port.to_be_bytes())
+    }
+
+    fn client4(n: u32) -> Endpoint {
+        let b = n.to_be_bytes();
+        Endpoint::v4(
+            [198, b[1], b[2], b[3]],
+            (1000 + (n % 60000) as u16).to_be_bytes(),
+        )
+    }
+
+    fn ep6(last: u16, port: u16) -> Endpoint {
+        let mut a = [0u8; 16];
+        a[..2].copy_from_slice(&[0xfd, 0]);
+        a[14..].copy_from_slice(&last.to_be_bytes());
+        Endpoint::v6(a, port.to_be_bytes())
+    }
+
+    fn key(lport: u16) -> FlowKey {
+        FlowKey {
+            net: NET,
+            proto: Proto::Udp,
+            lip: ep4(2, lport),
+            rs: ep4(1, 53),
+        }
+    }
+
+    /// SipHash-c-d over bytes, the reference way.
+    fn siphash_bytes(c: usize, d: usize, k: &[u64; 2], data: &[u8]) -> u64 {
+        let mut v = [
+            k[0] ^ 0x736f_6d65_7073_6575,
+            k[1] ^ 0x646f_7261_6e64_6f6d,
+            k[0] ^ 0x6c79_6765_6e65_7261,
+            k[1] ^ 0x7465_6462_7974_6573,
+        ];
+        let round = |v: &mut [u64; 4]| {
+            v[0] = v[0].wrapping_add(v[1]);
+            v[1] = v[1].rotate_left(13) ^ v[0];
+            v[0] = v[0].rotate_left(32);
+            v[2] = v[2].wrapping_add(v[3]);
+            v[3] = v[3].rotate_left(16) ^ v[2];
+            v[0] = v[0].wrapping_add(v[3]);
+            v[3] = v[3].rotate_left(21) ^ v[0];
+            v[2] = v[2].wrapping_add(v[1]);
+            v[1] = v[1].rotate_left(17) ^ v[2];
+            v[2] = v[2].rotate_left(32);
+        };
+        let mut blocks: Vec<u64> = data
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let tail = data.chunks_exact(8).remainder();
+        let mut last = [0u8; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        last[7] = data.len() as u8;
+        blocks.push(u64::from_le_bytes(last));
+        for m in blocks {
+            v[3] ^= m;
+            for _ in 0..c {
+                round(&mut v);
+            }
+            v[0] ^= m;
+        }
+        v[2] ^= 0xff;
+        for _ in 0..d {
+            round(&mut v);
+        }
+        v[0] ^ v[1] ^ v[2] ^ v[3]
+    }
+
+    #[test]
+    fn sip13_is_siphash_1_3() {
+        // The reference implementation checked against the paper's vectors
+        // (SipHash-2-4), then run with 1 and 3 rounds against sip13.
+        let k = [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908];
+        let msg: Vec<u8> = (0..64).collect();
+        assert_eq!(siphash_bytes(2, 4, &k, &msg[..0]), 0x726f_db47_dd0e_0e31);
+        assert_eq!(siphash_bytes(2, 4, &k, &msg[..15]), 0xa129_ca61_49be_45e5);
+        for n in 0..8 {
+            let words: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect();
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            assert_eq!(sip13(&k, &words), siphash_bytes(1, 3, &k, &bytes));
+        }
+    }
+
+    #[test]
+    fn a_bucket_is_eleven_cache_lines() {
+        assert_eq!(core::mem::size_of::<Bucket>(), 704);
+        assert_eq!(core::mem::align_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn announce_receive_send_ipv4() {
+        let m = Mem::new(16);
+        let t = m.table();
+        let k = key(5000);
+        let c = client4(7);
+        let a = t.announce(&k, &c, Via::Icmp, 1000, T);
+        assert_eq!(
+            a,
+            Announced {
+                new: true,
+                delta: 1,
+                ..Default::default()
+            }
+        );
+        let hit = t.receive(&k, 1001, T).unwrap();
+        assert_eq!((hit.peer, hit.via, hit.matches), (c, Via::Icmp, 1));
+        let back = t.send(NET, Proto::Udp, &k.rs, &c, 1002, T).unwrap();
+        assert_eq!(back.peer, k.lip);
+        // Another namespace, protocol, RS port or address: nothing.
+        assert!(t.receive(&FlowKey { net: 1, ..k }, 1002, T).is_none());
+        assert!(t
+            .receive(
+                &FlowKey {
+                    proto: Proto::Tcp,
+                    ..k
+                },
+                1002,
+                T
+            )
+            .is_none());
+        assert!(t
+            .receive(
+                &FlowKey {
+                    rs: ep4(1, 54),
+                    ..k
+                },
+                1002,
+                T
+            )
+            .is_none());
+        assert!(t
+            .receive(
+                &FlowKey {
+                    rs: ep4(9, 53),
+                    ..k
+                },
+                1002,
+                T
+            )
+            .is_none());
+        assert!(t.send(NET, Proto::Udp, &ep4(9, 53), &c, 1002, T).is_none());
+        // Any RS address, when asked so.
+        let any = t.lookup(
+            &Query::forward(&FlowKey {
+                rs: ep4(9, 53),
+                ..k
+            })
+            .any_rs(),
+            1002,
+            T,
+        );
+        assert_eq!(any.map(|h| (h.peer, h.rs)), Some((c, k.rs)));
+        assert_eq!(t.count(), 1);
+    }
+
+    #[test]
+    fn ipv6_and_nat64() {
+        let m = Mem::new(16);
+        let t = m.table();
+        let k6 = FlowKey {
+            net: NET,
+            proto: Proto::Udp,
+            lip: ep6(2, 5000),
+            rs: ep6(1, 53),
+        };
+        let c6 = ep6(0x99, 4444);
+        t.announce(&k6, &c6, Via::Opp, 0, T);
+        assert_eq!(t.receive(&k6, 1, T).map(|h| h.peer), Some(c6));
+        assert_eq!(
+            t.send(NET, Proto::Udp, &k6.rs, &c6, 1, T).map(|h| h.peer),
+            Some(k6.lip)
+        );
+        // NAT64: an IPv6 client of IPv4 packets: found, but no way back.
+        let k = key(6000);
+        let a = t.announce(&k, &c6, Via::Opp, 0, T);
+        assert_eq!(a.delta, 1);
+        assert_eq!(t.receive(&k, 1, T).map(|h| h.peer), Some(c6));
+        assert!(t.send(NET, Proto::Udp, &k.rs, &c6, 1, T).is_none());
+        assert_eq!(t.count(), 2);
+    }
+
+    #[test]
+    fn the_same_announcement_refreshes_another_client_replaces() {
+        let m = Mem::new(16);
+        let t = m.table();
+        let k = key(5001);
+        let (c1, c2) = (client4(1), client4(2));
+        t.announce(&k, &c1, Via::Ipo, 0, T);
+        let again = t.announce(&k, &c1, Via::Ipo, 500, T);
+        assert_eq!(
+            again,
+            Announced {
+                refreshed: true,
+                ..Default::default()
+            }
+        );
+        let r = t.announce(&k, &c2, Via::Ipo, 600, T);
+        assert_eq!(
+            r,
+            Announced {
+                new: true,
+                replaced: true,
+                ..Default::default()
+            }
+        );
+        assert_eq!(t.receive(&k, 700, T).map(|h| h.peer), Some(c2));
+        // The old client's way back went with it.
+        assert!(t.send(NET, Proto::Udp, &k.rs, &c1, 700, T).is_none());
+        assert_eq!(
+            t.send(NET, Proto::Udp, &k.rs, &c2, 700, T).map(|h| h.peer),
+            Some(k.lip)
+        );
+        assert_eq!(t.count(), 1);
+    }
+
+    #[test]
+    fn flows_expire_and_packets_keep_them_alive() {
+        let m = Mem::new(16);
+        let t = m.table();
+        let k = key(5002);
+        let c = client4(3);
+        t.announce(&k, &c, Via::Icmp, 0, 10_000);
+        // Packets every 6 s keep both halves alive past the timeout.
+        for now in [6_000, 12_000, 18_000] {
+            assert!(t.receive(&k, now, 10_000).is_some(), "rx at {now}");
+        }
+        for now in [24_000, 30_000] {
+            assert!(
+                t.send(NET, Proto::Udp, &k.rs, &c, now, 10_000).is_some(),
+                "tx at {now}"
+            );
+        }
+        assert!(t.receive(&k, 40_000, 10_000).is_some());
+        // Then silence: gone for both directions.
+        assert!(t.receive(&k, 50_001, 10_000).is_none());
+        assert!(t.send(NET, Proto::Udp, &k.rs, &c, 50_001, 10_000).is_none());
+        assert!(t.view(0, NET, 50_001, 10_000).is_none());
+        // The next announcement takes its slot back, counted expired.
+        let a = t.announce(&k, &client4(4), Via::Icmp, 60_000, 10_000);
+        assert_eq!(
+            a,
+            Announced {
+                new: true,
+                expired: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(t.count(), 1);
+    }
+
+    #[test]
+    fn one_client_behind_two_balancer_addresses() {
+        let m = Mem::new(16);
+        let t = m.table();
+        let c = client4(5);
+        let k1 = FlowKey {
+            lip: ep4(2, 7000),
+            ..key(0)
+        };
+        let k2 = FlowKey {
+            lip: ep4(3, 7001),
+            ..key(0)
+        };
+        t.announce(&k1, &c, Via::Icmp, 100, T);
+        t.announce(&k2, &c, Via::Icmp, 200, T);
+        let h = t.send(NET, Proto::Udp, &k1.rs, &c, 300, T).unwrap();
+        assert_eq!((h.peer, h.matches), (k2.lip, 2));
+        // k1's packets make it the most recent.
+        t.receive(&k1, 5000, T);
+        let h = t.send(NET, Proto::Udp, &k1.rs, &c, 5001, T).unwrap();
+        assert_eq!((h.peer, h.matches), (k1.lip, 2));
+    }
+
+    #[test]
+    fn remove_a_namespace() {
+        let m = Mem::new(16);
+        let t = m.table();
+        t.announce(&key(1), &client4(1), Via::Icmp, 0, T);
+        t.announce(&FlowKey { net: 2, ..key(2) }, &client4(2), Via::Icmp, 0, T);
+        assert_eq!(t.remove_net(NET), 1);
+        assert!(t.receive(&key(1), 1, T).is_none());
+        assert!(t
+            .send(NET, Proto::Udp, &key(1).rs, &client4(1), 1, T)
+            .is_none());
+        assert!(t.receive(&FlowKey { net: 2, ..key(2) }, 1, T).is_some());
+        assert_eq!(t.count(), 1);
+    }
+
+    #[test]
+    fn views_list_live_forward_halves_of_one_namespace() {
+        let m = Mem::new(4);
+        let t = m.table();
+        t.announce(&key(1), &client4(1), Via::Opp, 100, T);
+        t.announce(
+            &FlowKey { net: 2, ..key(2) },
+            &client4(2),
+            Via::Icmp,
+            100,
+            T,
+        );
+        let views: Vec<View> = (0..t.slots())
+            .filter_map(|i| t.view(i, NET, 400, T))
+            .collect();
+        assert_eq!(views.len(), 1);
+        let v = views[0];
+        assert_eq!(
+            (v.lip, v.rs, v.client, v.via, v.age_ms, v.idle_ms),
+            (key(1).lip, key(1).rs, client4(1), Via::Opp, 300, 300)
+        );
+        assert!(t.view(t.slots(), NET, 400, T).is_none());
+    }
+
+    #[test]
+    fn a_flood_costs_no_memory_and_the_counters_balance() {
+        let m = Mem::new(64);
+        let t = m.table();
+        let (mut new, mut gone, mut delta) = (0u64, 0u64, 0i64);
+        for n in 0..100_000u32 {
+            let k = FlowKey {
+                lip: ep4((n % 200) as u8 + 2, (n / 200) as u16 + 1),
+                ..key(0)
+            };
+            let a = t.announce(&k, &client4(n), Via::Icmp, u64::from(n), T);
+            assert!(a.new);
+            new += 1;
+            gone += u64::from(a.replaced) + u64::from(a.expired) + u64::from(a.evicted);
+            delta += i64::from(a.delta);
+        }
+        assert_eq!(new, gone + t.count());
+        assert_eq!(delta as u64, t.count());
+        assert!(t.count() <= (t.slots() / 2) as u64 + WAYS as u64 * 64);
+        // The most recent flows are still there.
+        let k = FlowKey {
+            lip: ep4((99_999 % 200) as u8 + 2, (99_999 / 200) as u16 + 1),
+            ..key(0)
+        };
+        assert_eq!(
+            t.receive(&k, 100_000, T).map(|h| h.peer),
+            Some(client4(99_999))
+        );
+    }
+
+    #[test]
+    fn a_bigger_table_takes_the_live_flows() {
+        let small = Mem::new(4);
+        let s = small.table();
+        for n in 0..10 {
+            s.announce(
+                &key(100 + n),
+                &client4(u32::from(n)),
+                Via::Icmp,
+                u64::from(n) * 1000,
+                20_000,
+            );
+        }
+        let big = Mem::new(64);
+        let b = big.table();
+        let moved = b.take_from(&s, 25_000, 20_000);
+        assert_eq!(moved.kept + moved.expired + moved.evicted, s.count());
+        for n in 6..10 {
+            assert_eq!(
+                b.receive(&key(100 + n), 25_000, 20_000).map(|h| h.peer),
+                Some(client4(u32::from(n)))
+            );
+            assert!(b
+                .send(
+                    NET,
+                    Proto::Udp,
+                    &key(0).rs,
+                    &client4(u32::from(n)),
+                    25_000,
+                    20_000
+                )
+                .is_some());
+        }
+    }
+
+    #[test]
+    fn readers_never_see_torn_flows() {
+        // Writers announce keys 0..64 with one of two clients each; readers
+        // must only ever see one of those two for a key.
+        let m = Arc::new(Mem::new(8));
+        let stop = Arc::new(AtomicBool::new(false));
+        let alt = |k: u16, which: u32| client4(u32::from(k) * 2 + which);
+        let mut hs = Vec::new();
+        for w in 0..2u32 {
+            let (m, stop) = (m.clone(), stop.clone());
+            hs.push(std::thread::spawn(move || {
+                let t = m.table();
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = (i % 64) as u16;
+                    t.announce(&key(k + 1), &alt(k, (i / 64 + w) % 2), Via::Icmp, 1, T);
+                    i += 1;
+                }
+                0u64
+            }));
+        }
+        for _ in 0..2 {
+            let (m, stop) = (m.clone(), stop.clone());
+            hs.push(std::thread::spawn(move || {
+                let t = m.table();
+                let mut seen = 0u64;
+                let mut i = 0u16;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = i % 64;
+                    if let Some(h) = t.lookup(&Query::forward(&key(k + 1)), 1, T) {
+                        assert!(h.peer == alt(k, 0) || h.peer == alt(k, 1), "torn: {h:?}");
+                        seen += 1;
+                    }
+                    i = i.wrapping_add(7);
+                }
+                seen
+            }));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let seen: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert!(seen > 0);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Announce(u16, u32),
+            Receive(u16),
+            Send(u32),
+            Wait(u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0u16..12, 0u32..6).prop_map(|(k, c)| Op::Announce(k, c)),
+                (0u16..12).prop_map(Op::Receive),
+                (0u32..6).prop_map(Op::Send),
+                prop_oneof![0u64..2000, Just(5000), Just(5001)].prop_map(Op::Wait),
+            ]
+        }
+
+        proptest! {
+            /// Against a model: a flow's client is the one announced last
+            /// for its key, never another; the way back leads to a LIP that
+            /// announced the client; when nothing was evicted, the table
+            /// answers exactly as the model does.
+            #[test]
+            fn against_a_model(ops in proptest::collection::vec(op(), 0..100)) {
+                let m = Mem::new(8);
+                let t = m.table();
+                let timeout = 5000;
+                let mut now = 0u64;
+                // key -> (client, last seen), and the model's notion of live.
+                let mut model: HashMap<u16, (u32, u64)> = HashMap::new();
+                let mut evicted = 0;
+                for o in ops {
+                    match o {
+                        Op::Wait(ms) => now += ms,
+                        Op::Announce(k, c) => {
+                            let a = t.announce(&key(k + 1), &client4(c), Via::Icmp, now, timeout);
+                            evicted += a.evicted;
+                            // Announcing a client moves it away from any other key
+                            // in the model only by replacement of the same key.
+                            model.insert(k, (c, now));
+                        }
+                        Op::Receive(k) => {
+                            let got = t.receive(&key(k + 1), now, timeout).map(|h| h.peer);
+                            let want = model
+                                .get(&k)
+                                .filter(|(_, seen)| now - seen <= timeout)
+                                .map(|(c, _)| client4(*c));
+                            if let Some(g) = got {
+                                prop_assert_eq!(Some(g), want, "key {}", k);
+                            } else if evicted == 0 {
+                                prop_assert_eq!(None, want, "key {}", k);
+                            }
+                            if got.is_some() && now - model[&k].1 >= REFRESH_MS {
+                                model.get_mut(&k).unwrap().1 = now;
+                            }
+                        }
+                        Op::Send(c) => {
+                            let got = t.send(NET, Proto::Udp, &key(0).rs, &client4(c), now, timeout);
+                            if let Some(h) = got {
+                                let port = u16::from_be_bytes(h.peer.port) - 1;
+                                let entry = model.get(&port);
+                                prop_assert!(entry.is_some_and(|(cc, _)| *cc == c), "send {} -> {:?}", c, h);
+                                if now - entry.unwrap().1 >= REFRESH_MS {
+                                    model.get_mut(&port).unwrap().1 = now;
+                                }
+                            } else if evicted == 0 {
+                                prop_assert!(!model.values().any(|(cc, seen)| *cc == c && now - seen <= timeout), "send {} found nothing", c);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

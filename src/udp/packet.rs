@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What the UDP hooks do with a packet (the glue's netfilter hooks in
+//! `glue_udp.c`, in every network namespace):
+//!
+//! - on receive (`PRE_ROUTING`, after defragmentation, before conntrack and
+//!   the filter tables), [`toa_udp_rx`]: an ICMP announcement records its
+//!   flow; a UOA (in the IPv4 options of a UDP datagram, or in an option
+//!   protocol header, which the glue then removes) records its flow; then a
+//!   datagram of a live flow is shown as coming from its client;
+//! - on send (`LOCAL_OUT`), [`toa_udp_tx`]: a datagram to a client with a
+//!   live flow goes to the balancer's address and port instead.
+//!
+//! Announcements are taken only from trusted sources (the balancer's local
+//! address is the packet's source; `net.toa.trusted_sources`). Both hooks
+//! run in softirq or with softirqs off, in an RCU read-side critical
+//! section: they allocate nothing and take at most a bucket lock.
+
+use super::announce::{self, Parsed, Proto};
+use super::config;
+use super::flow_table::{Endpoint, FlowKey, Via};
+use super::flows;
+use super::uoa::{self, Options};
+use crate::cidr::Source;
+use crate::config as toa_config;
+use crate::kapi::{UdpPacket, UdpVerdict};
+use crate::stats::{self, Counter};
+use crate::trust;
+use crate::wire::ClientAddr;
+
+impl UdpPacket {
+    /// The bytes at `hdr`.
+    ///
+    /// # Safety
+    ///
+    /// `hdr` must be NULL or point to `hdr_len` readable bytes for the
+    /// lifetime of `self`.
+    unsafe fn hdr(&self) -> &[u8] {
+        if self.hdr.is_null() {
+            &[]
+        } else {
+            // SAFETY: the caller guarantees `hdr_len` readable bytes.
+            unsafe { core::slice::from_raw_parts(self.hdr, self.hdr_len as usize) }
+        }
+    }
+
+    fn endpoint(&self, addr: &[u8; 16], port: [u8; 2]) -> Endpoint {
+        if self.v6 {
+            Endpoint::v6(*addr, port)
+        } else {
+            Endpoint::v4([addr[0], addr[1], addr[2], addr[3]], port)
+        }
+    }
+
+    fn source(&self) -> Source {
+        if self.v6 {
+            Source::V6(self.saddr)
+        } else {
+            let s = &self.saddr;
+            Source::V4([s[0], s[1], s[2], s[3]])
+        }
+    }
+
+    /// The flow a datagram from its source to its destination belongs to.
+    fn key(&self) -> FlowKey {
+        FlowKey {
+            net: self.net,
+            proto: Proto::Udp,
+            lip: self.endpoint(&self.saddr, self.sport),
+            rs: self.endpoint(&self.daddr, self.dport),
+        }
+    }
+}
+
+/// Record the flow of `key` for `client` if the packet's source is
+/// trusted; whether it was recorded.
+///
+/// # Safety
+///
+/// The caller must be in an RCU read-side critical section.
+unsafe fn record(p: &UdpPacket, key: &FlowKey, client: &ClientAddr, via: Via) -> bool {
+    if !trust::trusted(&p.source()) {
+        stats::inc(Counter::UdpUntrusted);
+        return false;
+    }
+    // SAFETY: the caller holds RCU.
+    unsafe { flows::announce(key, client, via, p.now_ms) }
+}
+
+/// An ICMP message: record the flow if it is an announcement; the flow's
+/// backend port if one was recorded.
+///
+/// # Safety
+///
+/// As for [`toa_udp_rx`].
+unsafe fn icmp(p: &UdpPacket) -> Option<[u8; 2]> {
+    // SAFETY: the caller guarantees `hdr`.
+    let msg = unsafe { p.hdr() };
+    let a = match announce::parse(msg, p.msg_len as usize, &toa_config::rules().kinds) {
+        Parsed::NotOurs => return None,
+        Parsed::Bad(_) => {
+            stats::inc(Counter::CaIcmpBad);
+            return None;
+        }
+        Parsed::Ok(a) => a,
+    };
+    let key = FlowKey {
+        net: p.net,
+        proto: a.proto,
+        lip: p.endpoint(&p.saddr, a.lport),
+        rs: p.endpoint(&p.daddr, a.rsport),
+    };
+    // SAFETY: the caller holds RCU.
+    let recorded = unsafe { record(p, &key, &a.client, Via::Icmp) };
+    if recorded {
+        stats::inc(Counter::CaIcmpOk);
+    }
+    recorded.then_some(a.rsport)
+}
+
+/// A packet on its way in.
+///
+/// # Safety
+///
+/// `p` must point to a valid [`UdpPacket`] whose `hdr` is NULL or
+/// `hdr_len` readable bytes, and `v` to a writable [`UdpVerdict`], for the
+/// call; the caller must be in an RCU read-side critical section (a
+/// netfilter hook).
+#[no_mangle]
+pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
+    // SAFETY: the caller guarantees both.
+    let (p, v) = unsafe { (&*p, &mut *v) };
+    *v = UdpVerdict::default();
+    let key = p.key();
+    let mut recorded = false;
+    match p.kind {
+        UdpPacket::ICMP => {
+            // SAFETY: the caller guarantees `hdr` and RCU.
+            if let Some(rsport) = unsafe { icmp(p) } {
+                v.active = true;
+                v.recorded = true;
+                v.rsport = rsport;
+            }
+            return;
+        }
+        UdpPacket::IPO => {
+            // SAFETY: the caller guarantees `hdr`.
+            match uoa::scan(unsafe { p.hdr() }) {
+                Options::Found(client) => {
+                    // SAFETY: the caller holds RCU.
+                    recorded = unsafe { record(p, &key, &client, Via::Ipo) };
+                    if recorded {
+                        stats::inc(Counter::UoaIpo);
+                    }
+                }
+                Options::Bad(_) => stats::inc(Counter::UoaBad),
+                Options::Absent => {}
+            }
+        }
+        UdpPacket::OPP => {
+            // SAFETY: the caller guarantees `hdr`.
+            match uoa::parse_opp(unsafe { p.hdr() }) {
+                Ok(opp) => {
+                    v.strip = opp.len as u16;
+                    // SAFETY: the caller holds RCU.
+                    recorded = unsafe { record(p, &key, &opp.client, Via::Opp) };
+                    if recorded {
+                        stats::inc(Counter::UoaOpp);
+                    }
+                }
+                Err(_) => {
+                    stats::inc(Counter::UoaBad);
+                    return;
+                }
+            }
+        }
+        _ => {}
+    }
+    v.active = recorded;
+    v.recorded = recorded;
+    v.rsport = p.dport;
+    if !config::rewrite() || !(p.live || recorded) {
+        return;
+    }
+    // SAFETY: the caller holds RCU.
+    let Some((hit, refreshed)) = (unsafe { flows::receive(&key, p.now_ms) }) else {
+        return;
+    };
+    v.active |= refreshed;
+    if hit.peer.v6 != p.v6 {
+        stats::inc(Counter::UdpRxNat64);
+        return;
+    }
+    v.rewrite = true;
+    v.addr = hit.peer.addr;
+    v.port = hit.peer.port;
+    stats::inc(Counter::UdpRxRewrite);
+}
+
+/// A datagram on its way out: to a client with a live flow, it goes back
+/// through the balancer.
+///
+/// # Safety
+///
+/// As for [`toa_udp_rx`].
+#[no_mangle]
+pub unsafe extern "C" fn toa_udp_tx(p: *const UdpPacket, v: *mut UdpVerdict) {
+    // SAFETY: the caller guarantees both.
+    let (p, v) = unsafe { (&*p, &mut *v) };
+    *v = UdpVerdict::default();
+    if !config::rewrite() {
+        return;
+    }
+    let rs = p.endpoint(&p.saddr, p.sport);
+    let client = p.endpoint(&p.daddr, p.dport);
+    // SAFETY: the caller holds RCU.
+    let Some((hit, refreshed)) = (unsafe { flows::send(p.net, &rs, &client, p.now_ms) }) else {
+        return;
+    };
+    v.active = refreshed;
+    v.rewrite = true;
+    v.addr = hit.peer.addr;
+    v.port = hit.peer.port;
+    stats::inc(Counter::UdpTxRewrite);
+    if hit.matches > 1 {
+        stats::inc(Counter::UdpTxAmbiguous);
+    }
+}
+
+/// An IP fragment of a UDP or option protocol packet was left alone.
+#[no_mangle]
+pub extern "C" fn toa_udp_fragment() {
+    stats::inc(Counter::UdpFragment);
+}
