@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: what toa costs, in a VM on one test kernel (default 7.3,
-# TOA_KERNEL=6.12 for the other), with toa-bench (crates/toa-test): module
-# unloaded vs loaded with each hook mechanism, interleaved repetitions,
-# ratios printed as the last lines. See docs/performance.md.
+# TOA_KERNEL=6.12 for the other, TOA_KERNEL=stock for Debian's stock 7.3.4
+# with the packaged module: scripts/bench-stock.sh), with toa-bench
+# (crates/toa-test): module unloaded vs loaded with each hook mechanism,
+# interleaved repetitions, ratios printed as the last lines. See
+# docs/performance.md.
 #
 # Two runs, two clocks:
 #  - icount: one vCPU under QEMU's `-icount shift=0,sleep=off`, where the
@@ -17,6 +19,8 @@ set -euo pipefail
 cd "$TOA_ROOT"
 
 kernel=${TOA_KERNEL:-7.3}
+# Debian's stock kernel, with the module DKMS builds from the package.
+[ "$kernel" = stock ] && exec scripts/bench-stock.sh
 prepare_kernel_and_module "$kernel"
 cargo build --release -q -p toa-test --bin toa-bench
 hooks=${BENCH_HOOKS:-direct,ftrace,kretprobe,fprobe}
