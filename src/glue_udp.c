@@ -916,10 +916,24 @@ static struct nf_sockopt_ops toa_uoa_sockopt_ops = {
 
 static bool toa_uoa_sockopt_on;
 
+/* udp=0: TCP only. No netfilter hook is registered, so packets pay nothing
+ * for UDP support (on a host without other netfilter users, the first hook
+ * of a namespace turns netfilter's dispatch on for every packet). */
+static bool toa_udp_param = true;
+module_param_named(udp, toa_udp_param, bool, 0444);
+MODULE_PARM_DESC(udp, "Serve UDP clients (netfilter hooks in every namespace, UOA_SO_GET_LOOKUP); 0: TCP only (default 1)");
+
+/* Whether toa_udp_register() registered the namespaces' hooks. */
+static bool toa_udp_hooked;
+
 int toa_udp_register(void)
 {
 	int err;
 
+	if (!toa_udp_param) {
+		pr_info("UDP clients off (udp=0): no netfilter hook\n");
+		return 0;
+	}
 	err = register_pernet_subsys(&toa_udp_net_ops);
 	if (err) {
 		pr_err("cannot hook UDP: %d\n", err);
@@ -931,12 +945,16 @@ int toa_udp_register(void)
 		pr_warn("getsockopt %d (UOA_SO_GET_LOOKUP) is taken (uoa.ko?): %d; UDP clients are still shown\n",
 			UOA_SO_GET_LOOKUP, err);
 	toa_uoa_sockopt_on = !err;
+	toa_udp_hooked = true;
 	return 0;
 }
 
 /* Returns once no hook runs and no getsockopt is in toa. */
 void toa_udp_unregister(void)
 {
+	if (!toa_udp_hooked)
+		return;
+	toa_udp_hooked = false;
 	if (toa_uoa_sockopt_on)
 		nf_unregister_sockopt(&toa_uoa_sockopt_ops);
 	toa_uoa_sockopt_on = false;

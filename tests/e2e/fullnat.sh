@@ -155,26 +155,32 @@ except OSError:
 EOF2
 }
 
-# One datagram from the client to HOST PORT: "echo" if it came back, or "-".
+# A datagram from the client to HOST PORT, sent up to three times as a UDP
+# client would (a loaded test machine may be slow to start a server):
+# "echo" if one came back, or "-".
 udp_echo() {
     c python3 - "$1" "$2" <<'EOF2'
 import socket, sys
 s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(3)
-try:
-    s.sendto(b"hello", (sys.argv[1], int(sys.argv[2])))
-    print("echo" if s.recvfrom(512)[0] == b"hello" else "wrong")
-except OSError:
-    print("-")
+s.settimeout(2)
+answer = "-"
+for _ in range(3):
+    try:
+        s.sendto(b"hello", (sys.argv[1], int(sys.argv[2])))
+        answer = "echo" if s.recvfrom(512)[0] == b"hello" else "wrong"
+        break
+    except OSError:
+        pass
+print(answer)
 EOF2
 }
 
 # The C echo server on the backend for one datagram: what it printed.
 udp_server_line() { # udp_server_line TAG ADDR PORT CLIENT_HOST
     local log="$work/udp-$1.log" pid
-    be timeout 10 "$c_udp_server" "$2" "$3" 1 recvfrom >"$log" 2>&1 &
+    be timeout 20 "$c_udp_server" "$2" "$3" 1 recvfrom >"$log" 2>&1 &
     pid=$!
-    for _ in $(seq 50); do grep -q ready "$log" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 100); do grep -q ready "$log" 2>/dev/null && break; sleep 0.1; done
     echo "$1-echo $(udp_echo "$4" "$3")"
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
     local line

@@ -37,7 +37,8 @@
 //! print them.
 //!
 //! `toa-bench --module toa.ko [--clock wall|icount] [--reps N]
-//!  [--hooks ftrace,kretprobe,...] [--scaling]`
+//!  [--hooks ftrace,kretprobe,...] [--scaling]`; a variant may carry more
+//! module parameters after `+` (`direct+udp=0`).
 
 use std::net::{
     Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
@@ -61,6 +62,15 @@ const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 struct Variant {
     name: String,
     hook: Option<String>,
+    /// More module parameters (`--hooks direct+udp=0`: `udp=0`).
+    params: Vec<String>,
+}
+
+impl Variant {
+    /// Whether toa serves UDP in this variant (loaded, without `udp=0`).
+    fn udp(&self) -> bool {
+        self.hook.is_some() && !self.params.iter().any(|p| p == "udp=0")
+    }
 }
 
 /// The measurements of one variant in one repetition, as rates (operations
@@ -258,7 +268,10 @@ fn set_state(module: &PathBuf, v: &Variant) -> Result<()> {
         kmod::rmmod()?;
     }
     if let Some(hook) = &v.hook {
-        kmod::insmod(module, &[&format!("hook={hook}")])?;
+        let mut params = vec![format!("hook={hook}")];
+        params.extend(v.params.iter().cloned());
+        let params: Vec<&str> = params.iter().map(String::as_str).collect();
+        kmod::insmod(module, &params)?;
     }
     Ok(())
 }
@@ -454,11 +467,14 @@ fn main() -> Result<()> {
     let mut variants = vec![Variant {
         name: "unloaded".into(),
         hook: None,
+        params: Vec::new(),
     }];
     for h in hooks.split(',') {
+        let mut parts = h.split('+');
         variants.push(Variant {
             name: h.to_owned(),
-            hook: Some(h.to_owned()),
+            hook: parts.next().map(str::to_owned),
+            params: parts.map(str::to_owned).collect(),
         });
     }
 
@@ -519,7 +535,7 @@ fn main() -> Result<()> {
             // now; let it finish before the UDP loops are timed.
             std::thread::sleep(Duration::from_millis(300));
             let (udp_plain, udp_miss, udp_port, udp_flow) =
-                udp_rates(n_udp, variants[i].hook.is_some(), verify)?;
+                udp_rates(n_udp, variants[i].udp(), verify)?;
             let s = Sample {
                 setup,
                 accept,

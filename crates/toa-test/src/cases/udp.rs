@@ -116,6 +116,10 @@ pub fn cases() -> Vec<Case> {
             "udp: rmmod/insmod with live flows and a receiving socket",
             unload_with_flows,
         ),
+        Case::new(
+            "udp: udp=0 -> no hook: announcements ignored, no /proc/net/toa_udp, UOA getsockopt ENOPROTOOPT; TCP still served",
+            udp_off,
+        ),
     ]
 }
 
@@ -1177,5 +1181,53 @@ fn unload_with_flows(ctx: &Ctx) -> Result<()> {
     ctx.tun.send(&f.announce().packet())?;
     ctx.tun.send(&wire::datagram(f.lip, f.rs, b"4"))?;
     ensure_eq!(recv(&s)?.1, f.client, "after a new announcement");
+    Ok(())
+}
+
+fn udp_off(ctx: &Ctx) -> Result<()> {
+    setup(ctx)?;
+    kmod::rmmod()?;
+    ctx.insmod(&["udp=0"])?;
+    let result = udp_off_checks(ctx);
+    kmod::rmmod()?;
+    ctx.insmod(&[])?;
+    result
+}
+
+fn udp_off_checks(ctx: &Ctx) -> Result<()> {
+    ensure_eq!(
+        kmod::dmesg()?.contains("UDP clients off (udp=0)"),
+        true,
+        "the load line for udp=0"
+    );
+    ensure_eq!(
+        std::path::Path::new("/proc/net/toa_udp").exists(),
+        false,
+        "/proc/net/toa_udp with udp=0"
+    );
+    let before = kmod::stats()?;
+    let f = flow4(6029);
+    let s = bind(f.rs)?;
+    ctx.tun.send(&f.announce().packet())?;
+    ctx.tun.send(&wire::datagram(f.lip, f.rs, b"1"))?;
+    ensure_eq!(recv(&s)?, (b"1".to_vec(), f.lip), "udp=0: the balancer");
+    ensure_eq!(
+        wire::uoa_lookup(s.as_raw_fd(), f.lip, f.rs, 58)?,
+        Err(libc::ENOPROTOOPT),
+        "UOA_SO_GET_LOOKUP with udp=0"
+    );
+    kmod::expect_delta(&before, &[])?;
+    // TCP is still served.
+    let l = sock::listen("0.0.0.0:0".parse()?)?;
+    let remote = SocketAddr::new(GUEST.into(), l.local_addr()?.port());
+    let client = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 252), 40252);
+    let hs = Handshake {
+        ack_options: super::common::opt4(200, client),
+        ..Handshake::default()
+    };
+    let lip = SocketAddr::new(LB.into(), peer::next_port());
+    let _conn = Conn::open(&ctx.tun, lip, remote, &hs)?;
+    let (_fd, accepted) = sock::accept(&l, Accept::Accept4)?;
+    ensure_eq!(accepted, SocketAddr::from(client), "TCP with udp=0");
     Ok(())
 }
