@@ -15,6 +15,7 @@ use crate::record::{self, Recorded};
 use crate::stash::{self, Stashed};
 use crate::stats::{self, Counter};
 use crate::wire::ClientAddr;
+use core::ffi::c_uint;
 
 /// The top byte of every word toa stores in `sk_user_data`, for the glue's
 /// direct-call trampoline (`glue_redirect.c`), which lets a `getpeername()`
@@ -44,48 +45,56 @@ pub unsafe extern "C" fn toa_getname_peek(sk: *const Sock) -> bool {
 
 /// Put the client recorded on IPv4 socket `sk`, whose `sk_user_data` the
 /// glue has just read as `word`, into `sin`, the peer address `inet_getname`
-/// has just filled in.
+/// has just filled in. Returns the counter the glue bumps (inline: this is
+/// every `getpeername()` of a TOA socket).
 ///
 /// # Safety
 ///
 /// `sk` must be a live socket and `sin` a writable `struct sockaddr_in`, for
 /// the duration of the call.
 #[no_mangle]
-pub unsafe extern "C" fn toa_getname_v4(sk: *const Sock, word: usize, sin: *mut SockaddrIn) {
+pub unsafe extern "C" fn toa_getname_v4(
+    sk: *const Sock,
+    word: usize,
+    sin: *mut SockaddrIn,
+) -> c_uint {
     // SAFETY: the caller guarantees `sk` is live.
-    match unsafe { record::lookup_word(sk, word) } {
+    let counter = match unsafe { record::lookup_word(sk, word) } {
         Recorded::Client(ClientAddr::V4 { port, addr }) => {
             // SAFETY: the caller guarantees `sin` is a writable sockaddr_in.
             let sin = unsafe { &mut *sin };
             sin.sin_port = port;
             sin.sin_addr = addr;
-            stats::inc(Counter::GetnameToaOk);
+            Counter::GetnameToaOk
         }
         // An IPv6 client cannot be shown in a sockaddr_in (NAT64): the
         // application asks with TOA_SO_GET_LOOKUP instead.
-        Recorded::Client(ClientAddr::V6 { .. }) => stats::inc(Counter::GetnameToaBypass),
-        Recorded::Empty | Recorded::Foreign | Recorded::Stale => {
-            stats::inc(Counter::GetnameToaMismatch)
-        }
-    }
+        Recorded::Client(ClientAddr::V6 { .. }) => Counter::GetnameToaBypass,
+        Recorded::Empty | Recorded::Foreign | Recorded::Stale => Counter::GetnameToaMismatch,
+    };
+    counter as c_uint
 }
 
 /// Put the client recorded on IPv6 socket `sk`, whose `sk_user_data` the
 /// glue has just read as `word`, into `sin6`, the peer address
 /// `inet6_getname` has just filled in; an IPv4 client as `::ffff:a.b.c.d`.
+/// Returns the counter the glue bumps.
 ///
 /// # Safety
 ///
 /// `sk` must be a live socket and `sin6` a writable `struct sockaddr_in6`,
 /// for the duration of the call.
 #[no_mangle]
-pub unsafe extern "C" fn toa_getname_v6(sk: *const Sock, word: usize, sin6: *mut SockaddrIn6) {
+pub unsafe extern "C" fn toa_getname_v6(
+    sk: *const Sock,
+    word: usize,
+    sin6: *mut SockaddrIn6,
+) -> c_uint {
     // SAFETY: the caller guarantees `sk` is live.
     let (port, addr) = match unsafe { record::lookup_word(sk, word) } {
         Recorded::Client(client) => client.to_v6(),
         Recorded::Empty | Recorded::Foreign | Recorded::Stale => {
-            stats::inc(Counter::GetnameToaMismatch);
-            return;
+            return Counter::GetnameToaMismatch as c_uint;
         }
     };
     // SAFETY: the caller guarantees `sin6` is a writable sockaddr_in6.
@@ -95,5 +104,5 @@ pub unsafe extern "C" fn toa_getname_v6(sk: *const Sock, word: usize, sin6: *mut
     // The kernel derived the scope from its own peer address; the client's
     // is not on one of this host's links.
     sin6.sin6_scope_id = 0;
-    stats::inc(Counter::GetnameToaOk);
+    Counter::GetnameToaOk as c_uint
 }

@@ -102,8 +102,10 @@ void toa_syn_table_shape(unsigned int *buckets, size_t *bucket_bytes);
 unsigned long toa_syn_occupied(void);
 /* getname.rs */
 bool toa_getname_peek(const struct sock *sk);
-void toa_getname_v4(const struct sock *sk, unsigned long word, struct sockaddr_in *sin);
-void toa_getname_v6(const struct sock *sk, unsigned long word, struct sockaddr_in6 *sin6);
+/* Both return the counter to bump (toa_stat_inc_inline(): inline on this
+ * path, which every getpeername() of a TOA socket takes). */
+unsigned int toa_getname_v4(const struct sock *sk, unsigned long word, struct sockaddr_in *sin);
+unsigned int toa_getname_v6(const struct sock *sk, unsigned long word, struct sockaddr_in6 *sin6);
 /* lookup.rs: 0 or -ENOENT */
 int toa_lookup(const struct sock *sk, struct toa_nat64_peer *out);
 /* record.rs */

@@ -24,19 +24,14 @@
 /* ------------------------------------------------------------------------ */
 /* Per-CPU counters: names and order belong to stats.rs.                    */
 
-#define TOA_MAX_COUNTERS 64
-
-struct toa_counters {
-	u64 v[TOA_MAX_COUNTERS];
-};
-
-static struct toa_counters __percpu *toa_counters;
-static unsigned int toa_nr_counters;
+/* (struct toa_counters and TOA_MAX_COUNTERS: glue_internal.h, whose
+ * toa_stat_inc_inline() bumps one on the getpeername() path.) */
+struct toa_counters __percpu *toa_counters;
+unsigned int toa_nr_counters;
 
 void toa_stat_inc(unsigned int counter)
 {
-	if (likely(counter < toa_nr_counters))
-		this_cpu_inc(toa_counters->v[counter]);
+	toa_stat_inc_inline(counter);
 }
 
 void toa_stat_add(unsigned int counter, u64 n)

@@ -20,6 +20,21 @@ struct sk_buff;
 int toa_admin_register(void);
 void toa_admin_unregister(void);
 
+/* The per-CPU counters (names and order: stats.rs). */
+#define TOA_MAX_COUNTERS 64
+struct toa_counters {
+	u64 v[TOA_MAX_COUNTERS];
+};
+extern struct toa_counters __percpu *toa_counters;
+extern unsigned int toa_nr_counters;
+
+/* Count one event on this CPU (any context; an unknown index is ignored). */
+static __always_inline void toa_stat_inc_inline(unsigned int counter)
+{
+	if (likely(counter < READ_ONCE(toa_nr_counters)))
+		this_cpu_inc(toa_counters->v[counter]);
+}
+
 /* glue_records.c: the IPv6 record cache and registry */
 int toa_records_init(void);
 void toa_records_exit(void);
@@ -113,8 +128,9 @@ static __always_inline void toa_getname_rewrite_v4(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in) && uaddr->sa_family == AF_INET)
-		toa_getname_v4(sk, (unsigned long)rcu_access_pointer(sk->sk_user_data),
-			       (struct sockaddr_in *)uaddr);
+		toa_stat_inc_inline(toa_getname_v4(sk,
+						   (unsigned long)rcu_access_pointer(sk->sk_user_data),
+						   (struct sockaddr_in *)uaddr));
 }
 
 static __always_inline void toa_getname_rewrite_v6(struct socket *sock, struct sockaddr *uaddr,
@@ -123,8 +139,9 @@ static __always_inline void toa_getname_rewrite_v6(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in6) && uaddr->sa_family == AF_INET6)
-		toa_getname_v6(sk, (unsigned long)rcu_access_pointer(sk->sk_user_data),
-			       (struct sockaddr_in6 *)uaddr);
+		toa_stat_inc_inline(toa_getname_v6(sk,
+						   (unsigned long)rcu_access_pointer(sk->sk_user_data),
+						   (struct sockaddr_in6 *)uaddr));
 }
 
 #endif /* TOA_GLUE_INTERNAL_H */

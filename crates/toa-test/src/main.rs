@@ -78,6 +78,20 @@ impl Case {
     }
 }
 
+/// A case that cannot run on this kernel (a feature it is built without):
+/// returned as the case's error, it prints `ok N - name # SKIP why` (TAP)
+/// and counts neither as passed nor as failed.
+#[derive(Debug)]
+pub struct Skip(pub String);
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Skip {}
+
 /// Check a condition inside a case: `ensure_eq!(got, want[, "context {}", x])`.
 #[macro_export]
 macro_rules! ensure_eq {
@@ -154,7 +168,7 @@ fn main() -> ExitCode {
         c_udp_server,
         claim_module,
     };
-    let (mut passed, mut failed, mut n) = (0, 0, 0);
+    let (mut passed, mut failed, mut skipped, mut n) = (0, 0, 0, 0);
     let selected: Vec<Case> = cases::all()
         .into_iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o.as_str())))
@@ -185,6 +199,10 @@ fn main() -> ExitCode {
                     passed += 1;
                     println!("ok {n} - {prefix}{} ({ms} ms)", case.name);
                 }
+                Ok(Err(e)) if e.downcast_ref::<Skip>().is_some() => {
+                    skipped += 1;
+                    println!("ok {n} - {prefix}{} # SKIP {e}", case.name);
+                }
                 Ok(Err(e)) => {
                     failed += 1;
                     println!("not ok {n} - {prefix}{}: {e:#}", case.name);
@@ -195,6 +213,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+    if skipped > 0 {
+        println!("# {skipped} skipped (the kernel lacks what they need)");
     }
     println!("{passed} passed, {failed} failed");
     if failed == 0 {

@@ -331,7 +331,8 @@ pub fn sent_within(tun: &Tun, timeout: Duration) -> Result<Vec<Sent>> {
 
 // ---- The application's side: the system calls of an unmodified server. ----
 
-fn to_sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+/// `a` as a C socket address and its length.
+pub fn to_sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match a {
@@ -355,7 +356,8 @@ fn to_sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (ss, len as libc::socklen_t)
 }
 
-fn from_sockaddr(ss: &libc::sockaddr_storage) -> Result<SocketAddr> {
+/// The address a C socket address holds (IPv4 or IPv6).
+pub fn from_sockaddr(ss: &libc::sockaddr_storage) -> Result<SocketAddr> {
     match i32::from(ss.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says sockaddr_in.

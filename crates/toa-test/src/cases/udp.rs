@@ -117,6 +117,10 @@ pub fn cases() -> Vec<Case> {
             unload_with_flows,
         ),
         Case::new(
+            "udp: io_uring RecvMsg sees the client, SendMsg to the client goes to LIP:lport",
+            io_uring_paths,
+        ),
+        Case::new(
             "udp: udp=0 -> no hook: announcements ignored, no /proc/net/toa_udp, UOA getsockopt ENOPROTOOPT; TCP still served",
             udp_off,
         ),
@@ -1230,4 +1234,83 @@ fn udp_off_checks(ctx: &Ctx) -> Result<()> {
     let (_fd, accepted) = sock::accept(&l, Accept::Accept4)?;
     ensure_eq!(accepted, SocketAddr::from(client), "TCP with udp=0");
     Ok(())
+}
+
+/// One io_uring operation on `ring`, waited for; its result.
+fn uring_one(ring: &mut io_uring::IoUring, sqe: &io_uring::squeue::Entry) -> Result<i32> {
+    // SAFETY: the buffers `sqe` points to belong to the caller and outlive
+    // this call, which waits for the completion.
+    unsafe { ring.submission().push(sqe) }.context("io_uring queue full")?;
+    ring.submit_and_wait(1)?;
+    let cqe = ring.completion().next().context("no io_uring completion")?;
+    Ok(cqe.result())
+}
+
+fn io_uring_paths(ctx: &Ctx) -> Result<()> {
+    setup(ctx)?;
+    let mut ring = match io_uring::IoUring::new(4) {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            return Err(crate::Skip("this kernel is built without io_uring".into()).into());
+        }
+        Err(e) => return Err(e).context("io_uring_setup"),
+    };
+    let f = flow4(6031);
+    let s = bind(f.rs)?;
+    ctx.tun.send(&f.announce().packet())?;
+    ctx.tun.send(&wire::datagram(f.lip, f.rs, b"uring"))?;
+    // Wait for the datagram (a lost one fails here, not in a hung ring).
+    let mut pfd = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    ensure_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 3000) },
+        1,
+        "datagram arrived"
+    );
+
+    let mut buf = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = std::ptr::addr_of_mut!(name).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    let fd = io_uring::types::Fd(s.as_raw_fd());
+    let n = uring_one(
+        &mut ring,
+        &io_uring::opcode::RecvMsg::new(fd, &mut msg).build(),
+    )?;
+    ensure_eq!(n, 5, "io_uring RecvMsg length");
+    ensure_eq!(&buf[..5], b"uring", "io_uring RecvMsg data");
+    let from = wire::from_sockaddr(&name)?;
+    ensure_eq!(from, f.client, "io_uring RecvMsg source");
+
+    // The answer to the client, through io_uring, goes to LIP:lport.
+    let mut out = *b"back";
+    let mut oiov = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: out.len(),
+    };
+    let (mut to, to_len) = wire::to_sockaddr(&f.client);
+    // SAFETY: all-zero is a valid msghdr.
+    let mut omsg: libc::msghdr = unsafe { std::mem::zeroed() };
+    omsg.msg_name = std::ptr::addr_of_mut!(to).cast();
+    omsg.msg_namelen = to_len;
+    omsg.msg_iov = &mut oiov;
+    omsg.msg_iovlen = 1;
+    let n = uring_one(
+        &mut ring,
+        &io_uring::opcode::SendMsg::new(fd, &omsg).build(),
+    )?;
+    ensure_eq!(n, 4, "io_uring SendMsg length");
+    expect_back(ctx, f.rs, f.lip, b"back")
 }
