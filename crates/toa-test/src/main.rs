@@ -25,6 +25,9 @@ pub struct Ctx {
     /// Unload/load cycles of the stress case (`--cycles`, default 100; the
     /// life-cycle case does up to 20).
     pub cycles: u32,
+    /// Announcements in the UDP flood case (`--flood`, default 100 000; the
+    /// debug kernel, where each costs ~100 times more, takes fewer).
+    pub flood: u32,
     /// The wire to the test peer.
     pub tun: tun::Tun,
     /// The example servers (examples/toa_server.c, toa-client's example).
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
     let mut params = Vec::new();
     let mut hooks: Vec<Option<String>> = Vec::new();
     let mut cycles = 100;
+    let mut flood = 100_000;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--module" => module = args.next().map(PathBuf::from),
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
                     .map(|h| Some(h.to_owned())),
             ),
             "--cycles" => cycles = args.next().and_then(|c| c.parse().ok()).unwrap_or(100),
+            "--flood" => flood = args.next().and_then(|c| c.parse().ok()).unwrap_or(100_000),
             "--c-server" => c_server = args.next().map(PathBuf::from),
             "--rust-server" => rust_server = args.next().map(PathBuf::from),
             "--c-udp-server" => c_udp_server = args.next().map(PathBuf::from),
@@ -144,7 +149,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(module) = module else {
-        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--only NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
+        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--flood N] [--only NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
         return ExitCode::from(2);
     };
     if hooks.is_empty() {
@@ -162,6 +167,7 @@ fn main() -> ExitCode {
         module,
         params: Vec::new(),
         cycles,
+        flood,
         tun,
         c_server,
         rust_server,
