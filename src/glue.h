@@ -102,7 +102,7 @@ void toa_syn_table_shape(unsigned int *buckets, size_t *bucket_bytes);
 unsigned long toa_syn_occupied(void);
 /* getname.rs */
 bool toa_getname_peek(const struct sock *sk);
-/* Both return the counter to bump (toa_stat_inc_inline(): inline on this
+/* Both return the counter to bump (toa_getname_stat_inc(): inline on this
  * path, which every getpeername() of a TOA socket takes). */
 unsigned int toa_getname_v4(const struct sock *sk, unsigned long word, struct sockaddr_in *sin);
 unsigned int toa_getname_v6(const struct sock *sk, unsigned long word, struct sockaddr_in6 *sin6);

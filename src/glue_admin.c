@@ -25,13 +25,14 @@
 /* Per-CPU counters: names and order belong to stats.rs.                    */
 
 /* (struct toa_counters and TOA_MAX_COUNTERS: glue_internal.h, whose
- * toa_stat_inc_inline() bumps one on the getpeername() path.) */
+ * toa_getname_stat_inc() bumps one on the getpeername() path.) */
 struct toa_counters __percpu *toa_counters;
 unsigned int toa_nr_counters;
 
 void toa_stat_inc(unsigned int counter)
 {
-	toa_stat_inc_inline(counter);
+	if (likely(counter < toa_nr_counters))
+		this_cpu_inc(toa_counters->v[counter]);
 }
 
 void toa_stat_add(unsigned int counter, u64 n)

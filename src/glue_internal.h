@@ -28,10 +28,18 @@ struct toa_counters {
 extern struct toa_counters __percpu *toa_counters;
 extern unsigned int toa_nr_counters;
 
-/* Count one event on this CPU (any context; an unknown index is ignored). */
-static __always_inline void toa_stat_inc_inline(unsigned int counter)
+/*
+ * Count one event of the getpeername() path on this CPU, inline (every
+ * getpeername() of a TOA socket pays it). The path runs only while the
+ * hooks are registered, between the counters' allocation and their release
+ * (toa_admin_register/unregister bracket the hooks), so the counters are
+ * there; the index comes from stats.rs, whose counters fit
+ * TOA_MAX_COUNTERS (checked at load): the bound only keeps a bad index in
+ * the array.
+ */
+static __always_inline void toa_getname_stat_inc(unsigned int counter)
 {
-	if (likely(counter < READ_ONCE(toa_nr_counters)))
+	if (likely(counter < TOA_MAX_COUNTERS))
 		this_cpu_inc(toa_counters->v[counter]);
 }
 
@@ -93,9 +101,14 @@ bool toa_redirect_direct_active(void);
 int toa_redirect_register(enum toa_redirect_kind kind);
 int toa_redirect_syn_recv_register(void);
 void toa_redirect_unregister(void);
+/* Preserves every register: the direct trampoline calls it between
+ * loading FN's arguments and calling FN. */
+#ifdef CONFIG_X86_64
+__attribute__((no_caller_saved_registers))
+#endif
 void toa_redirect_enter(void);
-void toa_redirect_exit_v4(struct socket *sock, struct sockaddr *uaddr, int ret);
-void toa_redirect_exit_v6(struct socket *sock, struct sockaddr *uaddr, int ret);
+int toa_redirect_exit_v4(struct socket *sock, struct sockaddr *uaddr, int ret);
+int toa_redirect_exit_v6(struct socket *sock, struct sockaddr *uaddr, int ret);
 
 /*
  * Whether getname(sock, uaddr, peer) is to be rewritten: the peer of a TCP
@@ -128,7 +141,7 @@ static __always_inline void toa_getname_rewrite_v4(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in) && uaddr->sa_family == AF_INET)
-		toa_stat_inc_inline(toa_getname_v4(sk,
+		toa_getname_stat_inc(toa_getname_v4(sk,
 						   (unsigned long)rcu_access_pointer(sk->sk_user_data),
 						   (struct sockaddr_in *)uaddr));
 }
@@ -139,7 +152,7 @@ static __always_inline void toa_getname_rewrite_v6(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in6) && uaddr->sa_family == AF_INET6)
-		toa_stat_inc_inline(toa_getname_v6(sk,
+		toa_getname_stat_inc(toa_getname_v6(sk,
 						   (unsigned long)rcu_access_pointer(sk->sk_user_data),
 						   (struct sockaddr_in6 *)uaddr));
 }

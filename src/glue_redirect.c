@@ -74,24 +74,28 @@ static long toa_redirects_pending(void)
 	return sum;
 }
 
-/* A redirected call begins (before it calls the original). */
+/* A redirected call begins (before it calls the original). Keeps every
+ * register (glue_internal.h): the trampoline calls it with the arguments
+ * live. */
 void notrace toa_redirect_enter(void)
 {
 	this_cpu_inc(toa_redirects_in_flight);
 }
 
-/* A redirected call's original returned ret: rewrite the peer it wrote and
- * count the call out. */
-void notrace toa_redirect_exit_v4(struct socket *sock, struct sockaddr *uaddr, int ret)
+/* A redirected call's original returned ret: rewrite the peer it wrote,
+ * count the call out, and give ret back (the trampoline returns it). */
+int notrace toa_redirect_exit_v4(struct socket *sock, struct sockaddr *uaddr, int ret)
 {
 	toa_getname_rewrite_v4(sock, uaddr, ret);
 	this_cpu_dec(toa_redirects_in_flight);
+	return ret;
 }
 
-void notrace toa_redirect_exit_v6(struct socket *sock, struct sockaddr *uaddr, int ret)
+int notrace toa_redirect_exit_v6(struct socket *sock, struct sockaddr *uaddr, int ret)
 {
 	toa_getname_rewrite_v6(sock, uaddr, ret);
 	this_cpu_dec(toa_redirects_in_flight);
+	return ret;
 }
 
 /* After the registrations are gone: wait until no redirected call runs
@@ -137,19 +141,13 @@ static unsigned long toa_redirect_func(enum toa_redirect_fn fn)
 
 static int toa_ftrace_v4_wrapper(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
-	int ret = inet_getname(sock, uaddr, peer);
-
-	toa_redirect_exit_v4(sock, uaddr, ret);
-	return ret;
+	return toa_redirect_exit_v4(sock, uaddr, inet_getname(sock, uaddr, peer));
 }
 
 #if IS_ENABLED(CONFIG_IPV6)
 static int toa_ftrace_v6_wrapper(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
-	int ret = inet6_getname(sock, uaddr, peer);
-
-	toa_redirect_exit_v6(sock, uaddr, ret);
-	return ret;
+	return toa_redirect_exit_v6(sock, uaddr, inet6_getname(sock, uaddr, peer));
 }
 #endif
 
@@ -360,10 +358,11 @@ static void toa_syn_recv_unregister(void)
  *   with the stack as at FN's entry. Only %rax is used (the caller-saved
  *   registers are free at a function's entry; the arguments are kept).
  *
- * toa_redirected_FN: in FN's place: counts the call in, calls FN itself
- *   (whose entry lets this one call through), and hands the result to
- *   toa_redirect_exit_v4/v6(), which rewrites the peer and counts the call
- *   out.
+ * toa_redirected_FN: in FN's place: counts the call in
+ *   (toa_redirect_enter() keeps every register), calls FN itself (whose
+ *   entry lets this one call through), and hands the result to
+ *   toa_redirect_exit_v4/v6(), which rewrites the peer, counts the call
+ *   out and returns the result.
  */
 #define TOA_DIRECT_ASM(fn, family)						\
 	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"			\
@@ -396,19 +395,13 @@ static void toa_syn_recv_unregister(void)
 	ASM_ENDBR								\
 	"pushq %rdi\n\t"							\
 	"pushq %rsi\n\t"							\
-	"pushq %rdx\n\t"							\
 	"call toa_redirect_enter\n\t"						\
-	"popq %rdx\n\t"								\
-	"movq (%rsp), %rsi\n\t"							\
-	"movq 8(%rsp), %rdi\n\t"						\
 	"call " #fn "\n\t"							\
 	".Ltoa_redirected_" #fn "_call:\n\t"					\
 	"popq %rsi\n\t"								\
 	"popq %rdi\n\t"								\
-	"pushq %rax\n\t"							\
 	"movl %eax, %edx\n\t"							\
 	"call toa_redirect_exit_" #family "\n\t"				\
-	"popq %rax\n\t"								\
 	ASM_RET									\
 	".size toa_redirected_" #fn ", .-toa_redirected_" #fn "\n\t"		\
 	".popsection\n\t"
