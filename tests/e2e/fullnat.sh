@@ -182,6 +182,10 @@ udp_server_line() { # udp_server_line TAG ADDR PORT CLIENT_HOST
     pid=$!
     for _ in $(seq 100); do grep -q ready "$log" 2>/dev/null && break; sleep 0.1; done
     echo "$1-echo $(udp_echo "$4" "$3")"
+    # $! is the shell running `ip netns exec`, not the server: stop the
+    # server itself (one that received nothing is still waiting), so that
+    # the next round's server can bind the port and writes its own log.
+    pkill -f -- "$c_udp_server $2 $3 1 recvfrom" 2>/dev/null
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
     local line
     line=$(grep '^from=' "$log" | head -n1)
