@@ -13,8 +13,8 @@
 //!   Rust, host-tested from the same file by `crates/toa-core`).
 //! - [`kinds`]: which kinds are in force, from the list and the two older
 //!   settings (pure Rust, host-tested).
-//! - [`syn_table`]: the handshake table's slots and hash (pure Rust,
-//!   host-tested).
+//! - [`syn_table`]: the handshake table's slots (pure Rust, host-tested).
+//! - [`siphash`]: the keyed hash of both tables (pure Rust, host-tested).
 //! - [`stash`]: the word toa keeps in `sk_user_data` (pure Rust, host-tested).
 //! - [`parse`]: strict parsing of sysctl and parameter writes (pure Rust).
 //! - [`cidr`]: prefix lists, parsed strictly (pure Rust, host-tested).
@@ -49,6 +49,7 @@ pub mod kinds;
 pub mod lookup;
 pub mod parse;
 pub mod record;
+pub mod siphash;
 pub mod stash;
 pub mod stats;
 pub mod syn;

@@ -50,6 +50,7 @@
 use core::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 use super::announce::Proto;
+use crate::siphash::sip13;
 use crate::wire::ClientAddr;
 
 /// Slots per bucket.
@@ -348,43 +349,6 @@ impl Half {
             born: w[9],
         })
     }
-}
-
-/// SipHash-1-3 of `words` (as the little-endian bytes of each word) under
-/// `key`.
-pub fn sip13(key: &[u64; 2], words: &[u64]) -> u64 {
-    let mut v = [
-        key[0] ^ 0x736f_6d65_7073_6575,
-        key[1] ^ 0x646f_7261_6e64_6f6d,
-        key[0] ^ 0x6c79_6765_6e65_7261,
-        key[1] ^ 0x7465_6462_7974_6573,
-    ];
-    fn round(v: &mut [u64; 4]) {
-        v[0] = v[0].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(13) ^ v[0];
-        v[0] = v[0].rotate_left(32);
-        v[2] = v[2].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(16) ^ v[2];
-        v[0] = v[0].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(21) ^ v[0];
-        v[2] = v[2].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(17) ^ v[2];
-        v[2] = v[2].rotate_left(32);
-    }
-    for &m in words {
-        v[3] ^= m;
-        round(&mut v);
-        v[0] ^= m;
-    }
-    let last = ((words.len() as u64).wrapping_mul(8) & 0xff) << 56;
-    v[3] ^= last;
-    round(&mut v);
-    v[0] ^= last;
-    v[2] ^= 0xff;
-    for _ in 0..3 {
-        round(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
 }
 
 /// A bucket: a sequence count, a tag per slot (a few bits of the hash of

@@ -1,8 +1,8 @@
 //! The kernel module's pure Rust, compiled for the host from the very files
 //! Kbuild compiles into `toa.ko` (`src/wire.rs`, `src/kinds.rs`,
-//! `src/syn_table.rs`, `src/stash.rs`, `src/parse.rs`, `src/cidr.rs`, and the
-//! UDP parsers and flow table in `src/udp/`), so that their unit tests,
-//! property tests and fuzz targets run in userspace.
+//! `src/siphash.rs`, `src/syn_table.rs`, `src/stash.rs`, `src/parse.rs`,
+//! `src/cidr.rs`, and the UDP parsers and flow table in `src/udp/`), so that
+//! their unit tests, property tests and fuzz targets run in userspace.
 #![cfg_attr(not(test), no_std)]
 
 #[path = "../../../src/wire.rs"]
@@ -10,6 +10,9 @@ pub mod wire;
 
 #[path = "../../../src/kinds.rs"]
 pub mod kinds;
+
+#[path = "../../../src/siphash.rs"]
+pub mod siphash;
 
 #[path = "../../../src/syn_table.rs"]
 pub mod syn_table;
