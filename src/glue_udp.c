@@ -625,20 +625,17 @@ static unsigned int toa_udp_in6(void *priv, struct sk_buff *skb, const struct nf
 	return toa_udp_in6_slow(pn, skb);
 }
 
+/* uh: the datagram's UDP header, as the hook read it (a port with flows). */
 static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk_buff *skb,
-					       const struct nf_hook_state *state)
+					       const struct nf_hook_state *state,
+					       const struct udphdr *uh)
 {
 	const struct iphdr *iph = ip_hdr(skb);
 	struct toa_udp_verdict v;
 	struct toa_udp_packet p;
-	const struct udphdr *uh;
-	struct udphdr _uh;
 	int err;
 
 	if (ip_is_fragment(iph))
-		return NF_ACCEPT;
-	uh = skb_header_pointer(skb, ip_hdrlen(skb), sizeof(_uh), &_uh);
-	if (!uh || !toa_udp_port_maybe(pn, uh->source))
 		return NF_ACCEPT;
 	toa_udp_packet_init(&p, pn);
 	memcpy(p.saddr, &iph->saddr, 4);
@@ -668,22 +665,19 @@ static unsigned int toa_udp_out4(void *priv, struct sk_buff *skb, const struct n
 	uh = toa_udp_header(skb, ip_hdrlen(skb), &_uh);
 	if (!uh || !toa_udp_port_maybe(pn, uh->source))
 		return NF_ACCEPT;
-	return toa_udp_out4_slow(pn, skb, state);
+	return toa_udp_out4_slow(pn, skb, state, uh);
 }
 
+/* uh: the datagram's UDP header, as the hook read it (a port with flows). */
 static noinline unsigned int toa_udp_out6_slow(struct toa_udp_net *pn, struct sk_buff *skb,
-					       const struct nf_hook_state *state)
+					       const struct nf_hook_state *state,
+					       const struct udphdr *uh)
 {
 	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
 	struct toa_udp_verdict v;
 	struct toa_udp_packet p;
-	const struct udphdr *uh;
-	struct udphdr _uh;
 	int err;
 
-	uh = skb_header_pointer(skb, sizeof(*ip6h), sizeof(_uh), &_uh);
-	if (!uh || !toa_udp_port_maybe(pn, uh->source))
-		return NF_ACCEPT;
 	toa_udp_packet_init(&p, pn);
 	p.v6 = true;
 	memcpy(p.saddr, &ip6h->saddr, 16);
@@ -713,7 +707,7 @@ static unsigned int toa_udp_out6(void *priv, struct sk_buff *skb, const struct n
 	uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
 	if (!uh || !toa_udp_port_maybe(pn, uh->source))
 		return NF_ACCEPT;
-	return toa_udp_out6_slow(pn, skb, state);
+	return toa_udp_out6_slow(pn, skb, state, uh);
 }
 
 static const struct nf_hook_ops toa_udp_ops_template[TOA_UDP_NR_HOOKS] = {
