@@ -20,19 +20,22 @@ mode=${1:-}
 
 # Debian packages. What `make run` needs: the trixie root (debootstrap), the
 # package (dpkg-buildpackage, debhelper, dh_dkms), the test programs (gcc),
-# virtme-ng's venv.
+# virtme-ng's venv, and what virtme-ng itself runs on the host to boot a
+# kernel (modprobe to find the guest's modules, a static busybox for its
+# initramfs).
 APT_PACKAGES=(
     debootstrap dpkg-dev debhelper dh-dkms
     gcc make xz-utils python3 python3-venv
+    kmod busybox-static
 )
 # The rest: rustc-web is Debian's rustc 1.96 (installs /usr/bin/rustc); the
 # test kernels and toa.ko for them are built with it and only with it.
 [ "$mode" = --run ] || APT_PACKAGES+=(
     rustc-web rust-web-src rust-web-clippy rustfmt-web
     clang-19 lld-19 llvm-19 libclang-19-dev
-    flex bison bc libelf-dev libssl-dev cpio kmod
+    flex bison bc libelf-dev libssl-dev cpio
     dwarves
-    udev busybox-static
+    udev
     iproute2
     nginx-light curl nftables libnetfilter-queue1 dkms dnsmasq-base
 )

@@ -3,7 +3,8 @@
 #
 #  1. bootstrap the toolchain (idempotent; prints the exact versions);
 #  2. host: rustfmt of the module, cargo tests of the workspace (the module's
-#     pure Rust: unit and property tests);
+#     pure Rust: unit and property tests; a test binary that dies counts),
+#     fuzzing, the example programs;
 #  3. for each test kernel (7.3 built with clang, 6.12 built with gcc, and
 #     7.3-debug with KASAN, KFENCE, lockdep, kmemleak...): build it (cached),
 #     build toa.ko with clippy and with rustc (no warnings), boot it under
@@ -16,11 +17,20 @@
 #  5. "stock": Debian's own kernels, as users run them (scripts/stock-test.sh):
 #     the .deb installed with apt in a trixie root, DKMS building for the
 #     stock 7.2 kernel and skipping 6.12, both booted unmodified under QEMU
-#     with the suites, a kernel upgrade to 7.3 built by DKMS's hook, purge.
+#     with the suites, a kernel upgrade to 7.3 built by DKMS's hook, purge;
+#  6. `make run`, the README's first command, as a user starts it;
+#  7. "fresh": `make run` from a clean clone in a fresh Debian 12 root with
+#     nothing cached (scripts/fresh-test.sh; skipped, and said so, when
+#     nothing it exercises changed since it last passed).
 #
-# Ends with one line `N passed, M failed`; exits non-zero if M > 0.
-# TOA_KERNELS="7.3 6.12 stock" selects kernels; TOA_ONLY=substr selects VM
-# cases (of the self-built kernels).
+# Ends with one line `N passed, M failed, K skipped`; exits non-zero if
+# M > 0. Every suite's own summary, every VM's and every test binary's exit
+# status counts; a suite that prints no summary is a failure.
+# TOA_KERNELS="7.3 6.12 stock" selects kernels ("none": host checks only);
+# TOA_ONLY=substr selects VM cases (of the self-built kernels); TOA_RUN=0
+# leaves out `make run`, TOA_FRESH=0 the fresh machine (force: run it even
+# if unchanged); TOA_SELFTEST_ABORT=1 adds a test binary that aborts, to
+# see the run turn red.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$TOA_ROOT"
@@ -28,7 +38,7 @@ cd "$TOA_ROOT"
 kernels=${TOA_KERNELS:-7.3 6.12 7.3-debug stock}
 # Host build products are cached with the kernels, outside the clone.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 failures=()
 start=$SECONDS
 
@@ -41,37 +51,75 @@ result() {
     fi
 }
 
-# count_from FILE PREFIX: add the `N passed, M failed` summary of FILE.
+# skipped NAME WHY: a check that could not run, counted as such.
+skipped() {
+    skipped=$((skipped + 1)); echo "skip - $1: $2"
+}
+
+# count_from FILE PREFIX: add the `N passed, M failed[, K skipped]` summary
+# of FILE; a FILE without one is a failure.
 count_from() {
-    local line p f
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -n1)
-    if [ -z "$line" ]; then
+    local p f s
+    read -r p f s <<<"$(summary_of "$1")"
+    if [ -z "$p" ]; then
         result "$2: suite printed no summary" 1
         return
     fi
-    p=${line%% passed*}; f=${line#*, }; f=${f%% failed}
-    passed=$((passed + p)); failed=$((failed + f))
-    if [ "$f" != 0 ]; then failures+=("$2: $f VM case(s)"); fi
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    if [ "$f" != 0 ]; then failures+=("$2: $f case(s)"); fi
 }
 
-log "bootstrap"
+# The time of each stage, for the table at the end. A stage ends where the
+# next begins; stages run beside others say so in their name.
+stage_names=() stage_secs=() stage_name= stage_t0=$SECONDS
+stage() {
+    if [ -n "$stage_name" ]; then
+        stage_names+=("$stage_name"); stage_secs+=($((SECONDS - stage_t0)))
+    fi
+    stage_name=${1:-} stage_t0=$SECONDS
+    [ -z "$stage_name" ] || log "$stage_name"
+}
+stage_add() { # stage_add NAME SECONDS: a stage that ran in the background
+    stage_names+=("$1"); stage_secs+=("$2")
+}
+
+stage "bootstrap"
 scripts/bootstrap.sh || { echo "0 passed, 1 failed"; exit 1; }
 # The stock kernels' root is fetched from Debian's archive (network-bound):
 # build it (when not cached) while the test kernels compile.
 case " $kernels " in
     *" stock "*) scripts/stock-root.sh >"$TOA_CACHE/stock-root.log" 2>&1 & ;;
 esac
+# The fresh machine: network-bound too, and independent of everything
+# else; it says at once when it is skipped.
+fresh_job=
+if [ "${TOA_FRESH:-1}" != 0 ]; then
+    fresh_t0=$SECONDS
+    scripts/fresh-test.sh >"$TOA_CACHE/fresh.txt" 2>"$TOA_CACHE/fresh.err" &
+    fresh_job=$!
+fi
 
-log "host checks"
+stage "host checks"
 /usr/bin/rustfmt --check src/toa_main.rs >/dev/null; result "rustfmt: module sources" $?
 cargo fmt --all --check >/dev/null; result "rustfmt: host workspace" $?
-host_log=$(mktemp)
-cargo test --workspace --release 2>&1 | tee "$host_log" | grep -E '^test result|FAILED|panicked' 
+host_log=$TOA_CACHE/host-tests.log
+# --no-fail-fast: a test binary that dies (a signal, a stack overflow)
+# prints no summary; the others still run, and its death is counted.
+abort_feature=()
+[ -z "${TOA_SELFTEST_ABORT:-}" ] || abort_feature=(--features toa-core/selftest-abort)
+cargo test --workspace --release --no-fail-fast "${abort_feature[@]}" >"$host_log" 2>&1
+cargo_rc=$?
+grep -E '^test result|FAILED|panicked|didn.t exit successfully' "$host_log"
 while read -r p f; do
     passed=$((passed + p)); failed=$((failed + f))
     [ "$f" = 0 ] || failures+=("host: $f cargo test(s)")
 done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$host_log")
 grep -q '^test result' "$host_log" || result "host: cargo test ran" 1
+while read -r line; do
+    result "host: a test binary died without a summary: $line" 1
+done < <(grep -oE "process didn.t exit successfully: .*\((signal|exit status)[^)]*\)" "$host_log" \
+    | grep -v 'exit status: 101' | sed -E 's/.*`([^` ]*)[^`]*` /\1 /')
+result "host: cargo test exits 0 (every test binary ran to its summary)" $cargo_rc
 fuzz_seconds=${TOA_FUZZ_SECONDS:-20}
 for target in wire config udp; do
     scripts/fuzz.sh "$target" "$fuzz_seconds" >"$TOA_CACHE/fuzz-$target.log" 2>&1
@@ -95,28 +143,32 @@ result "host: <linux/toa.h> compiles as C++ with the C ABI" $?
 # Debian's stock kernels: the package, DKMS, two boots (scripts/stock-test.sh).
 stock_job=
 stock_start() {
-    log "Debian's stock kernels with the toa-dkms package"
+    log "Debian's stock kernels with the toa-dkms package (beside the debug kernel's suite)"
     stock_t0=$SECONDS
     scripts/stock-test.sh >"$TOA_CACHE/stock.txt" 2>"$TOA_CACHE/stock.err" &
     stock_job=$!
 }
 stock_finish() {
-    wait "$stock_job"
+    local rc=0
+    wait "$stock_job" || rc=$?
     cat "$TOA_CACHE/stock.err" >&2
-    grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$TOA_CACHE/stock.txt"
+    grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/stock.txt"
     count_from "$TOA_CACHE/stock.txt" "stock"
-    log "stock kernels: done $((SECONDS - stock_t0)) s after they started (beside the debug kernel's suite when both run)"
+    result "stock: scripts/stock-test.sh exits 0" $rc
+    stage_add "stock kernels (beside 7.3-debug when both run)" $((SECONDS - stock_t0))
 }
 
+[ "$kernels" = none ] && kernels=
 for k in $kernels; do
     if [ "$k" = stock ]; then
         # Started beside the debug kernel's suite (one VM, one host thread:
         # the other core would idle), or now.
+        stage "stock kernels (waiting for them)"
         [ -n "$stock_job" ] || stock_start
         stock_finish
         continue
     fi
-    log "kernel $k"
+    stage "kernel $k: build, module, suites"
     kdir=$(scripts/kernel.sh "$k")
     result "$k: test kernel available" $?
     [ -n "$kdir" ] || continue
@@ -152,19 +204,20 @@ for k in $kernels; do
         vm_timeout=2700
         case " $kernels " in *" stock "*) stock_start ;; esac
     fi
-    TOA_VM_TIMEOUT=$vm_timeout scripts/vm.sh "$kdir" "$res" "${vmtest[@]}" "${only[@]}"
-    vm_rc=$?
+    vm_rc=0
+    TOA_VM_TIMEOUT=$vm_timeout scripts/vm.sh "$kdir" "$res" "${vmtest[@]}" "${only[@]}" || vm_rc=$?
     count_from "$res/output.txt" "$k"
+    grep -E '^(not ok|skip) ' "$res/output.txt"
     ! [ -s "$res/splats.txt" ]; result "$k: kernel log clean (no WARNING/BUG/Oops/KASAN/lockdep)" $?
-    [ -s "$res/rc" ]; result "$k: VM finished in time" $?
-    [ "$vm_rc" = 0 ] || [ ${#failures[@]} -gt 0 ] || result "$k: VM run" "$vm_rc"
+    result "$k: VM ran the suite to its end in time, exit 0" "$vm_rc"
     if [ -n "$hooks_vm" ]; then
-        wait "$hooks_vm"
+        hooks_rc=0
+        wait "$hooks_vm" || hooks_rc=$?
         res=$TOA_CACHE/results/$k-hooks
         count_from "$res/output.txt" "$k other hooks"
-        grep '^not ok' "$res/output.txt"
+        grep -E '^(not ok|skip) ' "$res/output.txt"
         ! [ -s "$res/splats.txt" ]; result "$k other hooks: kernel log clean" $?
-        [ -s "$res/rc" ]; result "$k other hooks: VM finished in time" $?
+        result "$k other hooks: VM ran the suite to its end in time, exit 0" "$hooks_rc"
     fi
 
     # Installed like a real module, then the real path end to end.
@@ -183,21 +236,52 @@ for k in $kernels; do
         count_from "$TOA_CACHE/preflight.txt" "preflight"
     fi
     res=$TOA_CACHE/results/$k-e2e
+    e2e_rc=0
     scripts/vm.sh "$kdir" "$res" tests/e2e/fullnat.sh \
         "modprobe -d $inst/$root_dir toa" "modprobe -d $inst/$root_dir -r toa" \
         "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c" \
-        "$TOA_CACHE/bin/toa_udp_server_c" >/dev/null
+        "$TOA_CACHE/bin/toa_udp_server_c" >/dev/null || e2e_rc=$?
     sed -n '/^server /,/^$/p' "$res/output.txt"
-    sed "s/^/$k e2e: /" "$res/output.txt" | grep -E ': (ok|not ok) '
+    sed "s/^/$k e2e: /" "$res/output.txt" | grep -E ': (ok|not ok|skip) |: stress'
     count_from "$res/output.txt" "$k e2e"
     ! [ -s "$res/splats.txt" ]; result "$k e2e: kernel log clean" $?
+    result "$k e2e: VM ran the test to its end in time, exit 0" "$e2e_rc"
 done
+
+# The README's first command, as a user starts it (on the stock root and
+# package the stock kernels' stage left in the cache).
+if [ "${TOA_RUN:-1}" != 0 ]; then
+    stage "make run (the README's first command)"
+    run_rc=0
+    make --no-print-directory run >"$TOA_CACHE/make-run.txt" 2>"$TOA_CACHE/make-run.err" || run_rc=$?
+    sed -n '/^server /,/^$/p' "$TOA_CACHE/make-run.txt"
+    grep -E '^(not ok|skip) ' "$TOA_CACHE/make-run.txt"
+    [ "$run_rc" = 0 ] || tail -n 20 "$TOA_CACHE/make-run.err"
+    count_from "$TOA_CACHE/make-run.txt" "make run"
+    result "make run exits 0" "$run_rc"
+fi
+
+if [ -n "$fresh_job" ]; then
+    stage "fresh machine (waiting for it)"
+    fresh_rc=0
+    wait "$fresh_job" || fresh_rc=$?
+    tail -n 30 "$TOA_CACHE/fresh.err" | grep -vE '^\[' >&2 || true
+    grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/fresh.txt"
+    count_from "$TOA_CACHE/fresh.txt" "fresh machine"
+    result "fresh machine: scripts/fresh-test.sh exits 0" "$fresh_rc"
+    stage_add "fresh machine (beside everything else)" $((SECONDS - fresh_t0))
+fi
+stage ""
 
 log "toolchain used:"
 toolchain_versions | sed 's/^/    /' >&2
-log "wall time: $((SECONDS - start)) s"
+log "time by stage:"
+for i in "${!stage_names[@]}"; do
+    printf '    %-58s %5d s\n' "${stage_names[$i]}" "${stage_secs[$i]}" >&2
+done
+log "wall time: $((SECONDS - start)) s ($(((SECONDS - start) / 60)) min)"
 if [ ${#failures[@]} -gt 0 ]; then
     log "failed: ${failures[*]}"
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

@@ -20,14 +20,24 @@ set -euo pipefail
 cd "$TOA_ROOT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
 
+# The C example servers the guest runs (TCP with the NAT64 lookup, UDP).
+build_servers() {
+    mkdir -p "$TOA_CACHE/bin"
+    local name
+    for name in toa_server toa_udp_server; do
+        gcc -std=gnu11 -O2 -Wall -I include/uapi "examples/$name.c" -o "$TOA_CACHE/bin/${name}_c" \
+            || die "examples/$name.c does not build"
+    done
+}
+
 if [ -n "${TOA_KERNEL:-}" ]; then
     prepare_kernel_and_module "$TOA_KERNEL"
     cargo build --release -q -p toa-balancer
-    mkdir -p "$TOA_CACHE/bin"
-    gcc -O2 -Wall -I include/uapi examples/toa_server.c -o "$TOA_CACHE/bin/toa_server_c"
+    build_servers
     log "running the FULLNAT topology in a VM on kernel $TOA_KERNEL"
     exec scripts/vm.sh "$KDIR" "$TOA_CACHE/results/demo-$TOA_KERNEL" tests/e2e/fullnat.sh \
-        "insmod $KO" "rmmod toa" "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c"
+        "insmod $KO" "rmmod toa" "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c" \
+        "$TOA_CACHE/bin/toa_udp_server_c"
 fi
 
 # The overlay is mounted in a mount namespace of this run's own.
@@ -42,8 +52,7 @@ trap 'rm -f "$rootdir"' EXIT
 scripts/stock-root.sh >"$rootdir" &
 root_job=$!
 cargo build --release -q -p toa-balancer
-mkdir -p "$TOA_CACHE/bin"
-gcc -O2 -Wall -I include/uapi examples/toa_server.c -o "$TOA_CACHE/bin/toa_server_c"
+build_servers
 deb=$(scripts/deb.sh)
 wait "$root_job" || die "the trixie root could not be built"
 dir=$(cat "$rootdir")
@@ -74,8 +83,12 @@ else
 fi
 
 res=$TOA_CACHE/results/demo
-scripts/stock-boot.sh "$root" "$OLD" "$res" --demo >/dev/null || true
+boot_rc=0
+scripts/stock-boot.sh "$root" "$OLD" "$res" --demo >/dev/null || boot_rc=$?
 sed 's/^/    /' "$res/checks.txt" >&2 2>/dev/null || true
 if [ -s "$res/e2e.txt" ]; then cat "$res/e2e.txt"; else tail -n 40 "$res/console.log" >&2; fi
-grep -q '^[0-9]* passed, 0 failed$' "$res/e2e.txt" 2>/dev/null && grep -q ' passed, 0 failed$' "$res/checks.txt" \
-    && ! [ -s "$res/splats.txt" ]
+# Green only if the VM ran the guest to its end with a clean kernel log and
+# every check of the guest and of the end-to-end test passed.
+[ "$boot_rc" = 0 ] || log "the VM run failed (status $boot_rc; $res/console.log)"
+[ "$boot_rc" = 0 ] && [ "$(summary_of "$res/e2e.txt" | cut -d' ' -f2)" = 0 ] \
+    && [ "$(summary_of "$res/checks.txt" | cut -d' ' -f2)" = 0 ] && ! [ -s "$res/splats.txt" ]

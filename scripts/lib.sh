@@ -43,3 +43,11 @@ prepare_kernel_and_module() {
     KDIR=$("$TOA_ROOT/scripts/kernel.sh" "$1")
     KO=$("$TOA_ROOT/scripts/build-module.sh" "$KDIR" "$TOA_CACHE/module/$1")
 }
+
+# summary_of FILE: "PASSED FAILED SKIPPED" from the last line of FILE that
+# is a test summary (`N passed, M failed`, maybe `, K skipped`); nothing if
+# FILE has none.
+summary_of() {
+    sed -nE 's/^([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?$/\1 \2 \4/p' "$1" 2>/dev/null \
+        | tail -n1 | awk '{print $1, $2, ($3 == "" ? 0 : $3)}'
+}

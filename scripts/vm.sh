@@ -45,30 +45,50 @@ if [ -n "${TOA_VM_ROOT:-}" ]; then
 fi
 
 # Output to a file, not a pipe: daemons a test leaves behind would hold a
-# pipe open (and the VM up) after the command is done.
-guest="cd '$gcwd' && { $cmd; } > '$gres/output.txt' 2>&1 < /dev/null; echo \$? > '$gres/rc'; dmesg > '$gres/dmesg.txt'"
-set +e
-# vng runs QEMU as a child: run it in a session of its own, so that a
-# timeout (or this script being stopped) takes the whole VM down with it.
-setsid vng --run "$image" "${root_opts[@]}" --disable-kvm --force-9p --memory "$memory" \
-    --cpus "${TOA_VM_CPUS:-2}" --qemu-opts="-accel $accel${TOA_QEMU_OPTS:+ $TOA_QEMU_OPTS}" \
-    --rwdir "$gres=$results" --verbose --exec "$guest" >"$results/console.log" 2>&1 </dev/null &
-vm=$!
-trap 'kill -KILL -- -$vm 2>/dev/null || true' EXIT INT TERM
-waited=0
-while kill -0 "$vm" 2>/dev/null && [ "$waited" -lt "$timeout" ]; do
-    sleep 1
-    waited=$((waited + 1))
+# pipe open (and the VM up) after the command is done. A kernel that has
+# already splatted before the command starts (so before toa is first
+# loaded: the command loads it) is left at once, its log kept: that splat
+# belongs to the test kernel or QEMU, and the VM is booted once more.
+guest="if dmesg | grep -E '$SPLAT' | grep -qv 'virtme-ng-init: '; then dmesg > '$gres/boot-dmesg.txt'; exit 0; fi; \
+echo 'toa-vm: the command starts' > /dev/kmsg; \
+cd '$gcwd' && { $cmd; } > '$gres/output.txt' 2>&1 < /dev/null; echo \$? > '$gres/rc'; dmesg > '$gres/dmesg.txt'"
+for boot in 1 2; do
+    rm -f "$results/boot-dmesg.txt" "$results/output.txt" "$results/rc" "$results/dmesg.txt"
+    set +e
+    # vng runs QEMU as a child: run it in a session of its own, so that a
+    # timeout (or this script being stopped) takes the whole VM down with it.
+    setsid vng --run "$image" "${root_opts[@]}" --disable-kvm --force-9p --memory "$memory" \
+        --cpus "${TOA_VM_CPUS:-2}" --qemu-opts="-accel $accel${TOA_QEMU_OPTS:+ $TOA_QEMU_OPTS}" \
+        --rwdir "$gres=$results" --verbose --exec "$guest" >"$results/console.log" 2>&1 </dev/null &
+    vm=$!
+    trap 'kill -KILL -- -$vm 2>/dev/null || true' EXIT INT TERM
+    waited=0
+    while kill -0 "$vm" 2>/dev/null && [ "$waited" -lt "$timeout" ]; do
+        sleep 1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$vm" 2>/dev/null; then
+        kill -KILL -- -"$vm" 2>/dev/null
+        wait "$vm" 2>/dev/null
+        vm_rc=124
+    else
+        wait "$vm"
+        vm_rc=$?
+    fi
+    set -e
+    [ -e "$results/boot-dmesg.txt" ] || break
+    boot_splat=$(grep -E "$SPLAT" "$results/boot-dmesg.txt" | grep -v 'virtme-ng-init: ' | head -n 5)
+    cp "$results/boot-dmesg.txt" "$results/boot-splat-$boot.txt"
+    cp "$results/console.log" "$results/boot-splat-$boot-console.log"
+    log "the kernel splatted during boot, before the command (and toa) started: not toa's (kept in boot-splat-$boot.txt):"
+    echo "$boot_splat" | sed 's/^/    /' >&2
+    if [ "$boot" = 2 ]; then
+        log "it happened on two boots in a row: failing"
+        echo "$boot_splat" >"$results/splats.txt"
+        exit 1
+    fi
+    log "booting once more"
 done
-if kill -0 "$vm" 2>/dev/null; then
-    kill -KILL -- -"$vm" 2>/dev/null
-    wait "$vm" 2>/dev/null
-    vm_rc=124
-else
-    wait "$vm"
-    vm_rc=$?
-fi
-set -e
 
 # The command's own output, as it printed it.
 [ -e "$results/output.txt" ] && cat "$results/output.txt"
