@@ -7,6 +7,12 @@
 #   kbuild-env.sh KDIR --metadata   also BINDGEN=, HOSTRUSTC= and CC=: what
 #                                   rebuilding the kernel's own Rust metadata
 #                                   needs (scripts/rust-meta.sh)
+#   kbuild-env.sh KDIR [--metadata] --check
+#                                   print nothing but what is missing, one
+#                                   `WHAT|APT` line each (APT: the apt install
+#                                   arguments, empty if apt has none), and exit
+#                                   1 if anything is: every missing package at
+#                                   once (rust-meta.sh --check words the line)
 #
 # A Rust module must be compiled by the rustc that compiled its kernel: its
 # `rustc --version` must equal CONFIG_RUSTC_VERSION_TEXT, and bindgen's
@@ -17,10 +23,28 @@
 # fabricated / whose usr/lib/rust-M.N/bin/rustc is tried too.
 set -eu
 
-kdir=${1:?usage: kbuild-env.sh KDIR [--metadata]}
-mode=${2:-}
+kdir=${1:?usage: kbuild-env.sh KDIR [--metadata] [--check]}
+shift
 prefix=${TOA_PREFIX:-}
 fail() { echo "toa: $*" >&2; exit 1; }
+metadata= check=
+for a in "$@"; do
+    case $a in
+        --metadata) metadata=1 ;;
+        --check) check=1 ;;
+        *) fail "kbuild-env.sh: unknown option $a" ;;
+    esac
+done
+# need WHAT APT MESSAGE: a package the build needs is missing. --check: note
+# it on the saved stdout and go on, to name everything missing in one go
+# (the make variables are not printed); otherwise refuse with MESSAGE.
+missing=
+if [ -n "$check" ]; then exec 3>&1 >/dev/null; fi
+need() {
+    [ -n "$check" ] || fail "$3"
+    echo "$1|$2" >&3
+    missing=1
+}
 
 conf=$kdir/include/config/auto.conf
 [ -r "$conf" ] || fail "$kdir is not a configured kernel build tree (no include/config/auto.conf): install this kernel's headers (Debian/Ubuntu: linux-headers-<release>) or pass KDIR=<kernel build dir>"
@@ -32,14 +56,14 @@ for sym in CONFIG_MODULES CONFIG_MODULE_UNLOAD CONFIG_KPROBES CONFIG_KRETPROBES 
     [ "$(get "$sym")" = y ] || fail "kernel $rel lacks $sym=y, which toa needs"
 done
 
-# apt_hint VERSION PKG...: "apt install PKG" for the first package whose
-# candidate version starts with VERSION, if apt knows one.
+# apt_hint VERSION PKG...: the first PKG whose candidate version starts
+# with VERSION, if apt knows one.
 apt_hint() {
     want=$1; shift
     command -v apt-cache >/dev/null 2>&1 || return 0
     for p in "$@"; do
         v=$(apt-cache policy "$p" 2>/dev/null | sed -n 's/^ *Candidate: //p')
-        case $v in "$want"*) echo "apt install $p"; return 0 ;; esac
+        case $v in "$want"*) echo "$p"; return 0 ;; esac
     done
 }
 
@@ -55,15 +79,21 @@ for c in ${RUSTC:-} "$(command -v "rustc-$mn" 2>/dev/null || true)" "$prefix/usr
 done
 if [ -z "$rustc" ]; then
     hint=$(apt_hint "$mnp" "rustc-$mn" rustc rustc-web)
-    fail "kernel $rel was built with '$want', which is not installed (rustc here: $(rustc --version 2>/dev/null || echo none)): ${hint:-install that exact rustc (Ubuntu: rustc-$mn; Debian: the rustc of the kernel's release)}, or pass RUSTC=/path/to/it"
+    todo=${hint:+apt install $hint}
+    need "rustc $mnp" "$hint" "kernel $rel was built with '$want', which is not installed (rustc here: $(rustc --version 2>/dev/null || echo none)): ${todo:-install that exact rustc (Ubuntu: rustc-$mn; Debian: the rustc of the kernel's release)}, or pass RUSTC=/path/to/it"
+    # (--check only: need refused above otherwise.) Debian's rustc comes
+    # without its library sources: name them in the same line.
+    if [ -n "$metadata" ] && [ "$hint" = rustc ] && ! [ -e /usr/lib/rustlib/src/rust/library/core/src/lib.rs ]; then
+        need rust-src rust-src ""
+    fi
 fi
 echo "RUSTC=$rustc"
 
-if [ "$mode" = --metadata ]; then
+if [ -n "$metadata" ]; then
     echo "HOSTRUSTC=$rustc"
     # Its standard library sources (the kernel compiles its own core).
-    sysroot=$("$rustc" --print sysroot)
-    if ! [ -e "$sysroot/lib/rustlib/src/rust/library/core/src/lib.rs" ]; then
+    sysroot=$([ -z "$rustc" ] || "$rustc" --print sysroot)
+    if [ -n "$rustc" ] && ! [ -e "$sysroot/lib/rustlib/src/rust/library/core/src/lib.rs" ]; then
         pkg=$(dpkg-query -S "$(readlink -f "$rustc")" 2>/dev/null | cut -d: -f1 | head -n1)
         case $pkg in
             rustc) src=rust-src ;;
@@ -71,7 +101,7 @@ if [ "$mode" = --metadata ]; then
             rustc-1.*) src=rust-${pkg#rustc-}-src ;;
             *) src=rust-src ;;
         esac
-        fail "$rustc has no standard library sources ($sysroot/lib/rustlib/src/rust): apt install $src"
+        need "$src" "$src" "$rustc has no standard library sources ($sysroot/lib/rustlib/src/rust): apt install $src"
     fi
     # The bindgen.
     bwant=$(get CONFIG_BINDGEN_VERSION_TEXT)
@@ -83,7 +113,8 @@ if [ "$mode" = --metadata ]; then
     done
     if [ -z "$bindgen" ]; then
         hint=$(apt_hint "$bver" bindgen)
-        fail "kernel $rel was built with '$bwant', which is not installed (bindgen here: $( (bindgen --version 2>/dev/null || echo none) | head -n1)): ${hint:-install bindgen $bver (apt install bindgen, or cargo install bindgen-cli --version $bver)}, or pass BINDGEN=/path/to/it"
+        todo=${hint:+apt install $hint}
+        need "bindgen $bver" "$hint" "kernel $rel was built with '$bwant', which is not installed (bindgen here: $( (bindgen --version 2>/dev/null || echo none) | head -n1)): ${todo:-install bindgen $bver (apt install bindgen, or cargo install bindgen-cli --version $bver)}, or pass BINDGEN=/path/to/it"
     fi
     echo "BINDGEN=$bindgen"
 fi
@@ -98,18 +129,19 @@ if [ "$(get CONFIG_CC_IS_CLANG)" = y ]; then
     elif command -v clang >/dev/null 2>&1 && clang --version | grep -q "version $major\."; then
         echo "LLVM=1 CC=clang LD=ld.lld"
     else
-        fail "kernel $rel was built with clang $major, which is not installed: apt install clang-$major lld-$major llvm-$major"
+        need "clang $major" "clang-$major lld-$major llvm-$major" "kernel $rel was built with clang $major, which is not installed: apt install clang-$major lld-$major llvm-$major"
     fi
 else
     cc=$(get CONFIG_CC_VERSION_TEXT | cut -d' ' -f1)
     if command -v "$cc" >/dev/null 2>&1; then
-        [ "$mode" = --metadata ] && echo "CC=$cc"
+        [ -z "$metadata" ] || echo "CC=$cc"
     else
         # x86_64-linux-gnu-gcc-14 comes with gcc-14.
-        fail "kernel $rel was built with $(get CONFIG_CC_VERSION_TEXT), and $cc is not installed: apt install $(echo "$cc" | sed 's/^.*-linux-gnu-//')"
+        gcc=$(echo "$cc" | sed 's/^.*-linux-gnu-//')
+        need "$cc" "$gcc" "kernel $rel was built with $(get CONFIG_CC_VERSION_TEXT), and $cc is not installed: apt install $gcc"
     fi
 fi
 for tool in rustfmt clippy-driver; do
     [ -x "/usr/bin/$tool" ] && echo "$(echo "$tool" | tr a-z- A-Z_)=/usr/bin/$tool"
 done
-exit 0
+[ -z "$missing" ]

@@ -5,6 +5,13 @@
 # and print its path: the tree to build toa.ko against.
 #
 #   rust-meta.sh KDIR
+#   rust-meta.sh --check KDIR   only say whether everything the build needs
+#                               is installed, writing nothing: exit 0 if so,
+#                               else 1 and one line on stderr naming all that
+#                               is missing ("toa: kernel <release> waits for
+#                               linux-source-7.2 (<version>) and rustc 1.85.1:
+#                               apt install ..."). dkms.conf makes DKMS skip
+#                               such a kernel with that line.
 #
 # - KDIR has it (a kernel build tree, Arch's headers...): KDIR itself.
 # - Ubuntu: the headers' rust/ is missing or a dangling link, the metadata
@@ -24,12 +31,39 @@
 # /usr/src when looking for linux-lib-rust and linux-source.
 set -eu
 
-kdir=${1:?usage: rust-meta.sh KDIR}
+check=
+if [ "${1:-}" = --check ]; then check=1; shift; fi
+kdir=${1:?usage: rust-meta.sh [--check] KDIR}
 here=$(cd "$(dirname "$0")" && pwd)
 prefix=${TOA_PREFIX:-}
 cache=${TOA_META_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toa-kbuild}
 say() { echo "toa: $*" >&2; }
 fail() { echo "toa: $*" >&2; exit 1; }
+# need WHAT APT MESSAGE: a package is missing. --check notes it as
+# kbuild-env.sh --check does (WHAT|APT) and goes on; else refuse with MESSAGE.
+needs=
+need() {
+    [ -n "$check" ] || fail "$3"
+    needs="$needs$1|$2
+"
+}
+# checked [--metadata]: the end of --check, once the tree to build against
+# is known: add what kbuild-env.sh finds missing for it, and say it all in
+# one line. A refusal that is no missing package (kbuild-env.sh's own line
+# is out) is a failure too.
+checked() {
+    rc=0
+    more=$("$here/kbuild-env.sh" "$kdir" "$@" --check) || rc=$?
+    [ "$rc" = 0 ] || [ -n "$more" ] || exit 1
+    all=$(printf '%s%s' "$needs" "$more")
+    [ -n "$all" ] || exit 0
+    what=$(printf '%s\n' "$all" | awk -F'|' '{ w[NR] = $1 } END { for (i = 1; i <= NR; i++) printf "%s%s", (i == 1 ? "" : i == NR ? " and " : ", "), w[i] }')
+    # The apt command when apt has every one of them.
+    apt=$(printf '%s\n' "$all" | awk -F'|' '$2 == "" { none = 1 } { s = s " " $2 } END { if (!none) print substr(s, 2) }')
+    [ "$(printf '%s\n' "$all" | wc -l)" = 1 ] && them=it || them=them
+    echo "toa: kernel $rel waits for $what: ${apt:+apt install }${apt:-install $them}" >&2
+    exit 1
+}
 
 [ -r "$kdir/include/config/auto.conf" ] \
     || fail "$kdir is not a configured kernel build tree (no include/config/auto.conf): install this kernel's headers (Debian/Ubuntu: linux-headers-<release>) or pass KDIR=<kernel build dir>"
@@ -73,20 +107,24 @@ complete() {
 }
 
 if complete "$kdir"; then
+    [ -z "$check" ] || checked
     echo "$kdir"
     exit 0
 fi
 
-mkdir -p "$cache"
-# One preparation per release at a time (DKMS may build kernels in parallel).
-exec 9>"$cache/.$rel.lock"
-flock 9
+if [ -z "$check" ]; then
+    mkdir -p "$cache"
+    # One preparation per release at a time (DKMS may build kernels in parallel).
+    exec 9>"$cache/.$rel.lock"
+    flock 9
+fi
 
 # --- Ubuntu: linux-lib-rust-<release> -------------------------------------
 librust=$prefix/usr/src/linux-lib-rust-$rel/rust
 ubuntu=
 if [ -L "$kdir/rust" ] || grep -qsE '^ID(_LIKE)?=.*ubuntu' "$prefix/etc/os-release"; then ubuntu=1; fi
 if [ -e "$librust/libkernel.rmeta" ]; then
+    [ -z "$check" ] || checked
     out=$cache/$rel/ubuntu
     tmp=$out.tmp
     rm -rf "$tmp" && mkdir -p "$tmp"
@@ -107,7 +145,10 @@ if [ -e "$librust/libkernel.rmeta" ]; then
     echo "$out"
     exit 0
 fi
-[ -z "$ubuntu" ] || fail "kernel $rel has no Rust metadata: apt install linux-lib-rust-$rel"
+if [ -n "$ubuntu" ]; then
+    need "linux-lib-rust-$rel" "linux-lib-rust-$rel" "kernel $rel has no Rust metadata: apt install linux-lib-rust-$rel"
+    checked
+fi
 
 # --- Debian: rebuild it from linux-source-<series> ------------------------
 upstream=$(echo "$rel" | sed -n 's/^\([0-9]*\.[0-9]*\(\.[0-9]*\)\?\).*/\1/p')
@@ -116,12 +157,18 @@ tarball=$prefix/usr/src/linux-source-$series.tar.xz
 hdr_pkg=$(dpkg-query -S "$kdir" 2>/dev/null | cut -d: -f1 | head -n1 || true)
 hdr_ver=$([ -n "$hdr_pkg" ] && dpkg-query -W -f='${Version}' "$hdr_pkg" 2>/dev/null || true)
 pin=${hdr_ver:+=$hdr_ver}
-[ -e "$tarball" ] \
-    || fail "kernel $rel: its headers carry no Rust metadata and its source is not installed: apt install linux-source-$series$pin (toa rebuilds the metadata from it)"
-src_ver=$(dpkg-query -S "$tarball" >/dev/null 2>&1 && dpkg-query -W -f='${Version}' "linux-source-$series" 2>/dev/null || true)
-if [ -n "$hdr_ver" ] && [ -n "$src_ver" ] && [ "$hdr_ver" != "$src_ver" ]; then
-    fail "kernel $rel: linux-source-$series is $src_ver but the kernel's headers are $hdr_ver: apt install linux-source-$series=$hdr_ver (or upgrade the kernel to $src_ver)"
+src_ver=
+if ! [ -e "$tarball" ]; then
+    need "linux-source-$series${hdr_ver:+ ($hdr_ver)}" "linux-source-$series$pin" \
+        "kernel $rel: its headers carry no Rust metadata and its source is not installed: apt install linux-source-$series$pin (toa rebuilds the metadata from it)"
+else
+    src_ver=$(dpkg-query -S "$tarball" >/dev/null 2>&1 && dpkg-query -W -f='${Version}' "linux-source-$series" 2>/dev/null || true)
+    if [ -n "$hdr_ver" ] && [ -n "$src_ver" ] && [ "$hdr_ver" != "$src_ver" ]; then
+        need "linux-source-$series ($hdr_ver, not $src_ver)" "linux-source-$series=$hdr_ver" \
+            "kernel $rel: linux-source-$series is $src_ver but the kernel's headers are $hdr_ver: apt install linux-source-$series=$hdr_ver (or upgrade the kernel to $src_ver)"
+    fi
 fi
+[ -z "$check" ] || checked --metadata
 env=$("$here/kbuild-env.sh" "$kdir" --metadata) || exit 1
 
 # What the metadata depends on; the cached tree is reused while it is equal.

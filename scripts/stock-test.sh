@@ -4,9 +4,12 @@
 #  1. `make deb`; the cached trixie root (scripts/stock-root.sh) with the
 #     stock 7.2 kernel and trixie's 6.12 installed, seen through an overlay
 #     that lives only as long as this run;
-#  2. `apt install ./toa-dkms_<version>_all.deb`: DKMS builds toa for 7.2
-#     (rebuilding the Rust metadata its headers lack from linux-source-7.2)
-#     and skips 6.12 with one line; the system's headers are left untouched;
+#  2. `apt install ./toa-dkms_<version>_all.deb` first without
+#     linux-source-7.2: it ends well, DKMS skipping 7.2 with one line naming
+#     it (and 6.12 with one line); then `apt install linux-source-7.2`: the
+#     package's dpkg trigger builds toa for 7.2 (rebuilding the Rust
+#     metadata its headers lack from it); the system's headers are left
+#     untouched;
 #  3. boot the unmodified 7.2 kernel on that root: modprobe toa, modinfo,
 #     dmesg, the in-VM suite's IPv4 and IPv6 cases, the FULLNAT test;
 #  4. upgrade: `apt install linux-image-7.3... linux-headers-7.3...`; DKMS
@@ -34,18 +37,18 @@ check() { # check NAME STATUS [detail]
         failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
     fi
 }
-# count FILE NAME: add FILE's own `N passed, M failed`.
+skipped=0
+# count FILE NAME: add FILE's own `N passed, M failed[, K skipped]`.
 count() {
-    local line p f
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" 2>/dev/null | tail -n1)
-    if [ -z "$line" ]; then check "$2: printed no summary" 1; return; fi
-    p=${line%% passed*}; f=${line#*, }; f=${f%% failed}
-    passed=$((passed + p)); failed=$((failed + f))
-    grep -E '^not ok' "$1" | sed "s/^/    $2: /"
-    echo "    $2: $line"
+    local p f s
+    read -r p f s <<<"$(summary_of "$1")"
+    if [ -z "$p" ]; then check "$2: printed no summary" 1; return; fi
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    grep -E '^(not ok|skip) ' "$1" | sed "s/^/    $2: /"
+    echo "    $2: $p passed, $f failed, $s skipped"
 }
 finish() {
-    echo "$passed passed, $failed failed"
+    echo "$passed passed, $failed failed, $skipped skipped"
     [ "$failed" = 0 ]
     exit
 }
@@ -71,11 +74,37 @@ in_root() { scripts/chroot.sh "$root" "$@"; }
 debname=$(basename "$deb")
 
 # --- the package -------------------------------------------------------------
-log "apt install ./$debname (DKMS builds for $OLD, skips $NORUST)"
+# First as a user who skipped the README's linux-source line: the package
+# installs all the same, DKMS skipping $OLD with one line saying what to
+# install, and installing that builds toa with no other command (the
+# package's dpkg trigger). The source package comes back from the mirror.
+series=$(echo "$OLD" | cut -d. -f1,2)
+srcver=$(in_root dpkg-query -W -f='${Version}' "linux-source-$series")
+in_root apt-get remove -y "linux-source-$series" >"$res/remove-source.log" 2>&1
+check "apt remove linux-source-$series (toa-dkms goes in without it)" $? "$(tail -n 5 "$res/remove-source.log")"
+log "apt install ./$debname without linux-source-$series (DKMS skips $OLD and $NORUST, one line each)"
 cp "$deb" "$root/tmp/"
 start=$SECONDS
 in_root apt-get install -y "/tmp/$debname" >"$res/install.log" 2>&1
 check "apt install ./$debname exits 0 ($((SECONDS - start)) s)" $? "$(tail -n 5 "$res/install.log")"
+# (apt runs dpkg on a terminal of its own: its lines end in CR LF.)
+tr -d '\r' <"$res/install.log" | sed -n '/^Setting up toa-dkms/,$p' | grep -v '^$' | sed 's/^/    /'
+wait_line="toa: kernel $OLD waits for linux-source-$series ($srcver): apt install linux-source-$series=$srcver, and toa builds itself"
+waits=$(tr -d '\r' <"$res/install.log" | grep -cxF "$wait_line")
+check "one line says what $OLD waits for: $wait_line" "$([ "$waits" = 1 ]; echo $?)" "$waits such lines"
+st=$(in_root dpkg-query -W -f='${db:Status-Status}' toa-dkms)
+check "dpkg: toa-dkms is installed (not half-configured)" "$([ "$st" = installed ]; echo $?)" "$st"
+status=$(in_root dkms status toa)
+check "dkms status: toa is not installed for $OLD" "$(! grep -q "$OLD" <<<"$status"; echo $?)" "$status"
+log "apt install linux-source-$series=$srcver (the trigger builds toa for $OLD)"
+start=$SECONDS
+in_root apt-get install -y "linux-source-$series=$srcver" >"$res/source.log" 2>&1
+check "apt install linux-source-$series exits 0 ($((SECONDS - start)) s)" $? "$(tail -n 5 "$res/source.log")"
+tr -d '\r' <"$res/source.log" | sed -n '/^Processing triggers for toa-dkms/,$p' | grep -v '^$' | sed 's/^/    /'
+status=$(in_root dkms status toa)
+check "the trigger built and installed toa for $OLD (dkms status, /lib/modules/$OLD/updates/dkms/toa.ko*)" \
+    "$(grep -q "^Processing triggers for toa-dkms" "$res/source.log" && grep -q "$OLD.*installed" <<<"$status" \
+        && ls "$root/lib/modules/$OLD/updates/dkms/"toa.ko* >/dev/null 2>&1; echo $?)" "$status"
 # DKMS's build logs, kept for the record (and for a failure's cause).
 keep_logs() { # keep_logs STEP RELEASE: keep DKMS's make.logs, show toa's lines for RELEASE
     local f name
@@ -109,8 +138,10 @@ check "example modprobe.d, modules-load.d, sysctl.d files in /usr/share/doc/toa-
 
 # --- boot the stock kernel ---------------------------------------------------
 boot() { # boot RELEASE NAME
-    local r=$res/$2
-    scripts/stock-boot.sh "$root" "$1" "$r" >/dev/null
+    local r=$res/$2 rc=0
+    scripts/stock-boot.sh "$root" "$1" "$r" >/dev/null || rc=$?
+    check "$1: the VM ran the guest to its end in time, exit 0" "$rc" \
+        "status $rc, guest status $(cat "$r/rc" 2>/dev/null || echo none)"
     for f in checks suite e2e; do count "$r/$f.txt" "$1 $f"; done
     sed -n '/^server /,/^$/p' "$r/e2e.txt" | sed 's/^/    /'
     sed 's/^/    /' "$r/evidence.txt" | grep -E '^    (#|[0-9]|filename|vermagic|signer|sig_key|\[)'
