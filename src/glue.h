@@ -30,6 +30,7 @@ struct toa_handshake {
 	bool syn;
 	bool v6;
 	bool syncookie;
+	bool local;		/* from the host itself (loopback) */
 	u8 saddr[16];
 	u8 daddr[16];
 	u8 sport[2];
@@ -60,7 +61,7 @@ struct toa_udp_packet {
 	bool v6;
 	u8 kind;		/* enum toa_udp_kind */
 	bool live;
-	u8 pad;
+	bool local;		/* from the host itself */
 };
 
 /* Mirrors kapi::UdpVerdict (28 bytes). */
@@ -154,6 +155,7 @@ void toa_glue_unregister(void);
 int toa_hook_kind(void);
 void toa_stat_inc(unsigned int counter);
 void toa_stat_add(unsigned int counter, u64 n);
+void toa_trust_unset_warn(const u8 *addr, bool v6);
 void toa_synchronize_rcu(void);
 void toa_rcu_read_lock(void);
 void toa_rcu_read_unlock(void);

@@ -7,11 +7,13 @@
  */
 #define pr_fmt(fmt) "TOA: " fmt
 
+#include <linux/capability.h>
 #include <linux/cpumask.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/percpu.h>
+#include <linux/nsproxy.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -111,6 +113,23 @@ static struct pernet_operations toa_net_ops = {
 
 static DEFINE_MUTEX(toa_config_mutex);
 
+/*
+ * net.toa.* (and the parameters of the same names) hold the host's
+ * settings, one set for every network namespace: only a writer in the
+ * initial namespace with CAP_NET_ADMIN over it may change them. A
+ * container's root (or a real root whose process lives in a container's
+ * network namespace, as `docker run --sysctl` and Kubernetes' namespaced
+ * sysctls write them) gets EPERM and the host keeps its values.
+ */
+static int toa_may_write(void)
+{
+	if (current->nsproxy && current->nsproxy->net_ns == &init_net && capable(CAP_NET_ADMIN))
+		return 0;
+	pr_warn_ratelimited("net.toa settings are the host's: write them from the initial network namespace (pid %d refused)\n",
+			    task_pid_nr(current));
+	return -EPERM;
+}
+
 /* What a config write does: which setting (a slot, the list, the switch,
  * the UDP settings of udp/config.rs). */
 enum toa_setting {
@@ -127,6 +146,9 @@ static int toa_config_set(enum toa_setting what, const u8 *text, size_t len)
 {
 	int err;
 
+	err = toa_may_write();
+	if (err)
+		return err;
 	mutex_lock(&toa_config_mutex);
 	switch (what) {
 	case TOA_SET_ADDR:
@@ -238,10 +260,24 @@ static int toa_kind_sysctl(const struct ctl_table *table, int write, void *buffe
 
 static DEFINE_MUTEX(toa_trust_mutex);
 
+/* A client was ignored because no balancer is named yet (trust.rs). */
+void toa_trust_unset_warn(const u8 *addr, bool v6)
+{
+	if (v6)
+		pr_warn_ratelimited("client named by %pI6c ignored: no balancer is trusted yet (set net.toa.trusted_sources to the balancers' prefixes)\n",
+				    addr);
+	else
+		pr_warn_ratelimited("client named by %pI4 ignored: no balancer is trusted yet (set net.toa.trusted_sources to the balancers' prefixes)\n",
+				    addr);
+}
+
 static int toa_trust_set(const u8 *text, size_t len)
 {
 	int err;
 
+	err = toa_may_write();
+	if (err)
+		return err;
 	mutex_lock(&toa_trust_mutex);
 	err = toa_trust_write(text, len);
 	mutex_unlock(&toa_trust_mutex);
@@ -375,7 +411,7 @@ static const struct kernel_param_ops toa_trust_param_ops = {
 };
 
 module_param_cb(trusted_sources, &toa_trust_param_ops, NULL, 0644);
-MODULE_PARM_DESC(trusted_sources, "Balancer prefixes allowed to name a client, e.g. 10.0.0.0/8,fd00::/64 (default empty: all)");
+MODULE_PARM_DESC(trusted_sources, "Balancer prefixes allowed to name a client, e.g. 10.0.0.0/8,fd00::/64 (default empty: none; 0.0.0.0/0,::/0: any)");
 /* Parameters are applied in the order given on the command line. */
 module_param_cb(tcpopt_kinds, &toa_kind_param_ops, (void *)TOA_SET_KINDS, 0644);
 MODULE_PARM_DESC(tcpopt_kinds, "TCP option kinds carrying the client address, e.g. 200,253,254 (the default)");

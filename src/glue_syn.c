@@ -98,6 +98,11 @@ static void toa_handshake_fill(struct toa_handshake *hs, const struct sk_buff *s
 	const struct tcphdr *th = tcp_hdr(skb);
 
 	memset(hs, 0, sizeof(*hs));
+	/* Sent by the host itself: every packet a local process sends to a
+	 * local address arrives on the namespace's loopback device (whose
+	 * index is the same in every namespace). A packet from another
+	 * host or another namespace (a veth, a tunnel) does not. */
+	hs->local = skb->skb_iif == LOOPBACK_IFINDEX;
 	hs->options = (const u8 *)(th + 1);
 	hs->options_len = th->doff * 4 - sizeof(*th);
 	hs->syn = th->syn;

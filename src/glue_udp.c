@@ -14,6 +14,10 @@
  *                             datagram to a client goes to the balancer
  *                             (LIP:lport) and is routed again
  *
+ * Nothing that arrives on the loopback device, or carries one of the
+ * namespace's own addresses as its source, names a client or is shown as
+ * one: the host's own users are not the balancer.
+ *
  * Each namespace registers its own copy of the hooks, whose private
  * pointer is its state: the hooks find it without a lookup, and return
  * after a few loads for anything that is not UDP, ICMP or protocol 248, for
@@ -44,6 +48,7 @@
 #include <net/ipv6.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
+#include <net/addrconf.h>
 #include <net/route.h>
 
 #include <uapi/linux/toa.h>
@@ -288,12 +293,39 @@ static void toa_udp_activity(struct toa_udp_net *pn, const struct toa_udp_verdic
 	}
 }
 
-static void toa_udp_packet_init(struct toa_udp_packet *p, const struct toa_udp_net *pn)
+static void toa_udp_packet_init(struct toa_udp_packet *p, const struct toa_udp_net *pn, bool lo)
 {
 	memset(p, 0, sizeof(*p));
 	p->net = pn->cookie;
 	p->now_ms = toa_now_ms();
 	p->live = toa_udp_live(pn);
+	p->local = lo;
+}
+
+/*
+ * Whether a packet arrived on the loopback device: every packet a local
+ * process sends to a local address does (an unprivileged ping socket's
+ * echo request among them), and none from another host or namespace.
+ */
+static __always_inline bool toa_udp_from_lo(const struct nf_hook_state *state)
+{
+	return state->in && (state->in->flags & IFF_LOOPBACK);
+}
+
+/*
+ * Whether the source of a packet that may name a client is one of the
+ * namespace's own addresses (which a packet from elsewhere only carries if
+ * it is forged: the kernel drops most of them later, as martians). Asked
+ * only for such packets, not for every datagram.
+ */
+static bool toa_udp_source_local4(struct net *net, __be32 saddr)
+{
+	return inet_addr_type(net, saddr) == RTN_LOCAL;
+}
+
+static bool toa_udp_source_local6(struct net *net, const struct in6_addr *saddr)
+{
+	return ipv6_chk_addr(net, saddr, NULL, 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -480,7 +512,8 @@ static unsigned int toa_udp_in_finish(struct toa_udp_net *pn, struct sk_buff *sk
 	return NF_ACCEPT;
 }
 
-static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_buff *skb)
+static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_buff *skb,
+					      const struct nf_hook_state *state)
 {
 	const struct iphdr *iph = ip_hdr(skb);
 	unsigned int ihl = iph->ihl * 4;
@@ -503,7 +536,7 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 		if (!uh || (ihl == sizeof(*iph) && !toa_udp_port_maybe(pn, uh->dest)))
 			return NF_ACCEPT;
 	}
-	toa_udp_packet_init(&p, pn);
+	toa_udp_packet_init(&p, pn, toa_udp_from_lo(state));
 	memcpy(p.saddr, &iph->saddr, 4);
 	memcpy(p.daddr, &iph->daddr, 4);
 	switch (iph->protocol) {
@@ -514,6 +547,9 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 		p.hdr = skb_header_pointer(skb, ihl, p.hdr_len, buf);
 		if (!p.hdr)
 			return NF_ACCEPT;
+		/* Only an echo request can be an announcement. */
+		if (!p.local && p.hdr[0] == ICMP_ECHO)
+			p.local = toa_udp_source_local4(state->net, iph->saddr);
 		toa_udp_rx(&p, &v);
 		toa_udp_activity(pn, &v);
 		return NF_ACCEPT;
@@ -533,6 +569,8 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 			p.hdr_len = ihl - sizeof(*iph);
 		}
 	}
+	if (!p.local && p.kind != TOA_UDP_PLAIN)
+		p.local = toa_udp_source_local4(state->net, iph->saddr);
 	toa_udp_rx(&p, &v);
 	return toa_udp_in_finish(pn, skb, &v, ihl, false);
 }
@@ -555,7 +593,8 @@ static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf
 	case IPPROTO_UDP:
 		if (iph->ihl != 5)
 			break;	/* options: maybe a UOA */
-		if (!toa_udp_looking(pn))
+		/* The host's own datagrams are never shown as a client's. */
+		if (!toa_udp_looking(pn) || toa_udp_from_lo(state))
 			return NF_ACCEPT;
 		uh = toa_udp_header(skb, sizeof(*iph), &_uh);
 		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
@@ -567,12 +606,13 @@ static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf
 	default:
 		return NF_ACCEPT;
 	}
-	return toa_udp_in4_slow(pn, skb);
+	return toa_udp_in4_slow(pn, skb, state);
 }
 
 /* IPv6: UDP or the option protocol right after the fixed header (DPVS puts
  * it there); packets with extension headers are left alone. */
-static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_buff *skb)
+static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_buff *skb,
+					      const struct nf_hook_state *state)
 {
 	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
 	const struct udphdr *uh = NULL;
@@ -586,7 +626,7 @@ static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_
 		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
 			return NF_ACCEPT;
 	}
-	toa_udp_packet_init(&p, pn);
+	toa_udp_packet_init(&p, pn, toa_udp_from_lo(state));
 	p.v6 = true;
 	memcpy(p.saddr, &ip6h->saddr, 16);
 	memcpy(p.daddr, &ip6h->daddr, 16);
@@ -598,6 +638,8 @@ static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_
 		toa_udp_opp_bytes(skb, sizeof(*ip6h), &p, buf);
 		if (!p.hdr)
 			return NF_ACCEPT;
+		if (!p.local)
+			p.local = toa_udp_source_local6(state->net, &ip6h->saddr);
 	}
 	toa_udp_rx(&p, &v);
 	return toa_udp_in_finish(pn, skb, &v, sizeof(*ip6h), true);
@@ -611,7 +653,7 @@ static unsigned int toa_udp_in6(void *priv, struct sk_buff *skb, const struct nf
 
 	switch (ipv6_hdr(skb)->nexthdr) {
 	case IPPROTO_UDP:
-		if (!toa_udp_looking(pn))
+		if (!toa_udp_looking(pn) || toa_udp_from_lo(state))
 			return NF_ACCEPT;
 		uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
 		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
@@ -622,7 +664,7 @@ static unsigned int toa_udp_in6(void *priv, struct sk_buff *skb, const struct nf
 	default:
 		return NF_ACCEPT;
 	}
-	return toa_udp_in6_slow(pn, skb);
+	return toa_udp_in6_slow(pn, skb, state);
 }
 
 /* uh: the datagram's UDP header, as the hook read it (a port with flows). */
@@ -637,7 +679,7 @@ static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk
 
 	if (ip_is_fragment(iph))
 		return NF_ACCEPT;
-	toa_udp_packet_init(&p, pn);
+	toa_udp_packet_init(&p, pn, false);
 	memcpy(p.saddr, &iph->saddr, 4);
 	memcpy(p.daddr, &iph->daddr, 4);
 	memcpy(p.sport, &uh->source, 2);
@@ -678,7 +720,7 @@ static noinline unsigned int toa_udp_out6_slow(struct toa_udp_net *pn, struct sk
 	struct toa_udp_packet p;
 	int err;
 
-	toa_udp_packet_init(&p, pn);
+	toa_udp_packet_init(&p, pn, false);
 	p.v6 = true;
 	memcpy(p.saddr, &ip6h->saddr, 16);
 	memcpy(p.daddr, &ip6h->daddr, 16);

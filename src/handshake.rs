@@ -15,7 +15,9 @@
 //! The client is the one the packet's own options name; if they name none,
 //! the one an earlier packet of the handshake named ([`crate::syn`]); if
 //! none did, the one an ip_vs_ca ICMP announcement with protocol 6 named
-//! for the connection ([`crate::udp`]).
+//! for the connection ([`crate::udp`]). A packet from the host itself (it
+//! arrived on the loopback device) names no client, whatever
+//! `trusted_sources` says: local users are not the balancer.
 
 use crate::cidr::Source;
 use crate::config;
@@ -66,9 +68,15 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
     // SAFETY: the caller guarantees the options are readable.
     let options = unsafe { hs.options() };
     match wire::scan(options, &config::rules(), packet, hs.sport) {
+        // The host's own processes are not the balancer, whatever the list.
+        Scan::Found(_) if hs.local => {
+            stats::inc(Counter::ToaLocal);
+            None
+        }
         Scan::Found(found) if trust::trusted(&hs.source()) => Some(found),
         Scan::Found(_) => {
             stats::inc(Counter::ToaUntrusted);
+            trust::untrusted_seen(&hs.source());
             None
         }
         Scan::Absent => None,
@@ -114,7 +122,9 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
             Some(found)
         }
         // Nothing in the handshake: an ip_vs_ca announcement with protocol
-        // 6 may have named the client before the SYN.
+        // 6 may have named the client before the SYN (never for a
+        // connection from the host itself).
+        (None, None) if hs.local => None,
         (None, None) => match udp::flows::tcp_client(hs) {
             Some(found) => {
                 stats::inc(Counter::ToaIcmpUsed);

@@ -33,6 +33,9 @@ pub struct Handshake {
     pub v6: bool,
     /// For a child: whether its request socket came from a syncookie.
     pub syncookie: bool,
+    /// Whether the packet came from the host itself (it arrived on the
+    /// loopback device): such a packet never names a client.
+    pub local: bool,
     /// The packet's source address (IPv4: the first 4 bytes), the
     /// balancer's as the backend sees it.
     pub saddr: [u8; 16],
@@ -85,8 +88,9 @@ pub struct UdpPacket {
     pub kind: u8,
     /// Whether the packet's network namespace may have live flows.
     pub live: bool,
-    /// Padding, zero.
-    pub pad: u8,
+    /// Whether the packet came from the host itself (the loopback device,
+    /// or a local source address): it never names a client.
+    pub local: bool,
 }
 
 impl UdpPacket {
@@ -246,6 +250,9 @@ unsafe extern "C" {
     pub fn toa_stat_inc(counter: c_uint);
     /// Count `n` events on this CPU; an out-of-range `counter` is ignored.
     pub fn toa_stat_add(counter: c_uint, n: u64);
+    /// Say (rate-limited) that a client from `addr` (4 bytes, or 16 with
+    /// `v6`) was ignored because `trusted_sources` is not set. Any context.
+    pub fn toa_trust_unset_warn(addr: *const u8, v6: bool);
     /// `rcu_read_lock()`.
     pub fn toa_rcu_read_lock();
     /// `rcu_read_unlock()`.

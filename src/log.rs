@@ -8,6 +8,21 @@
 /// Log prefix, NUL-terminated for printk's `%s`.
 pub(crate) const PREFIX: &[u8] = b"TOA\0";
 
+/// Log a warning: `toa_warn!("...\n")`.
+macro_rules! toa_warn {
+    ($($arg:tt)*) => {
+        // SAFETY: `WARNING` is one of the kernel's fixed printk format
+        // strings and `PREFIX` is NUL-terminated, as `call_printk` requires.
+        unsafe {
+            kernel::print::call_printk(
+                &kernel::print::format_strings::WARNING,
+                $crate::log::PREFIX,
+                format_args!($($arg)*),
+            )
+        }
+    };
+}
+
 /// Log an informational line: `toa_info!("toa loaded\n")`.
 macro_rules! toa_info {
     ($($arg:tt)*) => {

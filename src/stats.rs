@@ -47,7 +47,8 @@ pub enum Counter {
     LookupToaOk,
     /// TOA_SO_GET_LOOKUP on a TCP socket without a client: ENOENT.
     LookupToaNone,
-    /// A TOA option from a source not in `trusted_sources`: ignored.
+    /// A TOA option from a source not in `trusted_sources` (or while the
+    /// list is not set): ignored.
     ToaUntrusted,
     /// A client named by a SYN (or by a handshake ACK a `TCP_DEFER_ACCEPT`
     /// listener held back) was put in the handshake table.
@@ -84,8 +85,9 @@ pub enum Counter {
     /// size, checksum, protocol, opcode (not a configured kind), option
     /// size, or a zero port or address.
     CaIcmpBad,
-    /// An announcement or UOA from a source not in `trusted_sources`:
-    /// ignored (an opp packet is still handed on as plain UDP).
+    /// An announcement or UOA from a source not in `trusted_sources` (or
+    /// while the list is not set): ignored (an opp packet is still handed
+    /// on as plain UDP).
     UdpUntrusted,
     /// A UOA taken from the IPv4 options of a UDP packet (`ipo`).
     UoaIpo,
@@ -122,11 +124,18 @@ pub enum Counter {
     UoaLookupOk,
     /// `UOA_SO_GET_LOOKUP` found no flow: ENOENT.
     UoaLookupNone,
+    /// A TCP packet from the host itself (loopback) named a client, or a
+    /// local connection could have been named by an announcement: ignored,
+    /// whatever `trusted_sources` says.
+    ToaLocal,
+    /// An announcement or UOA from the host itself (loopback, or a local
+    /// source address): ignored, whatever `trusted_sources` says.
+    UdpLocal,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 41] = [
+    pub const ALL: [Counter; 43] = [
         Counter::SynRecvSockToa,
         Counter::SynRecvSockNoToa,
         Counter::GetnameToaOk,
@@ -168,6 +177,8 @@ impl Counter {
         Counter::UdpFragment,
         Counter::UoaLookupOk,
         Counter::UoaLookupNone,
+        Counter::ToaLocal,
+        Counter::UdpLocal,
     ];
 
     /// The row name, NUL-terminated for C.
@@ -214,6 +225,8 @@ impl Counter {
             Counter::UdpFragment => b"udp_fragment\0",
             Counter::UoaLookupOk => b"uoa_lookup_ok\0",
             Counter::UoaLookupNone => b"uoa_lookup_none\0",
+            Counter::ToaLocal => b"toa_local\0",
+            Counter::UdpLocal => b"udp_local\0",
         }
     }
 }

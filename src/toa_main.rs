@@ -92,6 +92,11 @@ impl kernel::Module for Toa {
             u8::from(cdn),
             udp::config::toa_udp_config_max_flows()
         );
+        if !trust::configured() {
+            toa_warn!(
+                "no balancer is trusted yet: no client is taken from any packet until net.toa.trusted_sources names the balancers' prefixes\n"
+            );
+        }
         Ok(Toa)
     }
 }

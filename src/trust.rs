@@ -4,10 +4,15 @@
 //! module parameter of the same name.
 //!
 //! Any host that reaches a backend directly can put a TOA option into its own
-//! handshake and become any client address to the application. With a list
-//! of the balancers' prefixes set, a TOA option is taken only from packets
-//! whose source is in the list; others are ignored and counted
-//! (`toa_untrusted`). An empty list (the default) trusts every source.
+//! handshake, or send an announcement, and become any client address to the
+//! application (or divert the host's datagrams). So a client is taken only
+//! from packets whose source is in the list of the balancers' prefixes;
+//! others are ignored and counted (`toa_untrusted`, `udp_untrusted`). The
+//! list is empty by default, and an empty list trusts nobody: toa says so
+//! at load and, rate-limited, whenever it ignores a client for that reason,
+//! until the site names its balancers (`0.0.0.0/0 ::/0` trusts everyone,
+//! as the older TOA modules do). Packets from the host itself are never
+//! trusted, whatever the list (`crate::handshake`, `crate::udp::packet`).
 //!
 //! Readers run in softirq (the handshake probe) and take no lock. The list
 //! lives in one of two static slots; [`ACTIVE`] names the slot in force (or
@@ -38,14 +43,35 @@ static SLOTS: Slots = Slots([
     UnsafeCell::new(PrefixList::EMPTY),
 ]);
 
-/// 0: no list, every source is trusted; 1 or 2: slot 0 or 1 is in force.
+/// 0: no list, no source is trusted; 1 or 2: slot 0 or 1 is in force.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a list is set (else nobody is trusted).
+pub fn configured() -> bool {
+    ACTIVE.load(Ordering::Relaxed) != 0
+}
+
+/// A client from `src` was just ignored as untrusted: if that is because no
+/// list is set, say so in the kernel log (rate-limited), so that a site
+/// that forgot to name its balancers finds out why toa shows nothing.
+pub fn untrusted_seen(src: &Source) {
+    if configured() {
+        return;
+    }
+    let (addr, v6) = match src {
+        Source::V4(a) => (&a[..], false),
+        Source::V6(a) => (&a[..], true),
+    };
+    // SAFETY: `addr` is 4 (IPv4) or 16 (IPv6) readable bytes, as the glue
+    // reads them for `v6`; the call only logs, in any context.
+    unsafe { kapi::toa_trust_unset_warn(addr.as_ptr(), v6) }
+}
 
 /// Whether a TOA option from `src` may be taken. Callable in any context
 /// that is an RCU read-side critical section (softirq, preemption disabled).
 pub fn trusted(src: &Source) -> bool {
     match ACTIVE.load(Ordering::Acquire) {
-        0 => true,
+        0 => false,
         n => {
             let slot = &SLOTS.0[(n - 1) & 1];
             // SAFETY: the ACTIVE slot is not written until a grace period

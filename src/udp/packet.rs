@@ -12,7 +12,12 @@
 //!   live flow goes to the balancer's address and port instead.
 //!
 //! Announcements are taken only from trusted sources (the balancer's local
-//! address is the packet's source; `net.toa.trusted_sources`). Both hooks
+//! address is the packet's source; `net.toa.trusted_sources`), and never
+//! from the host itself (a packet that arrived on the loopback device or
+//! carries a local source address, `local`): a local user's ping socket
+//! can send an echo request shaped as an announcement to a local address,
+//! and could otherwise make a flow that shows its datagrams to local
+//! services as any client, and sends the host's replies to it. Both hooks
 //! run in softirq or with softirqs off, in an RCU read-side critical
 //! section: they allocate nothing and take at most a bucket lock.
 
@@ -72,15 +77,20 @@ impl UdpPacket {
     }
 }
 
-/// Record the flow of `key` for `client` if the packet's source is
-/// trusted; whether it was recorded.
+/// Record the flow of `key` for `client` if the packet came from a trusted
+/// balancer (never from the host itself); whether it was recorded.
 ///
 /// # Safety
 ///
 /// The caller must be in an RCU read-side critical section.
 unsafe fn record(p: &UdpPacket, key: &FlowKey, client: &ClientAddr, via: Via) -> bool {
+    if p.local {
+        stats::inc(Counter::UdpLocal);
+        return false;
+    }
     if !trust::trusted(&p.source()) {
         stats::inc(Counter::UdpUntrusted);
+        trust::untrusted_seen(&p.source());
         return false;
     }
     // SAFETY: the caller holds RCU.
@@ -179,7 +189,8 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
     v.active = recorded;
     v.recorded = recorded;
     v.rsport = p.dport;
-    if !config::rewrite() || !(p.live || recorded) {
+    // The host's own datagrams are never shown as a client's.
+    if p.local || !config::rewrite() || !(p.live || recorded) {
         return;
     }
     // SAFETY: the caller holds RCU.

@@ -64,7 +64,24 @@ impl Ctx {
         all.extend(extra);
         kmod::insmod(&self.module, &all)
     }
+
+    /// Load the module with the run's parameters but its default trust
+    /// (no `trusted_sources`: nobody), and `extra`.
+    pub fn insmod_default_trust(&self, extra: &[&str]) -> Result<()> {
+        let mut all: Vec<&str> = self
+            .params
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.starts_with("trusted_sources="))
+            .collect();
+        all.extend(extra);
+        kmod::insmod(&self.module, &all)
+    }
 }
+
+/// The parameter every load of the suite gets unless a case says otherwise:
+/// every source is a balancer.
+pub const TRUST_ALL: &str = "trusted_sources=0.0.0.0/0,::/0";
 
 /// One test case.
 pub struct Case {
@@ -82,8 +99,8 @@ impl Case {
 }
 
 /// A case that cannot run on this kernel (a feature it is built without):
-/// returned as the case's error, it prints `ok N - name # SKIP why` (TAP)
-/// and counts neither as passed nor as failed.
+/// returned as the case's error, it prints `skip N - name: why` and is
+/// counted as skipped in the last line, never as passed.
 #[derive(Debug)]
 pub struct Skip(pub String);
 
@@ -115,7 +132,9 @@ fn main() -> ExitCode {
     let mut only: Vec<String> = Vec::new();
     let (mut c_server, mut rust_server, mut claim_module) = (None, None, None);
     let mut c_udp_server = None;
-    let mut params = Vec::new();
+    // The test peer plays every balancer, on every address: trust them all
+    // (nobody is trusted by default); the trust cases load without it.
+    let mut params = vec![TRUST_ALL.to_owned()];
     let mut hooks: Vec<Option<String>> = Vec::new();
     let mut cycles = 100;
     let mut flood = 100_000;
@@ -207,7 +226,7 @@ fn main() -> ExitCode {
                 }
                 Ok(Err(e)) if e.downcast_ref::<Skip>().is_some() => {
                     skipped += 1;
-                    println!("ok {n} - {prefix}{} # SKIP {e}", case.name);
+                    println!("skip {n} - {prefix}{}: {e}", case.name);
                 }
                 Ok(Err(e)) => {
                     failed += 1;
@@ -223,7 +242,7 @@ fn main() -> ExitCode {
     if skipped > 0 {
         println!("# {skipped} skipped (the kernel lacks what they need)");
     }
-    println!("{passed} passed, {failed} failed");
+    println!("{passed} passed, {failed} failed, {skipped} skipped");
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

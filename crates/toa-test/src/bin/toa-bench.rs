@@ -268,7 +268,11 @@ fn set_state(module: &PathBuf, v: &Variant) -> Result<()> {
         kmod::rmmod()?;
     }
     if let Some(hook) = &v.hook {
-        let mut params = vec![format!("hook={hook}")];
+        // The bench's peer is the balancer, on every address.
+        let mut params = vec![
+            format!("hook={hook}"),
+            "trusted_sources=0.0.0.0/0,::/0".to_owned(),
+        ];
         params.extend(v.params.iter().cloned());
         let params: Vec<&str> = params.iter().map(String::as_str).collect();
         kmod::insmod(module, &params)?;

@@ -7,6 +7,7 @@ mod ipv4;
 mod ipv6;
 mod leaks;
 mod lifecycle;
+mod local;
 mod producers;
 mod stress;
 mod trust;
@@ -22,6 +23,7 @@ pub fn all() -> Vec<Case> {
     v.extend(ipv4::cases());
     v.extend(ipv6::cases());
     v.extend(trust::cases());
+    v.extend(local::cases());
     v.extend(producers::cases());
     v.extend(udp::cases());
     v.extend(stress::cases());

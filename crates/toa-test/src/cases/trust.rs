@@ -1,5 +1,6 @@
 //! Trusted sources: a TOA option names a client only when the packet comes
-//! from a balancer in `net.toa.trusted_sources` (empty: from anyone).
+//! from a balancer in `net.toa.trusted_sources` (empty, the default: from
+//! nobody; `0.0.0.0/0 ::/0`: from anyone).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +21,12 @@ const FORGER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 1, 0, 3);
 pub fn cases() -> Vec<Case> {
     vec![
         Case::new(
-            "trust: empty list (default) trusts every source",
-            default_trusts_all,
+            "trust: empty list (default) trusts nobody, and says so at load and when it ignores a client",
+            default_trusts_nobody,
+        ),
+        Case::new(
+            "trust: 0.0.0.0/0 ::/0 trusts every source",
+            any_trusts_all,
         ),
         Case::new(
             "trust: forged option from an untrusted IPv4 source is ignored and counted",
@@ -58,11 +63,48 @@ fn seen_from(ctx: &Ctx, src: IpAddr, option: Vec<u8>) -> Result<(SocketAddr, Soc
     Ok((a.peer, a.conn.local))
 }
 
-fn default_trusts_all(ctx: &Ctx) -> Result<()> {
+fn default_trusts_nobody(ctx: &Ctx) -> Result<()> {
+    if kmod::loaded() {
+        kmod::rmmod()?;
+    }
+    let load_line = "no balancer is trusted yet";
+    let loads = kmod::log_count(load_line)?;
+    ctx.insmod_default_trust(&[])?;
+    let result = (|| -> Result<()> {
+        ensure_eq!(kmod::sysctl("trusted_sources")?, "", "default list");
+        ensure_eq!(kmod::log_count(load_line)?, loads + 1, "the load says so");
+        let ignored = kmod::log_count("client named by 10.0.0.2 ignored")?;
+        let before = kmod::stats()?;
+        let (seen, lb) = seen_from(ctx, LB.into(), opt4(200, client(50)))?;
+        ensure_eq!(seen, lb, "not even the balancer, until it is named");
+        kmod::expect_delta(
+            &before,
+            &[("syn_recv_sock_no_toa", 1), ("toa_untrusted", 1)],
+        )?;
+        ensure_eq!(
+            kmod::log_count("client named by 10.0.0.2 ignored")?,
+            ignored + 1,
+            "the ignored client is logged"
+        );
+        // Named: taken.
+        kmod::set_sysctl("trusted_sources", "10.0.0.2")?;
+        let (seen, _) = seen_from(ctx, LB.into(), opt4(200, client(53)))?;
+        ensure_eq!(seen, SocketAddr::from(client(53)), "once named");
+        Ok(())
+    })();
+    kmod::rmmod()?;
+    ctx.insmod(&[])?;
+    result
+}
+
+fn any_trusts_all(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
-    ensure_eq!(kmod::sysctl("trusted_sources")?, "", "default list");
+    let _g = SysctlGuard::set(TRUSTED, "0.0.0.0/0,::/0")?;
+    ensure_eq!(kmod::sysctl("trusted_sources")?, "0.0.0.0/0 ::/0", "any");
     let (seen, _) = seen_from(ctx, FORGER.into(), opt4(200, client(50)))?;
     ensure_eq!(seen, SocketAddr::from(client(50)), "from any source");
+    let (seen, _) = seen_from(ctx, FORGER6.into(), opt6(254, client6(50)))?;
+    ensure_eq!(seen, SocketAddr::from(client6(50)), "from any IPv6 source");
     Ok(())
 }
 
@@ -146,6 +188,9 @@ fn bad_lists(ctx: &Ctx) -> Result<()> {
     );
     kmod::set_sysctl("trusted_sources", "\n")?;
     ensure_eq!(kmod::sysctl("trusted_sources")?, "", "cleared");
+    // Cleared: nobody is trusted.
+    let (seen, lb) = seen_from(ctx, LB.into(), opt4(200, client(54)))?;
+    ensure_eq!(seen, lb, "an empty list trusts nobody");
     Ok(())
 }
 

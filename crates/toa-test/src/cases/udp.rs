@@ -923,7 +923,7 @@ fn servers(ctx: &Ctx) -> Result<()> {
 const PY_RAW_ANNOUNCE: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-s.sendto(bytes.fromhex(sys.argv[1]), ("127.0.0.1", 0))
+s.sendto(bytes.fromhex(sys.argv[1]), (sys.argv[2], 0))
 "#;
 
 fn procfs_and_netns(ctx: &Ctx) -> Result<()> {
@@ -947,11 +947,22 @@ fn procfs_and_netns(ctx: &Ctx) -> Result<()> {
     if !text.lines().any(|l| l.starts_with(&want6)) {
         bail!("/proc/net/toa_udp has no line {want6:?}:\n{text}");
     }
-    // Another namespace: its own (empty) list, then a flow of its own on
-    // its loopback, which goes when the namespace does.
+    // Another namespace: its own (empty) list, then a flow of its own from
+    // a balancer in a third namespace (through a veth: the namespace's own
+    // loopback would be the host itself, which names no client), which
+    // goes when the namespace does.
     let ns = "toa-udp-test";
-    let _ = toa_test::sh(&format!("ip netns del {ns} 2>/dev/null"));
-    toa_test::sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
+    let lb = "toa-udp-lb";
+    let _ = toa_test::sh(&format!(
+        "ip netns del {ns} 2>/dev/null; ip netns del {lb} 2>/dev/null"
+    ));
+    toa_test::sh(&format!(
+        "ip netns add {ns} && ip netns add {lb} && \
+         ip link add tu0 netns {ns} type veth peer name tu1 netns {lb} && \
+         ip -n {ns} addr add 192.0.2.1/24 dev tu0 && ip -n {lb} addr add 192.0.2.2/24 dev tu1 && \
+         ip -n {ns} link set tu0 up && ip -n {lb} link set tu1 up && \
+         ip -n {ns} link set lo up && ip -n {lb} link set lo up"
+    ))?;
     let result = (|| -> Result<()> {
         let there = toa_test::sh(&format!("ip netns exec {ns} cat /proc/net/toa_udp"))?;
         ensure_eq!(
@@ -960,21 +971,31 @@ fn procfs_and_netns(ctx: &Ctx) -> Result<()> {
             "a new namespace's list: {there:?}"
         );
         let a = Announce::lvs(
-            "127.0.0.1:5353".parse()?,
-            "127.0.0.1:53".parse()?,
+            "192.0.2.2:5353".parse()?,
+            "192.0.2.1:53".parse()?,
             "198.51.100.99:9999".parse()?,
         );
         let hex: String = a.message().iter().map(|b| format!("{b:02x}")).collect();
-        toa_test::sh(&format!(
-            "ip netns exec {ns} python3 -c '{PY_RAW_ANNOUNCE}' {hex}"
-        ))?;
-        let there = toa_test::sh(&format!("ip netns exec {ns} cat /proc/net/toa_udp"))?;
-        ensure_eq!(
-            there
+        // The veth may take a moment to carry packets: announce until the
+        // flow shows (an announcement of the same flow only refreshes it).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let line = loop {
+            toa_test::sh(&format!(
+                "ip netns exec {lb} python3 -c '{PY_RAW_ANNOUNCE}' {hex} 192.0.2.1"
+            ))?;
+            std::thread::sleep(Duration::from_millis(200));
+            let there = toa_test::sh(&format!("ip netns exec {ns} cat /proc/net/toa_udp"))?;
+            let line = there
                 .lines()
                 .nth(1)
-                .map(|l| l.split(' ').take(5).collect::<Vec<_>>().join(" ")),
-            Some("udp 127.0.0.1:5353 198.51.100.99:9999 127.0.0.1:53 icmp".to_owned()),
+                .map(|l| l.split(' ').take(5).collect::<Vec<_>>().join(" "));
+            if line.is_some() || Instant::now() > deadline {
+                break line;
+            }
+        };
+        ensure_eq!(
+            line,
+            Some("udp 192.0.2.2:5353 198.51.100.99:9999 192.0.2.1:53 icmp".to_owned()),
             "the namespace's flow"
         );
         let here = std::fs::read_to_string("/proc/net/toa_udp")?;
@@ -983,6 +1004,7 @@ fn procfs_and_netns(ctx: &Ctx) -> Result<()> {
         }
         Ok(())
     })();
+    let _ = toa_test::sh(&format!("ip netns del {lb}"));
     let before = kmod::stats()?;
     toa_test::sh(&format!("ip netns del {ns}"))?;
     result?;
