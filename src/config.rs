@@ -213,3 +213,113 @@ pub unsafe extern "C" fn toa_config_write_cdn(text: *const u8, len: usize) -> c_
 pub fn kinds() -> wire::Kinds {
     rules().kinds
 }
+
+/// Which packets of a handshake may name the client
+/// (`net.toa.tcpopt_packet`): the packets the balancer puts its option in.
+/// A client whose balancer forwards its TCP options can put options of its
+/// own in any of its packets; pinning the balancer's packets leaves it
+/// none that counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamedIn {
+    /// Any (the default): the completing packet's client, else the SYN's
+    /// (or a held-back ACK's). Fits every producer; a client can override
+    /// a SYN-only balancer from its ACK, or name itself from its SYN to an
+    /// ACK-only balancer whose option is lost.
+    Any,
+    /// The SYN only (Alibaba LVS, Alibaba Cloud CDN): options in the other
+    /// packets never name the client.
+    Syn,
+    /// The ACK and data only (DPVS, JD Jupiter, Tencent): options in a SYN
+    /// never name the client.
+    Ack,
+}
+
+/// The words of [`NamedIn`], in its order.
+const FROM_WORDS: [&str; 3] = ["any", "syn", "ack"];
+/// The words of [`wire::Pick`], in its order.
+const PICK_WORDS: [&str; 2] = ["first", "last"];
+
+/// `tcpopt_packet`, as the index of its word.
+static FROM: AtomicU8 = AtomicU8::new(0);
+/// `tcpopt_position`, as the index of its word.
+static PICK: AtomicU8 = AtomicU8::new(0);
+
+/// The packets that may name the client now.
+pub fn named_in() -> NamedIn {
+    match FROM.load(Ordering::Relaxed) {
+        1 => NamedIn::Syn,
+        2 => NamedIn::Ack,
+        _ => NamedIn::Any,
+    }
+}
+
+/// Which client option of a packet is the balancer's now.
+pub fn pick() -> wire::Pick {
+    match PICK.load(Ordering::Relaxed) {
+        1 => wire::Pick::Last,
+        _ => wire::Pick::First,
+    }
+}
+
+/// Which word setting a C call is about.
+fn word_setting(which: c_uint) -> Option<(&'static AtomicU8, &'static [&'static str])> {
+    match which {
+        0 => Some((&FROM, &FROM_WORDS)),
+        1 => Some((&PICK, &PICK_WORDS)),
+        _ => None,
+    }
+}
+
+/// Set word setting `which` (0: `tcpopt_packet`, 1: `tcpopt_position`) from
+/// text; 0 or `-EINVAL` (nothing changed).
+///
+/// # Safety
+///
+/// `text` must point to `len` readable bytes; the caller must hold the
+/// glue's config mutex.
+#[no_mangle]
+pub unsafe extern "C" fn toa_config_write_word(
+    which: c_uint,
+    text: *const u8,
+    len: usize,
+) -> c_int {
+    // SAFETY: the caller guarantees `len` readable bytes.
+    let Some(text) = (unsafe { bytes(text, len) }) else {
+        return EINVAL.to_errno();
+    };
+    let Some((cell, words)) = word_setting(which) else {
+        return EINVAL.to_errno();
+    };
+    match parse::word(text, words).and_then(|i| u8::try_from(i).ok()) {
+        Some(i) => {
+            cell.store(i, Ordering::Relaxed);
+            0
+        }
+        None => EINVAL.to_errno(),
+    }
+}
+
+/// Write word setting `which` as text into `buf` (`size` bytes); how many
+/// bytes were written.
+///
+/// # Safety
+///
+/// `buf` must be writable for `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn toa_config_read_word(which: c_uint, buf: *mut u8, size: usize) -> usize {
+    let Some((cell, words)) = word_setting(which) else {
+        return 0;
+    };
+    if buf.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller guarantees `size` writable bytes.
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf, size) };
+    let word = words
+        .get(usize::from(cell.load(Ordering::Relaxed)))
+        .copied()
+        .unwrap_or("");
+    let mut w = Buf { buf, len: 0 };
+    let _ = w.write_str(word);
+    w.len
+}

@@ -119,6 +119,9 @@ int toa_config_write_kinds(const u8 *text, size_t len);
 size_t toa_config_read_kinds(u8 *buf, size_t size);
 int toa_config_cdn(void);
 int toa_config_write_cdn(const u8 *text, size_t len);
+/* which 0: tcpopt_packet, 1: tcpopt_position */
+int toa_config_write_word(unsigned int which, const u8 *text, size_t len);
+size_t toa_config_read_word(unsigned int which, u8 *buf, size_t size);
 /* trust.rs: call with toa_trust_mutex held */
 int toa_trust_write(const u8 *text, size_t len);
 size_t toa_trust_read(u8 *buf, size_t size);

@@ -140,7 +140,14 @@ enum toa_setting {
 	TOA_SET_UDP_REWRITE,
 	TOA_SET_UDP_TIMEOUT,
 	TOA_SET_UDP_MAX_FLOWS,
+	TOA_SET_PACKET,		/* tcpopt_packet: word 0 */
+	TOA_SET_POSITION,	/* tcpopt_position: word 1 */
 };
+
+static bool toa_setting_is_text(enum toa_setting what)
+{
+	return what == TOA_SET_KINDS || what == TOA_SET_PACKET || what == TOA_SET_POSITION;
+}
 
 static int toa_config_set(enum toa_setting what, const u8 *text, size_t len)
 {
@@ -160,6 +167,10 @@ static int toa_config_set(enum toa_setting what, const u8 *text, size_t len)
 		break;
 	case TOA_SET_CDN:
 		err = toa_config_write_cdn(text, len);
+		break;
+	case TOA_SET_PACKET:
+	case TOA_SET_POSITION:
+		err = toa_config_write_word(what - TOA_SET_PACKET, text, len);
 		break;
 	case TOA_SET_UDP_REWRITE:
 		err = toa_udp_config_write_rewrite(text, len);
@@ -205,11 +216,16 @@ static int toa_config_get(enum toa_setting what)
 	}
 }
 
-/* The kinds in force as text, without a final newline, into buf. */
-static void toa_kinds_get(char *buf, size_t size)
+/* A text setting (the kinds, a word) as text, without a final newline,
+ * into buf. */
+static void toa_text_get(enum toa_setting what, char *buf, size_t size)
 {
-	size_t n = toa_config_read_kinds((u8 *)buf, size - 1);
+	size_t n;
 
+	if (what == TOA_SET_KINDS)
+		n = toa_config_read_kinds((u8 *)buf, size - 1);
+	else
+		n = toa_config_read_word(what - TOA_SET_PACKET, (u8 *)buf, size - 1);
 	buf[n] = '\0';
 }
 
@@ -234,11 +250,11 @@ static int toa_kind_sysctl(const struct ctl_table *table, int write, void *buffe
 		*ppos += *lenp;
 		return 0;
 	}
-	if (what == TOA_SET_KINDS) {
+	if (toa_setting_is_text(what)) {
 		text = kzalloc(TOA_KINDS_TEXT_MAX, GFP_KERNEL);
 		if (!text)
 			return -ENOMEM;
-		toa_kinds_get(text, TOA_KINDS_TEXT_MAX);
+		toa_text_get(what, text, TOA_KINDS_TEXT_MAX);
 		tmp.data = text;
 		tmp.maxlen = TOA_KINDS_TEXT_MAX;
 		err = proc_dostring(&tmp, 0, buffer, lenp, ppos);
@@ -347,6 +363,18 @@ static struct ctl_table toa_sysctl_table[] = {
 		.extra1 = (void *)TOA_SET_CDN,
 	},
 	{
+		.procname = "tcpopt_packet",
+		.mode = 0644,
+		.proc_handler = toa_kind_sysctl,
+		.extra1 = (void *)TOA_SET_PACKET,
+	},
+	{
+		.procname = "tcpopt_position",
+		.mode = 0644,
+		.proc_handler = toa_kind_sysctl,
+		.extra1 = (void *)TOA_SET_POSITION,
+	},
+	{
 		.procname = "trusted_sources",
 		.mode = 0644,
 		.proc_handler = toa_trust_sysctl,
@@ -382,8 +410,8 @@ static int toa_kind_param_get(char *buf, const struct kernel_param *kp)
 {
 	enum toa_setting what = (unsigned long)kp->arg;
 
-	if (what == TOA_SET_KINDS) {
-		toa_kinds_get(buf, PAGE_SIZE - 1);
+	if (toa_setting_is_text(what)) {
+		toa_text_get(what, buf, PAGE_SIZE - 1);
 		return strlcat(buf, "\n", PAGE_SIZE);
 	}
 	return sysfs_emit(buf, "%d\n", toa_config_get(what));
@@ -421,6 +449,10 @@ module_param_cb(tcpopt_addr_v6, &toa_kind_param_ops, (void *)TOA_SET_ADDR_V6, 06
 MODULE_PARM_DESC(tcpopt_addr_v6, "Another of the kinds, replaced by a write (default 254; 0: none)");
 module_param_cb(tcpopt_cdn, &toa_kind_param_ops, (void *)TOA_SET_CDN, 0644);
 MODULE_PARM_DESC(tcpopt_cdn, "Take Alibaba Cloud CDN's option 28/7, 28/19 (default 1; 0: off)");
+module_param_cb(tcpopt_packet, &toa_kind_param_ops, (void *)TOA_SET_PACKET, 0644);
+MODULE_PARM_DESC(tcpopt_packet, "Which handshake packets may name the client: any (default), syn (Alibaba LVS, CDN) or ack (DPVS, JD, Tencent)");
+module_param_cb(tcpopt_position, &toa_kind_param_ops, (void *)TOA_SET_POSITION, 0644);
+MODULE_PARM_DESC(tcpopt_position, "Which of several client options in a packet is the balancer's: first (default: it inserts its own first) or last (it appends it: JD Jupiter)");
 module_param_cb(udp_rewrite, &toa_kind_param_ops, (void *)TOA_SET_UDP_REWRITE, 0644);
 MODULE_PARM_DESC(udp_rewrite, "Show UDP clients to applications and send replies back through the balancer (default 1; 0: only the UOA getsockopt answers)");
 module_param_cb(udp_timeout, &toa_kind_param_ops, (void *)TOA_SET_UDP_TIMEOUT, 0644);

@@ -20,7 +20,7 @@
 //! `trusted_sources` says: local users are not the balancer.
 
 use crate::cidr::Source;
-use crate::config;
+use crate::config::{self, NamedIn};
 use crate::kapi::{Handshake, Sock};
 use crate::record;
 use crate::stats::{self, Counter};
@@ -67,13 +67,21 @@ impl Handshake {
 pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found> {
     // SAFETY: the caller guarantees the options are readable.
     let options = unsafe { hs.options() };
-    match wire::scan(options, &config::rules(), packet, hs.sport) {
+    let picked = wire::scan_pick(options, &config::rules(), packet, hs.sport, config::pick());
+    match picked.scan {
         // The host's own processes are not the balancer, whatever the list.
         Scan::Found(_) if hs.local => {
             stats::inc(Counter::ToaLocal);
             None
         }
-        Scan::Found(found) if trust::trusted(&hs.source()) => Some(found),
+        Scan::Found(found) if trust::trusted(&hs.source()) => {
+            // Options naming different clients: the one at the balancer's
+            // position (`tcpopt_position`) is taken, the others counted.
+            if picked.conflict {
+                stats::inc(Counter::ToaConflict);
+            }
+            Some(found)
+        }
         Scan::Found(_) => {
             stats::inc(Counter::ToaUntrusted);
             trust::untrusted_seen(&hs.source());
@@ -101,11 +109,35 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     let hs = unsafe { &*hs };
     // A Fast Open child is created from the SYN itself.
     let packet = if hs.syn { Packet::Syn } else { Packet::Ack };
-    // SAFETY: the caller guarantees the options are readable.
-    let own = unsafe { own_client(hs, packet) };
+    let from = config::named_in();
+    // The packet's own client, unless it is a packet where the balancer
+    // puts none (a SYN when it names the client after the SYN).
+    let own = if from == NamedIn::Ack && hs.syn {
+        None
+    } else {
+        // SAFETY: the caller guarantees the options are readable.
+        unsafe { own_client(hs, packet) }
+    };
     // The table's entry is taken either way: it is this connection's, and
     // its socket exists now.
     let kept = syn::take(hs);
+    // Two packets naming two clients: one is not the balancer's.
+    if let (Some(o), Some(k)) = (own, kept) {
+        if o.client != k.client {
+            stats::inc(Counter::ToaConflict);
+        }
+    }
+    // A balancer that names the client in the SYN only: the completing
+    // packet's option is the client's own (counted above when it differs
+    // from the SYN's, or here when the SYN named nobody).
+    let own = if from == NamedIn::Syn && !hs.syn {
+        if own.is_some() && kept.is_none() {
+            stats::inc(Counter::ToaConflict);
+        }
+        None
+    } else {
+        own
+    };
     let client = match (own, kept) {
         (Some(found), Some(_)) => {
             // A Fast Open child's entry is its own SYN's: used, not replaced.

@@ -83,9 +83,25 @@ pub fn switch(text: &[u8]) -> Option<bool> {
     }
 }
 
+/// One of `words` (whitespace around allowed, exact case): its index.
+pub fn word(text: &[u8], words: &[&str]) -> Option<usize> {
+    let text = trim(text);
+    words.iter().position(|w| w.as_bytes() == text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_are_taken_whole() {
+        let w = ["any", "syn", "ack"];
+        assert_eq!(word(b"any", &w), Some(0));
+        assert_eq!(word(b" ack\n", &w), Some(2));
+        for bad in [&b""[..], b"SYN", b"sy", b"synack", b"syn ack", b"\0syn"] {
+            assert_eq!(word(bad, &w), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn kinds_are_taken_with_whitespace_around() {

@@ -131,11 +131,16 @@ pub enum Counter {
     /// An announcement or UOA from the host itself (loopback, or a local
     /// source address): ignored, whatever `trusted_sources` says.
     UdpLocal,
+    /// Client options naming different clients in one packet, or in the
+    /// SYN and the completing packet, or one in a packet where
+    /// `tcpopt_packet` says the balancer puts none: one is not the
+    /// balancer's (a client naming itself); the rule's one was taken.
+    ToaConflict,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 43] = [
+    pub const ALL: [Counter; 44] = [
         Counter::SynRecvSockToa,
         Counter::SynRecvSockNoToa,
         Counter::GetnameToaOk,
@@ -179,6 +184,7 @@ impl Counter {
         Counter::UoaLookupNone,
         Counter::ToaLocal,
         Counter::UdpLocal,
+        Counter::ToaConflict,
     ];
 
     /// The row name, NUL-terminated for C.
@@ -227,6 +233,7 @@ impl Counter {
             Counter::UoaLookupNone => b"uoa_lookup_none\0",
             Counter::ToaLocal => b"toa_local\0",
             Counter::UdpLocal => b"udp_local\0",
+            Counter::ToaConflict => b"toa_conflict\0",
         }
     }
 }

@@ -22,6 +22,7 @@
 use core::ffi::{c_uint, c_ulong};
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::config::{self, NamedIn};
 use crate::handshake;
 use crate::kapi::{self, Handshake};
 use crate::stats::{self, Counter};
@@ -120,6 +121,13 @@ impl Handshake {
 pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
     // SAFETY: the caller guarantees `hs` is valid for the call.
     let hs = unsafe { &*hs };
+    // Only the packets where the balancer puts its option are kept: a SYN
+    // when it names the client after the SYN, a held-back ACK when it names
+    // it in the SYN only, carry nobody's but the client's own.
+    match (config::named_in(), hs.syn) {
+        (NamedIn::Ack, true) | (NamedIn::Syn, false) => return,
+        _ => {}
+    }
     let packet = if hs.syn { Packet::Syn } else { Packet::Ack };
     // SAFETY: the caller guarantees the options are readable.
     let Some(found) = (unsafe { handshake::own_client(hs, packet) }) else {

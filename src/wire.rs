@@ -332,42 +332,94 @@ enum Seen {
 /// The first client option wins; the rest of the list must still be well
 /// formed. Never panics and never reads outside `options`, whatever it holds.
 pub fn scan(options: &[u8], rules: &Rules, packet: Packet, port: [u8; 2]) -> Scan {
-    let mut found: Option<Found> = None;
+    scan_pick(options, rules, packet, port, Pick::First).scan
+}
+
+/// Which client option of a packet is the balancer's, when there are
+/// several: where its producer puts its own, ahead of or behind the options
+/// it forwards from the client (`net.toa.tcpopt_position`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// The first (a balancer that inserts its option first: LVS, DPVS).
+    First,
+    /// The last (a balancer that appends its option: JD Jupiter).
+    Last,
+}
+
+/// What [`scan_pick`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Picked {
+    /// As [`scan`] says, but with the picked client option.
+    pub scan: Scan,
+    /// Whether the list holds client options naming different clients (one
+    /// of them is not the balancer's).
+    pub conflict: bool,
+}
+
+/// [`scan`], taking the `pick` client option of a well-formed list, and
+/// telling whether its client options disagree. Never panics and never
+/// reads outside `options`, whatever it holds.
+pub fn scan_pick(
+    options: &[u8],
+    rules: &Rules,
+    packet: Packet,
+    port: [u8; 2],
+    pick: Pick,
+) -> Picked {
+    let mut first: Option<Found> = None;
+    let mut last: Option<Found> = None;
+    let mut conflict = false;
     let mut bad: Option<Malformed> = None;
-    let mut rest = options;
-    while let Some((&kind, after_kind)) = rest.split_first() {
-        match kind {
-            KIND_EOL => break,
-            KIND_NOP => {
-                rest = after_kind;
-                continue;
+    let scan = 'walk: {
+        let mut rest = options;
+        while let Some((&kind, after_kind)) = rest.split_first() {
+            match kind {
+                KIND_EOL => break,
+                KIND_NOP => {
+                    rest = after_kind;
+                    continue;
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        let Some(&len) = after_kind.first() else {
-            return Scan::Malformed(Malformed::Truncated);
-        };
-        if len < 2 {
-            return Scan::Malformed(Malformed::BadLength);
-        }
-        let len = usize::from(len);
-        let (Some(option), Some(after)) = (rest.get(..len), rest.get(len..)) else {
-            return Scan::Malformed(Malformed::Overrun);
-        };
-        if found.is_none() {
+            let Some(&len) = after_kind.first() else {
+                break 'walk Scan::Malformed(Malformed::Truncated);
+            };
+            if len < 2 {
+                break 'walk Scan::Malformed(Malformed::BadLength);
+            }
+            let len = usize::from(len);
+            let (Some(option), Some(after)) = (rest.get(..len), rest.get(len..)) else {
+                break 'walk Scan::Malformed(Malformed::Overrun);
+            };
             match classify(option, rules, packet, port) {
-                Seen::Client(f) => found = Some(f),
-                Seen::Bad(why) => bad = bad.or(Some(why)),
-                Seen::Other => {}
+                Seen::Client(f) => {
+                    conflict |= first.is_some_and(|g| g.client != f.client);
+                    first = first.or(Some(f));
+                    last = Some(f);
+                }
+                // Only a bad option before the first client option makes the
+                // list's answer (as it always has): a client option is taken
+                // whatever follows it, as long as the list is well formed.
+                Seen::Bad(why) if first.is_none() => bad = bad.or(Some(why)),
+                Seen::Bad(_) | Seen::Other => {}
             }
+            rest = after;
         }
-        rest = after;
-    }
-    match (found, bad) {
-        (Some(f), _) if is_unspecified(&f.client) => Scan::Malformed(Malformed::Unspecified),
-        (Some(f), _) => Scan::Found(f),
-        (None, Some(why)) => Scan::Malformed(why),
-        (None, None) => Scan::Absent,
+        let found = match pick {
+            Pick::First => first,
+            Pick::Last => last,
+        };
+        match (found, bad) {
+            (Some(f), _) if is_unspecified(&f.client) => Scan::Malformed(Malformed::Unspecified),
+            (Some(f), _) => Scan::Found(f),
+            (None, Some(why)) => Scan::Malformed(why),
+            (None, None) => Scan::Absent,
+        }
+    };
+    Picked {
+        // A malformed list names nobody: no conflict to speak of.
+        conflict: conflict && matches!(scan, Scan::Found(_)),
+        scan,
     }
 }
 
@@ -525,6 +577,67 @@ mod tests {
 
     const MSS: &[u8] = &[2, 4, 0x05, 0xb4];
     const TS: &[u8] = &[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+
+    fn pick(options: &[u8], rules: Rules, pick: Pick) -> Picked {
+        super::scan_pick(options, &rules, Packet::Ack, PORT, pick)
+    }
+
+    const OTHER: ClientAddr = ClientAddr::V4 {
+        port: [0x00, 0x50],
+        addr: [203, 0, 113, 9],
+    };
+
+    #[test]
+    fn the_first_or_the_last_client_option_and_whether_they_disagree() {
+        // A client's own option forwarded ahead of the balancer's appended
+        // one (JD Jupiter's placement): First takes the client's, Last the
+        // balancer's, both see the conflict.
+        let l = list(&[&opt(OTHER, 200), TS, &opt(V4, 200)]);
+        assert_eq!(
+            pick(&l, K, Pick::First),
+            Picked {
+                scan: toa(OTHER),
+                conflict: true
+            }
+        );
+        assert_eq!(
+            pick(&l, K, Pick::Last),
+            Picked {
+                scan: toa(V4),
+                conflict: true
+            }
+        );
+        // The same client twice (F5 in every packet, a v4 and a v6 form of
+        // one client are different clients): no conflict.
+        let same = list(&[&opt(V4, 200), MSS, &opt(V4, 254)]);
+        assert_eq!(pick(&same, K, Pick::Last).conflict, false);
+        assert_eq!(pick(&same, K, Pick::Last).scan, toa(V4));
+        // One option: both picks agree, no conflict; none: absent.
+        let one = list(&[MSS, &opt(V6, 254), TS]);
+        for p in [Pick::First, Pick::Last] {
+            assert_eq!(
+                pick(&one, K, p),
+                Picked {
+                    scan: toa(V6),
+                    conflict: false
+                }
+            );
+            assert_eq!(pick(TS, K, p).scan, Scan::Absent);
+        }
+        // A list that is not well formed names nobody, conflict or not.
+        let broken = list(&[&opt(OTHER, 200), &opt(V4, 200), &[8, 10, 1]]);
+        for p in [Pick::First, Pick::Last] {
+            assert_eq!(
+                pick(&broken, K, p),
+                Picked {
+                    scan: Scan::Malformed(Malformed::Overrun),
+                    conflict: false
+                }
+            );
+        }
+        // scan() is the first pick.
+        assert_eq!(scan(&l, K), toa(OTHER));
+    }
 
     #[test]
     fn empty_list_is_absent() {
@@ -1023,6 +1136,34 @@ mod properties {
                     prop_assert_eq!(port, PORT);
                 }
             }
+        }
+
+        #[test]
+        fn two_clients_first_or_last_and_a_conflict(
+            fill in proptest::collection::vec(other_option(), 0..3),
+            (a, fa) in client_option(),
+            (b, fb) in client_option(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..48),
+            p in packet(),
+        ) {
+            // Random bytes: the first pick is scan()'s answer, and a
+            // conflict is only ever reported with a client found.
+            let r = scan_pick(&bytes, &Rules::DEFAULT, p, PORT, Pick::First);
+            prop_assert_eq!(r.scan, scan(&bytes, &Rules::DEFAULT, p, PORT));
+            let last = scan_pick(&bytes, &Rules::DEFAULT, p, PORT, Pick::Last);
+            prop_assert!(!r.conflict || matches!(r.scan, Scan::Found(_)));
+            prop_assert_eq!(r.conflict, last.conflict);
+            // Two client options with other options around: First takes
+            // the first, Last the last, and they conflict iff their
+            // clients differ.
+            prop_assume!(!(p == Packet::Syn && (is_fast_open(&a) || is_fast_open(&b))));
+            let l = [fill.concat(), a, fill.concat(), b].concat();
+            let first = scan_pick(&l, &Rules::DEFAULT, p, PORT, Pick::First);
+            let last = scan_pick(&l, &Rules::DEFAULT, p, PORT, Pick::Last);
+            prop_assert_eq!(first.scan, Scan::Found(fa));
+            prop_assert_eq!(last.scan, Scan::Found(fb));
+            prop_assert_eq!(first.conflict, fa.client != fb.client);
+            prop_assert_eq!(last.conflict, fa.client != fb.client);
         }
 
         #[test]

@@ -113,11 +113,24 @@ fn expect_balancer(ctx: &Ctx, ack_options: Vec<u8>, counters: &[(&str, u64)]) ->
 
 /// Connect with `ack_options`, expect client `want`.
 fn expect_client(ctx: &Ctx, ack_options: Vec<u8>, how: Accept, want: SocketAddrV4) -> Result<()> {
+    expect_client_counted(ctx, ack_options, how, want, &[])
+}
+
+/// As [`expect_client`], with `extra` counters moving too.
+fn expect_client_counted(
+    ctx: &Ctx,
+    ack_options: Vec<u8>,
+    how: Accept,
+    want: SocketAddrV4,
+    extra: &[(&str, u64)],
+) -> Result<()> {
     ctx.require_loaded()?;
     let before = kmod::stats()?;
     let a = connect(ctx, guest_any(), &with_ack(ack_options), how)?;
     expect_seen(&a, want.into())?;
-    kmod::expect_delta(&before, &[("syn_recv_sock_toa", 1), ("getname_toa_ok", 2)])
+    let mut want_delta = vec![("syn_recv_sock_toa", 1), ("getname_toa_ok", 2)];
+    want_delta.extend_from_slice(extra);
+    kmod::expect_delta(&before, &want_delta)
 }
 
 const NO_TOA_EMPTY: &[(&str, u64)] = &[("syn_recv_sock_no_toa", 1)];
@@ -156,12 +169,19 @@ fn only_in_syn(ctx: &Ctx) -> Result<()> {
 }
 
 fn duplicates(ctx: &Ctx) -> Result<()> {
+    // Two clients: the first one wins (tcpopt_position's default), the
+    // disagreement is counted.
+    let conflict = [("toa_conflict", 1)];
     let mut o = opt4(200, client(4));
     o.extend(opt4(200, client(5)));
-    expect_client(ctx, o, Accept::Accept, client(4))?;
+    expect_client_counted(ctx, o, Accept::Accept, client(4), &conflict)?;
     let mut o = opt4(254, client(6));
     o.extend(opt4(200, client(7)));
-    expect_client(ctx, o, Accept::Accept, client(6))
+    expect_client_counted(ctx, o, Accept::Accept, client(6), &conflict)?;
+    // The same client twice: no conflict.
+    let mut o = opt4(254, client(8));
+    o.extend(opt4(200, client(8)));
+    expect_client(ctx, o, Accept::Accept, client(8))
 }
 
 fn wrong_lengths(ctx: &Ctx) -> Result<()> {

@@ -9,7 +9,9 @@ use std::os::fd::AsRawFd;
 
 use anyhow::{bail, Result};
 
-use super::common::{cdn4, cdn6, client, client6, mapped, opt16, opt4, opt6, Accepted, Transport};
+use super::common::{
+    cdn4, cdn6, client, client6, mapped, opt16, opt4, opt6, with_ack, Accepted, Transport,
+};
 use super::ipv6::{matrix, settle, Client, Listener};
 use crate::{ensure_eq, Case, Ctx};
 use toa_test::kmod::{self, Stats, SysctlGuard};
@@ -90,6 +92,22 @@ pub fn cases() -> Vec<Case> {
         }
     }
     v.extend([
+        Case::new(
+            "producers: a client's own option in its ACK behind a SYN-only balancer (Alibaba LVS): counted toa_conflict; tcpopt_packet=syn keeps the balancer's",
+            client_option_in_ack,
+        ),
+        Case::new(
+            "producers: a client's own option in its SYN behind an ACK-only balancer (DPVS): tcpopt_packet=ack never takes it",
+            client_option_in_syn,
+        ),
+        Case::new(
+            "producers: a client's own option ahead of the one JD Jupiter appends: counted toa_conflict; tcpopt_position=last takes the balancer's",
+            client_option_ahead,
+        ),
+        Case::new(
+            "producers: tcpopt_packet and tcpopt_position: defaults, bad writes EINVAL, parameters at load",
+            packet_and_position_settings,
+        ),
         Case::new(
             "handshakes: Fast Open, data and the option in the SYN -> the SYN's client",
             fast_open,
@@ -247,7 +265,7 @@ fn lvs_syn_and_ack(ctx: &Ctx) -> Result<()> {
     };
     let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
     expect_seen(&a, client(152).into())?;
-    kmod::expect_delta(&b, ACK_WON)?;
+    kmod::expect_delta(&b, &with(ACK_WON, &[("toa_conflict", 1)]))?;
     // The same client in both (what LVS sends).
     let b = before()?;
     let hs = Handshake {
@@ -791,7 +809,7 @@ fn forged_behind(ctx: &Ctx) -> Result<()> {
     };
     let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
     expect_seen(&a, client(167).into())?;
-    kmod::expect_delta(&b, SHOWN)?;
+    kmod::expect_delta(&b, &with(SHOWN, &[("toa_conflict", 1)]))?;
     // In the SYN: the balancer's right after the header (LVS), the
     // client's own after its MSS.
     let b = before()?;
@@ -801,7 +819,7 @@ fn forged_behind(ctx: &Ctx) -> Result<()> {
     };
     let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
     expect_seen(&a, client(168).into())?;
-    kmod::expect_delta(&b, FROM_TABLE)
+    kmod::expect_delta(&b, &with(FROM_TABLE, &[("toa_conflict", 1)]))
 }
 
 /// Print `/proc/net/toa_stats` (since the module's last load: the trust
@@ -908,5 +926,177 @@ fn syn_flood(ctx: &Ctx) -> Result<()> {
     drop(l);
     // Leave an empty table to the cases after this one.
     kmod::rmmod()?;
+    ctx.insmod(&[])
+}
+
+// ---- A client naming itself: which packet, which position ----------------
+
+const PACKET: &str = "/proc/sys/net/toa/tcpopt_packet";
+const POSITION: &str = "/proc/sys/net/toa/tcpopt_position";
+
+fn client_option_in_ack(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    let l = inet()?;
+    // Alibaba LVS names the client (161) in the SYN only; the client puts
+    // an option naming 160 in its ACK, which the balancer forwards.
+    let hs = Handshake {
+        ack_options: opt4(254, client(160)),
+        ..syn_only(opt4(254, client(161)))
+    };
+    // Out of the box (any): the completing packet's, the client's choice;
+    // counted.
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
+    expect_seen(&a, client(160).into())?;
+    kmod::expect_delta(&b, &with(ACK_WON, &[("toa_conflict", 1)]))?;
+    // Pinned to the SYN: the balancer's.
+    let _g = SysctlGuard::set(PACKET, "syn")?;
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
+    expect_seen(&a, client(161).into())?;
+    kmod::expect_delta(&b, &with(FROM_TABLE, &[("toa_conflict", 1)]))?;
+    // The same client in both (fullnat_toa_entry): no conflict.
+    let b = before()?;
+    let same = Handshake {
+        ack_options: opt4(254, client(162)),
+        ..syn_only(opt4(254, client(162)))
+    };
+    let a = connect(ctx, &l, Transport::V4, &same, nothing)?;
+    expect_seen(&a, client(162).into())?;
+    kmod::expect_delta(&b, FROM_TABLE)?;
+    // An option in the ACK only: not the balancer's, nobody.
+    let b = before()?;
+    let a = connect(
+        ctx,
+        &l,
+        Transport::V4,
+        &with_ack(opt4(254, client(163))),
+        nothing,
+    )?;
+    let balancer = a.conn.local;
+    expect_seen(&a, balancer)?;
+    kmod::expect_delta(&b, &[("syn_recv_sock_no_toa", 1), ("toa_conflict", 1)])
+}
+
+fn client_option_in_syn(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    let l = inet()?;
+    // DPVS names the client in the ACK and the data, never in the SYN; the
+    // client puts an option naming 164 in its SYN, and the balancer's
+    // option does not reach this connection's completing packet (it lost
+    // track of it, or a retransmission went untagged).
+    let forged_only = Handshake {
+        syn_options: opt4(254, client(164)),
+        ..Handshake::default()
+    };
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &forged_only, nothing)?;
+    expect_seen(&a, client(164).into())?;
+    kmod::expect_delta(&b, FROM_TABLE)?;
+    // Both: the ACK's (the balancer's) wins, the conflict counted.
+    let both = Handshake {
+        syn_options: opt4(254, client(165)),
+        ack_options: opt4(254, client(166)),
+        ..Handshake::default()
+    };
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &both, nothing)?;
+    expect_seen(&a, client(166).into())?;
+    kmod::expect_delta(&b, &with(ACK_WON, &[("toa_conflict", 1)]))?;
+    // Pinned to the ACK: a SYN's option never names the client.
+    let _g = SysctlGuard::set(PACKET, "ack")?;
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &forged_only, nothing)?;
+    let balancer = a.conn.local;
+    expect_seen(&a, balancer)?;
+    kmod::expect_delta(&b, &[("syn_recv_sock_no_toa", 1)])?;
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &both, nothing)?;
+    expect_seen(&a, client(166).into())?;
+    kmod::expect_delta(&b, SHOWN)
+}
+
+fn client_option_ahead(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    let l = inet()?;
+    // JD Jupiter appends its option (167) after the options it forwards,
+    // the client's own (168) among them.
+    let hs = Handshake {
+        timestamps: Some(Timestamps::First),
+        ack_options: [opt4(200, client(168)), opt4(200, client(167))].concat(),
+        ..Handshake::default()
+    };
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
+    expect_seen(&a, client(168).into())?;
+    kmod::expect_delta(&b, &with(SHOWN, &[("toa_conflict", 1)]))?;
+    let _g = SysctlGuard::set(POSITION, "last")?;
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
+    expect_seen(&a, client(167).into())?;
+    kmod::expect_delta(&b, &with(SHOWN, &[("toa_conflict", 1)]))?;
+    // One option: the same either way, no conflict.
+    let b = before()?;
+    let a = connect(
+        ctx,
+        &l,
+        Transport::V4,
+        &with_ack(opt4(200, client(169))),
+        nothing,
+    )?;
+    expect_seen(&a, client(169).into())?;
+    kmod::expect_delta(&b, SHOWN)
+}
+
+fn packet_and_position_settings(ctx: &Ctx) -> Result<()> {
+    if kmod::loaded() {
+        kmod::rmmod()?;
+    }
+    ctx.insmod(&[])?;
+    ensure_eq!(kmod::sysctl("tcpopt_packet")?, "any", "default packet");
+    ensure_eq!(
+        kmod::sysctl("tcpopt_position")?,
+        "first",
+        "default position"
+    );
+    for (name, good, bad) in [
+        (
+            "tcpopt_packet",
+            &["syn", "ack", "any"][..],
+            &["SYN", "both", "0", "", "syn ack"][..],
+        ),
+        (
+            "tcpopt_position",
+            &["last", "first"][..],
+            &["LAST", "middle", "1", ""][..],
+        ),
+    ] {
+        for g in good {
+            kmod::set_sysctl(name, g)?;
+            ensure_eq!(kmod::sysctl(name)?, *g, "{name} after {g:?}");
+        }
+        for b in bad {
+            match kmod::set_sysctl(name, b) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                other => bail!("{name} = {b:?}: {other:?}, want EINVAL"),
+            }
+            ensure_eq!(
+                kmod::sysctl(name)?,
+                *good.last().unwrap_or(&""),
+                "{name} after {b:?}"
+            );
+        }
+    }
+    kmod::rmmod()?;
+    ctx.insmod(&["tcpopt_packet=ack", "tcpopt_position=last"])?;
+    let packet = kmod::sysctl("tcpopt_packet")?;
+    let position = std::fs::read_to_string("/sys/module/toa/parameters/tcpopt_position")?;
+    kmod::rmmod()?;
+    ensure_eq!(packet, "ack", "tcpopt_packet=ack at load");
+    ensure_eq!(position.trim(), "last", "tcpopt_position=last at load");
+    if ctx.insmod(&["tcpopt_packet=both"]).is_ok() {
+        kmod::rmmod()?;
+        bail!("insmod with tcpopt_packet=both succeeded");
+    }
     ctx.insmod(&[])
 }
