@@ -48,7 +48,7 @@ if [ "${4:-}" = --dkms ]; then
     dkms add "${flags[@]}" toa/0.1.0 >>"$log" 2>&1
     check "dkms add" $? "$(tail -n 5 "$log")"
     dkms build "${flags[@]}" toa/0.1.0 -k "$krel" --kernelsourcedir "$kdir" >>"$log" 2>&1
-    check "dkms build against the test kernel tree (clang kernel: DKMS's CC=clang overridden)" $? \
+    check "dkms build against the test kernel tree (a clang kernel: DKMS's CC=clang overridden)" $? \
         "$(tail -n 20 "$d/tree/toa/0.1.0/build/make.log" 2>/dev/null)"
     # DKMS runs depmod on the real /lib/modules; the private tree gets its own.
     dkms install --no-depmod "${flags[@]}" toa/0.1.0 -k "$krel" --kernelsourcedir "$kdir" >>"$log" 2>&1 \

@@ -4,7 +4,7 @@
 # user would make after `apt install toa-dkms`, the in-VM suite's IPv4 and
 # IPv6 cases, the FULLNAT end-to-end test.
 #
-#   scripts/stock-boot.sh ROOT RELEASE RESULTS [--demo]
+#   scripts/stock-boot.sh ROOT RELEASE RESULTS [--demo|--hooks]
 #
 # ROOT must be writable (scripts/stock-test.sh and scripts/demo.sh give it
 # an overlay over the cached root): the test programs are copied to
@@ -12,13 +12,14 @@
 # ROOT/usr/lib/modules/RELEASE/vmlinuz, without an initramfs (virtme-ng
 # mounts the root over 9p itself). RESULTS gets scripts/vm.sh's files and
 # stock-guest.sh's (checks.txt, evidence.txt, suite.txt, e2e.txt).
-# --demo: the checks and the end-to-end test only (`make run`).
+# --demo: the checks and the end-to-end test only (`make run`); --hooks:
+# also the TCP cases with every other hook mechanism.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-root=${1:?usage: stock-boot.sh ROOT RELEASE RESULTS [--demo]}
-rel=${2:?usage: stock-boot.sh ROOT RELEASE RESULTS [--demo]}
-results=${3:?usage: stock-boot.sh ROOT RELEASE RESULTS [--demo]}
+root=${1:?usage: stock-boot.sh ROOT RELEASE RESULTS [--demo|--hooks]}
+rel=${2:?usage: stock-boot.sh ROOT RELEASE RESULTS [--demo|--hooks]}
+results=${3:?usage: stock-boot.sh ROOT RELEASE RESULTS [--demo|--hooks]}
 demo=${4:-}
 target=${CARGO_TARGET_DIR:-$TOA_CACHE/target}/release
 image=$root/usr/lib/modules/$rel/vmlinuz

@@ -137,12 +137,13 @@ check "example modprobe.d, modules-load.d, sysctl.d files in /usr/share/doc/toa-
         [ -e "$root/usr/share/doc/toa-dkms/examples/$f" ] || exit 1; done; echo 0)"
 
 # --- boot the stock kernel ---------------------------------------------------
-boot() { # boot RELEASE NAME
+boot() { # boot RELEASE NAME [--hooks]
     local r=$res/$2 rc=0
-    scripts/stock-boot.sh "$root" "$1" "$r" >/dev/null || rc=$?
+    scripts/stock-boot.sh "$root" "$1" "$r" ${3:-} >/dev/null || rc=$?
     check "$1: the VM ran the guest to its end in time, exit 0" "$rc" \
         "status $rc, guest status $(cat "$r/rc" 2>/dev/null || echo none)"
     for f in checks suite e2e; do count "$r/$f.txt" "$1 $f"; done
+    [ "${3:-}" != --hooks ] || count "$r/suite-hooks.txt" "$1 suite, other hooks"
     sed -n '/^server /,/^$/p' "$r/e2e.txt" | sed 's/^/    /'
     sed 's/^/    /' "$r/evidence.txt" | grep -E '^    (#|[0-9]|filename|vermagic|signer|sig_key|\[)'
     check "$1: kernel log clean (no WARNING/BUG/Oops)" "$([ -s "$r/rc" ] && ! [ -s "$r/splats.txt" ]; echo $?)" \
@@ -159,7 +160,7 @@ keep_logs upgrade "$NEW"
 status=$(in_root dkms status toa)
 check "DKMS built toa for $NEW on its own (kernel hook, autoinstall)" \
     "$(grep -q "$NEW.*installed" <<<"$status" && grep -q "Autoinstall of module toa" "$res/upgrade.log"; echo $?)" "$status"
-boot "$NEW" boot-new
+boot "$NEW" boot-new --hooks
 
 # --- purge -------------------------------------------------------------------
 log "apt purge toa-dkms"

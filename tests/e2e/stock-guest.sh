@@ -3,7 +3,7 @@
 # where toa-dkms was installed by apt (scripts/stock-test.sh, scripts/demo.sh):
 # what a user of the package sees.
 #
-#   stock-guest.sh RELEASE RESULTS PAYLOAD [--demo]
+#   stock-guest.sh RELEASE RESULTS PAYLOAD [--demo|--hooks]
 #
 # Checks that this is the stock kernel RELEASE, that `modprobe toa` loads
 # the module DKMS installed (its path, its vermagic, the kernel log), then
@@ -14,7 +14,8 @@
 # Writes to RESULTS: checks.txt (ok/not ok lines, `N passed, M failed`),
 # evidence.txt (uname -r, modinfo toa, dmesg | grep TOA), suite.txt and
 # e2e.txt (their own lines and summaries). With --demo, the checks and the
-# e2e test only.
+# e2e test only; with --hooks, also a pass of the TCP cases with every other
+# hook mechanism (suite-hooks.txt).
 set -uo pipefail
 
 rel=${1:?usage: stock-guest.sh RELEASE RESULTS PAYLOAD [--demo]}
@@ -71,10 +72,20 @@ if [ "$demo" != --demo ]; then
     # hooks' fall-back case does: it runs on the test kernels).
     "$payload/toa-vmtest" --module "$path" --only 'ipv4:' --only 'ipv6:' \
         --only 'producers:' --only 'handshakes:' --only 'udp:' --only 'stress: 3000' \
+        --only 'trust:' --only 'local:' \
         --only 'hooks: the load line' --only 'hooks: TOA sockets' --only 'hooks: kernel.ftrace' \
         --c-server "$payload/toa_server_c" --rust-server "$payload/toa_server" \
         --c-udp-server "$payload/toa_udp_server_c" >"$res/suite.txt" 2>&1 || rc=1
     tail -n1 "$res/suite.txt"
+fi
+if [ "$demo" = --hooks ]; then
+    # Every other hook mechanism on this kernel (the test kernels' 6.12
+    # runs them all on the whole suite): the TCP paths each one serves.
+    "$payload/toa-vmtest" --module "$path" --hooks ftrace,kretprobe,fprobe --only 'ipv4:' \
+        --only 'ipv6:' --only 'handshakes:' --only 'hooks: TOA sockets' --only 'hooks: the load line' \
+        --c-server "$payload/toa_server_c" --rust-server "$payload/toa_server" \
+        --c-udp-server "$payload/toa_udp_server_c" >"$res/suite-hooks.txt" 2>&1 || rc=1
+    tail -n1 "$res/suite-hooks.txt"
 fi
 "$payload/fullnat.sh" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" "$payload/toa_server_c" \
     "$payload/toa_udp_server_c" \
