@@ -49,9 +49,15 @@ fi
 # already splatted before the command starts (so before toa is first
 # loaded: the command loads it) is left at once, its log kept: that splat
 # belongs to the test kernel or QEMU, and the VM is booted once more.
-guest="if dmesg | grep -E '$SPLAT' | grep -qv 'virtme-ng-init: '; then dmesg > '$gres/boot-dmesg.txt'; exit 0; fi; \
-echo 'toa-vm: the command starts' > /dev/kmsg; \
-cd '$gcwd' && { $cmd; } > '$gres/output.txt' 2>&1 < /dev/null; echo \$? > '$gres/rc'; dmesg > '$gres/dmesg.txt'"
+# The guest's script is a file in the results directory: virtme-ng passes
+# the command it runs on the kernel command line, whose length is bounded
+# (2048 bytes on x86: a long command there cut the init path short).
+cat >"$results/guest.sh" <<EOF
+if dmesg | grep -E '$SPLAT' | grep -qv 'virtme-ng-init: '; then dmesg > '$gres/boot-dmesg.txt'; exit 0; fi
+echo 'toa-vm: the command starts' > /dev/kmsg
+cd '$gcwd' && { $cmd; } > '$gres/output.txt' 2>&1 < /dev/null; echo \$? > '$gres/rc'; dmesg > '$gres/dmesg.txt'
+EOF
+guest="/bin/sh '$gres/guest.sh'"
 for boot in 1 2; do
     rm -f "$results/boot-dmesg.txt" "$results/output.txt" "$results/rc" "$results/dmesg.txt"
     set +e

@@ -57,7 +57,7 @@ time.sleep(0.3)
 if mode == "udp":
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.bind(("0.0.0.0", lport))
-    u.settimeout(3)
+    u.settimeout(6)
     u.sendto(b"hi", (dst, rsport))
     try:
         data, src = u.recvfrom(100)
@@ -83,7 +83,7 @@ fn attack_setup() -> Result<(SysctlGuard, SysctlGuard)> {
 
 /// Start the attack as nobody: announce `lport` -> `rsport` for the forged
 /// client (`tcp`: protocol 6), then talk to the service.
-fn attack(lport: u16, rsport: u16, tcp: bool) -> Result<Child> {
+fn attack(lport: u16, rsport: u16, tcp: bool) -> Result<Attacker> {
     let mut a = Announce::lvs(
         SocketAddrV4::new(HOST.parse()?, lport),
         SocketAddrV4::new(HOST.parse()?, rsport),
@@ -111,11 +111,28 @@ fn attack(lport: u16, rsport: u16, tcp: bool) -> Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(|c| Attacker(Some(c)))
         .context("setpriv python3")
 }
 
+/// The attacker, killed if a case gives up on it (so that nothing of it
+/// reaches the next case).
+struct Attacker(Option<Child>);
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The attacker's last words (its stdout), or its error.
-fn attacker_said(child: Child) -> Result<String> {
+fn attacker_said(mut attacker: Attacker) -> Result<String> {
+    let Some(child) = attacker.0.take() else {
+        bail!("the attacker is gone");
+    };
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
@@ -130,7 +147,7 @@ fn udp_announcement(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     let _g = attack_setup()?;
     let service = UdpSocket::bind("0.0.0.0:6501")?;
-    service.set_read_timeout(Some(Duration::from_secs(10)))?;
+    service.set_read_timeout(Some(Duration::from_secs(90)))?;
     let before = kmod::stats()?;
     let child = attack(40001, 6501, false)?;
     let mut buf = [0u8; 64];
@@ -155,7 +172,7 @@ fn udp_no_diversion(ctx: &Ctx) -> Result<()> {
     let _g = attack_setup()?;
     // A root-owned service on the announced backend port.
     let service = UdpSocket::bind("0.0.0.0:6502")?;
-    service.set_read_timeout(Some(Duration::from_secs(10)))?;
+    service.set_read_timeout(Some(Duration::from_secs(90)))?;
     let before = kmod::stats()?;
     let child = attack(40002, 6502, false)?;
     let mut buf = [0u8; 64];
@@ -177,7 +194,22 @@ fn tcp_announcement(ctx: &Ctx) -> Result<()> {
     let service = TcpListener::bind("0.0.0.0:6503")?;
     let before = kmod::stats()?;
     let child = attack(40003, 6503, true)?;
-    let (mut conn, peer) = service.accept()?;
+    // Accept within a bound (a slow machine), never hang the suite.
+    service.set_nonblocking(true)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let (mut conn, peer) = loop {
+        match service.accept() {
+            Ok(c) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() > deadline {
+                    bail!("the user's connection never came");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    conn.set_nonblocking(false)?;
     let seen = toa_test::sock::getpeername(std::os::fd::AsRawFd::as_raw_fd(&conn))?;
     use std::io::Write;
     conn.write_all(b"x")?;
