@@ -58,11 +58,6 @@ result() {
     fi
 }
 
-# skipped NAME WHY: a check that could not run, counted as such.
-skipped() {
-    skipped=$((skipped + 1)); echo "skip - $1: $2"
-}
-
 # count_from FILE PREFIX: add the `N passed, M failed[, K skipped]` summary
 # of FILE; a FILE without one is a failure.
 count_from() {

@@ -8,14 +8,15 @@
 /// Log prefix, NUL-terminated for printk's `%s`.
 pub(crate) const PREFIX: &[u8] = b"TOA\0";
 
-/// Log a warning: `toa_warn!("...\n")`.
-macro_rules! toa_warn {
-    ($($arg:tt)*) => {
-        // SAFETY: `WARNING` is one of the kernel's fixed printk format
+/// Log a line at `$level` (one of the kernel's fixed printk format strings
+/// in `kernel::print::format_strings`), prefixed `TOA:`.
+macro_rules! toa_log {
+    ($level:ident, $($arg:tt)*) => {
+        // SAFETY: `$level` names one of the kernel's fixed printk format
         // strings and `PREFIX` is NUL-terminated, as `call_printk` requires.
         unsafe {
             kernel::print::call_printk(
-                &kernel::print::format_strings::WARNING,
+                &kernel::print::format_strings::$level,
                 $crate::log::PREFIX,
                 format_args!($($arg)*),
             )
@@ -23,17 +24,16 @@ macro_rules! toa_warn {
     };
 }
 
+/// Log a warning: `toa_warn!("...\n")`.
+macro_rules! toa_warn {
+    ($($arg:tt)*) => {
+        toa_log!(WARNING, $($arg)*)
+    };
+}
+
 /// Log an informational line: `toa_info!("toa loaded\n")`.
 macro_rules! toa_info {
     ($($arg:tt)*) => {
-        // SAFETY: `INFO` is one of the kernel's fixed printk format strings
-        // and `PREFIX` is NUL-terminated, as `call_printk` requires.
-        unsafe {
-            kernel::print::call_printk(
-                &kernel::print::format_strings::INFO,
-                $crate::log::PREFIX,
-                format_args!($($arg)*),
-            )
-        }
+        toa_log!(INFO, $($arg)*)
     };
 }
