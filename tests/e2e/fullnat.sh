@@ -23,7 +23,13 @@
 #
 # Everything runs twice, without and with toa.ko, and the script prints
 # what each server saw side by side, one ok/not ok line per expectation and
-# a last line `N passed, M failed`.
+# a last line `N passed, M failed`. With toa.ko still loaded, a stress round
+# follows: TOA_E2E_STRESS connections (default 2000; 0: none) from a Python
+# client, half to nginx and half to Python's http.server, each of which
+# must show the client. Each round's diagnostics are printed too: toa's
+# counters (/proc/net/toa_stats, total column), toa-balancer's (it fails
+# closed: the queue has no `bypass`, and a packet it cannot take is dropped,
+# not passed untagged) and the kernel's for its queue.
 #
 #   fullnat.sh LOAD_CMD UNLOAD_CMD BALANCER C_SERVER [C_UDP_SERVER]
 # e.g. fullnat.sh "insmod /path/toa.ko" "rmmod toa" ./toa-balancer ./toa_server_c ./toa_udp_server
@@ -34,10 +40,11 @@ unload=${2:?}
 balancer=${3:?}
 c_server=${4:?}
 c_udp_server=${5:-}
+stress_n=${TOA_E2E_STRESS:-2000}
 work=$(mktemp -d /tmp/toa-e2e.XXXXXX)
 # The balancer's addresses on the backend's side: the only trusted sources.
 TRUSTED="10.2.0.1/32 fd02::1/128"
-passed=0 failed=0
+passed=0 failed=0 ready=no
 
 check() { # check NAME GOT WANT
     if [ "$2" = "$3" ]; then
@@ -67,13 +74,14 @@ setup() {
 
     # FULLNAT: the client's packets to the virtual services are queued to
     # toa-balancer after conntrack (-200) and before DNAT (-100), then
-    # DNATed to the backend and SNATed to the balancer's own address.
+    # DNATed to the backend and SNATed to the balancer's own address. No
+    # `bypass`: while toa-balancer is not there, nothing passes untagged.
     lb nft -f - <<'EOF' || return 1
 table inet fullnat {
     chain toa {
         type filter hook prerouting priority -150; policy accept;
-        iifname "b0" ip daddr 10.1.0.1 tcp dport { 80, 8000 } queue num 0 bypass
-        iifname "b0" ip6 daddr fd01::1 tcp dport 80 queue num 0 bypass
+        iifname "b0" ip daddr 10.1.0.1 tcp dport { 80, 8000 } queue num 0
+        iifname "b0" ip6 daddr fd01::1 tcp dport 80 queue num 0
     }
     chain to_backend {
         type nat hook prerouting priority dstnat; policy accept;
@@ -88,7 +96,10 @@ table inet fullnat {
     }
 }
 EOF
-    lb "$balancer" nfqueue 0 254 >"$work/balancer.log" 2>&1 &
+    lb "$balancer" nfqueue 0 254 "$work/balancer.stats" >"$work/balancer.log" 2>&1 &
+    # Bound before the first round: it says "ready".
+    for _ in $(seq 150); do grep -q ready "$work/balancer.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q ready "$work/balancer.log" 2>/dev/null && ready=yes
     lb "$balancer" nat64 nat64 64:ff9b:: 100.64.0.1 254 >"$work/nat64.log" 2>&1 &
     for _ in $(seq 50); do lb ip link show nat64 >/dev/null 2>&1 && break; sleep 0.1; done
     lb ip link set nat64 up
@@ -111,6 +122,10 @@ http {
         listen 10.2.0.2:80;
         listen [fd02::2]:80;
         location / { return 200 "hello\n"; }
+        location /stress/ {
+            access_log $work/stress.log toa;
+            return 200 "hello\n";
+        }
     }
 }
 EOF
@@ -206,6 +221,157 @@ udp_round() {
     udp_server_line udp-nat64 10.2.0.2 7004 fd01::1
 }
 
+# The counters behind a round, as "name value" lines: toa's (the total
+# column; there only while toa is loaded), toa-balancer's (its STATS file,
+# rewritten every 250 ms) and the kernel's for queue 0 (packets waiting,
+# dropped because the queue or toa-balancer's socket was full, queued).
+toa_counters() { be cat /proc/net/toa_stats 2>/dev/null | awk 'NR > 1 {print $1, $NF}'; }
+balancer_counters() { cat "$work/balancer.stats" 2>/dev/null; }
+queue_counters() {
+    lb cat /proc/net/netfilter/nfnetlink_queue 2>/dev/null | awk '$1 == 0 {
+        print "waiting", $3; print "dropped_queue_full", $6; print "dropped_socket_full", $7; print "queued", $8 }'
+}
+
+TCP_KEYS='^(TSEcrRejected|ListenOverflows|ListenDrops|TCPReqQFullDrop|TCPReqQFullDoCookies|Syncookies(Sent|Recv|Failed)|TCPBacklogDrop|TCPTimeouts|TCPSynRetrans|RetransSegs|TCPDeferAcceptDrop|PAWSEstab|EmbryonicRsts|TCPAbortOnOverflow|InErrs|OutRsts|AttemptFails|TCPLossProbes|TCPSpuriousRTOs|TCPDSACKRecv)$'
+# TCP's counters in namespace $1 that tell a lost or refused handshake
+# (TcpExt and Tcp of /proc/net/netstat and snmp).
+tcp_counters() {
+    ip netns exec "$1" cat /proc/net/netstat /proc/net/snmp 2>/dev/null | awk -v want="$TCP_KEYS" '
+        $1 == "TcpExt:" || $1 == "Tcp:" {
+            if (!($1 in names)) { names[$1] = $0; next }
+            n = split(names[$1], k, " ")
+            for (i = 2; i <= n; i++) if (k[i] ~ want) print k[i], $i
+            delete names[$1]
+        }'
+}
+
+# counters_line NAME NOW [BEFORE] [KEYS]: "NAME: key=value ..." for the
+# counters NOW that differ from BEFORE (the change since then), and KEYS
+# always.
+counters_line() {
+    NOW="$2" BEFORE="${3:-}" KEYS=" ${4:-} " awk -v name="$1" 'BEGIN {
+        n = split(ENVIRON["BEFORE"], l, "\n")
+        for (i = 1; i <= n; i++) { split(l[i], f, " "); before[f[1]] = f[2] }
+        n = split(ENVIRON["NOW"], l, "\n")
+        for (i = 1; i <= n; i++) {
+            if (split(l[i], f, " ") < 2) continue
+            v = f[2] - before[f[1]]
+            if (v != 0 || index(ENVIRON["KEYS"], " " f[1] " ")) out = out " " f[1] "=" v
+        }
+        print name ":" (n == 0 || ENVIRON["NOW"] == "" ? " (none)" : out)
+    }'
+}
+
+# diag TAG [SINCE]: the counters of round TAG (the change since round
+# SINCE's), kept in $work/diag-TAG.txt; the snapshot in $work/snap-TAG-*.
+diag() {
+    local tag=$1 since=${2:-} t b q bt ct
+    sleep 0.5 # toa-balancer's file is rewritten every 250 ms
+    t=$(toa_counters) b=$(balancer_counters) q=$(queue_counters) bt=$(tcp_counters backend) ct=$(tcp_counters client)
+    echo "$t" >"$work/snap-$tag-toa"; echo "$b" >"$work/snap-$tag-lb"; echo "$q" >"$work/snap-$tag-q"
+    echo "$bt" >"$work/snap-$tag-bt"; echo "$ct" >"$work/snap-$tag-ct"
+    {
+        echo "# round: $tag${since:+ (the change since round $since)}"
+        if [ -n "$t" ]; then
+            counters_line "  /proc/net/toa_stats" "$t" "$([ -n "$since" ] && cat "$work/snap-$since-toa")" \
+                "syn_recv_sock_toa syn_recv_sock_no_toa getname_toa_ok probe_missed"
+        else
+            echo "  /proc/net/toa_stats: (toa not loaded)"
+        fi
+        counters_line "  toa-balancer" "$b" "$([ -n "$since" ] && cat "$work/snap-$since-lb")" \
+            "packets syns tagged untagged_no_flow untagged_no_room errors_total"
+        counters_line "  kernel queue 0" "$q" "$([ -n "$since" ] && cat "$work/snap-$since-q")" \
+            "waiting dropped_queue_full dropped_socket_full queued"
+        counters_line "  backend TCP" "$bt" "$([ -n "$since" ] && cat "$work/snap-$since-bt")" \
+            "ListenOverflows ListenDrops TCPSynRetrans TSEcrRejected"
+        counters_line "  client TCP" "$ct" "$([ -n "$since" ] && cat "$work/snap-$since-ct")" \
+            "TCPSynRetrans TCPTimeouts RetransSegs"
+        # Connections that took more than their ACK and request to be
+        # answered (their packets: toa-balancer's log), new this round.
+        local late
+        late=$(grep 'answered after' "$work/balancer.log" 2>/dev/null | tail -n +$(($(cat "$work/late-seen" 2>/dev/null || echo 0) + 1)))
+        grep -c 'answered after' "$work/balancer.log" 2>/dev/null >"$work/late-seen"
+        if [ -n "$late" ]; then
+            echo "  answered after more than 3 tagged packets: $(grep -c . <<<"$late") connections; the first ones:"
+            head -n 5 <<<"$late" | sed 's/^toa-balancer: /    /'
+        fi
+        if lb pgrep -f -- "nfqueue 0 254" >/dev/null; then
+            echo "  toa-balancer: running"
+        else
+            echo "  toa-balancer: NOT RUNNING; its log:"; sed 's/^/    /' "$work/balancer.log"
+        fi
+    } >"$work/diag-$tag.txt"
+}
+
+# stress N: N connections from the client (a Python client, a few at a
+# time), every other one to nginx and to Python's http.server through the
+# balancer, with toa loaded: what each server logged. Sets stress_* and
+# prints the summary line.
+stress() {
+    local n=$1 out t0 t1
+    : >"$work/stress.log"; : >"$work/python.log"
+    t0=$(date +%s.%N)
+    # 8 at a time: more than Python's listen backlog (5) at times, as a
+    # busy server has; no new connection after 240 s; each given 30 s.
+    out=$(c python3 - "$n" 8 240 <<'EOF2'
+import socket, sys, threading, time
+n, conc, budget = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+lock = threading.Lock()
+state = {"next": 0, 80: 0, 8000: 0, "failed80": 0, "failed8000": 0}
+errors = {}
+deadline = time.monotonic() + budget
+def worker():
+    while True:
+        with lock:
+            i = state["next"]
+            if i >= n or time.monotonic() > deadline:
+                return
+            state["next"] = i + 1
+        port = 80 if i % 2 == 0 else 8000
+        ok = False
+        try:
+            with socket.create_connection(("10.1.0.1", port), timeout=30) as s:
+                s.sendall(b"GET /stress/%d HTTP/1.0\r\nHost: 10.1.0.1\r\n\r\n" % i)
+                data = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                ok = data.startswith(b"HTTP/1.")
+        except OSError as e:
+            with lock:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+        with lock:
+            state[port if ok else "failed%d" % port] += 1
+threads = [threading.Thread(target=worker) for _ in range(conc)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(state[80], state[8000], state["failed80"], state["failed8000"],
+      ",".join("%s:%d" % kv for kv in sorted(errors.items())) or "-")
+EOF2
+)
+    t1=$(date +%s.%N)
+    sleep 1 # the servers' last log lines
+    read -r stress_nginx_sent stress_python_sent stress_nginx_failed stress_python_failed stress_errors <<<"${out:-0 0 0 0 no-client}"
+    stress_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')
+    local nginx_seen python_seen
+    nginx_seen=$(awk '{print $1}' "$work/stress.log")
+    python_seen=$(awk '/"GET \/stress\// {print $1}' "$work/python.log")
+    stress_nginx_client=$(grep -cx '10.1.0.2' <<<"$nginx_seen")
+    stress_python_client=$(grep -cx '10.1.0.2' <<<"$python_seen")
+    stress_nginx_logged=$(grep -c . <<<"$nginx_seen")
+    stress_python_logged=$(grep -c . <<<"$python_seen")
+    stress_balancer=$(cat <(echo "$nginx_seen") <(echo "$python_seen") | grep -cx '10.2.0.1')
+    stress_misattributed=$((stress_nginx_logged - stress_nginx_client + stress_python_logged - stress_python_client))
+    local sent=$((stress_nginx_sent + stress_python_sent)) logged=$((stress_nginx_logged + stress_python_logged))
+    stress_missing=$((n - logged))
+    echo "stress: $n connections ($((n - n / 2)) nginx, $((n / 2)) python): $((stress_nginx_client + stress_python_client)) attributed to the client, $stress_balancer to the balancer, $((stress_misattributed - stress_balancer)) to others, $stress_missing missing; ${stress_secs}s"
+    echo "stress: answered $sent ($stress_nginx_sent nginx, $stress_python_sent python), failed $((stress_nginx_failed + stress_python_failed)) (errors: $stress_errors); logged $logged ($stress_nginx_logged nginx, $stress_python_logged python)"
+}
+
 # One round of clients; prints "service seen" lines.
 round() {
     local tag=$1
@@ -231,6 +397,7 @@ round() {
     echo "nat64-getpeername $(sed -E 's/.*getpeername=([^ ]*).*/\1/' <<<"$line" | sed -E 's/:[0-9]+$//')"
     echo "nat64-lookup $(sed -E 's/.*lookup=([^ ]*).*/\1/' <<<"$line" | sed -E 's/:[0-9]+$//')"
     [ -z "$c_udp_server" ] || udp_round
+    diag "$tag" "$([ "$tag" = with ] && echo without)"
 }
 
 if ! setup; then
@@ -247,6 +414,10 @@ $load || { echo "not ok - load toa: $load"; echo "$passed passed, $((failed + 1)
 sysctl -qw net.toa.trusted_sources="$TRUSTED" \
     || { echo "not ok - set net.toa.trusted_sources"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
 with=$(round with)
+if [ "$stress_n" -gt 0 ]; then
+    stress "$stress_n" >"$work/stress.txt"
+    diag stress with
+fi
 $unload
 
 echo
@@ -255,8 +426,14 @@ paste -d' ' <(echo "$without") <(echo "$with" | cut -d' ' -f2-) | while read -r 
     printf '%-20s %-22s %-22s\n' "$s" "${a:--}" "${b:--}"
 done
 echo
+[ "$stress_n" -gt 0 ] && cat "$work/stress.txt" && echo
+echo "Counters per round (toa's, toa-balancer's, the kernel's for its queue, TCP's in the backend and the client):"
+cat "$work/diag-without.txt" "$work/diag-with.txt" 2>/dev/null
+[ "$stress_n" -gt 0 ] && cat "$work/diag-stress.txt" 2>/dev/null
+echo
 
 get() { awk -v k="$2" '$1 == k {print $2}' <<<"$1"; }
+check "toa-balancer bound its queue before the first round" "$ready" yes
 check "nginx, IPv4 client, without toa: the balancer" "$(get "$without" nginx-v4)" 10.2.0.1
 check "nginx, IPv4 client, with toa: the client" "$(get "$with" nginx-v4)" 10.1.0.2
 check "nginx, IPv6 client, without toa: the balancer" "$(get "$without" nginx-v6)" fd02::1
@@ -284,6 +461,16 @@ if [ -n "$c_udp_server" ]; then
     check "UDP, DPVS NAT64, with toa: recvfrom sees the balancer (an IPv4 socket)" "$(get "$with" udp-nat64-from)" 10.2.0.1
     check "UDP, DPVS NAT64, with toa: the UOA lookup gives the IPv6 client" "$(get "$with" udp-nat64-uoa)" "[fd01::2]"
     check "UDP, DPVS NAT64, with toa: the echo reaches the client" "$(get "$with" udp-nat64-echo)" echo
+fi
+if [ "$stress_n" -gt 0 ]; then
+    check "stress, with toa: every one of $stress_n connections answered" \
+        "$((stress_nginx_sent + stress_python_sent))" "$stress_n"
+    check "stress, with toa: nginx logged each of its $((stress_n - stress_n / 2)) from the client" \
+        "$stress_nginx_client" "$((stress_n - stress_n / 2))"
+    check "stress, with toa: Python's http.server logged each of its $((stress_n / 2)) from the client" \
+        "$stress_python_client" "$((stress_n / 2))"
+    check "stress, with toa: none misattributed" "$stress_misattributed" 0
+    check "stress, with toa: none missing" "$stress_missing" 0
 fi
 
 # Stop everything the topology runs, and the topology itself.

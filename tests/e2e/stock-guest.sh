@@ -87,7 +87,7 @@ if [ "$demo" = --hooks ]; then
         --c-udp-server "$payload/toa_udp_server_c" >"$res/suite-hooks.txt" 2>&1 || rc=1
     tail -n1 "$res/suite-hooks.txt"
 fi
-"$payload/fullnat.sh" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" "$payload/toa_server_c" \
+TOA_E2E_STRESS=${TOA_E2E_STRESS:-2000} "$payload/fullnat.sh" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" "$payload/toa_server_c" \
     "$payload/toa_udp_server_c" \
     >"$res/e2e.txt" 2>&1 || rc=1
 tail -n1 "$res/e2e.txt"

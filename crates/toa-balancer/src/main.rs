@@ -2,11 +2,14 @@
 //! topology (`tests/e2e/fullnat.sh`).
 //!
 //! ```text
-//! toa-balancer nfqueue QUEUE KIND
+//! toa-balancer nfqueue QUEUE KIND [STATS]
 //!     Packets nftables queues to QUEUE (client -> virtual service, before
 //!     DNAT/SNAT, after conntrack): the SYN's MSS is lowered by the TOA
-//!     option's size (so full segments still fit once tagged), and the first
-//!     packets after it get a TOA option of kind KIND naming the client.
+//!     option's size (so full segments still fit once tagged), and the
+//!     packets after it get a TOA option of kind KIND naming the client
+//!     until the client acknowledges the server's data (flows.rs). Fails
+//!     closed, says "ready" once the queue is bound, and keeps its counters
+//!     in the file STATS (nfqueue.rs).
 //!
 //! toa-balancer udp MODE VIP:PORT RS:PORT LIP
 //!     A UDP FULLNAT relay naming each client to the backend the way LVS
@@ -20,6 +23,8 @@
 //!     client; replies are translated back.
 //! ```
 
+mod flows;
+mod nfqueue;
 mod packet;
 mod udp;
 
@@ -27,81 +32,28 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use etherparse::{IpNumber, Ipv4Header, Ipv6Header};
 
+use flows::{Decision, Flows};
 use packet::{toa_option, Ip, Tcp};
 use toa_test::tun::Tun;
-
-/// How many packets of a connection after its SYN carry the option: the
-/// handshake's ACK and the first data, in case that ACK is lost.
-const TAGGED_PACKETS: u8 = 3;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
-        ["nfqueue", queue, kind] => nfqueue(queue.parse()?, kind.parse()?),
+        ["nfqueue", queue, kind] => nfqueue::run(queue.parse()?, kind.parse()?, None),
+        ["nfqueue", queue, kind, stats] => {
+            nfqueue::run(queue.parse()?, kind.parse()?, Some(stats.into()))
+        }
         ["udp", mode, vip, rs, lip] => udp::run(mode, vip.parse()?, rs.parse()?, lip.parse()?),
         ["nat64", tun, prefix, pool, kind] => {
             nat64(tun, prefix.parse()?, pool.parse()?, kind.parse()?)
         }
         _ => bail!(
-            "usage: toa-balancer nfqueue QUEUE KIND | udp MODE VIP:PORT RS:PORT LIP | nat64 TUN PREFIX POOL KIND"
+            "usage: toa-balancer nfqueue QUEUE KIND [STATS] | udp MODE VIP:PORT RS:PORT LIP | nat64 TUN PREFIX POOL KIND"
         ),
-    }
-}
-
-/// Connections seen from their SYN: how many packets were tagged so far.
-#[derive(Default)]
-struct Flows(HashMap<(SocketAddr, SocketAddr), u8>);
-
-impl Flows {
-    /// Whether this packet of the flow gets the option (and count it).
-    fn tag(&mut self, p: &Tcp) -> bool {
-        let key = (p.src(), p.dst());
-        if p.tcp.syn {
-            if self.0.len() > 100_000 {
-                self.0.clear();
-            }
-            self.0.insert(key, 0);
-            return false;
-        }
-        if p.tcp.rst || p.tcp.fin {
-            self.0.remove(&key);
-            return false;
-        }
-        match self.0.get_mut(&key) {
-            Some(n) if *n < TAGGED_PACKETS => {
-                *n += 1;
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-fn nfqueue(queue_num: u16, kind: u8) -> Result<()> {
-    let mut queue = nfq::Queue::open().context("open the netfilter queue socket")?;
-    queue.bind(queue_num).context("bind the queue")?;
-    // If this program falls behind, packets pass untagged rather than drop.
-    queue.set_fail_open(queue_num, true)?;
-    eprintln!("toa-balancer: tagging packets of queue {queue_num} with kind {kind}");
-    let mut flows = Flows::default();
-    loop {
-        let mut msg = queue.recv()?;
-        if let Some(mut p) = Tcp::parse(msg.get_payload()) {
-            let option = toa_option(kind, p.src());
-            if p.tcp.syn && !p.tcp.ack {
-                p.clamp_mss(option.len() as u16);
-                msg.set_payload(p.to_bytes());
-            }
-            if flows.tag(&p) && p.add_option(&option) {
-                msg.set_payload(p.to_bytes());
-            }
-        }
-        msg.set_verdict(nfq::Verdict::Accept);
-        queue.verdict(msg)?;
     }
 }
 
@@ -118,7 +70,7 @@ struct Nat64 {
 
 impl Nat64 {
     /// An IPv6 packet to PREFIX::a.b.c.d, as the IPv4 packet to a.b.c.d.
-    fn to_v4(&mut self, mut p: Tcp) -> Option<Tcp> {
+    fn translate_v6(&mut self, mut p: Tcp) -> Option<Tcp> {
         let Ip::V6(h6) = &p.ip else { return None };
         let dst = Ipv6Addr::from(h6.destination).octets();
         if dst[..12] != self.prefix.octets()[..12] {
@@ -148,14 +100,14 @@ impl Nat64 {
         h4.dont_fragment = true;
         p.ip = Ip::V4(h4);
         p.tcp.source_port = port;
-        if self.flows.tag(&p) {
+        if self.flows.tag(&p) == Decision::Tag {
             p.add_option(&toa_option(self.kind, client));
         }
         Some(p)
     }
 
     /// An IPv4 reply to POOL:port, as the IPv6 packet to its client.
-    fn to_v6(&mut self, mut p: Tcp) -> Option<Tcp> {
+    fn translate_v4(&mut self, mut p: Tcp) -> Option<Tcp> {
         let Ip::V4(h4) = &p.ip else { return None };
         if Ipv4Addr::from(h4.destination) != self.pool {
             return None;
@@ -200,8 +152,8 @@ fn nat64(tun: &str, prefix: Ipv6Addr, pool: Ipv4Addr, kind: u8) -> Result<()> {
             continue;
         };
         let out = match p.ip {
-            Ip::V6(_) => nat.to_v4(p),
-            Ip::V4(_) => nat.to_v6(p),
+            Ip::V6(_) => nat.translate_v6(p),
+            Ip::V4(_) => nat.translate_v4(p),
         };
         if let Some(out) = out {
             dev.send(&out.to_bytes())?;

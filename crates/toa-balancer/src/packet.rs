@@ -90,14 +90,18 @@ impl Tcp {
     }
 
     /// Append `option` (a whole number of 32-bit words) to the TCP options;
-    /// false if the header has no room for it.
+    /// false if the header has no room for it or its options are not well
+    /// formed.
     pub fn add_option(&mut self, option: &[u8]) -> bool {
         let mut opts = self.tcp.options.as_slice().to_vec();
-        // Trailing EOL padding would hide what follows: drop it first.
-        while opts.last() == Some(&0) {
-            opts.pop();
-        }
-        while opts.len() % 4 != 0 {
+        // An end-of-list and its padding would hide what follows: cut the
+        // list there. Only a kind byte can be an end-of-list: zero bytes
+        // inside an option (a timestamp ending in 0x00) are its value.
+        let Some(end) = options_end(&opts) else {
+            return false;
+        };
+        opts.truncate(end);
+        while !opts.len().is_multiple_of(4) {
             opts.push(1);
         }
         opts.extend_from_slice(option);
@@ -127,6 +131,26 @@ impl Tcp {
         }
         let _ = self.tcp.set_options_raw(&opts);
     }
+}
+
+/// Where the options' list ends: at its end-of-list (kind 0), or after its
+/// last option; `None` if an option's length is wrong.
+fn options_end(opts: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => return Some(i),
+            1 => i += 1,
+            _ => {
+                let len = usize::from(*opts.get(i + 1)?);
+                if len < 2 || i + len > opts.len() {
+                    return None;
+                }
+                i += len;
+            }
+        }
+    }
+    Some(i)
 }
 
 /// The TOA option carrying `client` with option kind `kind`.
@@ -199,6 +223,43 @@ mod tests {
             let scan = toa_scan(q.tcp.options.as_slice());
             assert_eq!(scan, Some(client), "v6 {v6}");
         }
+    }
+
+    #[test]
+    fn keeps_a_timestamp_that_ends_in_zero_bytes() {
+        // NOP NOP TS(TSval, TSecr = 0x12340000): the zeros are the echoed
+        // value, not padding (the balancer once cut them, the backend's
+        // handshake refused the TSecr, and the packets the option was in
+        // never completed the handshake).
+        let ts = [1, 1, 8, 10, 0, 0, 0, 7, 0x12, 0x34, 0, 0];
+        let client: SocketAddr = "198.51.100.7:5555".parse().unwrap();
+        let mut p = Tcp::parse(&segment(false, &ts, b"")).unwrap();
+        assert!(p.add_option(&toa_option(254, client)));
+        let q = Tcp::parse(&p.to_bytes()).unwrap();
+        let opts = q.tcp.options.as_slice();
+        assert_eq!(&opts[..12], &ts, "the timestamp option as it was");
+        assert_eq!(&opts[12..], &toa_option(254, client)[..]);
+        assert_eq!(toa_scan(opts), Some(client));
+    }
+
+    #[test]
+    fn cuts_the_list_at_its_end_and_refuses_a_malformed_one() {
+        let client: SocketAddr = "198.51.100.7:5555".parse().unwrap();
+        // MSS, EOL, padding: the option goes where the EOL was.
+        let mut p = Tcp::parse(&segment(false, &[2, 4, 5, 0xb4, 0, 0, 0, 0], b"")).unwrap();
+        assert!(p.add_option(&toa_option(254, client)));
+        let opts = p.tcp.options.as_slice().to_vec();
+        assert_eq!(&opts[..4], &[2, 4, 5, 0xb4]);
+        assert_eq!(&opts[4..], &toa_option(254, client)[..]);
+        // An option running past the end.
+        let mut p = Tcp::parse(&segment(false, &[1, 8, 12, 0], b"")).unwrap();
+        assert!(!p.add_option(&toa_option(254, client)));
+        assert_eq!(
+            options_end(&[1, 1, 8, 10, 0, 0, 0, 7, 1, 0, 0, 0]),
+            Some(12)
+        );
+        assert_eq!(options_end(&[1, 0, 8, 10]), Some(1));
+        assert_eq!(options_end(&[3, 1]), None);
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub fn run(mode: &str, vip: SocketAddr, rs: SocketAddr, lip: IpAddr) -> Result<(
     loop {
         let (n, client) = front.recv_from(&mut buf)?;
         let data = &buf[..n];
-        if !flows.contains_key(&client) {
+        if let std::collections::hash_map::Entry::Vacant(e) = flows.entry(client) {
             let sock = Arc::new(UdpSocket::bind(SocketAddr::new(lip, 0))?);
             sock.connect(rs)?;
             let lport = sock.local_addr()?.port();
@@ -176,7 +176,7 @@ pub fn run(mode: &str, vip: SocketAddr, rs: SocketAddr, lip: IpAddr) -> Result<(
                     let _ = front2.send_to(&b[..n], client);
                 }
             });
-            flows.insert(client, Flow { sock, sent: 0 });
+            e.insert(Flow { sock, sent: 0 });
         }
         let Some(f) = flows.get_mut(&client) else {
             continue;
