@@ -20,10 +20,15 @@
  *
  * Either way nothing is written into kernel text or tables by toa (the
  * function tracer patches its own call sites, as for any tracer), no
- * kallsyms lookup is made (both functions are exported), and control only
- * ever enters the original at its start: the wrapper calls it like any
- * caller, and the check on that nested entry lets the wrapper's own call
- * through. The wrapper is reached by a return, not an indirect branch, so
+ * kallsyms lookup is made (both functions are exported), and the wrapper
+ * calls the original itself: with hook=ftrace at its start, like any
+ * caller (the check on that nested entry lets the wrapper's own call
+ * through); with hook=direct just past the tracer's call site, as a BPF
+ * trampoline calls the function it is attached to, so that the other
+ * users of that call site (kretprobes, the function graph tracer, which
+ * replace the return address toa's check would recognise the wrapper by)
+ * see each call once and never send the wrapper's call back into the
+ * trampoline. The wrapper is reached by a return, not an indirect branch, so
  * IBT and kCFI have nothing to check, and every call is matched by a
  * return (the return-stack predictor and call-depth accounting stay
  * balanced). Both registrations are PERMANENT: turning the function tracer
@@ -47,6 +52,7 @@
 #include <linux/net.h>
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
+#include <linux/uaccess.h>
 #include <net/inet_common.h>
 #include <net/inet_connection_sock.h>
 #include <net/net_namespace.h>
@@ -344,6 +350,8 @@ static void toa_syn_recv_unregister(void)
 #include <asm/ibt.h>
 #include <asm/linkage.h>
 #include <asm/nospec-branch.h>
+#include <asm/nops.h>
+#include <asm/text-patching.h>
 
 /*
  * For each function FN (inet_getname, inet6_getname), two pieces of code:
@@ -359,11 +367,16 @@ static void toa_syn_recv_unregister(void)
  *   registers are free at a function's entry; the arguments are kept).
  *
  * toa_redirected_FN: in FN's place: counts the call in
- *   (toa_redirect_enter() keeps every register), calls FN itself (whose
- *   entry lets this one call through), and hands the result to
- *   toa_redirect_exit_v4/v6(), which rewrites the peer, counts the call
- *   out and returns the result.
+ *   (toa_redirect_enter() keeps every register), calls FN itself just past
+ *   its tracer call site (TOA_DIRECT_SKIP: the ENDBR and the 5-byte call;
+ *   registration checks the call site is there), so that neither toa's
+ *   trampoline nor any other user of the call site sees this call again,
+ *   and hands the result to toa_redirect_exit_v4/v6(), which rewrites the
+ *   peer, counts the call out and returns the result. The return-address
+ *   check in toa_direct_FN is then only a guard.
  */
+#define TOA_DIRECT_SKIP (ENDBR_INSN_SIZE + MCOUNT_INSN_SIZE)
+
 #define TOA_DIRECT_ASM(fn, family)						\
 	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"			\
 	".p2align 4\n\t"							\
@@ -396,7 +409,8 @@ static void toa_syn_recv_unregister(void)
 	"pushq %rdi\n\t"							\
 	"pushq %rsi\n\t"							\
 	"call toa_redirect_enter\n\t"						\
-	"call " #fn "\n\t"							\
+	CALL_DEPTH_ACCOUNT							\
+	"call " #fn " + " __stringify(TOA_DIRECT_SKIP) "\n\t"			\
 	".Ltoa_redirected_" #fn "_call:\n\t"					\
 	"popq %rsi\n\t"								\
 	"popq %rdi\n\t"								\
@@ -443,6 +457,16 @@ static unsigned long toa_direct_tramp(enum toa_redirect_fn fn)
 }
 
 static bool toa_direct_on[TOA_REDIRECT_NR];
+
+/* FN's tracer call site, TOA_DIRECT_SKIP - MCOUNT_INSN_SIZE bytes into FN
+ * (toa_redirected_FN calls the instruction after it). With IBT that is no
+ * symbol's start, so ftrace takes the filter only if it is exactly a call
+ * site (else -EINVAL, and toa falls back to hook=ftrace); without IBT it is
+ * FN's start, where -mfentry puts the call site. */
+static unsigned long toa_direct_site(enum toa_redirect_fn fn)
+{
+	return toa_redirect_func(fn) + ENDBR_INSN_SIZE;
+}
 
 /*
  * Before 7.x, register_ftrace_direct() replaces the ops' flags, dropping
@@ -502,13 +526,38 @@ static void toa_direct_unregister(void)
 	}
 }
 
+/*
+ * toa_redirected_FN calls FN + TOA_DIRECT_SKIP, so the call site must be
+ * exactly at toa_direct_site(): its 5 bytes are the tracer's NOP, or a call
+ * when FN is traced already. ftrace alone would not tell: it maps an
+ * address inside a call site to the site's start, so were the site at FN+0
+ * (a kernel whose FN has no ENDBR), the filter would be taken and the
+ * wrapper would call into the middle of an instruction. Anything else and
+ * hook=direct is refused (auto takes the next mechanism).
+ */
+static bool toa_direct_site_ok(enum toa_redirect_fn fn)
+{
+	static const u8 nop[MCOUNT_INSN_SIZE] = { BYTES_NOP5 };
+	u8 insn[MCOUNT_INSN_SIZE];
+
+	if (copy_from_kernel_nofault(insn, (void *)toa_direct_site(fn), sizeof(insn)))
+		return false;
+	return insn[0] == CALL_INSN_OPCODE || !memcmp(insn, nop, sizeof(nop));
+}
+
 static int toa_direct_register(void)
 {
 	size_t i;
 	int err;
 
 	for (i = 0; i < TOA_REDIRECT_NR; i++) {
-		err = ftrace_set_filter_ip(&toa_direct_ops[i], toa_redirect_func(i), 0, 0);
+		if (!toa_direct_site_ok(i)) {
+			pr_info("TOA: %ps has no tracer call site where hook=direct expects it\n",
+				(void *)toa_redirect_func(i));
+			toa_direct_unregister();
+			return -EOPNOTSUPP;
+		}
+		err = ftrace_set_filter_ip(&toa_direct_ops[i], toa_direct_site(i), 0, 0);
 		if (!err) {
 			err = register_ftrace_direct(&toa_direct_ops[i], toa_direct_tramp(i));
 			if (err)

@@ -2,6 +2,11 @@
 //! function tracer shows, the function tracer kept on while toa redirects,
 //! and the fall back to kretprobes when another module already redirects
 //! inet_getname (tests/kmod/toa_claim.c, standing in for a live patch).
+//! Sharing the functions (`hooks: shared:`): a tracefs kretprobe placed
+//! before or after toa, the function and function_graph tracers, each call
+//! rewritten exactly once and seen by the other tool as many times as it
+//! passes the function's entry (`entries_per_call`); the claimer loaded
+//! after toa refused as a whole, and free to load once toa is gone.
 
 use std::net::{SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
@@ -30,6 +35,30 @@ pub fn cases() -> Vec<Case> {
         Case::new(
             "hooks: getname already redirected by another module: kretprobes instead, said once",
             falls_back,
+        ),
+        Case::new(
+            "hooks: shared: a tracefs kretprobe placed before toa loads: each call rewritten once, the probe misses none",
+            |ctx: &Ctx| shared_kretprobe(ctx, ProbeOrder::BeforeToa),
+        ),
+        Case::new(
+            "hooks: shared: a tracefs kretprobe placed after toa loaded: each call rewritten once, the probe misses none",
+            |ctx: &Ctx| shared_kretprobe(ctx, ProbeOrder::AfterToa),
+        ),
+        Case::new(
+            "hooks: shared: the function_graph tracer on getname, toa rewrites each call once",
+            |ctx: &Ctx| shared_tracer(ctx, "function_graph"),
+        ),
+        Case::new(
+            "hooks: shared: the function tracer on getname, toa rewrites each call once",
+            |ctx: &Ctx| shared_tracer(ctx, "function"),
+        ),
+        Case::new(
+            "hooks: shared: a live-patch-like claimer after toa is refused cleanly, then loads once toa is gone",
+            shared_claim_after,
+        ),
+        Case::new(
+            "hooks: shared: a BPF fentry/fexit on getname",
+            shared_bpf,
         ),
     ]
 }
@@ -280,4 +309,388 @@ fn falls_back(ctx: &Ctx) -> Result<()> {
         );
     }
     ctx.insmod(&[])
+}
+
+// ---- Sharing inet_getname/inet6_getname with other users of their entry ----
+
+const TRACING: &str = "/sys/kernel/tracing";
+
+/// The tracefs directory, mounted if it is not.
+fn tracing() -> Result<&'static str> {
+    if !std::path::Path::new(&format!("{TRACING}/trace")).exists() {
+        toa_test::sh(&format!("mount -t tracefs nodev {TRACING}"))?;
+    }
+    Ok(TRACING)
+}
+
+/// Append `line` to the tracefs file `name` (no truncation: writing to
+/// kprobe_events with O_TRUNC would remove every probe).
+fn tracefs_append(name: &str, line: &str) -> Result<()> {
+    use std::io::Write;
+    let path = format!("{}/{name}", tracing()?);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .with_context(|| path.clone())?;
+    f.write_all(line.as_bytes())
+        .with_context(|| format!("{path} << {line:?}"))?;
+    Ok(())
+}
+
+/// Replace the content of the tracefs file `name` (O_TRUNC, as `echo >` does).
+fn tracefs_set(name: &str, value: &str) -> Result<()> {
+    let path = format!("{}/{name}", tracing()?);
+    std::fs::write(&path, value).with_context(|| format!("{path} = {value:?}"))
+}
+
+/// The getname functions and the tracefs kretprobe event each gets.
+const PROBED: [(&str, &str); 2] = [
+    ("inet_getname", "toa_test_getname"),
+    ("inet6_getname", "toa_test_getname6"),
+];
+
+/// Tracefs kretprobe events on inet_getname and inet6_getname
+/// (`r:toa_test_getname inet_getname $retval`), enabled; disabled and
+/// removed when dropped, whatever happened in between.
+struct Kretprobes {
+    added: Vec<&'static str>,
+}
+
+impl Kretprobes {
+    fn add() -> Result<Self> {
+        let dir = tracing()?;
+        if !std::path::Path::new(&format!("{dir}/kprobe_events")).exists() {
+            return Err(crate::Skip(
+                "the kernel has no kprobe events (CONFIG_KPROBE_EVENTS)".into(),
+            )
+            .into());
+        }
+        let mut probes = Kretprobes { added: Vec::new() };
+        for (func, event) in PROBED {
+            tracefs_append("kprobe_events", &format!("r:{event} {func} $retval\n"))?;
+            probes.added.push(event);
+            tracefs_set(&format!("events/kprobes/{event}/enable"), "1")?;
+        }
+        Ok(probes)
+    }
+
+    /// (hits, misses) of `event` in kprobe_profile.
+    fn profile(event: &str) -> Result<(u64, u64)> {
+        let path = format!("{}/kprobe_profile", tracing()?);
+        let text = std::fs::read_to_string(&path).context(path)?;
+        for line in text.lines() {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if let [name, hits, misses] = cols[..] {
+                if name == event {
+                    return Ok((hits.parse()?, misses.parse()?));
+                }
+            }
+        }
+        bail!("{event} is not in kprobe_profile: {text:?}")
+    }
+
+    fn profiles() -> Result<Vec<(u64, u64)>> {
+        PROBED.iter().map(|(_, e)| Self::profile(e)).collect()
+    }
+}
+
+impl Drop for Kretprobes {
+    fn drop(&mut self) {
+        for event in self.added.iter().rev() {
+            let off = tracefs_set(&format!("events/kprobes/{event}/enable"), "0");
+            let gone = tracefs_append("kprobe_events", &format!("-:{event}\n"));
+            for r in [off, gone] {
+                if let Err(e) = r {
+                    eprintln!("# could not remove the kprobe event {event}: {e:#}");
+                }
+            }
+        }
+    }
+}
+
+/// How many times one getpeername() on a TOA socket passes the entry of
+/// inet_getname (where every other tracer of the function sees it), by
+/// the mechanism toa loaded with: a probe leaves the call as it is (once);
+/// a redirection makes the call enter once to be redirected, and toa's
+/// wrapper calls the function itself. hook=ftrace's wrapper calls it
+/// through its entry (a second time, seen by every tracer on it: the
+/// wrapper's answer and the kernel's); hook=direct's wrapper calls it past
+/// the tracer's call site, as a BPF trampoline calls the function it is
+/// attached to (once).
+fn entries_per_call(mechanism: &str) -> u64 {
+    match mechanism {
+        "ftrace" => 2,
+        _ => 1,
+    }
+}
+
+/// Calls made on each socket by the sharing cases.
+const CALLS: u64 = 20;
+
+/// A TOA connection per getname function: an IPv4 client on an AF_INET
+/// socket (inet_getname) and an IPv6 client on an AF_INET6 one
+/// (inet6_getname); then `CALLS` getpeername() calls on each, every one of
+/// which must show the client and be rewritten exactly once
+/// (getname_toa_ok, and nothing else, moves by one per call). `start`
+/// runs between the connections and the calls (where the caller takes its
+/// own tool's counts).
+fn calls_rewritten_once(ctx: &Ctx, n: u8, start: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    let l4 = sock::listen("0.0.0.0:0".parse()?)?;
+    let a4 = handshake_to(
+        ctx,
+        &l4,
+        Transport::V4,
+        &with_ack(opt4(200, client(n))),
+        Accept::Accept,
+    )?;
+    ensure_eq!(a4.peer, SocketAddr::from(client(n)), "getpeername, IPv4");
+    let l6 = sock::listen6(
+        SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, 0, 0, 0),
+        true,
+    )?;
+    let a6 = handshake_to(
+        ctx,
+        &l6,
+        Transport::V6,
+        &with_ack(opt6(254, client6(n.into()))),
+        Accept::Accept,
+    )?;
+    ensure_eq!(
+        a6.peer,
+        SocketAddr::from(client6(n.into())),
+        "getpeername, IPv6"
+    );
+    start()?;
+    let before = kmod::stats()?;
+    for (a, want) in [
+        (&a4, SocketAddr::from(client(n))),
+        (&a6, SocketAddr::from(client6(n.into()))),
+    ] {
+        for i in 0..CALLS {
+            ensure_eq!(
+                sock::getpeername(a.fd.as_raw_fd())?,
+                want,
+                "getpeername #{i}"
+            );
+        }
+    }
+    kmod::expect_delta(&before, &[("getname_toa_ok", 2 * CALLS)])
+        .context("each getpeername() rewritten exactly once")
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProbeOrder {
+    BeforeToa,
+    AfterToa,
+}
+
+fn shared_kretprobe(ctx: &Ctx, order: ProbeOrder) -> Result<()> {
+    if kmod::loaded() {
+        kmod::rmmod()?;
+    }
+    if order == ProbeOrder::AfterToa {
+        ctx.insmod(&[])?;
+    }
+    let probes = Kretprobes::add()?;
+    if order == ProbeOrder::BeforeToa {
+        ctx.insmod(&[])?;
+    }
+    let mechanism = loaded_hook()?;
+    let mut before = Vec::new();
+    let n = if order == ProbeOrder::BeforeToa {
+        75
+    } else {
+        76
+    };
+    calls_rewritten_once(ctx, n, &mut || {
+        before = Kretprobes::profiles()?;
+        Ok(())
+    })?;
+    let after = Kretprobes::profiles()?;
+    let want = CALLS * entries_per_call(&mechanism);
+    for (((_, event), b), a) in PROBED.iter().zip(&before).zip(&after) {
+        let (hits, misses) = (a.0 - b.0, a.1 - b.1);
+        ensure_eq!(
+            (hits, misses),
+            (want, 0),
+            "{event}: (hits, misses) over {CALLS} calls with hook={mechanism}"
+        );
+    }
+    // toa unloads with the probe still on (the order of the other case's
+    // load), then the probe goes.
+    if order == ProbeOrder::BeforeToa {
+        kmod::rmmod()?;
+        drop(probes);
+        ctx.insmod(&[])
+    } else {
+        drop(probes);
+        Ok(())
+    }
+}
+
+/// A tracer on inet_getname and inet6_getname for the rest of the scope;
+/// `nop` and an empty filter when dropped.
+struct Tracer;
+
+impl Tracer {
+    fn set(tracer: &str) -> Result<Self> {
+        let available = std::fs::read_to_string(format!("{}/available_tracers", tracing()?))?;
+        if !available.split_whitespace().any(|t| t == tracer) {
+            return Err(crate::Skip(format!(
+                "the kernel has no {tracer} tracer (available: {})",
+                available.trim()
+            ))
+            .into());
+        }
+        let guard = Tracer;
+        tracefs_set("set_ftrace_filter", "inet_getname inet6_getname\n")?;
+        tracefs_set("current_tracer", tracer)?;
+        tracefs_set("trace", "")?;
+        Ok(guard)
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        for (file, value) in [
+            ("current_tracer", "nop"),
+            ("set_ftrace_filter", "\n"),
+            ("trace", ""),
+        ] {
+            if let Err(e) = tracefs_set(file, value) {
+                eprintln!("# could not reset the tracer: {e:#}");
+            }
+        }
+    }
+}
+
+fn shared_tracer(ctx: &Ctx, tracer: &str) -> Result<()> {
+    reload(ctx)?;
+    let mechanism = loaded_hook()?;
+    let guard = Tracer::set(tracer)?;
+    let n = if tracer == "function" { 78 } else { 77 };
+    calls_rewritten_once(ctx, n, &mut || tracefs_set("trace", ""))?;
+    // What the tracer saw: one entry per pass through each function's entry.
+    let trace = std::fs::read_to_string(format!("{}/trace", tracing()?))?;
+    drop(guard);
+    let want = CALLS * entries_per_call(&mechanism);
+    for func in ["inet_getname", "inet6_getname"] {
+        let seen = trace
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .any(|w| w == func)
+            })
+            .count() as u64;
+        if seen != want {
+            let sample: Vec<&str> = trace
+                .lines()
+                .filter(|l| l.contains(func))
+                .take(12)
+                .collect();
+            bail!(
+                "the {tracer} tracer saw {seen} entries of {func}, want {want} \
+                 (hook={mechanism}); first lines: {sample:#?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `func`'s enabled_functions entry names `what`.
+fn traced_by(func: &str, what: &str) -> Result<bool> {
+    Ok(tracer_entry(&enabled_functions()?, func).contains(what))
+}
+
+fn shared_claim_after(ctx: &Ctx) -> Result<()> {
+    let claim = ctx
+        .claim_module
+        .as_ref()
+        .context("no --claim-module (tests/kmod/toa_claim.ko) given")?;
+    reload(ctx)?;
+    let mechanism = loaded_hook()?;
+    let entries_before: Vec<String> = PROBED
+        .iter()
+        .map(|(f, _)| enabled_functions().map(|all| tracer_entry(&all, f)))
+        .collect::<Result<_>>()?;
+    let out = std::process::Command::new("insmod").arg(claim).output()?;
+    let claimed = out.status.success();
+    let result = (|| -> Result<()> {
+        if redirects(&mechanism) {
+            // toa owns the functions' entry (a direct call or an IPMODIFY
+            // ops): the claimer's IPMODIFY ops is refused as a whole.
+            if claimed {
+                bail!("toa_claim loaded although toa redirects getname (hook={mechanism})");
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            if !err.contains("busy") {
+                bail!("toa_claim refused, but not with EBUSY: {}", err.trim());
+            }
+            if std::path::Path::new("/sys/module/toa_claim").exists() {
+                bail!("toa_claim refused but left loaded");
+            }
+            for ((func, _), was) in PROBED.iter().zip(&entries_before) {
+                let now = tracer_entry(&enabled_functions()?, func);
+                ensure_eq!(&now, was, "{func}'s tracer entry after the refusal");
+                if now.contains("toa_claim") {
+                    bail!("{func} still has toa_claim's ops: {now:?}");
+                }
+            }
+        } else if !claimed {
+            // Probes share the entry with an IPMODIFY ops.
+            bail!(
+                "toa_claim refused although toa probes getname (hook={mechanism}): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        calls_rewritten_once(ctx, 79, &mut || Ok(()))?;
+        ensure_eq!(loaded_hook()?, mechanism, "toa's mechanism");
+        Ok(())
+    })();
+    if claimed {
+        let _ = std::process::Command::new("rmmod")
+            .arg("toa_claim")
+            .status();
+    }
+    result?;
+    // Without toa the functions are free: the claimer loads, and goes.
+    kmod::rmmod()?;
+    let out = std::process::Command::new("insmod").arg(claim).output()?;
+    if !out.status.success() {
+        bail!(
+            "toa_claim refused after toa was unloaded: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let shown = traced_by("inet_getname", "toa_claim");
+    let gone = std::process::Command::new("rmmod")
+        .arg("toa_claim")
+        .output()?;
+    if !shown? {
+        bail!("toa_claim loaded but inet_getname does not show its ops");
+    }
+    if !gone.status.success() {
+        bail!(
+            "rmmod toa_claim: {}",
+            String::from_utf8_lossy(&gone.stderr).trim()
+        );
+    }
+    ctx.insmod(&[])
+}
+
+fn shared_bpf(_ctx: &Ctx) -> Result<()> {
+    // A BPF fentry/fexit needs the bpf() system call and a program loaded
+    // through it; the guest has no tool for that (no bpftrace), and the
+    // suite does not build BPF programs.
+    // SAFETY: bpf(BPF_PROG_LOAD) with a null attribute: fails with ENOSYS
+    // without the system call, EFAULT (or EINVAL) with it.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, 5, std::ptr::null::<u8>(), 0) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    let why = if rc < 0 && errno == Some(libc::ENOSYS) {
+        "the kernel has no bpf() system call (CONFIG_BPF_SYSCALL is not set)"
+    } else {
+        "no tool in the guest attaches a BPF fentry/fexit (bpftrace is not installed)"
+    };
+    Err(crate::Skip(format!("{why}: BPF trampolines on getname are not tested")).into())
 }
