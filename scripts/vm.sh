@@ -58,16 +58,39 @@ echo 'toa-vm: the command starts' > /dev/kmsg
 cd '$gcwd' && { $cmd; } > '$gres/output.txt' 2>&1 < /dev/null; echo \$? > '$gres/rc'; dmesg > '$gres/dmesg.txt'
 EOF
 guest="/bin/sh '$gres/guest.sh'"
+
+# The guest runs without udev (scripts/vm-init.sh says why and how): vng
+# prints its QEMU command (--dry-run), and the init= of its kernel command
+# line (virtme-ng-init) becomes toa_init=, which scripts/vm-init.sh runs.
+# The stock root has no udev and boots as vng makes it; so does a command
+# vng prints in a form this does not recognize (TOA_VM_UDEV=1: udev too).
+vng_args=(--run "$image" "${root_opts[@]}" --disable-kvm --force-9p --memory "$memory"
+    --cpus "${TOA_VM_CPUS:-2}" --qemu-opts="-accel $accel${TOA_QEMU_OPTS:+ $TOA_QEMU_OPTS}"
+    --rwdir "$gres=$results" --verbose --exec "$guest")
+qemu_cmd=
+if [ -z "${TOA_VM_ROOT:-}" ] && [ -z "${TOA_VM_UDEV:-}" ]; then
+    dry=$(vng --dry-run "${vng_args[@]}" 2>&1 | grep '^/' | tail -n 1) || dry=
+    real_init=$(printf '%s\n' "$dry" | grep -o " init=[^ ']*/virtme-ng-init'" | tail -n 1) || real_init=
+    real_init=${real_init# init=} real_init=${real_init%\'}
+    if [ -n "$real_init" ]; then
+        qemu_cmd=${dry/" init=$real_init'"/" toa_init=$real_init init=$TOA_ROOT/scripts/vm-init.sh'"}
+        # vng reads the guest's exit status from this file; vm.sh has its own.
+        ret_file=$(printf '%s\n' "$dry" | grep -o 'path=/tmp/virtme_ret[^ ,]*' | head -n 1) || ret_file=
+        ret_file=${ret_file#path=}
+    fi
+fi
 for boot in 1 2; do
     rm -f "$results/boot-dmesg.txt" "$results/output.txt" "$results/rc" "$results/dmesg.txt"
     set +e
-    # vng runs QEMU as a child: run it in a session of its own, so that a
+    # QEMU (or vng, its parent) runs in a session of its own, so that a
     # timeout (or this script being stopped) takes the whole VM down with it.
-    setsid vng --run "$image" "${root_opts[@]}" --disable-kvm --force-9p --memory "$memory" \
-        --cpus "${TOA_VM_CPUS:-2}" --qemu-opts="-accel $accel${TOA_QEMU_OPTS:+ $TOA_QEMU_OPTS}" \
-        --rwdir "$gres=$results" --verbose --exec "$guest" >"$results/console.log" 2>&1 </dev/null &
+    if [ -n "$qemu_cmd" ]; then
+        setsid sh -c "exec $qemu_cmd" >"$results/console.log" 2>&1 </dev/null &
+    else
+        setsid vng "${vng_args[@]}" >"$results/console.log" 2>&1 </dev/null &
+    fi
     vm=$!
-    trap 'kill -KILL -- -$vm 2>/dev/null || true' EXIT INT TERM
+    trap 'kill -KILL -- -$vm 2>/dev/null || true; rm -f "${ret_file:-}"' EXIT INT TERM
     waited=0
     while kill -0 "$vm" 2>/dev/null && [ "$waited" -lt "$timeout" ]; do
         sleep 1
