@@ -146,21 +146,14 @@ printf '#include <linux/toa.h>\nstatic_assert(sizeof(struct toa_nat64_peer) == 2
 result "host: <linux/toa.h> compiles as C++ with the C ABI" $?
 
 # Debian's stock kernels: the package, DKMS, two boots (scripts/stock-test.sh).
-stock_job=
-stock_start() {
-    log "Debian's stock kernels with the toa-dkms package"
-    stock_t0=$SECONDS
-    scripts/stock-test.sh >"$TOA_CACHE/stock.txt" 2>"$TOA_CACHE/stock.err" &
-    stock_job=$!
-}
-stock_finish() {
+stock_run() {
     local rc=0
-    wait "$stock_job" || rc=$?
+    log "Debian's stock kernels with the toa-dkms package"
+    scripts/stock-test.sh >"$TOA_CACHE/stock.txt" 2>"$TOA_CACHE/stock.err" || rc=$?
     cat "$TOA_CACHE/stock.err" >&2
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/stock.txt"
     count_from "$TOA_CACHE/stock.txt" "stock"
     result "stock: scripts/stock-test.sh exits 0" $rc
-    stage_add "stock kernels" $((SECONDS - stock_t0))
 }
 
 # The debug kernel's suite, started in the background by the loop below.
@@ -180,8 +173,7 @@ debug_finish() {
 for k in $kernels; do
     if [ "$k" = stock ]; then
         stage "stock kernels"
-        stock_start
-        stock_finish
+        stock_run
         continue
     fi
     stage "kernel $k: build, module, suites"
@@ -265,8 +257,6 @@ for k in $kernels; do
     result "$k e2e: VM ran the test to its end in time, exit 0" "$e2e_rc"
 done
 
-[ -z "$debug_vm" ] || debug_finish
-
 # The README's first command, as a user starts it (on the stock root and
 # package the stock kernels' stage left in the cache).
 if [ "${TOA_RUN:-1}" != 0 ]; then
@@ -279,6 +269,8 @@ if [ "${TOA_RUN:-1}" != 0 ]; then
     count_from "$TOA_CACHE/make-run.txt" "make run"
     result "make run exits 0" "$run_rc"
 fi
+
+[ -z "$debug_vm" ] || debug_finish
 
 if [ -n "$fresh_job" ]; then
     stage "fresh machine (waiting for it)"

@@ -37,7 +37,7 @@ struct toa_handshake {
 	u8 dport[2];
 	u32 isn;
 	u64 now_ms;
-	u64 net;		/* a child's network namespace cookie, else 0 */
+	u64 net;		/* the listener's (child's) network namespace cookie */
 };
 
 /* Mirrors kapi::UdpPacket (72 bytes). */
@@ -166,6 +166,7 @@ const void *toa_udp_table(void **buckets, unsigned int *nbuckets);
 void toa_udp_lock(const void *table, unsigned int bucket);
 void toa_udp_unlock(const void *table, unsigned int bucket);
 u64 toa_random_u64(void);
+u64 toa_host_net(void);
 void *toa_syn_lock(unsigned int bucket, unsigned long *flags);
 void toa_syn_unlock(unsigned int bucket, unsigned long flags);
 unsigned long toa_sk_user_data(const struct sock *sk);

@@ -46,6 +46,11 @@ u64 toa_random_u64(void)
 	return get_random_u64();
 }
 
+u64 toa_host_net(void)
+{
+	return init_net.net_cookie;
+}
+
 void *toa_syn_lock(unsigned int bucket, unsigned long *flags)
 {
 	unsigned long f;
@@ -152,9 +157,10 @@ static void toa_conn_request_entry(unsigned long rsk_ops, unsigned long af_ops,
 	const struct sk_buff *skb = (const struct sk_buff *)skb_arg;
 	struct toa_handshake hs;
 
-	if (!skb)
+	if (!skb || !sk)
 		return;
 	toa_handshake_fill(&hs, skb);
+	hs.net = sock_net((const struct sock *)sk)->net_cookie;
 	/* tcp_rcv_state_process() calls conn_request for SYNs only. */
 	if (hs.syn)
 		toa_on_request(&hs);
@@ -189,6 +195,7 @@ static void toa_check_req_entry(unsigned long sk_arg, unsigned long skb_arg,
 	    TCP_SKB_CB(skb)->ack_seq != treq->snt_isn + 1)
 		return;
 	toa_handshake_fill(&hs, skb);
+	hs.net = sock_net(sk)->net_cookie;
 	hs.isn = treq->rcv_isn;
 	toa_on_request(&hs);
 }

@@ -50,7 +50,7 @@ pub struct Handshake {
     pub isn: u32,
     /// The kernel's clock in milliseconds (`jiffies`).
     pub now_ms: u64,
-    /// For a child: its network namespace's cookie (else 0).
+    /// The network namespace of the listener (of the child, for a child).
     pub net: u64,
 }
 
@@ -269,6 +269,9 @@ unsafe extern "C" {
     pub fn toa_sk_user_data(sk: *const Sock) -> usize;
     /// A random number (`get_random_u64`).
     pub fn toa_random_u64() -> u64;
+    /// The initial network namespace's cookie: the host's share of the
+    /// handshake and flow tables.
+    pub fn toa_host_net() -> u64;
     /// Lock bucket `bucket` of the handshake table (interrupts saved in
     /// `flags`) and return its slots, or NULL (nothing locked) if there is
     /// no table or no such bucket.

@@ -65,6 +65,10 @@ pub enum Counter {
     /// A live table entry was dropped for a newer one (bucket full: more
     /// handshakes in flight than the table holds, or a SYN flood).
     ToaSynEvicted,
+    /// A client named in a handshake of a namespace other than the host's
+    /// was not kept: the namespaces other than the host's hold at most half
+    /// of each bucket, and never push out another namespace's entries.
+    ToaSynShareFull,
     /// A handshake ACK held back by a `TCP_DEFER_ACCEPT` listener named a
     /// client: kept in the table for the socket the data will create.
     ToaAckDeferred,
@@ -107,6 +111,10 @@ pub enum Counter {
     /// A live flow was pushed out of a full bucket (more flows than the
     /// table holds: raise `udp_max_flows`).
     UdpFlowEvicted,
+    /// A flow announced in a namespace other than the host's was not
+    /// recorded: the namespaces other than the host's hold at most half of
+    /// each bucket, and never push out another namespace's flows.
+    UdpShareFull,
     /// A datagram from a balancer shown to applications as from its client.
     UdpRxRewrite,
     /// A datagram to a client sent back through the balancer instead.
@@ -140,7 +148,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 44] = [
+    pub const ALL: [Counter; 46] = [
         Counter::SynRecvSockToa,
         Counter::SynRecvSockNoToa,
         Counter::GetnameToaOk,
@@ -160,6 +168,7 @@ impl Counter {
         Counter::ToaSynReplaced,
         Counter::ToaSynExpired,
         Counter::ToaSynEvicted,
+        Counter::ToaSynShareFull,
         Counter::ToaAckDeferred,
         Counter::ToaSyncookieNoToa,
         Counter::ToaCdn,
@@ -175,6 +184,7 @@ impl Counter {
         Counter::UdpFlowReplaced,
         Counter::UdpFlowExpired,
         Counter::UdpFlowEvicted,
+        Counter::UdpShareFull,
         Counter::UdpRxRewrite,
         Counter::UdpTxRewrite,
         Counter::UdpTxAmbiguous,
@@ -209,6 +219,7 @@ impl Counter {
             Counter::ToaSynReplaced => b"toa_syn_replaced\0",
             Counter::ToaSynExpired => b"toa_syn_expired\0",
             Counter::ToaSynEvicted => b"toa_syn_evicted\0",
+            Counter::ToaSynShareFull => b"toa_syn_share_full\0",
             Counter::ToaAckDeferred => b"toa_ack_deferred\0",
             Counter::ToaSyncookieNoToa => b"toa_syncookie_no_toa\0",
             Counter::ToaCdn => b"toa_cdn\0",
@@ -224,6 +235,7 @@ impl Counter {
             Counter::UdpFlowReplaced => b"udp_flow_replaced\0",
             Counter::UdpFlowExpired => b"udp_flow_expired\0",
             Counter::UdpFlowEvicted => b"udp_flow_evicted\0",
+            Counter::UdpShareFull => b"udp_share_full\0",
             Counter::UdpRxRewrite => b"udp_rx_rewrite\0",
             Counter::UdpTxRewrite => b"udp_tx_rewrite\0",
             Counter::UdpTxAmbiguous => b"udp_tx_ambiguous\0",

@@ -38,12 +38,18 @@ static SEED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 /// in a SYN pay nothing for it.
 static LAST_PUT: AtomicU64 = AtomicU64::new(0);
 
+/// The host's network namespace (the initial one's cookie): the others
+/// share [`syn_table::GUEST_WAYS`] of each bucket.
+static HOST: AtomicU64 = AtomicU64::new(0);
+
 /// Draw the table's hash key; called at load, before any hook can run.
 pub fn init() {
     for s in &SEED {
         // SAFETY: `toa_random_u64` may be called from any context.
         s.store(unsafe { kapi::toa_random_u64() }, Ordering::Relaxed);
     }
+    // SAFETY: `toa_host_net` may be called from any context.
+    HOST.store(unsafe { kapi::toa_host_net() }, Ordering::Relaxed);
 }
 
 fn seed() -> [u64; 2] {
@@ -104,6 +110,7 @@ impl Handshake {
             dport: self.dport,
             isn: self.isn,
             v6: self.v6,
+            net: self.net,
         }
     }
 }
@@ -140,7 +147,8 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
     // A SYN seen again keeps the first entry; a held-back ACK is later in
     // the same handshake and wins, as the completing packet would.
     let same = if hs.syn { Same::Keep } else { Same::Replace };
-    let put = syn_table::put(locked.bucket(), &key, &found, hs.now_ms, same);
+    let host = HOST.load(Ordering::Relaxed);
+    let put = syn_table::put(locked.bucket(), &key, &found, hs.now_ms, same, host);
     drop(locked);
     LAST_PUT.store(hs.now_ms.saturating_add(1), Ordering::Release);
     for (happened, counter) in [
@@ -148,6 +156,7 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
         (put.replaced, Counter::ToaSynReplaced),
         (put.expired, Counter::ToaSynExpired),
         (put.evicted, Counter::ToaSynEvicted),
+        (put.refused, Counter::ToaSynShareFull),
         (put.recorded && !hs.syn, Counter::ToaAckDeferred),
     ] {
         if happened {

@@ -17,7 +17,15 @@
 //!
 //! An entry lives until the socket is created (taken), until it is older
 //! than [`MAX_AGE_MS`] (expired: the handshake never completed), or until
-//! its bucket is full and it is the oldest (evicted). Every entry put in
+//! its bucket is full and it is the oldest of its namespace (evicted).
+//!
+//! Network namespaces share the table: the key names the namespace, and
+//! the namespaces other than the host's hold together at most
+//! [`GUEST_WAYS`] live entries of a bucket. No namespace ever pushes out
+//! another's live entry: one whose share of the bucket is full makes room
+//! among its own entries only, else its entry is refused (counted). A SYN
+//! flood from a container evicts the container's own entries, never the
+//! host's or another container's. Every entry put in
 //! leaves by exactly one of those doors or is still in the table, which is
 //! what the counters check.
 //!
@@ -30,6 +38,9 @@ use crate::wire::{ClientAddr, Format, Found};
 pub const WAYS: usize = 4;
 /// Buckets in the table (a power of two).
 pub const BUCKETS: usize = 1024;
+/// Of each bucket, the live entries the namespaces other than the host's
+/// may hold together.
+pub const GUEST_WAYS: usize = WAYS / 2;
 /// Slots in the table.
 pub const SLOTS: usize = WAYS * BUCKETS;
 /// How long an entry may wait for its socket: longer than a request socket
@@ -56,18 +67,21 @@ pub struct Key {
     pub isn: u32,
     /// Whether the connection is over IPv6.
     pub v6: bool,
+    /// The listener's network namespace (its cookie).
+    pub net: u64,
 }
 
 impl Key {
     /// The key's bytes, in a fixed order, for hashing.
-    fn bytes(&self) -> [u8; 41] {
-        let mut b = [0u8; 41];
+    fn bytes(&self) -> [u8; 49] {
+        let mut b = [0u8; 49];
         b[..16].copy_from_slice(&self.saddr);
         b[16..32].copy_from_slice(&self.daddr);
         b[32..34].copy_from_slice(&self.sport);
         b[34..36].copy_from_slice(&self.dport);
         b[36..40].copy_from_slice(&self.isn.to_le_bytes());
         b[40] = u8::from(self.v6);
+        b[41..].copy_from_slice(&self.net.to_le_bytes());
         b
     }
 
@@ -163,12 +177,17 @@ pub struct Put {
     pub replaced: bool,
     /// An entry older than [`MAX_AGE_MS`] was dropped to make room.
     pub expired: bool,
-    /// A live entry (the bucket's oldest) was dropped to make room.
+    /// A live entry (the oldest of the namespace's in the bucket) was
+    /// dropped to make room.
     pub evicted: bool,
+    /// Not recorded: the namespace's share of the bucket was full of other
+    /// namespaces' live entries (see [`GUEST_WAYS`]).
+    pub refused: bool,
 }
 
-/// Put `found` for `key` into `bucket` at time `now` (milliseconds).
-pub fn put(bucket: &mut Bucket, key: &Key, found: &Found, now: u64, same: Same) -> Put {
+/// Put `found` for `key` into `bucket` at time `now` (milliseconds); `host`
+/// is the host's namespace.
+pub fn put(bucket: &mut Bucket, key: &Key, found: &Found, now: u64, same: Same, host: u64) -> Put {
     let mut out = Put {
         recorded: true,
         ..Put::default()
@@ -190,24 +209,47 @@ pub fn put(bucket: &mut Bucket, key: &Key, found: &Found, now: u64, same: Same) 
         slot.fill(key, found, now);
         return out;
     }
-    let victim = match bucket.iter().position(|s| !s.used) {
-        Some(free) => free,
-        None => {
-            // The oldest entry goes: an expired one if there is one.
-            let mut oldest = 0;
-            for (i, s) in bucket.iter().enumerate() {
-                if s.stamp < bucket[oldest].stamp {
-                    oldest = i;
-                }
-            }
-            if bucket[oldest].age(now) > MAX_AGE_MS {
-                out.expired = true;
-            } else {
-                out.evicted = true;
-            }
-            oldest
+    // A free slot, else the oldest expired one, else the namespace's own
+    // oldest live entry; a guest namespace whose share is full only the
+    // latter.
+    let mut free = None;
+    let mut dead: Option<usize> = None;
+    let mut own: Option<usize> = None;
+    let mut guests = 0;
+    for (i, s) in bucket.iter().enumerate() {
+        if !s.used {
+            free = free.or(Some(i));
+            continue;
         }
+        let live = s.age(now) <= MAX_AGE_MS;
+        guests += usize::from(live && s.key.net != host);
+        let pick = match (live, s.key.net == key.net) {
+            (false, _) => &mut dead,
+            (true, true) => &mut own,
+            (true, false) => continue,
+        };
+        if pick.is_none_or(|p| s.stamp < bucket[p].stamp) {
+            *pick = Some(i);
+        }
+    }
+    let victim = if key.net != host && guests >= GUEST_WAYS {
+        own
+    } else {
+        free.or(dead).or(own)
     };
+    let Some(victim) = victim else {
+        return Put {
+            refused: true,
+            ..Put::default()
+        };
+    };
+    if bucket[victim].used {
+        if bucket[victim].age(now) > MAX_AGE_MS {
+            out.expired = true;
+        } else {
+            out.evicted = true;
+        }
+    }
     bucket[victim].fill(key, found, now);
     out
 }
@@ -254,7 +296,58 @@ mod tests {
             dport: [0, 80],
             isn: n.wrapping_mul(0x9e37_79b9),
             v6: false,
+            net: 0,
         }
+    }
+
+    #[test]
+    fn guests_hold_half_a_bucket_and_evict_only_their_own() {
+        let mut b = empty();
+        let guest = |n: u32, net: u64| Key { net, ..key(n) };
+        // The host holds one entry; a guest floods the bucket.
+        assert!(put(&mut b, &key(1), &client(1), 10, Same::Keep, 0).recorded);
+        let mut evicted = 0;
+        for i in 0..1000 {
+            let p = put(
+                &mut b,
+                &guest(100 + i, 7),
+                &client(2),
+                20 + u64::from(i),
+                Same::Keep,
+                0,
+            );
+            assert!(p.recorded && !p.refused);
+            evicted += u32::from(p.evicted);
+        }
+        assert_eq!(evicted, 1000 - GUEST_WAYS as u32);
+        let guests = b.iter().filter(|s| s.used && s.key.net != 0).count();
+        assert_eq!(guests, GUEST_WAYS);
+        // Another guest finds no share left and evicts nobody.
+        let p = put(&mut b, &guest(5000, 8), &client(3), 2000, Same::Keep, 0);
+        assert!(p.refused && !p.recorded && !p.evicted);
+        // The host's entry is still there, and the host fills the rest.
+        assert_eq!(take(&mut b, &key(1), 2001), Take::Found(client(1)));
+        for i in 0..(WAYS - GUEST_WAYS) as u32 {
+            let p = put(&mut b, &key(10 + i), &client(4), 2002, Same::Keep, 0);
+            assert!(p.recorded && !p.evicted, "{p:?}");
+        }
+        // Full: the host evicts its own oldest, never a guest's.
+        let p = put(&mut b, &key(50), &client(5), 2003, Same::Keep, 0);
+        assert!(p.recorded && p.evicted);
+        assert_eq!(
+            b.iter().filter(|s| s.used && s.key.net == 7).count(),
+            GUEST_WAYS
+        );
+        // Once the guests' entries expire, their slots are anyone's.
+        let p = put(
+            &mut b,
+            &guest(6000, 8),
+            &client(6),
+            2003 + MAX_AGE_MS + 1,
+            Same::Keep,
+            0,
+        );
+        assert!(p.recorded && p.expired && !p.evicted);
     }
 
     fn client(n: u8) -> Found {
@@ -282,16 +375,16 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_80_bytes() {
-        // 4096 slots: 320 KiB, as the README says.
-        assert_eq!(core::mem::size_of::<Slot>(), 80);
-        assert_eq!(core::mem::size_of::<Bucket>() * BUCKETS, 320 * 1024);
+    fn a_slot_is_88_bytes() {
+        // 4096 slots: 352 KiB, as the README says.
+        assert_eq!(core::mem::size_of::<Slot>(), 88);
+        assert_eq!(core::mem::size_of::<Bucket>() * BUCKETS, 352 * 1024);
     }
 
     #[test]
     fn put_then_take() {
         let mut b = empty();
-        let p = put(&mut b, &key(1), &client(1), 1000, Same::Keep);
+        let p = put(&mut b, &key(1), &client(1), 1000, Same::Keep, 0);
         assert_eq!(
             p,
             Put {
@@ -308,14 +401,14 @@ mod tests {
     #[test]
     fn ipv6_clients_fit_in_a_slot() {
         let mut b = empty();
-        put(&mut b, &key(2), &client6(2), 0, Same::Keep);
+        put(&mut b, &key(2), &client6(2), 0, Same::Keep, 0);
         assert_eq!(take(&mut b, &key(2), 1), Take::Found(client6(2)));
     }
 
     #[test]
     fn another_sequence_number_is_another_connection() {
         let mut b = empty();
-        put(&mut b, &key(3), &client(3), 0, Same::Keep);
+        put(&mut b, &key(3), &client(3), 0, Same::Keep, 0);
         let mut other = key(3);
         other.isn ^= 1;
         assert_eq!(take(&mut b, &other, 1), Take::Missing);
@@ -328,9 +421,9 @@ mod tests {
     #[test]
     fn a_syn_seen_again_keeps_the_first_entry() {
         let mut b = empty();
-        put(&mut b, &key(4), &client(4), 0, Same::Keep);
+        put(&mut b, &key(4), &client(4), 0, Same::Keep, 0);
         assert_eq!(
-            put(&mut b, &key(4), &client(5), 10, Same::Keep),
+            put(&mut b, &key(4), &client(5), 10, Same::Keep, 0),
             Put::default()
         );
         assert_eq!(occupied(&b), 1);
@@ -340,8 +433,8 @@ mod tests {
     #[test]
     fn the_same_syn_again_restarts_the_wait() {
         let mut b = empty();
-        put(&mut b, &key(4), &client(4), 0, Same::Keep);
-        put(&mut b, &key(4), &client(4), MAX_AGE_MS, Same::Keep);
+        put(&mut b, &key(4), &client(4), 0, Same::Keep, 0);
+        put(&mut b, &key(4), &client(4), MAX_AGE_MS, Same::Keep, 0);
         assert_eq!(
             take(&mut b, &key(4), MAX_AGE_MS + 10),
             Take::Found(client(4))
@@ -351,8 +444,8 @@ mod tests {
     #[test]
     fn an_ack_replaces_the_syns_entry() {
         let mut b = empty();
-        put(&mut b, &key(6), &client(6), 0, Same::Keep);
-        let p = put(&mut b, &key(6), &client(7), 5, Same::Replace);
+        put(&mut b, &key(6), &client(6), 0, Same::Keep, 0);
+        let p = put(&mut b, &key(6), &client(7), 5, Same::Replace, 0);
         assert!(p.recorded && p.replaced && !p.evicted && !p.expired);
         assert_eq!(occupied(&b), 1);
         assert_eq!(take(&mut b, &key(6), 6), Take::Found(client(7)));
@@ -361,12 +454,12 @@ mod tests {
     #[test]
     fn old_entries_expire() {
         let mut b = empty();
-        put(&mut b, &key(8), &client(8), 0, Same::Keep);
+        put(&mut b, &key(8), &client(8), 0, Same::Keep, 0);
         assert_eq!(take(&mut b, &key(8), MAX_AGE_MS + 1), Take::Expired);
         assert_eq!(occupied(&b), 0);
         // An expired entry of the same key is replaced, counted expired.
-        put(&mut b, &key(8), &client(8), 0, Same::Keep);
-        let p = put(&mut b, &key(8), &client(9), MAX_AGE_MS + 1, Same::Keep);
+        put(&mut b, &key(8), &client(8), 0, Same::Keep, 0);
+        let p = put(&mut b, &key(8), &client(9), MAX_AGE_MS + 1, Same::Keep, 0);
         assert!(p.recorded && p.expired && !p.replaced);
         assert_eq!(
             take(&mut b, &key(8), MAX_AGE_MS + 2),
@@ -384,15 +477,16 @@ mod tests {
                 &client(10),
                 u64::from(i) + 100,
                 Same::Keep,
+                0,
             );
             assert!(p.recorded && !p.evicted);
         }
         // The oldest (key 10) is live: evicted.
-        let p = put(&mut b, &key(20), &client(20), 200, Same::Keep);
+        let p = put(&mut b, &key(20), &client(20), 200, Same::Keep, 0);
         assert!(p.recorded && p.evicted && !p.expired);
         assert_eq!(take(&mut b, &key(10), 201), Take::Missing);
         assert_eq!(take(&mut b, &key(11), 201), Take::Found(client(10)));
-        put(&mut b, &key(22), &client(22), 201, Same::Keep);
+        put(&mut b, &key(22), &client(22), 201, Same::Keep, 0);
         // Later, with everything old, the oldest is expired, not evicted.
         let p = put(
             &mut b,
@@ -400,6 +494,7 @@ mod tests {
             &client(21),
             200 + MAX_AGE_MS + 1,
             Same::Keep,
+            0,
         );
         assert!(p.recorded && p.expired && !p.evicted);
         assert_eq!(occupied(&b), WAYS);
@@ -458,7 +553,7 @@ mod tests {
                         Op::Wait(ms) => now += ms,
                         Op::Put(k, c, replace) => {
                             let same = if replace { Same::Replace } else { Same::Keep };
-                            let p = put(&mut b, &key(k), &client(c), now, same);
+                            let p = put(&mut b, &key(k), &client(c), now, same, 0);
                             recorded += usize::from(p.recorded);
                             left += usize::from(p.replaced) + usize::from(p.evicted) + usize::from(p.expired);
                             prop_assert!(!(p.evicted && p.expired));

@@ -25,6 +25,15 @@
 //! - a new half goes to a free slot of its bucket, else to the slot of an
 //!   expired half, else to the least recently seen half (LRU): that flow is
 //!   *evicted*;
+//! - the host's namespace (the one the table is made for: the initial
+//!   one) and the others share each bucket: the other namespaces together
+//!   hold at most [`GUEST_WAYS`] live halves of a bucket, so at least as
+//!   many stay the host's, and no namespace ever pushes out another's live
+//!   half: when its share of the bucket is full (or every live half there
+//!   is another namespace's), a namespace makes room among its own halves
+//!   only, else the new flow is *refused* (counted). A container flooding
+//!   the table evicts its own flows, never the host's or another
+//!   container's;
 //! - a half lives until it has not been seen for `timeout` ms: no timer,
 //!   expiry is read from the stamp by whoever looks, and reclaimed by the
 //!   next writer of the bucket (counted *expired* then);
@@ -55,6 +64,9 @@ use crate::wire::ClientAddr;
 
 /// Slots per bucket.
 pub const WAYS: usize = 8;
+/// Of each bucket, the live halves the namespaces other than the host's may
+/// hold together.
+pub const GUEST_WAYS: usize = WAYS / 2;
 /// Words (u64) per slot.
 const WORDS: usize = 10;
 /// A half is refreshed by its packets at most this often (ms).
@@ -459,6 +471,9 @@ pub struct Announced {
     pub expired: u32,
     /// Live flows pushed out of a full bucket.
     pub evicted: u32,
+    /// The flow was not recorded: its namespace's share of the bucket was
+    /// full of live halves of other namespaces (see [`GUEST_WAYS`]).
+    pub refused: bool,
     /// How the number of forward halves in the table changed.
     pub delta: i32,
 }
@@ -505,11 +520,15 @@ pub struct Table<'a, L: Locks> {
     buckets: &'a [Bucket],
     locks: &'a L,
     seed: [u64; 2],
+    /// The host's namespace (cookie): the others share [`GUEST_WAYS`] of
+    /// each bucket.
+    host: u64,
 }
 
 impl<'a, L: Locks> Table<'a, L> {
-    /// The table over `buckets` (a non-zero power of two of them).
-    pub fn new(buckets: &'a [Bucket], locks: &'a L, seed: [u64; 2]) -> Option<Self> {
+    /// The table over `buckets` (a non-zero power of two of them), for the
+    /// host's namespace `host` and the others.
+    pub fn new(buckets: &'a [Bucket], locks: &'a L, seed: [u64; 2], host: u64) -> Option<Self> {
         if !buckets.len().is_power_of_two() {
             return None;
         }
@@ -517,6 +536,7 @@ impl<'a, L: Locks> Table<'a, L> {
             buckets,
             locks,
             seed,
+            host,
         })
     }
 
@@ -600,31 +620,40 @@ impl<'a, L: Locks> Table<'a, L> {
             .fetch_max(now, Ordering::Relaxed);
     }
 
-    /// The slot a new half goes to in locked bucket `b`: a free one, else
-    /// the longest expired, else the least recently seen.
-    fn victim(b: &Bucket, now: u64, timeout: u64) -> Victim {
+    /// The slot a new half of namespace `net` goes to in locked bucket
+    /// `b`: a free one, else the longest expired, else its own namespace's
+    /// least recently seen; a namespace other than the host's whose share
+    /// ([`GUEST_WAYS`]) is full only its own least recently seen. `None`:
+    /// refused, every slot it may take holds another namespace's live half.
+    fn victim(&self, b: &Bucket, net: u64, now: u64, timeout: u64) -> Option<Victim> {
+        let mut free = None;
         let mut dead: Option<(usize, Half)> = None;
-        let mut lru: Option<(usize, Half)> = None;
+        let mut own: Option<(usize, Half)> = None;
+        let mut guests = 0;
         for way in 0..WAYS {
             let Some(h) = b.locked_half(way) else {
-                return Victim { way, was: None };
+                free = free.or(Some(way));
+                continue;
             };
-            let pick = if h.live(now, timeout) {
-                &mut lru
-            } else {
-                &mut dead
+            let live = h.live(now, timeout);
+            guests += usize::from(live && h.net != self.host);
+            let pick = match (live, h.net == net) {
+                (false, _) => &mut dead,
+                (true, true) => &mut own,
+                (true, false) => continue,
             };
-            let older = match pick {
-                Some((_, x)) => h.seen < x.seen,
-                None => true,
-            };
-            if older {
+            if pick.as_ref().is_none_or(|(_, x)| h.seen < x.seen) {
                 *pick = Some((way, h));
             }
         }
-        match dead.or(lru) {
-            Some((way, h)) => Victim { way, was: Some(h) },
-            None => Victim { way: 0, was: None },
+        let lru = own.map(|(way, h)| Victim { way, was: Some(h) });
+        if net != self.host && guests >= GUEST_WAYS {
+            return lru;
+        }
+        match (free, dead) {
+            (Some(way), _) => Some(Victim { way, was: None }),
+            (None, Some((way, h))) => Some(Victim { way, was: Some(h) }),
+            (None, None) => lru,
         }
     }
 
@@ -670,7 +699,10 @@ impl<'a, L: Locks> Table<'a, L> {
                 out.evicted += 1;
                 return Some(*h);
             }
-            let v = Self::victim(b, now, timeout);
+            let Some(v) = self.victim(b, h.net, now, timeout) else {
+                out.refused = true;
+                return Some(*h);
+            };
             if let Some(was) = &v.was {
                 Self::count_gone(was, now, timeout, out);
             }
@@ -764,8 +796,11 @@ impl<'a, L: Locks> Table<'a, L> {
                 b.store(way, Some((&fwd, tag)));
                 return Some(x);
             }
+            let Some(v) = self.victim(b, key.net, now, timeout) else {
+                out.refused = true;
+                return None;
+            };
             out.new = true;
-            let v = Self::victim(b, now, timeout);
             if let Some(was) = &v.was {
                 Self::count_gone(was, now, timeout, &mut out);
             }
@@ -776,7 +811,7 @@ impl<'a, L: Locks> Table<'a, L> {
         if let Some(g) = gone {
             self.drop_partner(&g, now, timeout, &mut out);
         }
-        if client.v6 != key.lip.v6 {
+        if out.refused || client.v6 != key.lip.v6 {
             // NAT64: no datagram can name this client; no reverse half.
             return out;
         }
@@ -787,6 +822,16 @@ impl<'a, L: Locks> Table<'a, L> {
             ..fwd
         };
         if let Some(g) = self.put_half(&rev, now, timeout, &mut out) {
+            if out.refused {
+                // No room for the reverse half: the flow goes whole (the
+                // forward half just put in), counted as refused, not as
+                // made and evicted.
+                let mut undo = Announced::default();
+                self.remove(&q, client, now, timeout, &mut undo);
+                out.new = false;
+                out.delta += undo.delta;
+                return out;
+            }
             self.drop_partner(&g, now, timeout, &mut out);
         }
         out
@@ -921,7 +966,7 @@ impl<'a, L: Locks> Table<'a, L> {
                 if let Some(g) = self.put_half(&h, now, timeout, &mut out) {
                     self.drop_partner(&g, now, timeout, &mut out);
                 }
-                moved.evicted += u64::from(out.evicted);
+                moved.evicted += u64::from(out.evicted) + u64::from(out.refused && !h.rev);
                 moved.expired += u64::from(out.expired);
             }
         }
@@ -972,7 +1017,7 @@ mod tests {
             }
         }
         fn table(&self) -> Table<'_, Spin> {
-            Table::new(&self.buckets, &self.locks, [0x1234_5678, 0x9abc_def0]).unwrap()
+            Table::new(&self.buckets, &self.locks, [0x1234_5678, 0x9abc_def0], NET).unwrap()
         }
     }
 
@@ -1011,6 +1056,81 @@ mod tests {
     fn a_bucket_is_eleven_cache_lines() {
         assert_eq!(core::mem::size_of::<Bucket>(), 704);
         assert_eq!(core::mem::align_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn guests_share_half_of_each_bucket_and_never_evict_others() {
+        // 4 buckets of 8: 32 slots, 16 halves per flow pair -> at most 16
+        // host flows fill it with reverse halves.
+        let m = Mem::new(4);
+        let t = m.table();
+        let host: Vec<(FlowKey, Endpoint)> = (0..6)
+            .map(|i| (key(5000 + i), client4(100 + u32::from(i))))
+            .collect();
+        for (k, c) in &host {
+            assert!(t.announce(k, c, Via::Icmp, 1000, T).new);
+        }
+        // A guest floods: 10 000 announcements, each its own flow.
+        let guest = |i: u32| FlowKey {
+            net: 7,
+            lip: ep4(3, 1000 + (i % 60000) as u16),
+            ..key(0)
+        };
+        let (mut made, mut refused, mut evicted) = (0, 0, 0);
+        for i in 0..10_000 {
+            let a = t.announce(&guest(i), &client4(i), Via::Icmp, 1001, T);
+            made += u32::from(a.new);
+            refused += u32::from(a.refused);
+            evicted += a.evicted;
+            assert!(!a.refused || !a.new);
+        }
+        // It made room among its own flows only (evicting them).
+        assert!(made > 0 && evicted > 0, "{made} {refused} {evicted}");
+        // Every host flow kept its client, both ways.
+        for (k, c) in &host {
+            assert_eq!(t.receive(k, 1002, T).map(|h| h.peer), Some(*c));
+            assert_eq!(
+                t.send(NET, Proto::Udp, &k.rs, c, 1002, T).map(|h| h.peer),
+                Some(k.lip)
+            );
+        }
+        // The guest holds at most half of each bucket (live halves).
+        for b in m.buckets.iter() {
+            let guests = (0..WAYS)
+                .filter_map(|w| b.locked_half(w))
+                .filter(|h| h.net != NET)
+                .count();
+            assert!(guests <= GUEST_WAYS, "{guests}");
+        }
+        // A second guest cannot push the first one's flows out either.
+        let kept: Vec<(FlowKey, Endpoint)> = (0..10_000)
+            .filter_map(|i| {
+                let k = guest(i);
+                t.receive(&k, 1003, T).map(|h| (k, h.peer))
+            })
+            .collect();
+        assert!(!kept.is_empty());
+        for i in 0..5_000 {
+            let k = FlowKey { net: 8, ..guest(i) };
+            let a = t.announce(&k, &client4(i), Via::Icmp, 1004, T);
+            refused += u32::from(a.refused);
+        }
+        assert!(refused > 0);
+        for (k, c) in &kept {
+            assert_eq!(t.receive(k, 1005, T).map(|h| h.peer), Some(*c));
+        }
+        // The host's new flows still find room (the guests' expired ones
+        // count for nothing): new host flows, later, all recorded.
+        for i in 0..6 {
+            let a = t.announce(
+                &key(6000 + i),
+                &client4(200 + u32::from(i)),
+                Via::Icmp,
+                1006,
+                T,
+            );
+            assert!(a.new && !a.refused, "{a:?}");
+        }
     }
 
     #[test]

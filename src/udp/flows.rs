@@ -81,7 +81,9 @@ unsafe fn table_at<R>(
     // to them is atomic.
     let slice = unsafe { core::slice::from_raw_parts(buckets.cast::<Bucket>(), n as usize) };
     let locks = GlueLocks(handle);
-    let table = Table::new(slice, &locks, seed())?;
+    // SAFETY: `toa_host_net` may be called from any context.
+    let host = unsafe { kapi::toa_host_net() };
+    let table = Table::new(slice, &locks, seed(), host)?;
     Some(f(&table))
 }
 
@@ -108,6 +110,7 @@ fn count(a: &Announced) {
         (u64::from(a.replaced), Counter::UdpFlowReplaced),
         (u64::from(a.expired), Counter::UdpFlowExpired),
         (u64::from(a.evicted), Counter::UdpFlowEvicted),
+        (u64::from(a.refused), Counter::UdpShareFull),
     ] {
         if n > 0 {
             stats::add(counter, n);
@@ -129,7 +132,7 @@ pub unsafe fn announce(key: &FlowKey, client: &ClientAddr, via: Via, now: u64) -
     match a {
         Some(a) => {
             count(&a);
-            true
+            a.new || a.refreshed
         }
         None => false,
     }

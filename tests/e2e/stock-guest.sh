@@ -72,7 +72,7 @@ if [ "$demo" != --demo ]; then
     # hooks' fall-back case does: it runs on the test kernels).
     "$payload/toa-vmtest" --module "$path" --only 'ipv4:' --only 'ipv6:' \
         --only 'producers:' --only 'handshakes:' --only 'udp:' --only 'stress: 3000' \
-        --only 'trust:' --only 'local:' \
+        --only 'trust:' --only 'local:' --only 'namespaces:' \
         --only 'hooks: the load line' --only 'hooks: TOA sockets' --only 'hooks: kernel.ftrace' \
         --c-server "$payload/toa_server_c" --rust-server "$payload/toa_server" \
         --c-udp-server "$payload/toa_udp_server_c" >"$res/suite.txt" 2>&1 || rc=1

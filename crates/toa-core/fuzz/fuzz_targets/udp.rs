@@ -42,7 +42,8 @@ fn ep(n: u8, port: u8) -> Endpoint {
 fn table(prog: &[u8]) {
     let buckets: Vec<Bucket> = (0..4).map(|_| Bucket::new()).collect();
     let locks = Spin((0..4).map(|_| AtomicBool::new(false)).collect());
-    let t = Table::new(&buckets, &locks, [7, 11]).unwrap();
+    // Namespace 0 is the host's; 1 a guest (its share of each bucket).
+    let t = Table::new(&buckets, &locks, [7, 11], 0).unwrap();
     let timeout = 3000;
     let mut now = 0u64;
     let (mut new, mut gone, mut delta) = (0u64, 0u64, 0i64);
@@ -59,11 +60,21 @@ fn table(prog: &[u8]) {
                     ep(y, y)
                 };
                 let a = t.announce(&key, &client, Via::Opp, now, timeout);
-                assert!(a.new != a.refreshed);
+                assert!(u8::from(a.new) + u8::from(a.refreshed) + u8::from(a.refused) == 1);
+                // Only a guest is ever refused.
+                assert!(!a.refused || net != 0);
                 new += u64::from(a.new);
                 gone += u64::from(a.replaced) + u64::from(a.expired) + u64::from(a.evicted);
                 delta += i64::from(a.delta);
-                last.insert((net, x % 32), client);
+                if a.refused {
+                    // What the key named before may have been replaced
+                    // (then gone) or kept.
+                    if t.receive(&key, now, timeout).is_none() {
+                        last.remove(&(net, x % 32));
+                    }
+                } else {
+                    last.insert((net, x % 32), client);
+                }
             }
             1 => {
                 if let Some(h) = t.receive(&key, now, timeout) {

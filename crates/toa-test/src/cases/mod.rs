@@ -8,12 +8,15 @@ mod ipv6;
 mod leaks;
 mod lifecycle;
 mod local;
+mod namespaces;
 mod producers;
 mod stress;
 mod trust;
 mod udp;
 
 use crate::Case;
+
+pub use namespaces::attacker_main;
 
 /// Every case, in order.
 pub fn all() -> Vec<Case> {
@@ -24,6 +27,7 @@ pub fn all() -> Vec<Case> {
     v.extend(ipv6::cases());
     v.extend(trust::cases());
     v.extend(local::cases());
+    v.extend(namespaces::cases());
     v.extend(producers::cases());
     v.extend(udp::cases());
     v.extend(stress::cases());
