@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What toa takes as a client option: the kinds (`tcpopt_kinds`, and the
-//! older `tcpopt_addr`, `tcpopt_addr_v6`; see [`crate::kinds`] for how they fit
-//! together) and Alibaba Cloud CDN's kind 28 (`tcpopt_cdn`).
+//! What toa takes as a client option, in each network namespace: the kinds
+//! (`tcpopt_kinds`, and the older `tcpopt_addr`, `tcpopt_addr_v6`; see
+//! [`crate::kinds`] for how they fit together), Alibaba Cloud CDN's kind 28
+//! (`tcpopt_cdn`), and which packet and which option are the balancer's
+//! (`tcpopt_packet`, `tcpopt_position`).
 //!
 //! Set at load time by the module parameters and at run time through
-//! `/proc/sys/net/toa/<name>`; writers are serialized by the glue's config
-//! mutex and go through the functions below, which refuse anything invalid
-//! (`-EINVAL`, nothing changed). Readers in softirq take no lock: they read
-//! the kinds in force as four words and the CDN switch with relaxed loads.
-//! A reader racing a write may see some words of the old set and some of
-//! the new; each kind it sees in force was valid before or after.
+//! `/proc/sys/net/toa/<name>` of each namespace ([`crate::settings`]);
+//! writers are serialized by the glue's config mutex and go through the
+//! functions below, which refuse anything invalid (`-EINVAL`, nothing
+//! changed). Readers in softirq take no lock: they read the kinds in force
+//! as four words and the switches with relaxed loads. A reader racing a
+//! write may see some words of the old set and some of the new; each kind
+//! it sees in force was valid before or after.
 
 use core::ffi::{c_int, c_uint};
 use core::fmt::Write;
@@ -19,70 +22,148 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use kernel::error::code::EINVAL;
 
 use crate::kinds::KindConfig;
+use crate::settings::Settings;
 use crate::{parse, wire};
 
-/// The two slots (`tcpopt_addr`, `tcpopt_addr_v6`), for readers of the
-/// sysctls; written only under the config mutex.
-static SLOTS: [AtomicU8; 2] = [
-    AtomicU8::new(KindConfig::DEFAULT.slots()[0]),
-    AtomicU8::new(KindConfig::DEFAULT.slots()[1]),
-];
-
-/// The whole kind configuration; read and written only under the config
-/// mutex (writers) — see [`with_config`].
-static CONFIG: ConfigCell = ConfigCell(core::cell::UnsafeCell::new(KindConfig::DEFAULT));
-
-/// The kinds in force, as [`wire::Kinds`] words, for the packet paths.
-static KINDS: [AtomicU64; 4] = {
-    let w = KindConfig::DEFAULT.effective().words();
-    [
-        AtomicU64::new(w[0]),
-        AtomicU64::new(w[1]),
-        AtomicU64::new(w[2]),
-        AtomicU64::new(w[3]),
-    ]
-};
-
-/// Whether Alibaba Cloud CDN's option (28/7, 28/19) is taken.
-static CDN: AtomicBool = AtomicBool::new(wire::Rules::DEFAULT.cdn);
+/// One network namespace's option settings (see [`crate::settings`]).
+pub struct Options {
+    /// The two slots (`tcpopt_addr`, `tcpopt_addr_v6`), for readers of the
+    /// sysctls; written only under the config mutex.
+    slots: [AtomicU8; 2],
+    /// The whole kind configuration; read and written only under the
+    /// config mutex — see [`Options::with_config`].
+    config: ConfigCell,
+    /// The kinds in force, as [`wire::Kinds`] words, for the packet paths.
+    kinds: [AtomicU64; 4],
+    /// Whether Alibaba Cloud CDN's option (28/7, 28/19) is taken.
+    cdn: AtomicBool,
+    /// `tcpopt_packet`, as the index of its word.
+    from: AtomicU8,
+    /// `tcpopt_position`, as the index of its word.
+    pick: AtomicU8,
+}
 
 /// The kind configuration, in a cell only config-mutex holders touch.
 struct ConfigCell(core::cell::UnsafeCell<KindConfig>);
 
-// SAFETY: the cell is only accessed through `with_config`, whose callers
-// hold the glue's config mutex, so accesses never overlap.
+// SAFETY: the cell is only accessed through `Options::with_config` and
+// `Options::copy_from`, whose callers hold the glue's config mutex, so
+// accesses never overlap.
 unsafe impl Sync for ConfigCell {}
 
-/// Run `f` on the kind configuration and publish the result.
+impl Options {
+    /// Out of the box: kinds 200, 253, 254, the CDN option, any packet, the
+    /// first option.
+    pub const fn new() -> Options {
+        let w = KindConfig::DEFAULT.effective().words();
+        let s = KindConfig::DEFAULT.slots();
+        Options {
+            slots: [AtomicU8::new(s[0]), AtomicU8::new(s[1])],
+            config: ConfigCell(core::cell::UnsafeCell::new(KindConfig::DEFAULT)),
+            kinds: [
+                AtomicU64::new(w[0]),
+                AtomicU64::new(w[1]),
+                AtomicU64::new(w[2]),
+                AtomicU64::new(w[3]),
+            ],
+            cdn: AtomicBool::new(wire::Rules::DEFAULT.cdn),
+            from: AtomicU8::new(0),
+            pick: AtomicU8::new(0),
+        }
+    }
+
+    /// Run `f` on the kind configuration and publish the result.
+    ///
+    /// # Safety
+    ///
+    /// The caller must hold the glue's config mutex.
+    unsafe fn with_config<R>(&self, f: impl FnOnce(&mut KindConfig) -> R) -> R {
+        // SAFETY: the caller holds the config mutex: no other access to the
+        // cell runs meanwhile.
+        let config = unsafe { &mut *self.config.0.get() };
+        let r = f(config);
+        for (cell, kind) in self.slots.iter().zip(config.slots()) {
+            cell.store(kind, Ordering::Relaxed);
+        }
+        for (cell, word) in self.kinds.iter().zip(config.effective().words()) {
+            cell.store(word, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Take every setting of `src`.
+    ///
+    /// # Safety
+    ///
+    /// The caller must hold the glue's config mutex.
+    pub unsafe fn copy_from(&self, src: &Options) {
+        // SAFETY: the caller holds the config mutex: no writer changes
+        // `src`'s configuration meanwhile.
+        let theirs = unsafe { *src.config.0.get() };
+        // SAFETY: the caller holds the config mutex.
+        unsafe { self.with_config(|c| *c = theirs) };
+        self.cdn
+            .store(src.cdn.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.from
+            .store(src.from.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.pick
+            .store(src.pick.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// What packet paths take now.
+    pub fn rules(&self) -> wire::Rules {
+        wire::Rules {
+            kinds: wire::Kinds::from_words([
+                self.kinds[0].load(Ordering::Relaxed),
+                self.kinds[1].load(Ordering::Relaxed),
+                self.kinds[2].load(Ordering::Relaxed),
+                self.kinds[3].load(Ordering::Relaxed),
+            ]),
+            cdn: self.cdn.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The packets that may name the client now.
+    pub fn named_in(&self) -> NamedIn {
+        match self.from.load(Ordering::Relaxed) {
+            1 => NamedIn::Syn,
+            2 => NamedIn::Ack,
+            _ => NamedIn::Any,
+        }
+    }
+
+    /// Which client option of a packet is the balancer's now.
+    pub fn pick(&self) -> wire::Pick {
+        match self.pick.load(Ordering::Relaxed) {
+            1 => wire::Pick::Last,
+            _ => wire::Pick::First,
+        }
+    }
+
+    /// Which word setting a C call is about.
+    fn word_setting(&self, which: c_uint) -> Option<(&AtomicU8, &'static [&'static str])> {
+        match which {
+            0 => Some((&self.from, &FROM_WORDS)),
+            1 => Some((&self.pick, &PICK_WORDS)),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The option settings of the namespace `s` belongs to.
 ///
 /// # Safety
 ///
-/// The caller must hold the glue's config mutex.
-unsafe fn with_config<R>(f: impl FnOnce(&mut KindConfig) -> R) -> R {
-    // SAFETY: the caller holds the config mutex: no other access to the
-    // cell runs meanwhile.
-    let config = unsafe { &mut *CONFIG.0.get() };
-    let r = f(config);
-    for (cell, kind) in SLOTS.iter().zip(config.slots()) {
-        cell.store(kind, Ordering::Relaxed);
-    }
-    for (cell, word) in KINDS.iter().zip(config.effective().words()) {
-        cell.store(word, Ordering::Relaxed);
-    }
-    r
-}
-
-/// What packet paths take now.
-pub fn rules() -> wire::Rules {
-    wire::Rules {
-        kinds: wire::Kinds::from_words([
-            KINDS[0].load(Ordering::Relaxed),
-            KINDS[1].load(Ordering::Relaxed),
-            KINDS[2].load(Ordering::Relaxed),
-            KINDS[3].load(Ordering::Relaxed),
-        ]),
-        cdn: CDN.load(Ordering::Relaxed),
-    }
+/// `s` must point to a live [`Settings`].
+unsafe fn options<'a>(s: *const Settings) -> &'a Options {
+    // SAFETY: the caller guarantees a live `Settings`.
+    unsafe { &(*s).options }
 }
 
 /// The bytes of `len` at `text`, or `None` for NULL.
@@ -101,9 +182,14 @@ unsafe fn bytes<'a>(text: *const u8, len: usize) -> Option<&'a [u8]> {
 
 /// The kind in slot `slot` (0: `tcpopt_addr`, 1: `tcpopt_addr_v6`), or
 /// `-EINVAL` for another slot.
+///
+/// # Safety
+///
+/// `s` must point to a live [`Settings`].
 #[no_mangle]
-pub extern "C" fn toa_config_kind(slot: c_uint) -> c_int {
-    match SLOTS.get(slot as usize) {
+pub unsafe extern "C" fn toa_config_kind(s: *const Settings, slot: c_uint) -> c_int {
+    // SAFETY: the caller guarantees a live `Settings`.
+    match unsafe { options(s) }.slots.get(slot as usize) {
         Some(k) => c_int::from(k.load(Ordering::Relaxed)),
         None => EINVAL.to_errno(),
     }
@@ -114,16 +200,21 @@ pub extern "C" fn toa_config_kind(slot: c_uint) -> c_int {
 ///
 /// # Safety
 ///
-/// `text` must point to `len` readable bytes; the caller must hold the
-/// glue's config mutex.
+/// `s` must point to a live [`Settings`] and `text` to `len` readable
+/// bytes; the caller must hold the glue's config mutex.
 #[no_mangle]
-pub unsafe extern "C" fn toa_config_write_kind(slot: c_uint, text: *const u8, len: usize) -> c_int {
+pub unsafe extern "C" fn toa_config_write_kind(
+    s: *const Settings,
+    slot: c_uint,
+    text: *const u8,
+    len: usize,
+) -> c_int {
     // SAFETY: the caller guarantees `len` readable bytes.
     let Some(text) = (unsafe { bytes(text, len) }) else {
         return EINVAL.to_errno();
     };
     // SAFETY: the caller holds the config mutex.
-    match unsafe { with_config(|c| c.write_slot(slot as usize, text)) } {
+    match unsafe { options(s).with_config(|c| c.write_slot(slot as usize, text)) } {
         Some(()) => 0,
         None => EINVAL.to_errno(),
     }
@@ -133,16 +224,20 @@ pub unsafe extern "C" fn toa_config_write_kind(slot: c_uint, text: *const u8, le
 ///
 /// # Safety
 ///
-/// `text` must point to `len` readable bytes; the caller must hold the
-/// glue's config mutex.
+/// `s` must point to a live [`Settings`] and `text` to `len` readable
+/// bytes; the caller must hold the glue's config mutex.
 #[no_mangle]
-pub unsafe extern "C" fn toa_config_write_kinds(text: *const u8, len: usize) -> c_int {
+pub unsafe extern "C" fn toa_config_write_kinds(
+    s: *const Settings,
+    text: *const u8,
+    len: usize,
+) -> c_int {
     // SAFETY: the caller guarantees `len` readable bytes.
     let Some(text) = (unsafe { bytes(text, len) }) else {
         return EINVAL.to_errno();
     };
     // SAFETY: the caller holds the config mutex.
-    match unsafe { with_config(|c| c.write_list(text)) } {
+    match unsafe { options(s).with_config(|c| c.write_list(text)) } {
         Some(()) => 0,
         None => EINVAL.to_errno(),
     }
@@ -169,49 +264,61 @@ impl Write for Buf<'_> {
 ///
 /// # Safety
 ///
-/// `buf` must be writable for `size` bytes.
+/// `s` must point to a live [`Settings`] and `buf` be writable for `size`
+/// bytes.
 #[no_mangle]
-pub unsafe extern "C" fn toa_config_read_kinds(buf: *mut u8, size: usize) -> usize {
+pub unsafe extern "C" fn toa_config_read_kinds(
+    s: *const Settings,
+    buf: *mut u8,
+    size: usize,
+) -> usize {
     if buf.is_null() {
         return 0;
     }
     // SAFETY: the caller guarantees `size` writable bytes.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf, size) };
+    // SAFETY: the caller guarantees a live `Settings`.
+    let kinds = unsafe { options(s) }.rules().kinds;
     let mut w = Buf { buf, len: 0 };
-    let _ = write!(w, "{}", rules().kinds);
+    let _ = write!(w, "{}", kinds);
     w.len
 }
 
 /// Whether the CDN option is taken: 1 or 0.
+///
+/// # Safety
+///
+/// `s` must point to a live [`Settings`].
 #[no_mangle]
-pub extern "C" fn toa_config_cdn() -> c_int {
-    c_int::from(CDN.load(Ordering::Relaxed))
+pub unsafe extern "C" fn toa_config_cdn(s: *const Settings) -> c_int {
+    // SAFETY: the caller guarantees a live `Settings`.
+    c_int::from(unsafe { options(s) }.cdn.load(Ordering::Relaxed))
 }
 
 /// Switch the CDN option from text (`0` or `1`); 0 or `-EINVAL`.
 ///
 /// # Safety
 ///
-/// `text` must point to `len` readable bytes; the caller must hold the
-/// glue's config mutex.
+/// `s` must point to a live [`Settings`] and `text` to `len` readable
+/// bytes; the caller must hold the glue's config mutex.
 #[no_mangle]
-pub unsafe extern "C" fn toa_config_write_cdn(text: *const u8, len: usize) -> c_int {
+pub unsafe extern "C" fn toa_config_write_cdn(
+    s: *const Settings,
+    text: *const u8,
+    len: usize,
+) -> c_int {
     // SAFETY: the caller guarantees `len` readable bytes.
     let Some(text) = (unsafe { bytes(text, len) }) else {
         return EINVAL.to_errno();
     };
     match parse::switch(text) {
         Some(on) => {
-            CDN.store(on, Ordering::Relaxed);
+            // SAFETY: the caller guarantees a live `Settings`.
+            unsafe { options(s) }.cdn.store(on, Ordering::Relaxed);
             0
         }
         None => EINVAL.to_errno(),
     }
-}
-
-/// The kinds in force, for the load message.
-pub fn kinds() -> wire::Kinds {
-    rules().kinds
 }
 
 /// Which packets of a handshake may name the client
@@ -239,46 +346,16 @@ const FROM_WORDS: [&str; 3] = ["any", "syn", "ack"];
 /// The words of [`wire::Pick`], in its order.
 const PICK_WORDS: [&str; 2] = ["first", "last"];
 
-/// `tcpopt_packet`, as the index of its word.
-static FROM: AtomicU8 = AtomicU8::new(0);
-/// `tcpopt_position`, as the index of its word.
-static PICK: AtomicU8 = AtomicU8::new(0);
-
-/// The packets that may name the client now.
-pub fn named_in() -> NamedIn {
-    match FROM.load(Ordering::Relaxed) {
-        1 => NamedIn::Syn,
-        2 => NamedIn::Ack,
-        _ => NamedIn::Any,
-    }
-}
-
-/// Which client option of a packet is the balancer's now.
-pub fn pick() -> wire::Pick {
-    match PICK.load(Ordering::Relaxed) {
-        1 => wire::Pick::Last,
-        _ => wire::Pick::First,
-    }
-}
-
-/// Which word setting a C call is about.
-fn word_setting(which: c_uint) -> Option<(&'static AtomicU8, &'static [&'static str])> {
-    match which {
-        0 => Some((&FROM, &FROM_WORDS)),
-        1 => Some((&PICK, &PICK_WORDS)),
-        _ => None,
-    }
-}
-
 /// Set word setting `which` (0: `tcpopt_packet`, 1: `tcpopt_position`) from
 /// text; 0 or `-EINVAL` (nothing changed).
 ///
 /// # Safety
 ///
-/// `text` must point to `len` readable bytes; the caller must hold the
-/// glue's config mutex.
+/// `s` must point to a live [`Settings`] and `text` to `len` readable
+/// bytes; the caller must hold the glue's config mutex.
 #[no_mangle]
 pub unsafe extern "C" fn toa_config_write_word(
+    s: *const Settings,
     which: c_uint,
     text: *const u8,
     len: usize,
@@ -287,7 +364,8 @@ pub unsafe extern "C" fn toa_config_write_word(
     let Some(text) = (unsafe { bytes(text, len) }) else {
         return EINVAL.to_errno();
     };
-    let Some((cell, words)) = word_setting(which) else {
+    // SAFETY: the caller guarantees a live `Settings`.
+    let Some((cell, words)) = unsafe { options(s) }.word_setting(which) else {
         return EINVAL.to_errno();
     };
     match parse::word(text, words).and_then(|i| u8::try_from(i).ok()) {
@@ -304,10 +382,17 @@ pub unsafe extern "C" fn toa_config_write_word(
 ///
 /// # Safety
 ///
-/// `buf` must be writable for `size` bytes.
+/// `s` must point to a live [`Settings`] and `buf` be writable for `size`
+/// bytes.
 #[no_mangle]
-pub unsafe extern "C" fn toa_config_read_word(which: c_uint, buf: *mut u8, size: usize) -> usize {
-    let Some((cell, words)) = word_setting(which) else {
+pub unsafe extern "C" fn toa_config_read_word(
+    s: *const Settings,
+    which: c_uint,
+    buf: *mut u8,
+    size: usize,
+) -> usize {
+    // SAFETY: the caller guarantees a live `Settings`.
+    let Some((cell, words)) = unsafe { options(s) }.word_setting(which) else {
         return 0;
     };
     if buf.is_null() {

@@ -23,7 +23,10 @@ struct toa_v6_client {
 	u8 port[2];
 };
 
-/* Mirrors kapi::Handshake (72 bytes, checked on both sides). */
+/* Rust's settings of a network namespace (settings.rs), by pointer. */
+struct toa_settings;
+
+/* Mirrors kapi::Handshake (80 bytes, checked on both sides). */
 struct toa_handshake {
 	const u8 *options;
 	u32 options_len;
@@ -38,9 +41,10 @@ struct toa_handshake {
 	u32 isn;
 	u64 now_ms;
 	u64 net;		/* the listener's (child's) network namespace cookie */
+	const struct toa_settings *settings;	/* that namespace's */
 };
 
-/* Mirrors kapi::UdpPacket (72 bytes). */
+/* Mirrors kapi::UdpPacket (80 bytes). */
 enum toa_udp_kind {
 	TOA_UDP_PLAIN,
 	TOA_UDP_IPO,
@@ -62,6 +66,7 @@ struct toa_udp_packet {
 	u8 kind;		/* enum toa_udp_kind */
 	bool live;
 	bool local;		/* from the host itself */
+	const struct toa_settings *settings;	/* the namespace's */
 };
 
 /* Mirrors kapi::UdpVerdict (28 bytes). */
@@ -111,20 +116,27 @@ unsigned int toa_getname_v6(const struct sock *sk, unsigned long word, struct so
 int toa_lookup(const struct sock *sk, struct toa_nat64_peer *out);
 /* record.rs */
 void toa_on_destruct(struct sock *sk);
+/* settings.rs: init with toa_config_mutex and toa_trust_mutex held */
+size_t toa_settings_size(void);
+const struct toa_settings *toa_settings_load(void);
+void toa_settings_init(struct toa_settings *dst, const struct toa_settings *src);
 /* config.rs: slot 0 is tcpopt_addr, slot 1 tcpopt_addr_v6; writes with
  * toa_config_mutex held */
-int toa_config_kind(unsigned int slot);
-int toa_config_write_kind(unsigned int slot, const u8 *text, size_t len);
-int toa_config_write_kinds(const u8 *text, size_t len);
-size_t toa_config_read_kinds(u8 *buf, size_t size);
-int toa_config_cdn(void);
-int toa_config_write_cdn(const u8 *text, size_t len);
+int toa_config_kind(const struct toa_settings *s, unsigned int slot);
+int toa_config_write_kind(const struct toa_settings *s, unsigned int slot, const u8 *text,
+			  size_t len);
+int toa_config_write_kinds(const struct toa_settings *s, const u8 *text, size_t len);
+size_t toa_config_read_kinds(const struct toa_settings *s, u8 *buf, size_t size);
+int toa_config_cdn(const struct toa_settings *s);
+int toa_config_write_cdn(const struct toa_settings *s, const u8 *text, size_t len);
 /* which 0: tcpopt_packet, 1: tcpopt_position */
-int toa_config_write_word(unsigned int which, const u8 *text, size_t len);
-size_t toa_config_read_word(unsigned int which, u8 *buf, size_t size);
+int toa_config_write_word(const struct toa_settings *s, unsigned int which, const u8 *text,
+			  size_t len);
+size_t toa_config_read_word(const struct toa_settings *s, unsigned int which, u8 *buf,
+			    size_t size);
 /* trust.rs: call with toa_trust_mutex held */
-int toa_trust_write(const u8 *text, size_t len);
-size_t toa_trust_read(u8 *buf, size_t size);
+int toa_trust_write(const struct toa_settings *s, const u8 *text, size_t len);
+size_t toa_trust_read(const struct toa_settings *s, u8 *buf, size_t size);
 /* stats.rs */
 unsigned int toa_stat_count(void);
 const char *toa_stat_name(unsigned int index);
@@ -143,8 +155,8 @@ void toa_udp_net_exit(u64 net);		/* RCU held */
 unsigned long toa_udp_flow_count(void);
 int toa_udp_view(u64 net, u64 now_ms, unsigned long index, struct toa_udp_view *out); /* RCU */
 /* udp/config.rs: writes with toa_config_mutex held */
-int toa_udp_config_rewrite(void);
-int toa_udp_config_write_rewrite(const u8 *text, size_t len);
+int toa_udp_config_rewrite(const struct toa_settings *s);
+int toa_udp_config_write_rewrite(const struct toa_settings *s, const u8 *text, size_t len);
 unsigned int toa_udp_config_timeout(void);
 int toa_udp_config_write_timeout(const u8 *text, size_t len);
 unsigned long toa_udp_config_max_flows(void);

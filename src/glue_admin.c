@@ -19,6 +19,7 @@
 #include <linux/slab.h>
 #include <linux/sysctl.h>
 #include <net/net_namespace.h>
+#include <net/netns/generic.h>
 
 #include "glue.h"
 #include "glue_internal.h"
@@ -44,7 +45,8 @@ void toa_stat_add(unsigned int counter, u64 n)
 }
 
 /* ------------------------------------------------------------------------ */
-/* /proc/net/toa_stats (in every network namespace, same global values).     */
+/* /proc/net/toa_stats (in every network namespace, same global values; each */
+/* namespace's own counters are left to do).                                 */
 
 static int toa_stats_show(struct seq_file *seq, void *v)
 {
@@ -88,23 +90,6 @@ static int toa_stats_show(struct seq_file *seq, void *v)
 	return 0;
 }
 
-static int __net_init toa_net_init(struct net *net)
-{
-	if (!proc_create_single("toa_stats", 0444, net->proc_net, toa_stats_show))
-		return -ENOMEM;
-	return 0;
-}
-
-static void __net_exit toa_net_exit(struct net *net)
-{
-	remove_proc_entry("toa_stats", net->proc_net);
-}
-
-static struct pernet_operations toa_net_ops = {
-	.init = toa_net_init,
-	.exit = toa_net_exit,
-};
-
 /* ------------------------------------------------------------------------ */
 /* Option kinds: /proc/sys/net/toa/{tcpopt_kinds,tcpopt_addr,tcpopt_addr_v6, */
 /* tcpopt_cdn} and the module parameters of the same names. Validation and   */
@@ -114,21 +99,39 @@ static struct pernet_operations toa_net_ops = {
 static DEFINE_MUTEX(toa_config_mutex);
 
 /*
- * net.toa.* (and the parameters of the same names) hold the host's
- * settings, one set for every network namespace: only a writer in the
- * initial namespace with CAP_NET_ADMIN over it may change them. A
- * container's root (or a real root whose process lives in a container's
- * network namespace, as `docker run --sysctl` and Kubernetes' namespaced
- * sysctls write them) gets EPERM and the host keeps its values.
+ * Each network namespace has its own net.toa.* (settings.rs); a writer
+ * needs CAP_NET_ADMIN over the namespace's user namespace, so a
+ * container's root changes its own namespace's values and nobody else's.
+ * The UDP table's size and timeout are the host's (the table is shared):
+ * read-only in other namespaces, written only from the initial one. The
+ * module parameters are the initial namespace's.
  */
-static int toa_may_write(void)
+static bool toa_setting_is_host(unsigned int what);
+
+static int toa_may_write(const struct net *net, unsigned int what)
 {
-	if (current->nsproxy && current->nsproxy->net_ns == &init_net && capable(CAP_NET_ADMIN))
+	bool ok;
+
+	if (!net)	/* a parameter given at load: the loader may */
+		ok = capable(CAP_NET_ADMIN);
+	else if (toa_setting_is_host(what))
+		ok = net_eq(net, &init_net) && capable(CAP_NET_ADMIN);
+	else
+		ok = ns_capable(net->user_ns, CAP_NET_ADMIN);
+	if (ok)
 		return 0;
-	pr_warn_ratelimited("net.toa settings are the host's: write them from the initial network namespace (pid %d refused)\n",
-			    task_pid_nr(current));
+	pr_warn_ratelimited("net.toa write refused (pid %d): %s\n", task_pid_nr(current),
+			    toa_setting_is_host(what) ?
+			    "this setting is the host's: write it from the initial network namespace" :
+			    "CAP_NET_ADMIN over the namespace is needed");
 	return -EPERM;
 }
+
+/* Each namespace's toa data: net_generic(net, toa_net_id), glue_internal.h. */
+unsigned int toa_net_id __read_mostly;
+/* Whether the namespaces have their settings (parameters written after
+ * load go to the initial namespace's; before, to the load-time values). */
+static bool toa_nets_ready;
 
 /* What a config write does: which setting (a slot, the list, the switch,
  * the UDP settings of udp/config.rs). */
@@ -142,38 +145,55 @@ enum toa_setting {
 	TOA_SET_UDP_MAX_FLOWS,
 	TOA_SET_PACKET,		/* tcpopt_packet: word 0 */
 	TOA_SET_POSITION,	/* tcpopt_position: word 1 */
+	TOA_SET_TRUST,		/* trusted_sources (toa_trust_mutex) */
 };
+
+static bool toa_setting_is_host(unsigned int what)
+{
+	return what == TOA_SET_UDP_TIMEOUT || what == TOA_SET_UDP_MAX_FLOWS;
+}
+
+/* The settings a write or read of net's (NULL: load-time) values uses. */
+static const struct toa_settings *toa_settings_of(const struct net *net)
+{
+	return net ? toa_net_settings(net) : toa_settings_load();
+}
 
 static bool toa_setting_is_text(enum toa_setting what)
 {
 	return what == TOA_SET_KINDS || what == TOA_SET_PACKET || what == TOA_SET_POSITION;
 }
 
-static int toa_config_set(enum toa_setting what, const u8 *text, size_t len)
+/* A write of net's setting (net NULL: a parameter, before or after load). */
+static int toa_config_set(struct net *net, enum toa_setting what, const u8 *text, size_t len)
 {
+	const struct toa_settings *s;
 	int err;
 
-	err = toa_may_write();
+	err = toa_may_write(net, what);
 	if (err)
 		return err;
 	mutex_lock(&toa_config_mutex);
+	if (!net && READ_ONCE(toa_nets_ready))
+		net = &init_net;
+	s = toa_settings_of(net);
 	switch (what) {
 	case TOA_SET_ADDR:
 	case TOA_SET_ADDR_V6:
-		err = toa_config_write_kind(what, text, len);
+		err = toa_config_write_kind(s, what, text, len);
 		break;
 	case TOA_SET_KINDS:
-		err = toa_config_write_kinds(text, len);
+		err = toa_config_write_kinds(s, text, len);
 		break;
 	case TOA_SET_CDN:
-		err = toa_config_write_cdn(text, len);
+		err = toa_config_write_cdn(s, text, len);
 		break;
 	case TOA_SET_PACKET:
 	case TOA_SET_POSITION:
-		err = toa_config_write_word(what - TOA_SET_PACKET, text, len);
+		err = toa_config_write_word(s, what - TOA_SET_PACKET, text, len);
 		break;
 	case TOA_SET_UDP_REWRITE:
-		err = toa_udp_config_write_rewrite(text, len);
+		err = toa_udp_config_write_rewrite(s, text, len);
 		break;
 	case TOA_SET_UDP_TIMEOUT:
 		err = toa_udp_config_write_timeout(text, len);
@@ -194,38 +214,47 @@ static int toa_config_set(enum toa_setting what, const u8 *text, size_t len)
 		err = -EINVAL;
 	}
 	if (!err)
-		toa_udp_config_changed();
+		toa_udp_config_changed(net);
 	mutex_unlock(&toa_config_mutex);
 	return err;
 }
 
-/* The value of a numeric setting. */
-static int toa_config_get(enum toa_setting what)
+/* The value of net's numeric setting (NULL: the parameters'). */
+static int toa_config_get(const struct net *net, enum toa_setting what)
 {
+	const struct toa_settings *s;
+
+	if (!net && READ_ONCE(toa_nets_ready))
+		net = &init_net;
+	s = toa_settings_of(net);
 	switch (what) {
 	case TOA_SET_CDN:
-		return toa_config_cdn();
+		return toa_config_cdn(s);
 	case TOA_SET_UDP_REWRITE:
-		return toa_udp_config_rewrite();
+		return toa_udp_config_rewrite(s);
 	case TOA_SET_UDP_TIMEOUT:
 		return toa_udp_config_timeout();
 	case TOA_SET_UDP_MAX_FLOWS:
 		return toa_udp_config_max_flows();
 	default:
-		return toa_config_kind(what);
+		return toa_config_kind(s, what);
 	}
 }
 
-/* A text setting (the kinds, a word) as text, without a final newline,
- * into buf. */
-static void toa_text_get(enum toa_setting what, char *buf, size_t size)
+/* A text setting (the kinds, a word) of net as text, without a final
+ * newline, into buf. */
+static void toa_text_get(const struct net *net, enum toa_setting what, char *buf, size_t size)
 {
+	const struct toa_settings *s;
 	size_t n;
 
+	if (!net && READ_ONCE(toa_nets_ready))
+		net = &init_net;
+	s = toa_settings_of(net);
 	if (what == TOA_SET_KINDS)
-		n = toa_config_read_kinds((u8 *)buf, size - 1);
+		n = toa_config_read_kinds(s, (u8 *)buf, size - 1);
 	else
-		n = toa_config_read_word(what - TOA_SET_PACKET, (u8 *)buf, size - 1);
+		n = toa_config_read_word(s, what - TOA_SET_PACKET, (u8 *)buf, size - 1);
 	buf[n] = '\0';
 }
 
@@ -236,6 +265,7 @@ static int toa_kind_sysctl(const struct ctl_table *table, int write, void *buffe
 			   size_t *lenp, loff_t *ppos)
 {
 	enum toa_setting what = (unsigned long)table->extra1;
+	struct net *net = table->extra2;
 	struct ctl_table tmp = *table;
 	char *text;
 	int value, err;
@@ -244,7 +274,7 @@ static int toa_kind_sysctl(const struct ctl_table *table, int write, void *buffe
 		/* A value is written whole, in one write, or not at all. */
 		if (*ppos)
 			return -EINVAL;
-		err = toa_config_set(what, buffer, *lenp);
+		err = toa_config_set(net, what, buffer, *lenp);
 		if (err)
 			return err;
 		*ppos += *lenp;
@@ -254,14 +284,14 @@ static int toa_kind_sysctl(const struct ctl_table *table, int write, void *buffe
 		text = kzalloc(TOA_KINDS_TEXT_MAX, GFP_KERNEL);
 		if (!text)
 			return -ENOMEM;
-		toa_text_get(what, text, TOA_KINDS_TEXT_MAX);
+		toa_text_get(net, what, text, TOA_KINDS_TEXT_MAX);
 		tmp.data = text;
 		tmp.maxlen = TOA_KINDS_TEXT_MAX;
 		err = proc_dostring(&tmp, 0, buffer, lenp, ppos);
 		kfree(text);
 		return err;
 	}
-	value = toa_config_get(what);
+	value = toa_config_get(net, what);
 	tmp.data = &value;
 	tmp.maxlen = sizeof(value);
 	return proc_dointvec(&tmp, 0, buffer, lenp, ppos);
@@ -287,26 +317,31 @@ void toa_trust_unset_warn(const u8 *addr, bool v6)
 				    addr);
 }
 
-static int toa_trust_set(const u8 *text, size_t len)
+/* A write of net's list (NULL: the parameter). */
+static int toa_trust_set(struct net *net, const u8 *text, size_t len)
 {
 	int err;
 
-	err = toa_may_write();
+	err = toa_may_write(net, TOA_SET_TRUST);
 	if (err)
 		return err;
 	mutex_lock(&toa_trust_mutex);
-	err = toa_trust_write(text, len);
+	if (!net && READ_ONCE(toa_nets_ready))
+		net = &init_net;
+	err = toa_trust_write(toa_settings_of(net), text, len);
 	mutex_unlock(&toa_trust_mutex);
 	return err;
 }
 
-/* The list as text, without a final newline, into buf (size bytes). */
-static void toa_trust_get(char *buf, size_t size)
+/* net's list as text, without a final newline, into buf (size bytes). */
+static void toa_trust_get(const struct net *net, char *buf, size_t size)
 {
 	size_t n;
 
 	mutex_lock(&toa_trust_mutex);
-	n = toa_trust_read((u8 *)buf, size - 1);
+	if (!net && READ_ONCE(toa_nets_ready))
+		net = &init_net;
+	n = toa_trust_read(toa_settings_of(net), (u8 *)buf, size - 1);
 	mutex_unlock(&toa_trust_mutex);
 	buf[n] = '\0';
 }
@@ -314,6 +349,7 @@ static void toa_trust_get(char *buf, size_t size)
 static int toa_trust_sysctl(const struct ctl_table *table, int write, void *buffer,
 			    size_t *lenp, loff_t *ppos)
 {
+	struct net *net = table->extra2;
 	struct ctl_table tmp = *table;
 	char *text;
 	int err;
@@ -321,7 +357,7 @@ static int toa_trust_sysctl(const struct ctl_table *table, int write, void *buff
 	if (write) {
 		if (*ppos)
 			return -EINVAL;
-		err = toa_trust_set(buffer, *lenp);
+		err = toa_trust_set(net, buffer, *lenp);
 		if (!err)
 			*ppos += *lenp;
 		return err;
@@ -329,7 +365,7 @@ static int toa_trust_sysctl(const struct ctl_table *table, int write, void *buff
 	text = kzalloc(TOA_TRUST_TEXT_MAX, GFP_KERNEL);
 	if (!text)
 		return -ENOMEM;
-	toa_trust_get(text, TOA_TRUST_TEXT_MAX);
+	toa_trust_get(net, text, TOA_TRUST_TEXT_MAX);
 	tmp.data = text;
 	tmp.maxlen = TOA_TRUST_TEXT_MAX;
 	err = proc_dostring(&tmp, 0, buffer, lenp, ppos);
@@ -337,7 +373,8 @@ static int toa_trust_sysctl(const struct ctl_table *table, int write, void *buff
 	return err;
 }
 
-static struct ctl_table toa_sysctl_table[] = {
+/* The template each namespace copies (extra2: the namespace). */
+static const struct ctl_table toa_sysctl_table[] = {
 	{
 		.procname = "tcpopt_kinds",
 		.mode = 0644,
@@ -399,11 +436,9 @@ static struct ctl_table toa_sysctl_table[] = {
 	},
 };
 
-static struct ctl_table_header *toa_sysctl_header;
-
 static int toa_kind_param_set(const char *val, const struct kernel_param *kp)
 {
-	return toa_config_set((unsigned long)kp->arg, (const u8 *)val, strlen(val));
+	return toa_config_set(NULL, (unsigned long)kp->arg, (const u8 *)val, strlen(val));
 }
 
 static int toa_kind_param_get(char *buf, const struct kernel_param *kp)
@@ -411,10 +446,10 @@ static int toa_kind_param_get(char *buf, const struct kernel_param *kp)
 	enum toa_setting what = (unsigned long)kp->arg;
 
 	if (toa_setting_is_text(what)) {
-		toa_text_get(what, buf, PAGE_SIZE - 1);
+		toa_text_get(NULL, what, buf, PAGE_SIZE - 1);
 		return strlcat(buf, "\n", PAGE_SIZE);
 	}
-	return sysfs_emit(buf, "%d\n", toa_config_get(what));
+	return sysfs_emit(buf, "%d\n", toa_config_get(NULL, what));
 }
 
 static const struct kernel_param_ops toa_kind_param_ops = {
@@ -424,12 +459,12 @@ static const struct kernel_param_ops toa_kind_param_ops = {
 
 static int toa_trust_param_set(const char *val, const struct kernel_param *kp)
 {
-	return toa_trust_set((const u8 *)val, strlen(val));
+	return toa_trust_set(NULL, (const u8 *)val, strlen(val));
 }
 
 static int toa_trust_param_get(char *buf, const struct kernel_param *kp)
 {
-	toa_trust_get(buf, PAGE_SIZE - 1);
+	toa_trust_get(NULL, buf, PAGE_SIZE - 1);
 	return strlcat(buf, "\n", PAGE_SIZE);
 }
 
@@ -460,6 +495,66 @@ MODULE_PARM_DESC(udp_timeout, "Seconds a UDP flow lives unseen (default 330, 1..
 module_param_cb(udp_max_flows, &toa_kind_param_ops, (void *)TOA_SET_UDP_MAX_FLOWS, 0644);
 MODULE_PARM_DESC(udp_max_flows, "UDP flows the table holds (default 8192, 0..1048576; 0: UDP clients off)");
 
+/* ------------------------------------------------------------------------ */
+/* Namespaces: each gets its settings (a copy of the initial namespace's,   */
+/* or the parameters' for the initial one and those that exist at load),    */
+/* its /proc/sys/net/toa and its /proc/net/toa_stats.                       */
+
+static int __net_init toa_net_init(struct net *net)
+{
+	struct toa_net *tn = net_generic(net, toa_net_id);
+	const struct toa_settings *src;
+	struct ctl_table *table;
+	unsigned int i;
+
+	mutex_lock(&toa_config_mutex);
+	mutex_lock(&toa_trust_mutex);
+	src = READ_ONCE(toa_nets_ready) ? toa_net_settings(&init_net) : toa_settings_load();
+	toa_settings_init((struct toa_settings *)tn->settings, src);
+	mutex_unlock(&toa_trust_mutex);
+	mutex_unlock(&toa_config_mutex);
+
+	table = kmemdup(toa_sysctl_table, sizeof(toa_sysctl_table), GFP_KERNEL);
+	if (!table)
+		return -ENOMEM;
+	for (i = 0; i < ARRAY_SIZE(toa_sysctl_table); i++) {
+		table[i].extra2 = net;
+		/* The host's settings are only shown in other namespaces. */
+		if (!net_eq(net, &init_net) && toa_setting_is_host((unsigned long)table[i].extra1) &&
+		    table[i].proc_handler == toa_kind_sysctl)
+			table[i].mode = 0444;
+	}
+	tn->sysctl = register_net_sysctl_sz(net, "net/toa", table, ARRAY_SIZE(toa_sysctl_table));
+	if (!tn->sysctl)
+		goto free_table;
+	if (!proc_create_single("toa_stats", 0444, net->proc_net, toa_stats_show))
+		goto unregister_sysctl;
+	return 0;
+
+unregister_sysctl:
+	unregister_net_sysctl_table(tn->sysctl);
+free_table:
+	kfree(table);
+	return -ENOMEM;
+}
+
+static void __net_exit toa_net_exit(struct net *net)
+{
+	struct toa_net *tn = net_generic(net, toa_net_id);
+	const struct ctl_table *table = tn->sysctl->ctl_table_arg;
+
+	remove_proc_entry("toa_stats", net->proc_net);
+	unregister_net_sysctl_table(tn->sysctl);
+	kfree(table);
+}
+
+static struct pernet_operations toa_net_ops = {
+	.init = toa_net_init,
+	.exit = toa_net_exit,
+	.id = &toa_net_id,
+	.size = sizeof(struct toa_net) + TOA_SETTINGS_MAX,
+};
+
 int toa_admin_register(void)
 {
 	int err;
@@ -467,21 +562,21 @@ int toa_admin_register(void)
 	toa_nr_counters = toa_stat_count();
 	if (WARN_ON(toa_nr_counters > TOA_MAX_COUNTERS))
 		return -EINVAL;
+	if (WARN_ON(toa_settings_size() > TOA_SETTINGS_MAX))
+		return -EINVAL;
 	toa_counters = alloc_percpu(struct toa_counters);
 	if (!toa_counters)
 		return -ENOMEM;
 	err = register_pernet_subsys(&toa_net_ops);
 	if (err)
 		goto free_counters;
-	toa_sysctl_header = register_sysctl("net/toa", toa_sysctl_table);
-	if (!toa_sysctl_header) {
-		err = -ENOMEM;
-		goto unregister_pernet;
-	}
+	mutex_lock(&toa_config_mutex);
+	mutex_lock(&toa_trust_mutex);
+	WRITE_ONCE(toa_nets_ready, true);
+	mutex_unlock(&toa_trust_mutex);
+	mutex_unlock(&toa_config_mutex);
 	return 0;
 
-unregister_pernet:
-	unregister_pernet_subsys(&toa_net_ops);
 free_counters:
 	free_percpu(toa_counters);
 	toa_nr_counters = 0;
@@ -490,7 +585,11 @@ free_counters:
 
 void toa_admin_unregister(void)
 {
-	unregister_sysctl_table(toa_sysctl_header);
+	mutex_lock(&toa_config_mutex);
+	mutex_lock(&toa_trust_mutex);
+	WRITE_ONCE(toa_nets_ready, false);
+	mutex_unlock(&toa_trust_mutex);
+	mutex_unlock(&toa_config_mutex);
 	unregister_pernet_subsys(&toa_net_ops);
 	toa_nr_counters = 0;
 	free_percpu(toa_counters);

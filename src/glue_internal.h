@@ -9,6 +9,7 @@
 #include <linux/kprobes.h>
 #include <linux/net.h>
 #include <linux/rcupdate.h>
+#include <net/netns/generic.h>
 #include <net/sock.h>
 
 #include "glue.h"
@@ -19,6 +20,29 @@ struct sk_buff;
 /* glue_admin.c: counters, procfs, sysctls, parameters */
 int toa_admin_register(void);
 void toa_admin_unregister(void);
+
+/*
+ * Each network namespace's toa data (glue_admin.c): its /proc/sys/net/toa
+ * and Rust's settings of the namespace (settings.rs), which packet paths
+ * hand to Rust with the packet.
+ */
+#define TOA_SETTINGS_MAX 3072	/* settings.rs: SETTINGS_MAX */
+struct toa_net {
+	struct ctl_table_header *sysctl;
+	/* toa_settings_size() bytes, at most TOA_SETTINGS_MAX (checked on
+	 * both sides; Rust asserts it needs no more than 8-byte alignment) */
+	u64 settings[];
+};
+extern unsigned int toa_net_id;
+
+/* The settings of net, which the caller keeps alive (a socket or packet of
+ * it, RCU). Registered before any hook, unregistered after them all. */
+static __always_inline const struct toa_settings *toa_net_settings(const struct net *net)
+{
+	struct toa_net *tn = net_generic(net, toa_net_id);
+
+	return (const struct toa_settings *)tn->settings;
+}
 
 /* The per-CPU counters (names and order: stats.rs). */
 #define TOA_MAX_COUNTERS 64
@@ -80,7 +104,7 @@ void toa_udp_table_exit(void);
 int toa_udp_register(void);
 void toa_udp_unregister(void);
 int toa_udp_resize(unsigned long flows);
-void toa_udp_config_changed(void);
+void toa_udp_config_changed(const struct net *net);	/* NULL: the host's settings only */
 
 /* glue_hooks.c: probes and the getsockopt */
 int toa_hooks_register(void);

@@ -133,9 +133,10 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 {
 	struct toa_handshake hs;
 
-	BUILD_BUG_ON(sizeof(hs) != 72);
+	BUILD_BUG_ON(sizeof(hs) != 80);
 	toa_handshake_fill(&hs, skb);
 	hs.net = sock_net(child)->net_cookie;
+	hs.settings = toa_net_settings(sock_net(child));
 	if (req) {
 		hs.isn = tcp_rsk(req)->rcv_isn;
 		/* A syncookie's request socket is made from the completing ACK
@@ -161,6 +162,7 @@ static void toa_conn_request_entry(unsigned long rsk_ops, unsigned long af_ops,
 		return;
 	toa_handshake_fill(&hs, skb);
 	hs.net = sock_net((const struct sock *)sk)->net_cookie;
+	hs.settings = toa_net_settings(sock_net((const struct sock *)sk));
 	/* tcp_rcv_state_process() calls conn_request for SYNs only. */
 	if (hs.syn)
 		toa_on_request(&hs);
@@ -196,6 +198,7 @@ static void toa_check_req_entry(unsigned long sk_arg, unsigned long skb_arg,
 		return;
 	toa_handshake_fill(&hs, skb);
 	hs.net = sock_net(sk)->net_cookie;
+	hs.settings = toa_net_settings(sock_net(sk));
 	hs.isn = treq->rcv_isn;
 	toa_on_request(&hs);
 }

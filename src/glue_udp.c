@@ -79,12 +79,25 @@ static struct toa_udp_table __rcu *toa_udp_tab;
 static bool toa_udp_ready;
 
 /* Fast-path copies of udp/config.rs, refreshed on every write. */
-static bool toa_udp_rewrite_on __read_mostly = true;
 static unsigned long toa_udp_live_jiffies __read_mostly = 331 * HZ;
 
-void toa_udp_config_changed(void)
+/* Serializes table replacements (a sysctl write, unload) and guards
+ * toa_udp_hooked. */
+static DEFINE_MUTEX(toa_udp_table_mutex);
+/* Whether toa_udp_register() registered the namespaces' hooks (and their
+ * data): written under toa_udp_table_mutex. */
+static bool toa_udp_hooked;
+static void toa_udp_rewrite_changed(const struct net *net);
+
+/* A setting was written (config mutex held): net's, or the host's only. */
+void toa_udp_config_changed(const struct net *net)
 {
-	WRITE_ONCE(toa_udp_rewrite_on, toa_udp_config_rewrite());
+	if (net) {
+		mutex_lock(&toa_udp_table_mutex);
+		if (toa_udp_hooked)
+			toa_udp_rewrite_changed(net);
+		mutex_unlock(&toa_udp_table_mutex);
+	}
 	/* A second more than the timeout: flows are refreshed lazily, at
 	 * most once a second. */
 	WRITE_ONCE(toa_udp_live_jiffies, ((unsigned long)toa_udp_config_timeout() + 1) * HZ);
@@ -152,9 +165,6 @@ static u64 toa_now_ms(void)
 	return jiffies64_to_msecs(get_jiffies_64());
 }
 
-/* Serializes table replacements (a sysctl write, unload). */
-static DEFINE_MUTEX(toa_udp_table_mutex);
-
 /*
  * Make the table hold `flows` flows (0: no table): a new one is allocated
  * and published, and once no hook can be using the old one any more its
@@ -199,7 +209,7 @@ int toa_udp_table_init(void)
 	unsigned long flows = toa_udp_config_max_flows();
 	struct toa_udp_table *t = NULL;
 
-	toa_udp_config_changed();
+	toa_udp_config_changed(NULL);
 	if (flows) {
 		t = toa_udp_table_alloc(flows);
 		if (!t)
@@ -245,6 +255,8 @@ enum {
 struct toa_udp_net {
 	struct nf_hook_ops ops[TOA_UDP_NR_HOOKS];
 	u64 cookie;
+	const struct toa_settings *settings;	/* the namespace's (glue_admin.c) */
+	bool rewrite;				/* its udp_rewrite */
 	/* jiffies of the last flow recorded or refreshed in the namespace */
 	unsigned long last_active;
 	bool had_flow;
@@ -265,7 +277,7 @@ static __always_inline bool toa_udp_live(const struct toa_udp_net *pn)
 /* Whether datagrams are to be looked up (rewriting on, a flow lately). */
 static __always_inline bool toa_udp_looking(const struct toa_udp_net *pn)
 {
-	return READ_ONCE(toa_udp_rewrite_on) && toa_udp_live(pn);
+	return READ_ONCE(pn->rewrite) && toa_udp_live(pn);
 }
 
 static __always_inline bool toa_udp_port_maybe(const struct toa_udp_net *pn, __be16 port)
@@ -297,6 +309,7 @@ static void toa_udp_packet_init(struct toa_udp_packet *p, const struct toa_udp_n
 {
 	memset(p, 0, sizeof(*p));
 	p->net = pn->cookie;
+	p->settings = pn->settings;
 	p->now_ms = toa_now_ms();
 	p->live = toa_udp_live(pn);
 	p->local = lo;
@@ -523,7 +536,7 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 	u8 buf[TOA_OPP_MAX + sizeof(struct udphdr)];
 	struct udphdr _uh;
 
-	BUILD_BUG_ON(sizeof(p) != 72 || sizeof(v) != 28 || sizeof(struct toa_udp_view) != 88);
+	BUILD_BUG_ON(sizeof(p) != 80 || sizeof(v) != 28 || sizeof(struct toa_udp_view) != 88);
 	if (ip_is_fragment(iph)) {
 		if (iph->protocol != IPPROTO_ICMP)
 			toa_udp_fragment();
@@ -873,6 +886,8 @@ static int __net_init toa_udp_net_init(struct net *net)
 	int err, i;
 
 	pn->cookie = net->net_cookie;
+	pn->settings = toa_net_settings(net);
+	WRITE_ONCE(pn->rewrite, toa_udp_config_rewrite(pn->settings));
 	for (i = 0; i < TOA_UDP_NR_HOOKS; i++) {
 		pn->ops[i] = toa_udp_ops_template[i];
 		pn->ops[i].priv = pn;
@@ -907,6 +922,14 @@ static void __net_exit toa_udp_net_exit_one(struct net *net)
 		toa_udp_net_exit(pn->cookie);
 		rcu_read_unlock();
 	}
+}
+
+/* udp_rewrite was written in net (config mutex held). */
+static void toa_udp_rewrite_changed(const struct net *net)
+{
+	struct toa_udp_net *pn = net_generic(net, toa_udp_net_id);
+
+	WRITE_ONCE(pn->rewrite, toa_udp_config_rewrite(pn->settings));
 }
 
 static struct pernet_operations toa_udp_net_ops = {
@@ -959,8 +982,6 @@ static bool toa_udp_param = true;
 module_param_named(udp, toa_udp_param, bool, 0444);
 MODULE_PARM_DESC(udp, "Serve UDP clients (netfilter hooks in every namespace, UOA_SO_GET_LOOKUP); 0: TCP only (default 1)");
 
-/* Whether toa_udp_register() registered the namespaces' hooks. */
-static bool toa_udp_hooked;
 
 int toa_udp_register(void)
 {
@@ -981,7 +1002,9 @@ int toa_udp_register(void)
 		pr_warn("getsockopt %d (UOA_SO_GET_LOOKUP) is taken (uoa.ko?): %d; UDP clients are still shown\n",
 			UOA_SO_GET_LOOKUP, err);
 	toa_uoa_sockopt_on = !err;
+	mutex_lock(&toa_udp_table_mutex);
 	toa_udp_hooked = true;
+	mutex_unlock(&toa_udp_table_mutex);
 	return 0;
 }
 
@@ -990,7 +1013,9 @@ void toa_udp_unregister(void)
 {
 	if (!toa_udp_hooked)
 		return;
+	mutex_lock(&toa_udp_table_mutex);
 	toa_udp_hooked = false;
+	mutex_unlock(&toa_udp_table_mutex);
 	if (toa_uoa_sockopt_on)
 		nf_unregister_sockopt(&toa_uoa_sockopt_ops);
 	toa_uoa_sockopt_on = false;

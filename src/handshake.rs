@@ -20,12 +20,12 @@
 //! `trusted_sources` says: local users are not the balancer.
 
 use crate::cidr::Source;
-use crate::config::{self, NamedIn};
+use crate::config::NamedIn;
 use crate::kapi::{Handshake, Sock};
 use crate::record;
+use crate::settings::Settings;
 use crate::stats::{self, Counter};
 use crate::syn;
-use crate::trust;
 use crate::udp;
 use crate::wire::{self, Format, Found, Packet, Scan};
 
@@ -38,6 +38,17 @@ impl Handshake {
             let s = &self.saddr;
             Source::V4([s[0], s[1], s[2], s[3]])
         }
+    }
+
+    /// The settings of the packet's network namespace.
+    ///
+    /// # Safety
+    ///
+    /// `settings` must point to a live [`Settings`] for the lifetime of
+    /// `self` (the glue's guarantee for the duration of a call).
+    pub(crate) unsafe fn settings(&self) -> &Settings {
+        // SAFETY: the caller guarantees `settings` is live.
+        unsafe { &*self.settings }
     }
 
     /// The packet's TCP options.
@@ -63,18 +74,22 @@ impl Handshake {
 ///
 /// # Safety
 ///
-/// `hs.options` must be NULL or point to `hs.options_len` readable bytes.
+/// `hs.options` must be NULL or point to `hs.options_len` readable bytes,
+/// and `hs.settings` to a live [`Settings`].
 pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found> {
     // SAFETY: the caller guarantees the options are readable.
     let options = unsafe { hs.options() };
-    let picked = wire::scan_pick(options, &config::rules(), packet, hs.sport, config::pick());
+    // SAFETY: the caller guarantees the settings are live.
+    let settings = unsafe { hs.settings() };
+    let o = &settings.options;
+    let picked = wire::scan_pick(options, &o.rules(), packet, hs.sport, o.pick());
     match picked.scan {
         // The host's own processes are not the balancer, whatever the list.
         Scan::Found(_) if hs.local => {
             stats::inc(Counter::ToaLocal);
             None
         }
-        Scan::Found(found) if trust::trusted(&hs.source()) => {
+        Scan::Found(found) if settings.trust.trusted(&hs.source()) => {
             // Options naming different clients: the one at the balancer's
             // position (`tcpopt_position`) is taken, the others counted.
             if picked.conflict {
@@ -84,7 +99,7 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
         }
         Scan::Found(_) => {
             stats::inc(Counter::ToaUntrusted);
-            trust::untrusted_seen(&hs.source());
+            settings.trust.untrusted_seen(&hs.source());
             None
         }
         Scan::Absent => None,
@@ -101,15 +116,16 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
 ///
 /// `child` must be a live socket the caller holds (locked, as the kernel
 /// holds it in `tcp_v4_syn_recv_sock`), and `hs` must point to a valid
-/// [`Handshake`] whose `options` are `options_len` readable bytes, for the
-/// duration of the call.
+/// [`Handshake`] whose `options` are `options_len` readable bytes and whose
+/// `settings` are live, for the duration of the call.
 #[no_mangle]
 pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     // SAFETY: the caller guarantees `hs` is valid for the call.
     let hs = unsafe { &*hs };
     // A Fast Open child is created from the SYN itself.
     let packet = if hs.syn { Packet::Syn } else { Packet::Ack };
-    let from = config::named_in();
+    // SAFETY: the caller guarantees the settings are live.
+    let from = unsafe { hs.settings() }.options.named_in();
     // The packet's own client, unless it is a packet where the balancer
     // puts none (a SYN when it names the client after the SYN).
     let own = if from == NamedIn::Ack && hs.syn {

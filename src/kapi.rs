@@ -11,6 +11,8 @@ use core::ffi::{c_int, c_uint, c_ulong, c_void};
 
 use kernel::error::{to_result, Result};
 
+use crate::settings::Settings;
+
 /// A `struct sock`, only ever handled by pointer.
 #[repr(C)]
 pub struct Sock {
@@ -52,10 +54,12 @@ pub struct Handshake {
     pub now_ms: u64,
     /// The network namespace of the listener (of the child, for a child).
     pub net: u64,
+    /// That namespace's settings, live while the packet is handled.
+    pub settings: *const Settings,
 }
 
 // The C side (`struct toa_handshake`) checks the same size.
-const _: () = assert!(core::mem::size_of::<Handshake>() == 72);
+const _: () = assert!(core::mem::size_of::<Handshake>() == 80);
 
 /// What a UDP (or ICMP, or option protocol) packet is, for the UDP hooks
 /// (`struct toa_udp_packet`): gathered by the glue, decided on by
@@ -91,6 +95,8 @@ pub struct UdpPacket {
     /// Whether the packet came from the host itself (the loopback device,
     /// or a local source address): it never names a client.
     pub local: bool,
+    /// The namespace's settings, live while the packet is handled.
+    pub settings: *const Settings,
 }
 
 impl UdpPacket {
@@ -105,7 +111,7 @@ impl UdpPacket {
     pub const ICMP: u8 = 3;
 }
 
-const _: () = assert!(core::mem::size_of::<UdpPacket>() == 72);
+const _: () = assert!(core::mem::size_of::<UdpPacket>() == 80);
 
 /// What the UDP hooks do with a packet (`struct toa_udp_verdict`).
 #[repr(C)]

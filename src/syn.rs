@@ -22,7 +22,7 @@
 use core::ffi::{c_uint, c_ulong};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::{self, NamedIn};
+use crate::config::NamedIn;
 use crate::handshake;
 use crate::kapi::{self, Handshake};
 use crate::stats::{self, Counter};
@@ -122,7 +122,8 @@ impl Handshake {
 /// # Safety
 ///
 /// `hs` must point to a valid [`Handshake`] whose `options` are
-/// `options_len` readable bytes, for the duration of the call. Callable in
+/// `options_len` readable bytes and whose `settings` are live, for the
+/// duration of the call. Callable in
 /// softirq and with interrupts off: takes one bucket lock, allocates nothing.
 #[no_mangle]
 pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
@@ -131,7 +132,8 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
     // Only the packets where the balancer puts its option are kept: a SYN
     // when it names the client after the SYN, a held-back ACK when it names
     // it in the SYN only, carry nobody's but the client's own.
-    match (config::named_in(), hs.syn) {
+    // SAFETY: the caller guarantees the settings are live.
+    match (unsafe { hs.settings() }.options.named_in(), hs.syn) {
         (NamedIn::Ack, true) | (NamedIn::Syn, false) => return,
         _ => {}
     }

@@ -228,7 +228,8 @@ pub fn put(bucket: &mut Bucket, key: &Key, found: &Found, now: u64, same: Same, 
             (true, true) => &mut own,
             (true, false) => continue,
         };
-        if pick.is_none_or(|p| s.stamp < bucket[p].stamp) {
+        // (`Option::is_none_or` is newer than the oldest kernels' Rust.)
+        if !matches!(*pick, Some(p) if s.stamp >= bucket[p].stamp) {
             *pick = Some(i);
         }
     }

@@ -18,9 +18,11 @@
 //! - [`stash`]: the word toa keeps in `sk_user_data` (pure Rust, host-tested).
 //! - [`parse`]: strict parsing of sysctl and parameter writes (pure Rust).
 //! - [`cidr`]: prefix lists, parsed strictly (pure Rust, host-tested).
-//! - [`config`]: the option kinds and the CDN switch (sysctl and module
-//!   parameters).
-//! - [`trust`]: the balancers allowed to name a client (`trusted_sources`).
+//! - [`settings`]: each network namespace's `net.toa.*`, made of:
+//!   - [`config`]: the option kinds, the CDN switch, which packet and which
+//!     option are the balancer's;
+//!   - [`trust`]: the balancers allowed to name a client
+//!     (`trusted_sources`).
 //! - [`stats`]: the counters of `/proc/net/toa_stats`.
 //! - [`syn`]: clients named by a SYN (or a held-back handshake ACK), kept in
 //!   the handshake table until the socket exists.
@@ -49,6 +51,7 @@ pub mod kinds;
 pub mod lookup;
 pub mod parse;
 pub mod record;
+pub mod settings;
 pub mod siphash;
 pub mod stash;
 pub mod stats;
@@ -84,15 +87,16 @@ impl kernel::Module for Toa {
         syn::init();
         udp::flows::init();
         kapi::register()?;
-        let cdn = config::rules().cdn;
+        let load = &settings::LOAD;
+        let rules = load.options.rules();
         toa_info!(
             "toa loaded (hook={}, tcpopt_kinds={}, tcpopt_cdn={}, udp_max_flows={})\n",
             kapi::hook_name(),
-            config::kinds(),
-            u8::from(cdn),
+            rules.kinds,
+            u8::from(rules.cdn),
             udp::config::toa_udp_config_max_flows()
         );
-        if !trust::configured() {
+        if !load.trust.configured() {
             toa_warn!(
                 "no balancer is trusted yet: no client is taken from any packet until net.toa.trusted_sources names the balancers' prefixes\n"
             );

@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The UDP settings: `net.toa.udp_rewrite`, `net.toa.udp_timeout` and
-//! `net.toa.udp_max_flows` (and the module parameters of the same names).
+//! The UDP settings: `net.toa.udp_rewrite` (each namespace's, kept in its
+//! [`Settings`]), `net.toa.udp_timeout` and `net.toa.udp_max_flows` (the
+//! host's: the flow table is shared; read-only in other namespaces), and
+//! the module parameters of the same names.
 //!
 //! Writers are serialized by the glue's config mutex and go through the
 //! functions below, which refuse anything invalid (`-EINVAL`, nothing
 //! changed); packet paths read the values with relaxed loads.
 
 use core::ffi::{c_int, c_uint, c_ulong};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use kernel::error::code::EINVAL;
 
 use crate::parse;
+use crate::settings::Settings;
 
 /// Default flow timeout (s): above the balancers' own (LVS and DPVS: 300).
 pub const DEFAULT_TIMEOUT_S: u32 = 330;
@@ -23,18 +26,10 @@ pub const DEFAULT_MAX_FLOWS: usize = 8192;
 /// Most flows a table may hold (about 176 MiB).
 pub const MAX_MAX_FLOWS: usize = 1 << 20;
 
-/// Whether datagrams of flows are rewritten (the client shown on receive,
-/// the balancer used on send).
-static REWRITE: AtomicBool = AtomicBool::new(true);
 /// How long a flow lives unseen (s).
 static TIMEOUT_S: AtomicU32 = AtomicU32::new(DEFAULT_TIMEOUT_S);
 /// How many flows the table holds (0: no table, UDP clients off).
 static MAX_FLOWS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_FLOWS);
-
-/// Whether datagrams are rewritten.
-pub fn rewrite() -> bool {
-    REWRITE.load(Ordering::Relaxed)
-}
 
 /// The flow timeout in milliseconds.
 pub fn timeout_ms() -> u64 {
@@ -54,24 +49,34 @@ unsafe fn bytes<'a>(text: *const u8, len: usize) -> Option<&'a [u8]> {
     Some(unsafe { core::slice::from_raw_parts(text, len) })
 }
 
-/// `udp_rewrite`: 1 or 0.
+/// `udp_rewrite` of the namespace `s` belongs to: 1 or 0.
+///
+/// # Safety
+///
+/// `s` must point to a live [`Settings`].
 #[no_mangle]
-pub extern "C" fn toa_udp_config_rewrite() -> c_int {
-    c_int::from(rewrite())
+pub unsafe extern "C" fn toa_udp_config_rewrite(s: *const Settings) -> c_int {
+    // SAFETY: the caller guarantees a live `Settings`.
+    c_int::from(unsafe { &*s }.rewrite())
 }
 
 /// Set `udp_rewrite` from text (`0` or `1`); 0 or `-EINVAL`.
 ///
 /// # Safety
 ///
-/// `text` must point to `len` readable bytes; the caller must hold the
-/// glue's config mutex.
+/// `s` must point to a live [`Settings`] and `text` to `len` readable
+/// bytes; the caller must hold the glue's config mutex.
 #[no_mangle]
-pub unsafe extern "C" fn toa_udp_config_write_rewrite(text: *const u8, len: usize) -> c_int {
+pub unsafe extern "C" fn toa_udp_config_write_rewrite(
+    s: *const Settings,
+    text: *const u8,
+    len: usize,
+) -> c_int {
     // SAFETY: the caller guarantees `len` readable bytes.
     match unsafe { bytes(text, len) }.and_then(parse::switch) {
         Some(on) => {
-            REWRITE.store(on, Ordering::Relaxed);
+            // SAFETY: the caller guarantees a live `Settings`.
+            unsafe { &*s }.udp_rewrite.store(on, Ordering::Relaxed);
             0
         }
         None => EINVAL.to_errno(),

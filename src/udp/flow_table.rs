@@ -642,7 +642,8 @@ impl<'a, L: Locks> Table<'a, L> {
                 (true, true) => &mut own,
                 (true, false) => continue,
             };
-            if pick.as_ref().is_none_or(|(_, x)| h.seen < x.seen) {
+            // (`Option::is_none_or` is newer than the oldest kernels' Rust.)
+            if !matches!(pick, Some((_, x)) if h.seen >= x.seen) {
                 *pick = Some((way, h));
             }
         }

@@ -22,15 +22,13 @@
 //! section: they allocate nothing and take at most a bucket lock.
 
 use super::announce::{self, Parsed, Proto};
-use super::config;
 use super::flow_table::{Endpoint, FlowKey, Via};
 use super::flows;
 use super::uoa::{self, Options};
 use crate::cidr::Source;
-use crate::config as toa_config;
 use crate::kapi::{UdpPacket, UdpVerdict};
+use crate::settings::Settings;
 use crate::stats::{self, Counter};
-use crate::trust;
 use crate::wire::ClientAddr;
 
 impl UdpPacket {
@@ -47,6 +45,17 @@ impl UdpPacket {
             // SAFETY: the caller guarantees `hdr_len` readable bytes.
             unsafe { core::slice::from_raw_parts(self.hdr, self.hdr_len as usize) }
         }
+    }
+
+    /// The settings of the packet's network namespace.
+    ///
+    /// # Safety
+    ///
+    /// `settings` must point to a live [`Settings`] for the lifetime of
+    /// `self` (the glue's guarantee for the duration of a hook).
+    unsafe fn settings(&self) -> &Settings {
+        // SAFETY: the caller guarantees `settings` is live.
+        unsafe { &*self.settings }
     }
 
     fn endpoint(&self, addr: &[u8; 16], port: [u8; 2]) -> Endpoint {
@@ -82,15 +91,18 @@ impl UdpPacket {
 ///
 /// # Safety
 ///
-/// The caller must be in an RCU read-side critical section.
+/// The caller must be in an RCU read-side critical section, and
+/// `p.settings` must be live.
 unsafe fn record(p: &UdpPacket, key: &FlowKey, client: &ClientAddr, via: Via) -> bool {
     if p.local {
         stats::inc(Counter::UdpLocal);
         return false;
     }
-    if !trust::trusted(&p.source()) {
+    // SAFETY: the caller guarantees the settings are live.
+    let trust = unsafe { &p.settings().trust };
+    if !trust.trusted(&p.source()) {
         stats::inc(Counter::UdpUntrusted);
-        trust::untrusted_seen(&p.source());
+        trust.untrusted_seen(&p.source());
         return false;
     }
     // SAFETY: the caller holds RCU.
@@ -106,7 +118,9 @@ unsafe fn record(p: &UdpPacket, key: &FlowKey, client: &ClientAddr, via: Via) ->
 unsafe fn icmp(p: &UdpPacket) -> Option<[u8; 2]> {
     // SAFETY: the caller guarantees `hdr`.
     let msg = unsafe { p.hdr() };
-    let a = match announce::parse(msg, p.msg_len as usize, &toa_config::rules().kinds) {
+    // SAFETY: the caller guarantees the settings are live.
+    let kinds = unsafe { p.settings() }.options.rules().kinds;
+    let a = match announce::parse(msg, p.msg_len as usize, &kinds) {
         Parsed::NotOurs => return None,
         Parsed::Bad(_) => {
             stats::inc(Counter::CaIcmpBad);
@@ -120,7 +134,7 @@ unsafe fn icmp(p: &UdpPacket) -> Option<[u8; 2]> {
         lip: p.endpoint(&p.saddr, a.lport),
         rs: p.endpoint(&p.daddr, a.rsport),
     };
-    // SAFETY: the caller holds RCU.
+    // SAFETY: the caller holds RCU; the settings are live (the caller).
     let recorded = unsafe { record(p, &key, &a.client, Via::Icmp) };
     if recorded {
         stats::inc(Counter::CaIcmpOk);
@@ -133,8 +147,8 @@ unsafe fn icmp(p: &UdpPacket) -> Option<[u8; 2]> {
 /// # Safety
 ///
 /// `p` must point to a valid [`UdpPacket`] whose `hdr` is NULL or
-/// `hdr_len` readable bytes, and `v` to a writable [`UdpVerdict`], for the
-/// call; the caller must be in an RCU read-side critical section (a
+/// `hdr_len` readable bytes and whose `settings` are live, and `v` to a
+/// writable [`UdpVerdict`], for the call; the caller must be in an RCU read-side critical section (a
 /// netfilter hook).
 #[no_mangle]
 pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
@@ -157,7 +171,7 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
             // SAFETY: the caller guarantees `hdr`.
             match uoa::scan(unsafe { p.hdr() }) {
                 Options::Found(client) => {
-                    // SAFETY: the caller holds RCU.
+                    // SAFETY: the caller holds RCU; the settings are live.
                     recorded = unsafe { record(p, &key, &client, Via::Ipo) };
                     if recorded {
                         stats::inc(Counter::UoaIpo);
@@ -172,7 +186,7 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
             match uoa::parse_opp(unsafe { p.hdr() }) {
                 Ok(opp) => {
                     v.strip = opp.len as u16;
-                    // SAFETY: the caller holds RCU.
+                    // SAFETY: the caller holds RCU; the settings are live.
                     recorded = unsafe { record(p, &key, &opp.client, Via::Opp) };
                     if recorded {
                         stats::inc(Counter::UoaOpp);
@@ -190,7 +204,8 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
     v.recorded = recorded;
     v.rsport = p.dport;
     // The host's own datagrams are never shown as a client's.
-    if p.local || !config::rewrite() || !(p.live || recorded) {
+    // SAFETY: the caller guarantees the settings are live.
+    if p.local || !unsafe { p.settings() }.rewrite() || !(p.live || recorded) {
         return;
     }
     // SAFETY: the caller holds RCU.
@@ -219,7 +234,8 @@ pub unsafe extern "C" fn toa_udp_tx(p: *const UdpPacket, v: *mut UdpVerdict) {
     // SAFETY: the caller guarantees both.
     let (p, v) = unsafe { (&*p, &mut *v) };
     *v = UdpVerdict::default();
-    if !config::rewrite() {
+    // SAFETY: the caller guarantees the settings are live.
+    if !unsafe { p.settings() }.rewrite() {
         return;
     }
     let rs = p.endpoint(&p.saddr, p.sport);

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use super::common::{client, opt4, GUEST, LB};
 use crate::{ensure_eq, Case, Ctx};
-use toa_test::kmod::{self, Stats};
+use toa_test::kmod::{self, Stats, SysctlGuard};
 use toa_test::peer::{self, Conn, Handshake};
 use toa_test::sock::{self, Accept};
 use toa_test::tun::Tun;
@@ -40,6 +40,10 @@ pub fn cases() -> Vec<Case> {
         Case::new(
             "namespaces: 20 000 announcements from an unprivileged user's namespace: the host's UDP flows keep their clients",
             udp_flood,
+        ),
+        Case::new(
+            "namespaces: a namespace's own trusted_sources decides for its packets: inherited from the host when made, then its own; the host's list unchanged",
+            own_trust,
         ),
     ]
 }
@@ -116,7 +120,7 @@ fn attack(args: &[String]) -> Result<String> {
         args.first(),
         args.get(1).and_then(|n| n.parse::<u32>().ok()),
     ) else {
-        bail!("usage: --attacker syn|udp N");
+        bail!("usage: --attacker syn|udp N | peer 1 [trusted_sources]");
     };
     toa_test::sh("ip link set lo up")?;
     let tun = Tun::create("att0", &["10.9.0.1/24"])?;
@@ -151,6 +155,24 @@ fn attack(args: &[String]) -> Result<String> {
                     tun.drain();
                 }
             }
+        }
+        "peer" => {
+            // The namespace's own list, if one is given (as its root may).
+            if let Some(list) = args.get(2) {
+                std::fs::write("/proc/sys/net/toa/trusted_sources", list)
+                    .context("the namespace's trusted_sources")?;
+            }
+            let list = std::fs::read_to_string("/proc/sys/net/toa/trusted_sources")?;
+            let l = TcpListener::bind((me, 7002))?;
+            let hs = Handshake {
+                ack_options: opt4(254, SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 4242)),
+                ..Handshake::default()
+            };
+            let local = SocketAddr::new(Ipv4Addr::new(10, 9, 0, 2).into(), 40000);
+            let _conn = Conn::open(&tun, local, l.local_addr()?, &hs)?;
+            let (fd, _) = sock::accept(&l, Accept::Accept)?;
+            let peer = sock::getpeername(fd.as_raw_fd())?;
+            return Ok(format!("list={} peer={peer}", list.trim()));
         }
         k => bail!("no flood of kind {k}"),
     }
@@ -278,5 +300,29 @@ fn udp_flood(ctx: &Ctx) -> Result<()> {
         let sent = wire::expect_sent(&ctx.tun, *lip, Duration::from_secs(10))?;
         ensure_eq!(sent.src, SocketAddr::from(rs), "the reply's source");
     }
+    Ok(())
+}
+
+fn own_trust(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    // The host trusts another balancer than the namespace's (10.9.0.2).
+    let _g = SysctlGuard::set("/proc/sys/net/toa/trusted_sources", "192.0.2.1/32")?;
+    let inherited = as_container(&["peer", "1"])?;
+    ensure_eq!(
+        inherited,
+        "list=192.0.2.1/32 peer=10.9.0.2:40000",
+        "a new namespace: the host's list, so its balancer is not trusted"
+    );
+    let own = as_container(&["peer", "1", "10.9.0.0/24"])?;
+    ensure_eq!(
+        own,
+        "list=10.9.0.0/24 peer=198.51.100.7:4242",
+        "the namespace trusts its balancer"
+    );
+    ensure_eq!(
+        kmod::sysctl("trusted_sources")?,
+        "192.0.2.1/32",
+        "the host's list"
+    );
     Ok(())
 }
