@@ -36,7 +36,8 @@ pub unsafe extern "C" fn toa_getname_peek(sk: *const Sock) -> bool {
         // The glue lets sockets without sk_user_data go before asking.
         Stashed::Empty => false,
         Stashed::Foreign => {
-            stats::inc(Counter::GetnameToaMismatch);
+            // SAFETY: the caller guarantees `sk` is live.
+            unsafe { stats::inc_sk(sk, Counter::GetnameToaMismatch) };
             false
         }
         Stashed::V4 { .. } | Stashed::V6Record(_) => true,

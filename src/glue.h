@@ -143,9 +143,9 @@ const char *toa_stat_name(unsigned int index);
 /* udp/packet.rs: in a netfilter hook (RCU held) */
 void toa_udp_rx(const struct toa_udp_packet *p, struct toa_udp_verdict *v);
 void toa_udp_tx(const struct toa_udp_packet *p, struct toa_udp_verdict *v);
-void toa_udp_fragment(void);
+void toa_udp_fragment(const struct toa_settings *s);
 /* udp/sockopt.rs: RCU held; 0, -EINVAL or -ENOENT */
-int toa_uoa_lookup(u64 net, u64 now_ms, struct uoa_param_map *map);
+int toa_uoa_lookup(const struct toa_settings *s, u64 net, u64 now_ms, struct uoa_param_map *map);
 /* udp/flows.rs */
 void toa_udp_table_shape(unsigned long flows, unsigned int *buckets, size_t *bucket_bytes);
 void toa_udp_migrate(const void *old, const void *old_buckets, unsigned int old_n,
@@ -168,8 +168,9 @@ void toa_udp_config_set_max_flows(unsigned long flows);
 int toa_glue_register(void);
 void toa_glue_unregister(void);
 int toa_hook_kind(void);
-void toa_stat_inc(unsigned int counter);
-void toa_stat_add(unsigned int counter, u64 n);
+/* s NULL (or the load-time values): the host's counters */
+void toa_stat_add(const struct toa_settings *s, unsigned int counter, u64 n);
+void toa_sk_stat_add(const struct sock *sk, unsigned int counter, u64 n);
 void toa_trust_unset_warn(const u8 *addr, bool v6);
 void toa_synchronize_rcu(void);
 void toa_rcu_read_lock(void);

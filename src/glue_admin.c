@@ -16,6 +16,7 @@
 #include <linux/nsproxy.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
+#include <linux/seq_file_net.h>
 #include <linux/slab.h>
 #include <linux/sysctl.h>
 #include <net/net_namespace.h>
@@ -25,31 +26,85 @@
 #include "glue_internal.h"
 
 /* ------------------------------------------------------------------------ */
-/* Per-CPU counters: names and order belong to stats.rs.                    */
+/* Per-CPU counters of each namespace: names and order belong to stats.rs.  */
 
-/* (struct toa_counters and TOA_MAX_COUNTERS: glue_internal.h, whose
- * toa_getname_stat_inc() bumps one on the getpeername() path.) */
-struct toa_counters __percpu *toa_counters;
 unsigned int toa_nr_counters;
 
-void toa_stat_inc(unsigned int counter)
+/*
+ * The namespaces with counters (toa_nets), the initial namespace's data
+ * (toa_host_tn: RCU, for events of no namespace), and what the namespaces
+ * that went had counted (toa_gone), which the initial namespace's
+ * all-namespaces column adds.
+ */
+static DEFINE_MUTEX(toa_nets_mutex);
+static LIST_HEAD(toa_nets);
+static struct toa_net __rcu *toa_host_tn;
+static u64 toa_gone[TOA_MAX_COUNTERS];
+
+/* The toa data holding settings s. */
+static const struct toa_net *toa_net_of(const struct toa_settings *s)
 {
-	if (likely(counter < toa_nr_counters))
-		this_cpu_inc(toa_counters->v[counter]);
+	return (const struct toa_net *)((const u8 *)s - offsetof(struct toa_net, settings));
 }
 
-void toa_stat_add(unsigned int counter, u64 n)
+void toa_host_stat_add(unsigned int counter, u64 n)
 {
-	if (likely(counter < toa_nr_counters))
-		this_cpu_add(toa_counters->v[counter], n);
+	const struct toa_net *tn;
+	struct toa_counters __percpu *c;
+
+	rcu_read_lock();
+	tn = rcu_dereference(toa_host_tn);
+	c = tn ? rcu_dereference(tn->counters) : NULL;
+	if (c && counter < TOA_MAX_COUNTERS)
+		this_cpu_add(c->v[counter], n);
+	rcu_read_unlock();
+}
+
+void toa_stat_add(const struct toa_settings *s, unsigned int counter, u64 n)
+{
+	if (!s || s == toa_settings_load())
+		toa_host_stat_add(counter, n);
+	else
+		toa_net_stat_add(toa_net_of(s), counter, n);
+}
+
+void toa_sk_stat_add(const struct sock *sk, unsigned int counter, u64 n)
+{
+	toa_net_stat_add(net_generic(sock_net(sk), toa_net_id), counter, n);
+}
+
+static u64 toa_counter_total(struct toa_counters __percpu *c, unsigned int i)
+{
+	u64 total = 0;
+	int cpu;
+
+	/* Counts of CPUs gone offline stay in the total. */
+	for_each_possible_cpu(cpu)
+		total += per_cpu_ptr(c, cpu)->v[i];
+	return total;
 }
 
 /* ------------------------------------------------------------------------ */
-/* /proc/net/toa_stats (in every network namespace, same global values; each */
-/* namespace's own counters are left to do).                                 */
+/* /proc/net/toa_stats: the namespace's own counters, a column per online   */
+/* CPU and the total; the initial namespace adds every namespace's total    */
+/* (all_netns: the live ones and those gone) and the host-wide rows.        */
+
+static void toa_stats_row_host(struct seq_file *seq, const char *name, unsigned long value)
+{
+	int cpu;
+
+	seq_printf(seq, "%-24s", name);
+	for_each_online_cpu(cpu)
+		seq_printf(seq, " %12s", "-");
+	seq_printf(seq, " %12lu %12lu\n", value, value);
+}
 
 static int toa_stats_show(struct seq_file *seq, void *v)
 {
+	struct net *net = seq_file_single_net(seq);
+	const struct toa_net *tn = net_generic(net, toa_net_id), *other;
+	bool host = net_eq(net, &init_net);
+	struct toa_counters __percpu *c;
 	char head[16];
 	unsigned int i;
 	int cpu;
@@ -59,34 +114,38 @@ static int toa_stats_show(struct seq_file *seq, void *v)
 		snprintf(head, sizeof(head), "CPU%d", cpu);
 		seq_printf(seq, " %12s", head);
 	}
-	seq_printf(seq, " %12s\n", "total");
+	seq_printf(seq, " %12s", "total");
+	if (host)
+		seq_printf(seq, " %12s", "all_netns");
+	seq_putc(seq, '\n');
 
-	for (i = 0; i < toa_nr_counters; i++) {
-		u64 total = 0;
-
+	mutex_lock(&toa_nets_mutex);
+	c = rcu_dereference_protected(tn->counters, lockdep_is_held(&toa_nets_mutex));
+	for (i = 0; c && i < toa_nr_counters; i++) {
 		seq_printf(seq, "%-24s", toa_stat_name(i));
 		for_each_online_cpu(cpu)
-			seq_printf(seq, " %12llu", per_cpu_ptr(toa_counters, cpu)->v[i]);
-		/* Counts of CPUs gone offline stay in the total. */
-		for_each_possible_cpu(cpu)
-			total += per_cpu_ptr(toa_counters, cpu)->v[i];
-		seq_printf(seq, " %12llu\n", total);
-	}
+			seq_printf(seq, " %12llu", per_cpu_ptr(c, cpu)->v[i]);
+		seq_printf(seq, " %12llu", toa_counter_total(c, i));
+		if (host) {
+			u64 all = toa_gone[i];
 
-	/* Not per-CPU: events the probe core could not hand to toa, the
-	 * entries the handshake table holds now, and the UDP flows. */
-	seq_printf(seq, "%-24s", "probe_missed");
-	for_each_online_cpu(cpu)
-		seq_printf(seq, " %12s", "-");
-	seq_printf(seq, " %12lu\n", toa_probes_missed() + toa_syn_probes_missed());
-	seq_printf(seq, "%-24s", "syn_table_entries");
-	for_each_online_cpu(cpu)
-		seq_printf(seq, " %12s", "-");
-	seq_printf(seq, " %12lu\n", toa_syn_occupied());
-	seq_printf(seq, "%-24s", "udp_flows");
-	for_each_online_cpu(cpu)
-		seq_printf(seq, " %12s", "-");
-	seq_printf(seq, " %12lu\n", toa_udp_flow_count());
+			list_for_each_entry(other, &toa_nets, list)
+				all += toa_counter_total(rcu_dereference_protected(other->counters,
+						lockdep_is_held(&toa_nets_mutex)), i);
+			seq_printf(seq, " %12llu", all);
+		}
+		seq_putc(seq, '\n');
+	}
+	mutex_unlock(&toa_nets_mutex);
+
+	/* Not per-CPU, and the host's: events the probe core could not hand
+	 * to toa, the entries of the shared handshake and flow tables. */
+	if (host) {
+		toa_stats_row_host(seq, "probe_missed",
+				   toa_probes_missed() + toa_syn_probes_missed());
+		toa_stats_row_host(seq, "syn_table_entries", toa_syn_occupied());
+		toa_stats_row_host(seq, "udp_flows", toa_udp_flow_count());
+	}
 	return 0;
 }
 
@@ -514,9 +573,12 @@ static int __net_init toa_net_init(struct net *net)
 	mutex_unlock(&toa_trust_mutex);
 	mutex_unlock(&toa_config_mutex);
 
+	tn->dying = alloc_percpu(struct toa_counters);
+	if (!tn->dying)
+		return -ENOMEM;
 	table = kmemdup(toa_sysctl_table, sizeof(toa_sysctl_table), GFP_KERNEL);
 	if (!table)
-		return -ENOMEM;
+		goto free_counters;
 	for (i = 0; i < ARRAY_SIZE(toa_sysctl_table); i++) {
 		table[i].extra2 = net;
 		/* The host's settings are only shown in other namespaces. */
@@ -527,14 +589,24 @@ static int __net_init toa_net_init(struct net *net)
 	tn->sysctl = register_net_sysctl_sz(net, "net/toa", table, ARRAY_SIZE(toa_sysctl_table));
 	if (!tn->sysctl)
 		goto free_table;
-	if (!proc_create_single("toa_stats", 0444, net->proc_net, toa_stats_show))
+	if (!proc_create_net_single("toa_stats", 0444, net->proc_net, toa_stats_show, NULL))
 		goto unregister_sysctl;
+	mutex_lock(&toa_nets_mutex);
+	rcu_assign_pointer(tn->counters, tn->dying);
+	tn->dying = NULL;
+	list_add_tail(&tn->list, &toa_nets);
+	if (net_eq(net, &init_net))
+		rcu_assign_pointer(toa_host_tn, tn);
+	mutex_unlock(&toa_nets_mutex);
 	return 0;
 
 unregister_sysctl:
 	unregister_net_sysctl_table(tn->sysctl);
 free_table:
 	kfree(table);
+free_counters:
+	free_percpu(tn->dying);
+	tn->dying = NULL;
 	return -ENOMEM;
 }
 
@@ -546,11 +618,41 @@ static void __net_exit toa_net_exit(struct net *net)
 	remove_proc_entry("toa_stats", net->proc_net);
 	unregister_net_sysctl_table(tn->sysctl);
 	kfree(table);
+	/* Events still to come in this namespace are counted as the host's;
+	 * the counters go once no one can be counting in them (exit_batch). */
+	mutex_lock(&toa_nets_mutex);
+	list_del(&tn->list);
+	tn->dying = rcu_dereference_protected(tn->counters, lockdep_is_held(&toa_nets_mutex));
+	RCU_INIT_POINTER(tn->counters, NULL);
+	if (net_eq(net, &init_net))
+		RCU_INIT_POINTER(toa_host_tn, NULL);
+	mutex_unlock(&toa_nets_mutex);
+}
+
+static void __net_exit toa_net_exit_batch(struct list_head *net_exit_list)
+{
+	struct toa_net *tn;
+	struct net *net;
+	unsigned int i;
+
+	synchronize_rcu();
+	mutex_lock(&toa_nets_mutex);
+	list_for_each_entry(net, net_exit_list, exit_list) {
+		tn = net_generic(net, toa_net_id);
+		if (!tn->dying)
+			continue;
+		for (i = 0; i < toa_nr_counters; i++)
+			toa_gone[i] += toa_counter_total(tn->dying, i);
+		free_percpu(tn->dying);
+		tn->dying = NULL;
+	}
+	mutex_unlock(&toa_nets_mutex);
 }
 
 static struct pernet_operations toa_net_ops = {
 	.init = toa_net_init,
 	.exit = toa_net_exit,
+	.exit_batch = toa_net_exit_batch,
 	.id = &toa_net_id,
 	.size = sizeof(struct toa_net) + TOA_SETTINGS_MAX,
 };
@@ -564,23 +666,18 @@ int toa_admin_register(void)
 		return -EINVAL;
 	if (WARN_ON(toa_settings_size() > TOA_SETTINGS_MAX))
 		return -EINVAL;
-	toa_counters = alloc_percpu(struct toa_counters);
-	if (!toa_counters)
-		return -ENOMEM;
+	memset(toa_gone, 0, sizeof(toa_gone));
 	err = register_pernet_subsys(&toa_net_ops);
-	if (err)
-		goto free_counters;
+	if (err) {
+		toa_nr_counters = 0;
+		return err;
+	}
 	mutex_lock(&toa_config_mutex);
 	mutex_lock(&toa_trust_mutex);
 	WRITE_ONCE(toa_nets_ready, true);
 	mutex_unlock(&toa_trust_mutex);
 	mutex_unlock(&toa_config_mutex);
 	return 0;
-
-free_counters:
-	free_percpu(toa_counters);
-	toa_nr_counters = 0;
-	return err;
 }
 
 void toa_admin_unregister(void)
@@ -592,5 +689,4 @@ void toa_admin_unregister(void)
 	mutex_unlock(&toa_config_mutex);
 	unregister_pernet_subsys(&toa_net_ops);
 	toa_nr_counters = 0;
-	free_percpu(toa_counters);
 }

@@ -29,6 +29,11 @@ void toa_admin_unregister(void);
 #define TOA_SETTINGS_MAX 3072	/* settings.rs: SETTINGS_MAX */
 struct toa_net {
 	struct ctl_table_header *sysctl;
+	/* The namespace's counters: RCU, NULL once it goes (counted as the
+	 * host's then); dying keeps them until a grace period has passed. */
+	struct toa_counters __percpu __rcu *counters;
+	struct toa_counters __percpu *dying;
+	struct list_head list;	/* toa_nets, under toa_nets_mutex */
 	/* toa_settings_size() bytes, at most TOA_SETTINGS_MAX (checked on
 	 * both sides; Rust asserts it needs no more than 8-byte alignment) */
 	u64 settings[];
@@ -44,27 +49,39 @@ static __always_inline const struct toa_settings *toa_net_settings(const struct 
 	return (const struct toa_settings *)tn->settings;
 }
 
-/* The per-CPU counters (names and order: stats.rs). */
+/* The per-CPU counters of a namespace (names and order: stats.rs). */
 #define TOA_MAX_COUNTERS 64
 struct toa_counters {
 	u64 v[TOA_MAX_COUNTERS];
 };
-extern struct toa_counters __percpu *toa_counters;
 extern unsigned int toa_nr_counters;
+void toa_host_stat_add(unsigned int counter, u64 n);
+
+/* Count n events of tn's namespace on this CPU (the host's once the
+ * namespace is going). Any context. */
+static __always_inline void toa_net_stat_add(const struct toa_net *tn, unsigned int counter, u64 n)
+{
+	struct toa_counters __percpu *c;
+
+	if (unlikely(counter >= TOA_MAX_COUNTERS))
+		return;
+	rcu_read_lock();
+	c = rcu_dereference(tn->counters);
+	if (likely(c))
+		this_cpu_add(c->v[counter], n);
+	else
+		toa_host_stat_add(counter, n);
+	rcu_read_unlock();
+}
 
 /*
- * Count one event of the getpeername() path on this CPU, inline (every
- * getpeername() of a TOA socket pays it). The path runs only while the
- * hooks are registered, between the counters' allocation and their release
- * (toa_admin_register/unregister bracket the hooks), so the counters are
- * there; the index comes from stats.rs, whose counters fit
- * TOA_MAX_COUNTERS (checked at load): the bound only keeps a bad index in
- * the array.
+ * Count one event of the getpeername() path in sk's namespace, on this
+ * CPU (every getpeername() of a TOA socket pays it). The path runs only
+ * while the hooks are registered, inside the namespaces' registration.
  */
-static __always_inline void toa_getname_stat_inc(unsigned int counter)
+static __always_inline void toa_getname_stat_inc(const struct sock *sk, unsigned int counter)
 {
-	if (likely(counter < TOA_MAX_COUNTERS))
-		this_cpu_inc(toa_counters->v[counter]);
+	toa_net_stat_add(net_generic(sock_net(sk), toa_net_id), counter, 1);
 }
 
 /* glue_records.c: the IPv6 record cache and registry */
@@ -165,7 +182,7 @@ static __always_inline void toa_getname_rewrite_v4(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in) && uaddr->sa_family == AF_INET)
-		toa_getname_stat_inc(toa_getname_v4(sk,
+		toa_getname_stat_inc(sk, toa_getname_v4(sk,
 						   (unsigned long)rcu_access_pointer(sk->sk_user_data),
 						   (struct sockaddr_in *)uaddr));
 }
@@ -176,7 +193,7 @@ static __always_inline void toa_getname_rewrite_v6(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in6) && uaddr->sa_family == AF_INET6)
-		toa_getname_stat_inc(toa_getname_v6(sk,
+		toa_getname_stat_inc(sk, toa_getname_v6(sk,
 						   (unsigned long)rcu_access_pointer(sk->sk_user_data),
 						   (struct sockaddr_in6 *)uaddr));
 }

@@ -539,7 +539,7 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 	BUILD_BUG_ON(sizeof(p) != 80 || sizeof(v) != 28 || sizeof(struct toa_udp_view) != 88);
 	if (ip_is_fragment(iph)) {
 		if (iph->protocol != IPPROTO_ICMP)
-			toa_udp_fragment();
+			toa_udp_fragment(pn->settings);
 		return NF_ACCEPT;
 	}
 	if (iph->protocol == IPPROTO_UDP) {
@@ -955,7 +955,8 @@ static int toa_uoa_sockopt_get(struct sock *sk, int optval, void __user *user, i
 	if (copy_from_user(&map, user, sizeof(map)))
 		return -EFAULT;
 	rcu_read_lock();
-	err = toa_uoa_lookup(sock_net(sk)->net_cookie, toa_now_ms(), &map);
+	err = toa_uoa_lookup(toa_net_settings(sock_net(sk)), sock_net(sk)->net_cookie, toa_now_ms(),
+			     &map);
 	rcu_read_unlock();
 	if (err)
 		return err;

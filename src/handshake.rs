@@ -86,25 +86,25 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
     match picked.scan {
         // The host's own processes are not the balancer, whatever the list.
         Scan::Found(_) if hs.local => {
-            stats::inc(Counter::ToaLocal);
+            stats::inc(settings, Counter::ToaLocal);
             None
         }
         Scan::Found(found) if settings.trust.trusted(&hs.source()) => {
             // Options naming different clients: the one at the balancer's
             // position (`tcpopt_position`) is taken, the others counted.
             if picked.conflict {
-                stats::inc(Counter::ToaConflict);
+                stats::inc(settings, Counter::ToaConflict);
             }
             Some(found)
         }
         Scan::Found(_) => {
-            stats::inc(Counter::ToaUntrusted);
+            stats::inc(settings, Counter::ToaUntrusted);
             settings.trust.untrusted_seen(&hs.source());
             None
         }
         Scan::Absent => None,
         Scan::Malformed(_) => {
-            stats::inc(Counter::ToaMalformed);
+            stats::inc(settings, Counter::ToaMalformed);
             None
         }
     }
@@ -125,7 +125,8 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     // A Fast Open child is created from the SYN itself.
     let packet = if hs.syn { Packet::Syn } else { Packet::Ack };
     // SAFETY: the caller guarantees the settings are live.
-    let from = unsafe { hs.settings() }.options.named_in();
+    let settings = unsafe { hs.settings() };
+    let from = settings.options.named_in();
     // The packet's own client, unless it is a packet where the balancer
     // puts none (a SYN when it names the client after the SYN).
     let own = if from == NamedIn::Ack && hs.syn {
@@ -136,11 +137,12 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     };
     // The table's entry is taken either way: it is this connection's, and
     // its socket exists now.
-    let kept = syn::take(hs);
+    // SAFETY: the caller guarantees the settings are live.
+    let kept = unsafe { syn::take(hs) };
     // Two packets naming two clients: one is not the balancer's.
     if let (Some(o), Some(k)) = (own, kept) {
         if o.client != k.client {
-            stats::inc(Counter::ToaConflict);
+            stats::inc(settings, Counter::ToaConflict);
         }
     }
     // A balancer that names the client in the SYN only: the completing
@@ -148,7 +150,7 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     // from the SYN's, or here when the SYN named nobody).
     let own = if from == NamedIn::Syn && !hs.syn {
         if own.is_some() && kept.is_none() {
-            stats::inc(Counter::ToaConflict);
+            stats::inc(settings, Counter::ToaConflict);
         }
         None
     } else {
@@ -157,16 +159,19 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     let client = match (own, kept) {
         (Some(found), Some(_)) => {
             // A Fast Open child's entry is its own SYN's: used, not replaced.
-            stats::inc(if hs.syn {
-                Counter::ToaSynUsed
-            } else {
-                Counter::ToaSynReplaced
-            });
+            stats::inc(
+                settings,
+                if hs.syn {
+                    Counter::ToaSynUsed
+                } else {
+                    Counter::ToaSynReplaced
+                },
+            );
             Some(found)
         }
         (Some(found), None) => Some(found),
         (None, Some(found)) => {
-            stats::inc(Counter::ToaSynUsed);
+            stats::inc(settings, Counter::ToaSynUsed);
             Some(found)
         }
         // Nothing in the handshake: an ip_vs_ca announcement with protocol
@@ -175,12 +180,12 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
         (None, None) if hs.local => None,
         (None, None) => match udp::flows::tcp_client(hs) {
             Some(found) => {
-                stats::inc(Counter::ToaIcmpUsed);
+                stats::inc(settings, Counter::ToaIcmpUsed);
                 Some(found)
             }
             None => {
                 if hs.syncookie {
-                    stats::inc(Counter::ToaSyncookieNoToa);
+                    stats::inc(settings, Counter::ToaSyncookieNoToa);
                 }
                 None
             }
@@ -189,22 +194,25 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     let recorded = match client {
         // SAFETY: the caller guarantees `child` is live, held and not yet
         // visible to userspace.
-        Some(found) => unsafe { record::store(child, found.client) },
+        Some(found) => unsafe { record::store(child, found.client, settings) },
         None => false,
     };
     if let (true, Some(found)) = (recorded, client) {
         match found.format {
-            Format::Cdn => stats::inc(Counter::ToaCdn),
-            Format::Vip => stats::inc(Counter::ToaVip),
+            Format::Cdn => stats::inc(settings, Counter::ToaCdn),
+            Format::Vip => stats::inc(settings, Counter::ToaVip),
             Format::Toa => {}
         }
         if hs.syn {
-            stats::inc(Counter::ToaFastopen);
+            stats::inc(settings, Counter::ToaFastopen);
         }
     }
-    stats::inc(if recorded {
-        Counter::SynRecvSockToa
-    } else {
-        Counter::SynRecvSockNoToa
-    });
+    stats::inc(
+        settings,
+        if recorded {
+            Counter::SynRecvSockToa
+        } else {
+            Counter::SynRecvSockNoToa
+        },
+    );
 }

@@ -252,10 +252,13 @@ unsafe extern "C" {
     /// The mechanism hooking `getpeername()`/`accept()` now: 0 direct,
     /// 1 ftrace, 2 kretprobe, 3 fprobe.
     fn toa_hook_kind() -> c_int;
-    /// Count one event on this CPU; an out-of-range `counter` is ignored.
-    pub fn toa_stat_inc(counter: c_uint);
-    /// Count `n` events on this CPU; an out-of-range `counter` is ignored.
-    pub fn toa_stat_add(counter: c_uint, n: u64);
+    /// Count `n` events on this CPU in the namespace holding `settings`
+    /// (NULL, or the load-time values: the host's); an out-of-range
+    /// `counter` is ignored.
+    /// (`settings` is a [`Settings`], opaque to C.)
+    pub fn toa_stat_add(settings: *const c_void, counter: c_uint, n: u64);
+    /// Count `n` events on this CPU in the namespace of socket `sk`.
+    pub fn toa_sk_stat_add(sk: *const Sock, counter: c_uint, n: u64);
     /// Say (rate-limited) that a client from `addr` (4 bytes, or 16 with
     /// `v6`) was ignored because `trusted_sources` is not set. Any context.
     pub fn toa_trust_unset_warn(addr: *const u8, v6: bool);

@@ -28,7 +28,8 @@ pub unsafe extern "C" fn toa_lookup(sk: *const Sock, out: *mut Nat64Peer) -> c_i
     let (port, addr) = match unsafe { record::lookup(sk) } {
         Recorded::Client(client) => client.to_v6(),
         Recorded::Empty | Recorded::Foreign | Recorded::Stale => {
-            stats::inc(Counter::LookupToaNone);
+            // SAFETY: the caller guarantees `sk` is live.
+            unsafe { stats::inc_sk(sk, Counter::LookupToaNone) };
             return ENOENT.to_errno();
         }
     };
@@ -37,6 +38,7 @@ pub unsafe extern "C" fn toa_lookup(sk: *const Sock, out: *mut Nat64Peer) -> c_i
     out.saddr = addr;
     out.sport = port;
     out.pad = [0; 2];
-    stats::inc(Counter::LookupToaOk);
+    // SAFETY: the caller guarantees `sk` is live.
+    unsafe { stats::inc_sk(sk, Counter::LookupToaOk) };
     0
 }

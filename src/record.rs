@@ -26,6 +26,7 @@
 //! - the unload drain never touches a socket.
 
 use crate::kapi::{self, Sock, V6Client};
+use crate::settings::Settings;
 use crate::stash::{self, Stashed};
 use crate::stats::{self, Counter};
 use crate::wire::ClientAddr;
@@ -43,20 +44,21 @@ pub enum Recorded {
     Client(ClientAddr),
 }
 
-/// Store `client` on the new socket `child`; whether it was stored.
+/// Store `client` on the new socket `child`, of the namespace whose settings
+/// are `settings` (where it is counted); whether it was stored.
 ///
 /// # Safety
 ///
 /// `child` must be a live socket held by the caller, not yet visible to
 /// userspace. Callable in softirq: allocates with `GFP_ATOMIC` only.
-pub unsafe fn store(child: *mut Sock, client: ClientAddr) -> bool {
+pub unsafe fn store(child: *mut Sock, client: ClientAddr, settings: &Settings) -> bool {
     match client {
         ClientAddr::V4 { port, addr } => {
             // SAFETY: the caller guarantees `child` is live.
             let stored =
                 unsafe { kapi::toa_sk_claim_user_data(child, stash::encode_v4(port, addr)) };
             if !stored {
-                stats::inc(Counter::ToaUserDataBusy);
+                stats::inc(settings, Counter::ToaUserDataBusy);
             }
             stored
         }
@@ -65,10 +67,10 @@ pub unsafe fn store(child: *mut Sock, client: ClientAddr) -> bool {
             // SAFETY: `v6` is a valid V6Client for the duration of the call.
             let rec = unsafe { kapi::toa_v6_new(&v6) };
             if rec.is_null() {
-                stats::inc(Counter::Ip6AddressAllocFailed);
+                stats::inc(settings, Counter::Ip6AddressAllocFailed);
                 return false;
             }
-            stats::inc(Counter::Ip6AddressAlloc);
+            stats::inc(settings, Counter::Ip6AddressAlloc);
             let (stored, refused) = match stash::encode_v6_record(rec as usize) {
                 // SAFETY: the caller guarantees `child` is live; `rec` is a
                 // fresh, unregistered record.
@@ -86,8 +88,8 @@ pub unsafe fn store(child: *mut Sock, client: ClientAddr) -> bool {
             if let Some(why) = refused {
                 // SAFETY: `rec` was not registered, so nothing else has it.
                 unsafe { kapi::toa_v6_free(rec) };
-                stats::inc(Counter::Ip6AddressFree);
-                stats::inc(why);
+                stats::inc(settings, Counter::Ip6AddressFree);
+                stats::inc(settings, why);
             }
             stored
         }
@@ -149,7 +151,8 @@ pub unsafe extern "C" fn toa_on_destruct(sk: *mut Sock) {
         // SAFETY: `toa_v6_release` frees `rec` only if it finds it in the
         // registry, where it removes it under its bucket's lock.
         if unsafe { kapi::toa_v6_release(sk, word, rec) } {
-            stats::inc(Counter::Ip6AddressFree);
+            // SAFETY: the caller guarantees `sk` is in its destructor.
+            unsafe { stats::inc_sk(sk, Counter::Ip6AddressFree) };
         }
     }
 }

@@ -3,12 +3,17 @@
 //! The counters of `/proc/net/toa_stats`.
 //!
 //! The names are the ones existing TOA deployments already watch. The values
-//! are per-CPU `u64`s kept by the C glue ([`kapi::toa_stat_inc`]); this file
-//! owns their names and order, and the glue asks for them by index.
+//! are per-CPU `u64`s kept by the C glue for each network namespace
+//! ([`kapi::toa_stat_add`]); this file owns their names and order, and the
+//! glue asks for them by index. An event is counted in the namespace it
+//! happened in: the one whose settings decided it ([`inc`]), or the
+//! socket's ([`inc_sk`]); what belongs to no namespace (the shared tables'
+//! upkeep) is counted as the host's ([`host`]).
 
 use core::ffi::{c_char, c_uint};
 
-use crate::kapi;
+use crate::kapi::{self, Sock};
+use crate::settings::Settings;
 
 /// Every counter toa keeps, in the order `/proc/net/toa_stats` prints them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,18 +264,40 @@ const _: () = {
     }
 };
 
-/// Count `n` events on this CPU.
-pub fn add(counter: Counter, n: u64) {
-    // SAFETY: as in `inc`.
-    unsafe { kapi::toa_stat_add(counter as c_uint, n) }
+/// Count `n` events on this CPU, in the namespace whose settings are `s`.
+pub fn add(s: &Settings, counter: Counter, n: u64) {
+    // SAFETY: `s` is live for the call (a reference); the glue counts in
+    // the namespace that holds it, or as the host's when `s` is no
+    // namespace's (the load-time values). Any index is accepted
+    // (out-of-range ones are ignored) and every context may call it.
+    unsafe { kapi::toa_stat_add(core::ptr::from_ref(s).cast(), counter as c_uint, n) }
 }
 
-/// Count one event on this CPU.
+/// Count one event on this CPU, in the namespace whose settings are `s`.
 #[inline]
-pub fn inc(counter: Counter) {
-    // SAFETY: `toa_stat_inc` only bumps this CPU's counter; any index is
-    // accepted (out-of-range ones are ignored) and every context may call it.
-    unsafe { kapi::toa_stat_inc(counter as c_uint) }
+pub fn inc(s: &Settings, counter: Counter) {
+    add(s, counter, 1)
+}
+
+/// Count `n` events that belong to no namespace as the host's.
+pub fn host_add(counter: Counter, n: u64) {
+    // SAFETY: NULL asks for the host's counters; see `add`.
+    unsafe { kapi::toa_stat_add(core::ptr::null(), counter as c_uint, n) }
+}
+
+/// Count one event that belongs to no namespace as the host's.
+pub fn host(counter: Counter) {
+    host_add(counter, 1)
+}
+
+/// Count one event in the namespace of socket `sk`.
+///
+/// # Safety
+///
+/// `sk` must be a live socket (or one in its destructor) for the call.
+pub unsafe fn inc_sk(sk: *const Sock, counter: Counter) {
+    // SAFETY: the caller guarantees `sk`; any index is accepted.
+    unsafe { kapi::toa_sk_stat_add(sk, counter as c_uint, 1) }
 }
 
 /// How many counters there are.

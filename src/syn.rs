@@ -133,7 +133,8 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
     // when it names the client after the SYN, a held-back ACK when it names
     // it in the SYN only, carry nobody's but the client's own.
     // SAFETY: the caller guarantees the settings are live.
-    match (unsafe { hs.settings() }.options.named_in(), hs.syn) {
+    let settings = unsafe { hs.settings() };
+    match (settings.options.named_in(), hs.syn) {
         (NamedIn::Ack, true) | (NamedIn::Syn, false) => return,
         _ => {}
     }
@@ -162,14 +163,18 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
         (put.recorded && !hs.syn, Counter::ToaAckDeferred),
     ] {
         if happened {
-            stats::inc(counter);
+            stats::inc(settings, counter);
         }
     }
 }
 
 /// Take the client kept for the connection of `hs` (a packet creating a
 /// child socket), if there is one. Callable in softirq.
-pub fn take(hs: &Handshake) -> Option<Found> {
+///
+/// # Safety
+///
+/// `hs.settings` must be live for the call.
+pub unsafe fn take(hs: &Handshake) -> Option<Found> {
     let last = LAST_PUT.load(Ordering::Acquire);
     if last == 0 || hs.now_ms.saturating_sub(last - 1) > MAX_AGE_MS {
         return None;
@@ -181,7 +186,8 @@ pub fn take(hs: &Handshake) -> Option<Found> {
     match took {
         Take::Found(found) => Some(found),
         Take::Expired => {
-            stats::inc(Counter::ToaSynExpired);
+            // SAFETY: the caller guarantees the settings are live.
+            stats::inc(unsafe { hs.settings() }, Counter::ToaSynExpired);
             None
         }
         Take::Missing => None,

@@ -15,6 +15,7 @@ use super::flow_table::{
     Announced, Bucket, Endpoint, FlowKey, Hit, Locks, Query, Table, Via, View, WAYS,
 };
 use crate::kapi::{self, Handshake, UdpView};
+use crate::settings::Settings;
 use crate::stats::{self, Counter};
 use crate::wire::{ClientAddr, Format, Found};
 
@@ -103,8 +104,8 @@ pub unsafe fn with_table<R>(f: impl FnOnce(&Table<'_, GlueLocks>) -> R) -> Optio
     unsafe { table_at(handle, buckets, n, f) }
 }
 
-/// Count what an announcement did.
-fn count(a: &Announced) {
+/// Count what an announcement did, in the namespace whose settings are `s`.
+fn count(s: &Settings, a: &Announced) {
     for (n, counter) in [
         (u64::from(a.new), Counter::UdpFlowNew),
         (u64::from(a.replaced), Counter::UdpFlowReplaced),
@@ -113,25 +114,31 @@ fn count(a: &Announced) {
         (u64::from(a.refused), Counter::UdpShareFull),
     ] {
         if n > 0 {
-            stats::add(counter, n);
+            stats::add(s, counter, n);
         }
     }
     FLOWS.fetch_add(i64::from(a.delta), Ordering::Relaxed);
 }
 
-/// Record a flow a balancer announced; whether it was recorded (or
-/// refreshed).
+/// Record a flow a balancer announced in the namespace whose settings are
+/// `s`; whether it was recorded (or refreshed).
 ///
 /// # Safety
 ///
 /// The caller must be in an RCU read-side critical section.
-pub unsafe fn announce(key: &FlowKey, client: &ClientAddr, via: Via, now: u64) -> bool {
+pub unsafe fn announce(
+    s: &Settings,
+    key: &FlowKey,
+    client: &ClientAddr,
+    via: Via,
+    now: u64,
+) -> bool {
     let client = Endpoint::from_client(client);
     // SAFETY: the caller holds RCU.
     let a = unsafe { with_table(|t| t.announce(key, &client, via, now, config::timeout_ms())) };
     match a {
         Some(a) => {
-            count(&a);
+            count(s, &a);
             a.new || a.refreshed
         }
         None => false,
@@ -216,7 +223,8 @@ pub unsafe extern "C" fn toa_udp_net_exit(net: u64) {
     // SAFETY: the caller holds RCU.
     if let Some(n) = unsafe { with_table(|t| t.remove_net(net)) } {
         if n > 0 {
-            stats::add(Counter::UdpFlowExpired, n);
+            // Its counters go with it: counted as the host's.
+            stats::host_add(Counter::UdpFlowExpired, n);
             FLOWS.fetch_sub(n as i64, Ordering::Relaxed);
         }
     }
@@ -270,8 +278,8 @@ pub unsafe extern "C" fn toa_udp_migrate(
         })
     };
     if let Some(Some(m)) = moved {
-        stats::add(Counter::UdpFlowExpired, m.expired);
-        stats::add(Counter::UdpFlowEvicted, m.evicted);
+        stats::host_add(Counter::UdpFlowExpired, m.expired);
+        stats::host_add(Counter::UdpFlowEvicted, m.evicted);
         FLOWS.store(m.kept as i64, Ordering::Relaxed);
     } else {
         FLOWS.store(0, Ordering::Relaxed);
@@ -284,7 +292,7 @@ pub unsafe extern "C" fn toa_udp_migrate(
 pub extern "C" fn toa_udp_dropped_all() {
     let n = FLOWS.swap(0, Ordering::Relaxed);
     if n > 0 {
-        stats::add(Counter::UdpFlowEvicted, n as u64);
+        stats::host_add(Counter::UdpFlowEvicted, n as u64);
     }
 }
 

@@ -94,19 +94,20 @@ impl UdpPacket {
 /// The caller must be in an RCU read-side critical section, and
 /// `p.settings` must be live.
 unsafe fn record(p: &UdpPacket, key: &FlowKey, client: &ClientAddr, via: Via) -> bool {
+    // SAFETY: the caller guarantees the settings are live.
+    let settings = unsafe { p.settings() };
     if p.local {
-        stats::inc(Counter::UdpLocal);
+        stats::inc(settings, Counter::UdpLocal);
         return false;
     }
-    // SAFETY: the caller guarantees the settings are live.
-    let trust = unsafe { &p.settings().trust };
+    let trust = &settings.trust;
     if !trust.trusted(&p.source()) {
-        stats::inc(Counter::UdpUntrusted);
+        stats::inc(settings, Counter::UdpUntrusted);
         trust.untrusted_seen(&p.source());
         return false;
     }
     // SAFETY: the caller holds RCU.
-    unsafe { flows::announce(key, client, via, p.now_ms) }
+    unsafe { flows::announce(settings, key, client, via, p.now_ms) }
 }
 
 /// An ICMP message: record the flow if it is an announcement; the flow's
@@ -119,11 +120,12 @@ unsafe fn icmp(p: &UdpPacket) -> Option<[u8; 2]> {
     // SAFETY: the caller guarantees `hdr`.
     let msg = unsafe { p.hdr() };
     // SAFETY: the caller guarantees the settings are live.
-    let kinds = unsafe { p.settings() }.options.rules().kinds;
+    let settings = unsafe { p.settings() };
+    let kinds = settings.options.rules().kinds;
     let a = match announce::parse(msg, p.msg_len as usize, &kinds) {
         Parsed::NotOurs => return None,
         Parsed::Bad(_) => {
-            stats::inc(Counter::CaIcmpBad);
+            stats::inc(settings, Counter::CaIcmpBad);
             return None;
         }
         Parsed::Ok(a) => a,
@@ -137,7 +139,7 @@ unsafe fn icmp(p: &UdpPacket) -> Option<[u8; 2]> {
     // SAFETY: the caller holds RCU; the settings are live (the caller).
     let recorded = unsafe { record(p, &key, &a.client, Via::Icmp) };
     if recorded {
-        stats::inc(Counter::CaIcmpOk);
+        stats::inc(settings, Counter::CaIcmpOk);
     }
     recorded.then_some(a.rsport)
 }
@@ -154,6 +156,8 @@ unsafe fn icmp(p: &UdpPacket) -> Option<[u8; 2]> {
 pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
     // SAFETY: the caller guarantees both.
     let (p, v) = unsafe { (&*p, &mut *v) };
+    // SAFETY: the caller guarantees the settings are live.
+    let settings = unsafe { p.settings() };
     *v = UdpVerdict::default();
     let key = p.key();
     let mut recorded = false;
@@ -174,10 +178,10 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
                     // SAFETY: the caller holds RCU; the settings are live.
                     recorded = unsafe { record(p, &key, &client, Via::Ipo) };
                     if recorded {
-                        stats::inc(Counter::UoaIpo);
+                        stats::inc(settings, Counter::UoaIpo);
                     }
                 }
-                Options::Bad(_) => stats::inc(Counter::UoaBad),
+                Options::Bad(_) => stats::inc(settings, Counter::UoaBad),
                 Options::Absent => {}
             }
         }
@@ -189,11 +193,11 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
                     // SAFETY: the caller holds RCU; the settings are live.
                     recorded = unsafe { record(p, &key, &opp.client, Via::Opp) };
                     if recorded {
-                        stats::inc(Counter::UoaOpp);
+                        stats::inc(settings, Counter::UoaOpp);
                     }
                 }
                 Err(_) => {
-                    stats::inc(Counter::UoaBad);
+                    stats::inc(settings, Counter::UoaBad);
                     return;
                 }
             }
@@ -204,8 +208,7 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
     v.recorded = recorded;
     v.rsport = p.dport;
     // The host's own datagrams are never shown as a client's.
-    // SAFETY: the caller guarantees the settings are live.
-    if p.local || !unsafe { p.settings() }.rewrite() || !(p.live || recorded) {
+    if p.local || !settings.rewrite() || !(p.live || recorded) {
         return;
     }
     // SAFETY: the caller holds RCU.
@@ -214,13 +217,13 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
     };
     v.active |= refreshed;
     if hit.peer.v6 != p.v6 {
-        stats::inc(Counter::UdpRxNat64);
+        stats::inc(settings, Counter::UdpRxNat64);
         return;
     }
     v.rewrite = true;
     v.addr = hit.peer.addr;
     v.port = hit.peer.port;
-    stats::inc(Counter::UdpRxRewrite);
+    stats::inc(settings, Counter::UdpRxRewrite);
 }
 
 /// A datagram on its way out: to a client with a live flow, it goes back
@@ -233,9 +236,10 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
 pub unsafe extern "C" fn toa_udp_tx(p: *const UdpPacket, v: *mut UdpVerdict) {
     // SAFETY: the caller guarantees both.
     let (p, v) = unsafe { (&*p, &mut *v) };
-    *v = UdpVerdict::default();
     // SAFETY: the caller guarantees the settings are live.
-    if !unsafe { p.settings() }.rewrite() {
+    let settings = unsafe { p.settings() };
+    *v = UdpVerdict::default();
+    if !settings.rewrite() {
         return;
     }
     let rs = p.endpoint(&p.saddr, p.sport);
@@ -248,14 +252,20 @@ pub unsafe extern "C" fn toa_udp_tx(p: *const UdpPacket, v: *mut UdpVerdict) {
     v.rewrite = true;
     v.addr = hit.peer.addr;
     v.port = hit.peer.port;
-    stats::inc(Counter::UdpTxRewrite);
+    stats::inc(settings, Counter::UdpTxRewrite);
     if hit.matches > 1 {
-        stats::inc(Counter::UdpTxAmbiguous);
+        stats::inc(settings, Counter::UdpTxAmbiguous);
     }
 }
 
-/// An IP fragment of a UDP or option protocol packet was left alone.
+/// An IP fragment of a UDP or option protocol packet was left alone, in
+/// the namespace whose settings are `s`.
+///
+/// # Safety
+///
+/// `s` must point to a live [`Settings`] for the call.
 #[no_mangle]
-pub extern "C" fn toa_udp_fragment() {
-    stats::inc(Counter::UdpFragment);
+pub unsafe extern "C" fn toa_udp_fragment(s: *const Settings) {
+    // SAFETY: the caller guarantees `s` is live.
+    stats::inc(unsafe { &*s }, Counter::UdpFragment);
 }

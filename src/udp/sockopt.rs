@@ -22,6 +22,7 @@ use super::announce::Proto;
 use super::flow_table::{Endpoint, FlowKey, Query};
 use super::flows;
 use crate::kapi::UoaParamMap;
+use crate::settings::Settings;
 use crate::stats::{self, Counter};
 
 /// `AF_INET`.
@@ -42,17 +43,23 @@ fn endpoint(af: u16, addr: &[u8; 16], port: [u8; 2]) -> Option<Endpoint> {
     }
 }
 
-/// Answer `map` for a socket of namespace `net`: 0 (the client in
-/// `real_*`), `-EINVAL` (bad family) or `-ENOENT` (no live flow).
+/// Answer `map` for a socket of namespace `net` (whose settings are `s`):
+/// 0 (the client in `real_*`), `-EINVAL` (bad family) or `-ENOENT` (no
+/// live flow).
 ///
 /// # Safety
 ///
-/// `map` must be a readable and writable [`UoaParamMap`]; the caller must
-/// be in an RCU read-side critical section.
+/// `map` must be a readable and writable [`UoaParamMap`] and `s` a live
+/// [`Settings`]; the caller must be in an RCU read-side critical section.
 #[no_mangle]
-pub unsafe extern "C" fn toa_uoa_lookup(net: u64, now: u64, map: *mut UoaParamMap) -> c_int {
-    // SAFETY: the caller guarantees `map`.
-    let map = unsafe { &mut *map };
+pub unsafe extern "C" fn toa_uoa_lookup(
+    s: *const Settings,
+    net: u64,
+    now: u64,
+    map: *mut UoaParamMap,
+) -> c_int {
+    // SAFETY: the caller guarantees `map` and `s`.
+    let (map, s) = unsafe { (&mut *map, &*s) };
     let af = u16::from_ne_bytes(map.af);
     let (Some(src), Some(local)) = (
         endpoint(af, &map.saddr, map.sport),
@@ -89,7 +96,7 @@ pub unsafe extern "C" fn toa_uoa_lookup(net: u64, now: u64, map: *mut UoaParamMa
             match unsafe { flows::lookup(&rev, now) } {
                 Some(_) => src,
                 None => {
-                    stats::inc(Counter::UoaLookupNone);
+                    stats::inc(s, Counter::UoaLookupNone);
                     return ENOENT.to_errno();
                 }
             }
@@ -98,6 +105,6 @@ pub unsafe extern "C" fn toa_uoa_lookup(net: u64, now: u64, map: *mut UoaParamMa
     map.real_af = if client.v6 { AF_INET6 } else { AF_INET }.to_ne_bytes();
     map.real_saddr = client.addr;
     map.real_sport = client.port;
-    stats::inc(Counter::UoaLookupOk);
+    stats::inc(s, Counter::UoaLookupOk);
     0
 }

@@ -99,24 +99,49 @@ impl Drop for SysctlGuard {
 /// The totals of `/proc/net/toa_stats`, by counter name.
 pub type Stats = BTreeMap<String, u64>;
 
-/// Read `/proc/net/toa_stats`: a header line of CPU names and `total`, then
-/// one row per counter; the last column is the total.
+/// Read `/proc/net/toa_stats` of this process's network namespace: the
+/// namespace's own totals.
 pub fn stats() -> Result<Stats> {
+    Ok(read_stats()?.0)
+}
+
+/// Read the initial namespace's `/proc/net/toa_stats` `all_netns` column:
+/// every namespace's totals, the ones gone included.
+pub fn stats_all() -> Result<Stats> {
+    read_stats()?
+        .1
+        .context("/proc/net/toa_stats has no all_netns column (not the initial namespace?)")
+}
+
+/// `/proc/net/toa_stats`: a header line of CPU names, `total` and, in the
+/// initial namespace, `all_netns`; then one row per counter. The totals,
+/// and the all_netns column if there is one.
+fn read_stats() -> Result<(Stats, Option<Stats>)> {
     let text = std::fs::read_to_string("/proc/net/toa_stats").context("/proc/net/toa_stats")?;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines
+    let mut header: Vec<&str> = lines
         .next()
         .unwrap_or_default()
         .split_whitespace()
         .collect();
+    let has_all = header.last() == Some(&"all_netns");
+    if has_all {
+        header.pop();
+    }
     if header.last() != Some(&"total") {
-        bail!("toa_stats header does not end in total: {header:?}");
+        bail!("toa_stats header does not end in total (and all_netns): {header:?}");
     }
     let mut map = Stats::new();
+    let mut all = Stats::new();
     for line in lines {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.len() != header.len() + 1 {
+        let mut cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() != header.len() + 1 + usize::from(has_all) {
             bail!("toa_stats row {line:?} does not match header {header:?}");
+        }
+        if has_all {
+            let a = cols.pop().unwrap_or_default();
+            let a: u64 = a.parse().with_context(|| line.to_owned())?;
+            all.insert(cols[0].to_owned(), a);
         }
         let total: u64 = cols[cols.len() - 1]
             .parse()
@@ -131,9 +156,12 @@ pub fn stats() -> Result<Stats> {
                 bail!("toa_stats row {line:?}: CPUs sum to {sum}, total says {total}");
             }
         }
+        if has_all && all.get(cols[0]).copied().unwrap_or(0) < total {
+            bail!("toa_stats row {line:?}: all_netns below the namespace's own total");
+        }
         map.insert(cols[0].to_owned(), total);
     }
-    Ok(map)
+    Ok((map, has_all.then_some(all)))
 }
 
 /// How each counter moved from `before` to `after` (only those that did).

@@ -42,7 +42,7 @@ pub fn cases() -> Vec<Case> {
             udp_flood,
         ),
         Case::new(
-            "namespaces: a namespace's own trusted_sources decides for its packets: inherited from the host when made, then its own; the host's list unchanged",
+            "namespaces: a namespace's own trusted_sources decides for its packets (inherited from the host when made, then its own), its own toa_stats counts them; the host's list and counters unchanged, all_netns counts them",
             own_trust,
         ),
     ]
@@ -172,7 +172,16 @@ fn attack(args: &[String]) -> Result<String> {
             let _conn = Conn::open(&tun, local, l.local_addr()?, &hs)?;
             let (fd, _) = sock::accept(&l, Accept::Accept)?;
             let peer = sock::getpeername(fd.as_raw_fd())?;
-            return Ok(format!("list={} peer={peer}", list.trim()));
+            // The namespace's own counters, as its /proc/net/toa_stats
+            // shows them.
+            let st = kmod::stats()?;
+            let n = |k: &str| st.get(k).copied().unwrap_or(0);
+            return Ok(format!(
+                "list={} peer={peer} toa={} untrusted={}",
+                list.trim(),
+                n("syn_recv_sock_toa"),
+                n("toa_untrusted")
+            ));
         }
         k => bail!("no flood of kind {k}"),
     }
@@ -207,9 +216,9 @@ fn syn_flood(ctx: &Ctx) -> Result<()> {
         let local = SocketAddr::new(LB.into(), peer::next_port());
         pending.push((Conn::open(&ctx.tun, local, remote, &hs)?, client(100 + i)));
     }
-    let b = kmod::stats()?;
+    let b = kmod::stats_all()?;
     let said = as_container(&["syn", &SYNS.to_string()])?;
-    let a = kmod::stats()?;
+    let a = kmod::stats_all()?;
     println!(
         "# container: {said}: {} recorded, {} evicted (its own), {} refused (share full), {} entries in the table",
         delta(&b, &a, "toa_syn_recorded"),
@@ -240,7 +249,7 @@ fn syn_flood(ctx: &Ctx) -> Result<()> {
             "the host's SYN-only client after the container's flood"
         );
     }
-    let end = kmod::stats()?;
+    let end = kmod::stats_all()?;
     ensure_eq!(
         delta(&a, &end, "toa_syn_used"),
         u64::from(HOST_CONNS),
@@ -270,9 +279,9 @@ fn udp_flood(ctx: &Ctx) -> Result<()> {
         };
         ctx.tun.send(&Announce::lvs(*lip, rs, *c).packet())?;
     }
-    let b = kmod::stats()?;
+    let b = kmod::stats_all()?;
     let said = as_container(&["udp", &ANNOUNCEMENTS.to_string()])?;
-    let a = kmod::stats()?;
+    let a = kmod::stats_all()?;
     println!(
         "# container: {said}: {} flows new, {} evicted (its own), {} refused (share full), {} flows in the table",
         delta(&b, &a, "udp_flow_new"),
@@ -307,18 +316,28 @@ fn own_trust(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     // The host trusts another balancer than the namespace's (10.9.0.2).
     let _g = SysctlGuard::set("/proc/sys/net/toa/trusted_sources", "192.0.2.1/32")?;
+    let host_before = kmod::stats()?;
+    let all_before = kmod::stats_all()?;
     let inherited = as_container(&["peer", "1"])?;
     ensure_eq!(
         inherited,
-        "list=192.0.2.1/32 peer=10.9.0.2:40000",
-        "a new namespace: the host's list, so its balancer is not trusted"
+        "list=192.0.2.1/32 peer=10.9.0.2:40000 toa=0 untrusted=1",
+        "a new namespace: the host's list, so its balancer is not trusted (its own counters)"
     );
     let own = as_container(&["peer", "1", "10.9.0.0/24"])?;
     ensure_eq!(
         own,
-        "list=10.9.0.0/24 peer=198.51.100.7:4242",
-        "the namespace trusts its balancer"
+        "list=10.9.0.0/24 peer=198.51.100.7:4242 toa=1 untrusted=0",
+        "the namespace trusts its balancer (its own counters)"
     );
+    // The host's own counters did not move; its all_netns column keeps
+    // what the two namespaces (gone now) counted.
+    let host_after = kmod::stats()?;
+    let all_after = kmod::stats_all()?;
+    for k in ["syn_recv_sock_toa", "toa_untrusted"] {
+        ensure_eq!(delta(&host_before, &host_after, k), 0, "the host's own {k}");
+        ensure_eq!(delta(&all_before, &all_after, k), 1, "all_netns {k}");
+    }
     ensure_eq!(
         kmod::sysctl("trusted_sources")?,
         "192.0.2.1/32",
