@@ -57,7 +57,7 @@ DKMS_SRC ?= /usr/src
 DKMS_FLAGS ?=
 # What DKMS builds from (also the toa-dkms package's /usr/src/toa-<version>).
 DKMS_FILES := Kbuild Makefile dkms.conf include/uapi/linux/toa.h \
-	$(patsubst $(TOA)/%,%,$(wildcard $(TOA)/src/*.rs $(TOA)/src/*/*.rs $(TOA)/src/*.c $(TOA)/src/*.h)) \
+	$(patsubst $(TOA)/%,%,$(wildcard $(TOA)/src/*.rs $(TOA)/src/*/*.rs $(TOA)/src/*/*.c $(TOA)/src/*/*.h)) \
 	scripts/kbuild-env.sh scripts/rust-meta.sh scripts/rust-meta.mk
 dkms-src:
 	rm -rf "$(DKMS_SRC)/toa-$(TOA_VERSION)" && mkdir -p "$(DKMS_SRC)/toa-$(TOA_VERSION)"

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the C glue (`glue.c`) provides to the Rust side.
+//! What the C glue (`glue/bringup.c`) provides to the Rust side.
 //!
 //! The kernel crate has no kprobe, sysctl, procfs or socket abstractions, so
-//! `glue.c` registers those and touches `struct sock` for us; everything it
+//! `glue/bringup.c` registers those and touches `struct sock` for us; everything it
 //! decides, it asks the Rust side. This file declares the C functions and the
 //! shapes of the data that cross the boundary.
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! One network namespace's `net.toa.*`: which options name a client
-//! ([`crate::config`]), which balancers may ([`crate::trust`]), and whether
+//! ([`crate::policy::config`]), which balancers may ([`crate::policy::trust`]), and whether
 //! UDP datagrams of flows are rewritten (`udp_rewrite`).
 //!
 //! The glue keeps a [`Settings`] in each namespace's private data (its
@@ -16,8 +16,8 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::config::Options;
-use crate::trust::Trust;
+use crate::policy::config::Options;
+use crate::policy::trust::Trust;
 
 /// One namespace's settings.
 pub struct Settings {

@@ -9,57 +9,38 @@
 //!
 //! The crate, concern by concern:
 //!
-//! - [`wire`]: the TCP option list and the client options in it (pure
-//!   Rust, host-tested from the same file by `crates/toa-core`).
-//! - [`kinds`]: which kinds are in force, from the list and the two older
-//!   settings (pure Rust, host-tested).
-//! - [`syn_table`]: the handshake table's slots (pure Rust, host-tested).
-//! - [`siphash`]: the keyed hash of both tables (pure Rust, host-tested).
-//! - [`stash`]: the word toa keeps in `sk_user_data` (pure Rust, host-tested).
-//! - [`parse`]: strict parsing of sysctl and parameter writes (pure Rust).
-//! - [`cidr`]: prefix lists, parsed strictly (pure Rust, host-tested).
-//! - [`settings`]: each network namespace's `net.toa.*`, made of:
-//!   - [`config`]: the option kinds, the CDN switch, which packet and which
-//!     option are the balancer's;
-//!   - [`trust`]: the balancers allowed to name a client
-//!     (`trusted_sources`).
-//! - [`stats`]: the counters of `/proc/net/toa_stats`.
-//! - [`syn`]: clients named by a SYN (or a held-back handshake ACK), kept in
-//!   the handshake table until the socket exists.
-//! - [`handshake`]: a new child socket: find its client in the handshake.
-//! - [`record`]: the client recorded on a socket: store, look up, drop.
-//! - [`getname`]: `getpeername()`/`accept()`: answer with the recorded client.
-//! - [`lookup`]: `getsockopt(TOA_SO_GET_LOOKUP)`: the client as IPv6 (NAT64).
+//! - [`tcp`]: TCP clients: the option list and the client options in it,
+//!   the handshake table for clients named before the socket exists, the
+//!   new child socket's client, the record kept on the socket, and what
+//!   `getpeername()`/`accept()` and `TOA_SO_GET_LOOKUP` answer.
 //! - [`udp`]: UDP clients: the balancers' announcements (ip_vs_ca ICMP,
 //!   DPVS UOA), the flow table, what UDP applications see and send, the
-//!   UOA getsockopt (its parsers and table pure Rust, host-tested).
-//! - [`kapi`]: what the C glue (`glue.c`) provides: probes, sysctl, procfs,
-//!   per-CPU counters, and the few `struct sock` accesses.
+//!   UOA getsockopt.
+//! - [`policy`]: who may name a client and how: the option kinds, the
+//!   trusted balancers, strict parsing of what administrators write.
+//! - [`settings`]: each network namespace's `net.toa.*` (made of
+//!   [`policy`]'s parts), handed to the packet paths with each packet.
+//! - [`stats`]: the counters of each namespace's `/proc/net/toa_stats`.
+//! - [`siphash`]: the keyed hash of both tables.
+//! - [`kapi`]: what the C glue (`src/glue/`) provides: hooks, sysctl,
+//!   procfs, per-CPU counters, and the few `struct sock` accesses.
 //! - [`log`]: kernel log lines prefixed `TOA:`.
+//!
+//! The pure parts (parsers, tables, hash) have no kernel dependency and are
+//! host-tested from the same files by `crates/toa-core`.
 
 use kernel::prelude::*;
 
 #[macro_use]
 mod log;
 
-pub mod cidr;
-pub mod config;
-pub mod getname;
-pub mod handshake;
 pub mod kapi;
-pub mod kinds;
-pub mod lookup;
-pub mod parse;
-pub mod record;
+pub mod policy;
 pub mod settings;
 pub mod siphash;
-pub mod stash;
 pub mod stats;
-pub mod syn;
-pub mod syn_table;
-pub mod trust;
+pub mod tcp;
 pub mod udp;
-pub mod wire;
 
 #[cfg(toa_module_authors)]
 module! {
@@ -84,7 +65,7 @@ struct Toa;
 
 impl kernel::Module for Toa {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        syn::init();
+        tcp::syn::init();
         udp::flows::init();
         kapi::register()?;
         let load = &settings::LOAD;

@@ -29,7 +29,7 @@
 //!
 //! Pure Rust, no kernel dependency: tested on the host by `toa-core`.
 
-use crate::wire::{ClientAddr, Kinds};
+use crate::tcp::wire::{ClientAddr, Kinds};
 
 /// ICMP type of an echo request.
 pub const ICMP_ECHO: u8 = 8;

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use kernel::error::code::EINVAL;
 
-use crate::parse;
+use crate::policy::parse;
 use crate::settings::Settings;
 
 /// Default flow timeout (s): above the balancers' own (LVS and DPVS: 300).

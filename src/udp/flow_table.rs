@@ -60,7 +60,7 @@ use core::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 use super::announce::Proto;
 use crate::siphash::sip13;
-use crate::wire::ClientAddr;
+use crate::tcp::wire::ClientAddr;
 
 /// Slots per bucket.
 pub const WAYS: usize = 8;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The flow table in the kernel: its memory and locks (the glue's, see
-//! `glue_udp.c`: allocated in process context when toa loads or
+//! `glue/udp_nf.c`: allocated in process context when toa loads or
 //! `udp_max_flows` is written, published with RCU), its hash key (drawn at
 //! load), and what the rest of toa asks it, with the counters each answer
 //! moves.
@@ -17,7 +17,7 @@ use super::flow_table::{
 use crate::kapi::{self, Handshake, UdpView};
 use crate::settings::Settings;
 use crate::stats::{self, Counter};
-use crate::wire::{ClientAddr, Format, Found};
+use crate::tcp::wire::{ClientAddr, Format, Found};
 
 /// The hash key, drawn at load.
 static SEED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];

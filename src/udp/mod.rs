@@ -13,7 +13,7 @@
 //!   ([`uoa`]).
 //!
 //! Either way the flow goes into the [`flow_table`]. The glue hooks every
-//! network namespace with netfilter (`glue_udp.c`): before conntrack and
+//! network namespace with netfilter (`glue/udp_nf.c`): before conntrack and
 //! the filter tables it reads announcements and UOAs, turns option protocol
 //! packets back into plain UDP, and shows every datagram of a flow as coming
 //! from its client; on output it sends every datagram to a client with a

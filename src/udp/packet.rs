@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What the UDP hooks do with a packet (the glue's netfilter hooks in
-//! `glue_udp.c`, in every network namespace):
+//! `glue/udp_nf.c`, in every network namespace):
 //!
 //! - on receive (`PRE_ROUTING`, after defragmentation, before conntrack and
 //!   the filter tables), [`toa_udp_rx`]: an ICMP announcement records its
@@ -25,11 +25,11 @@ use super::announce::{self, Parsed, Proto};
 use super::flow_table::{Endpoint, FlowKey, Via};
 use super::flows;
 use super::uoa::{self, Options};
-use crate::cidr::Source;
 use crate::kapi::{UdpPacket, UdpVerdict};
+use crate::policy::cidr::Source;
 use crate::settings::Settings;
 use crate::stats::{self, Counter};
-use crate::wire::ClientAddr;
+use crate::tcp::wire::ClientAddr;
 
 impl UdpPacket {
     /// The bytes at `hdr`.

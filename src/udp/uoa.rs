@@ -34,7 +34,7 @@
 //!
 //! Pure Rust, no kernel dependency: tested on the host by `toa-core`.
 
-use crate::wire::ClientAddr;
+use crate::tcp::wire::ClientAddr;
 
 /// The UOA option type.
 pub const IPOPT_UOA: u8 = 0x1f;

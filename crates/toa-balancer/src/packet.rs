@@ -278,7 +278,7 @@ mod tests {
 
     /// The client in a TOA option of kind 254, as toa.ko itself reads it.
     fn toa_scan(options: &[u8]) -> Option<SocketAddr> {
-        use toa_core::wire::{scan, ClientAddr, Found, Kinds, Packet, Rules, Scan};
+        use toa_core::tcp::wire::{scan, ClientAddr, Found, Kinds, Packet, Rules, Scan};
         let rules = Rules {
             kinds: Kinds::EMPTY.with(254),
             cdn: false,

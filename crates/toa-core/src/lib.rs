@@ -1,30 +1,29 @@
 //! The kernel module's pure Rust, compiled for the host from the very files
-//! Kbuild compiles into `toa.ko` (`src/wire.rs`, `src/kinds.rs`,
-//! `src/siphash.rs`, `src/syn_table.rs`, `src/stash.rs`, `src/parse.rs`,
-//! `src/cidr.rs`, and the UDP parsers and flow table in `src/udp/`), so that
-//! their unit tests, property tests and fuzz targets run in userspace.
+//! Kbuild compiles into `toa.ko`, in the module's own layout
+//! (`src/tcp/wire.rs`, `src/tcp/syn_table.rs`, `src/tcp/stash.rs`,
+//! `src/policy/kinds.rs`, `src/policy/parse.rs`, `src/policy/cidr.rs`,
+//! `src/siphash.rs`, and the UDP parsers and flow table in `src/udp/`), so
+//! that their unit tests, property tests and fuzz targets run in userspace.
 #![cfg_attr(not(test), no_std)]
 
-#[path = "../../../src/wire.rs"]
-pub mod wire;
+/// The TCP concern's pure parts (`src/tcp/`).
+#[path = "../../../src/tcp"]
+pub mod tcp {
+    pub mod stash;
+    pub mod syn_table;
+    pub mod wire;
+}
 
-#[path = "../../../src/kinds.rs"]
-pub mod kinds;
+/// Who may name a client: the settings' pure parts (`src/policy/`).
+#[path = "../../../src/policy"]
+pub mod policy {
+    pub mod cidr;
+    pub mod kinds;
+    pub mod parse;
+}
 
 #[path = "../../../src/siphash.rs"]
 pub mod siphash;
-
-#[path = "../../../src/syn_table.rs"]
-pub mod syn_table;
-
-#[path = "../../../src/stash.rs"]
-pub mod stash;
-
-#[path = "../../../src/parse.rs"]
-pub mod parse;
-
-#[path = "../../../src/cidr.rs"]
-pub mod cidr;
 
 /// The UDP concern's pure parts (`src/udp/`).
 #[path = "../../../src/udp"]

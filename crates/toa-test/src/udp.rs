@@ -13,9 +13,9 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use toa_core::tcp::wire::ClientAddr;
 use toa_core::udp::announce::{self, Announcement, Proto};
 use toa_core::udp::uoa;
-use toa_core::wire::ClientAddr;
 
 use crate::tun::Tun;
 

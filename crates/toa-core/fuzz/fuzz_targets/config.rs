@@ -4,11 +4,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toa_core::cidr::PrefixList;
-use toa_core::kinds::KindConfig;
-use toa_core::parse;
-use toa_core::stash::{self, Stashed};
-use toa_core::wire::{self, Kinds};
+use toa_core::policy::cidr::PrefixList;
+use toa_core::policy::kinds::KindConfig;
+use toa_core::policy::parse;
+use toa_core::tcp::stash::{self, Stashed};
+use toa_core::tcp::wire::{self, Kinds};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(k) = parse::kind(data) {

@@ -22,7 +22,7 @@ use libfuzzer_sys::fuzz_target;
 use toa_core::udp::announce::{self, Parsed, Proto};
 use toa_core::udp::flow_table::{Bucket, Endpoint, FlowKey, Locks, Table, Via};
 use toa_core::udp::uoa::{self, Options};
-use toa_core::wire::{ClientAddr, Kinds};
+use toa_core::tcp::wire::{ClientAddr, Kinds};
 
 struct Spin(Vec<AtomicBool>);
 

@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toa_core::wire::{
+use toa_core::tcp::wire::{
     scan, ClientAddr, Format, Found, Kinds, Packet, Rules, Scan, CDN_VERSION, FASTOPEN_EXID,
     KIND_CDN, KIND_EXP, LEN_CDN_V4, LEN_CDN_V6, LEN_V4, LEN_V6, LEN_VIP, MAX_OPTIONS_LEN,
 };

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use toa_core::wire::{self, ClientAddr, Found, Packet, Rules, Scan};
+use toa_core::tcp::wire::{self, ClientAddr, Found, Packet, Rules, Scan};
 
 use super::common::{client, client6, handshake_to, mapped, opt4, opt6, with_ack, Transport};
 use super::ipv6::settle;

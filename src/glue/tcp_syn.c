@@ -10,7 +10,7 @@
  *                                                    TCP_DEFER_ACCEPT
  *                                                    listener holds back
  *
- * Both are entry hooks (glue_entry.c) that read the packet and call Rust;
+ * Both are entry hooks (entry.c) that read the packet and call Rust;
  * nothing is allocated per packet. The table (its shape comes from syn_table.rs) is
  * allocated once at load, zeroed; one spinlock per bucket.
  */
@@ -31,7 +31,7 @@
 #include <net/tcp.h>
 
 #include "glue.h"
-#include "glue_internal.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------------------ */
 /* The table.                                                                */
@@ -209,7 +209,7 @@ enum toa_syn_hook {
 	TOA_NR_SYN_HOOKS,
 };
 
-/* Entry hooks (glue_entry.c): ftrace_ops with the default hooks, kprobes
+/* Entry hooks (entry.c): ftrace_ops with the default hooks, kprobes
  * with hook=kretprobe/fprobe. */
 static struct toa_entry_hook toa_syn_hooks[TOA_NR_SYN_HOOKS] = {
 	[TOA_CONN_REQUEST] = {

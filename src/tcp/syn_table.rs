@@ -32,7 +32,7 @@
 //! Pure Rust, no kernel dependency: tested on the host by `toa-core`.
 
 use crate::siphash::siphash24;
-use crate::wire::{ClientAddr, Format, Found};
+use crate::tcp::wire::{ClientAddr, Format, Found};
 
 /// Slots per bucket.
 pub const WAYS: usize = 4;

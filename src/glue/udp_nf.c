@@ -54,7 +54,7 @@
 #include <uapi/linux/toa.h>
 
 #include "glue.h"
-#include "glue_internal.h"
+#include "internal.h"
 
 /* The option protocol's IP protocol number (udp/uoa.rs). */
 #define TOA_IPPROTO_OPP 248
@@ -255,7 +255,7 @@ enum {
 struct toa_udp_net {
 	struct nf_hook_ops ops[TOA_UDP_NR_HOOKS];
 	u64 cookie;
-	const struct toa_settings *settings;	/* the namespace's (glue_admin.c) */
+	const struct toa_settings *settings;	/* the namespace's (admin.c) */
 	bool rewrite;				/* its udp_rewrite */
 	/* jiffies of the last flow recorded or refreshed in the namespace */
 	unsigned long last_active;

@@ -13,21 +13,21 @@
 //! clients need no allocation, IPv6 clients one `GFP_ATOMIC` record.
 //!
 //! The client is the one the packet's own options name; if they name none,
-//! the one an earlier packet of the handshake named ([`crate::syn`]); if
+//! the one an earlier packet of the handshake named ([`crate::tcp::syn`]); if
 //! none did, the one an ip_vs_ca ICMP announcement with protocol 6 named
 //! for the connection ([`crate::udp`]). A packet from the host itself (it
 //! arrived on the loopback device) names no client, whatever
 //! `trusted_sources` says: local users are not the balancer.
 
-use crate::cidr::Source;
-use crate::config::NamedIn;
 use crate::kapi::{Handshake, Sock};
-use crate::record;
+use crate::policy::cidr::Source;
+use crate::policy::config::NamedIn;
 use crate::settings::Settings;
 use crate::stats::{self, Counter};
-use crate::syn;
+use crate::tcp::record;
+use crate::tcp::syn;
+use crate::tcp::wire::{self, Format, Found, Packet, Scan};
 use crate::udp;
-use crate::wire::{self, Format, Found, Packet, Scan};
 
 impl Handshake {
     /// The packet's source address: the balancer, as the backend sees it.

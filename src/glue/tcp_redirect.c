@@ -60,7 +60,7 @@
 #include <net/sock.h>
 
 #include "glue.h"
-#include "glue_internal.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------------------ */
 /* What both ways share: counting redirected calls, and the rewrite.        */
@@ -81,7 +81,7 @@ static long toa_redirects_pending(void)
 }
 
 /* A redirected call begins (before it calls the original). Keeps every
- * register (glue_internal.h): the trampoline calls it with the arguments
+ * register (internal.h): the trampoline calls it with the arguments
  * live. */
 void notrace toa_redirect_enter(void)
 {

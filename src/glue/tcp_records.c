@@ -13,7 +13,7 @@
 #include <net/sock.h>
 
 #include "glue.h"
-#include "glue_internal.h"
+#include "internal.h"
 
 /* ---- sk_user_data ---- */
 

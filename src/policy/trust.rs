@@ -12,7 +12,7 @@
 //! at load and, rate-limited, whenever it ignores a client for that reason,
 //! until the site names its balancers (`0.0.0.0/0 ::/0` trusts everyone,
 //! as the older TOA modules do). Packets from the host itself are never
-//! trusted, whatever the list (`crate::handshake`, `crate::udp::packet`).
+//! trusted, whatever the list (`crate::tcp::handshake`, `crate::udp::packet`).
 //!
 //! Each network namespace has its own list ([`crate::settings`]). Readers
 //! run in softirq (the handshake probe) and take no lock. A list lives in
@@ -28,8 +28,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use kernel::error::code::EINVAL;
 
-use crate::cidr::{PrefixList, Source};
 use crate::kapi;
+use crate::policy::cidr::{PrefixList, Source};
 use crate::settings::Settings;
 
 /// One namespace's trusted sources.

@@ -21,7 +21,7 @@
 #include <linux/string.h>
 
 #include "glue.h"
-#include "glue_internal.h"
+#include "internal.h"
 
 static bool toa_entry_use_ftrace;
 

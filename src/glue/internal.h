@@ -17,12 +17,12 @@
 struct request_sock;
 struct sk_buff;
 
-/* glue_admin.c: counters, procfs, sysctls, parameters */
+/* admin.c: counters, procfs, sysctls, parameters */
 int toa_admin_register(void);
 void toa_admin_unregister(void);
 
 /*
- * Each network namespace's toa data (glue_admin.c): its /proc/sys/net/toa
+ * Each network namespace's toa data (admin.c): its /proc/sys/net/toa
  * and Rust's settings of the namespace (settings.rs), which packet paths
  * hand to Rust with the packet.
  */
@@ -84,12 +84,12 @@ static __always_inline void toa_getname_stat_inc(const struct sock *sk, unsigned
 	toa_net_stat_add(net_generic(sock_net(sk), toa_net_id), counter, 1);
 }
 
-/* glue_records.c: the IPv6 record cache and registry */
+/* tcp_records.c: the IPv6 record cache and registry */
 int toa_records_init(void);
 void toa_records_exit(void);
 unsigned int toa_v6_drain(void);
 
-/* glue_syn.c: the handshake table, the SYN-side probes, the child's facts */
+/* tcp_syn.c: the handshake table, the SYN-side probes, the child's facts */
 int toa_syn_table_init(void);
 void toa_syn_table_exit(void);
 int toa_syn_hooks_register(void);
@@ -98,12 +98,12 @@ unsigned long toa_syn_probes_missed(void);
 void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 			const struct request_sock *req);
 
-/* glue_entry.c: handlers at a function's entry (ftrace_ops or kprobes) */
+/* entry.c: handlers at a function's entry (ftrace_ops or kprobes) */
 struct toa_entry_hook {
 	/* Set by the user of the hook. */
 	const char *symbol;
 	void (*handler)(unsigned long a0, unsigned long a1, unsigned long a2, unsigned long a3);
-	/* Kept by glue_entry.c. */
+	/* Kept by entry.c. */
 	struct kprobe kp;
 	struct ftrace_ops ops;
 	bool on;
@@ -114,7 +114,7 @@ int toa_entry_hook_register(struct toa_entry_hook *h);
 void toa_entry_hook_unregister(struct toa_entry_hook *h);
 unsigned long toa_entry_hook_missed(const struct toa_entry_hook *h);
 
-/* glue_udp.c: the flow table, the netfilter hooks, UOA_SO_GET_LOOKUP,
+/* udp_nf.c: the flow table, the netfilter hooks, UOA_SO_GET_LOOKUP,
  * /proc/net/toa_udp */
 int toa_udp_table_init(void);
 void toa_udp_table_exit(void);
@@ -123,7 +123,7 @@ void toa_udp_unregister(void);
 int toa_udp_resize(unsigned long flows);
 void toa_udp_config_changed(const struct net *net);	/* NULL: the host's settings only */
 
-/* glue_hooks.c: probes and the getsockopt */
+/* tcp_hooks.c: probes and the getsockopt */
 int toa_hooks_register(void);
 void toa_hooks_unregister(void);
 unsigned long toa_probes_missed(void);
@@ -131,7 +131,7 @@ void toa_getname_rewrite(struct socket *sock, struct sockaddr *uaddr, int ret, b
 void toa_syn_recv_done(struct sock *child, struct sk_buff *skb, struct request_sock *req,
 		       bool v6_hook);
 
-/* glue_redirect.c: getname redirected for TOA sockets (hook=direct, ftrace) */
+/* tcp_redirect.c: getname redirected for TOA sockets (hook=direct, ftrace) */
 enum toa_redirect_kind {
 	TOA_REDIRECT_NONE,
 	TOA_REDIRECT_FTRACE,

@@ -18,8 +18,8 @@
 //!
 //! Pure Rust, no kernel dependency: tested on the host by `toa-core`.
 
-use crate::parse;
-use crate::wire::Kinds;
+use crate::policy::parse;
+use crate::tcp::wire::Kinds;
 
 /// The kind settings; see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl KindConfig {
     /// Set `slot` to `kind` (0: none); `None` (and nothing changed) for
     /// another slot or a kind that cannot be configured.
     pub fn set_slot(&mut self, slot: usize, kind: u8) -> Option<()> {
-        if !crate::wire::kind_is_configurable(u32::from(kind)) {
+        if !crate::tcp::wire::kind_is_configurable(u32::from(kind)) {
             return None;
         }
         *self.slots.get_mut(slot)? = kind;

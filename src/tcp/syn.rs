@@ -8,26 +8,26 @@
 //! The glue calls [`toa_on_request`] for every SYN reaching a listener
 //! (a probe on `tcp_conn_request`, which serves IPv4 and IPv6 listeners)
 //! and for such a held-back ACK (a probe on `tcp_check_req`). A usable,
-//! trusted client goes into the handshake table ([`crate::syn_table`]:
+//! trusted client goes into the handshake table ([`crate::tcp::syn_table`]:
 //! fixed at load, nothing allocated per packet, a bounded constant of work
 //! per SYN); [`take`] hands it to the socket the handshake creates.
 //!
 //! With syncookies the kernel keeps no request socket, but the table does
 //! not depend on one: the completing ACK's sequence number names the same
 //! entry, so the client survives as long as its entry (see
-//! [`crate::syn_table`] for how long; a flood of SYNs carrying options
+//! [`crate::tcp::syn_table`] for how long; a flood of SYNs carrying options
 //! evicts entries, counted `toa_syn_evicted`, and the sockets that lose
 //! theirs are counted `toa_syncookie_no_toa`).
 
 use core::ffi::{c_uint, c_ulong};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::NamedIn;
-use crate::handshake;
 use crate::kapi::{self, Handshake};
+use crate::policy::config::NamedIn;
 use crate::stats::{self, Counter};
-use crate::syn_table::{self, Bucket, Key, Same, Take, BUCKETS, MAX_AGE_MS};
-use crate::wire::{Found, Packet};
+use crate::tcp::handshake;
+use crate::tcp::syn_table::{self, Bucket, Key, Same, Take, BUCKETS, MAX_AGE_MS};
+use crate::tcp::wire::{Found, Packet};
 
 /// The hash key of the table, drawn at load.
 static SEED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The boundary between toa's C glue (glue.c) and its Rust crate
+ * The boundary between toa's C glue (bringup.c) and its Rust crate
  * (toa_main.rs and its modules). Keep in step with kapi.rs, which declares
  * the C side for Rust, and with the #[no_mangle] functions named here.
  */
@@ -163,7 +163,7 @@ unsigned long toa_udp_config_max_flows(void);
 int toa_udp_config_parse_max_flows(const u8 *text, size_t len, unsigned long *out);
 void toa_udp_config_set_max_flows(unsigned long flows);
 
-/* ---- implemented in C (glue.c), called from Rust ---- */
+/* ---- implemented in C (bringup.c), called from Rust ---- */
 
 int toa_glue_register(void);
 void toa_glue_unregister(void);

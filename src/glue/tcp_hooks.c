@@ -4,7 +4,7 @@
  * destruction, and the TOA_SO_GET_LOOKUP getsockopt. No kernel text or
  * const table is written by toa, no kallsyms lookup is made: probes are
  * placed by the kernel's own probe core, and the default getname hook is
- * an ftrace redirection (glue_redirect.c).
+ * an ftrace redirection (tcp_redirect.c).
  */
 #define pr_fmt(fmt) "TOA: " fmt
 
@@ -25,7 +25,7 @@
 #include <uapi/linux/toa.h>
 
 #include "glue.h"
-#include "glue_internal.h"
+#include "internal.h"
 
 /*
  * Two hooks with an entry and a return side each, on two functions each:
@@ -39,7 +39,7 @@
  *   auto       (default) direct where the architecture has it (x86_64),
  *              else ftrace
  *   direct     getname redirected for TOA sockets only by a direct-call
- *              trampoline (glue_redirect.c); syn_recv_sock with kretprobes
+ *              trampoline (tcp_redirect.c); syn_recv_sock with kretprobes
  *   ftrace     the same redirection through an IPMODIFY ftrace_ops
  *   kretprobe  all four with kretprobes
  *   fprobe     all four with fprobes

@@ -12,8 +12,8 @@ use core::ffi::c_int;
 use kernel::error::code::ENOENT;
 
 use crate::kapi::{Nat64Peer, Sock};
-use crate::record::{self, Recorded};
 use crate::stats::{self, Counter};
+use crate::tcp::record::{self, Recorded};
 
 /// Fill `out` with the client recorded on TCP socket `sk`: 0, or `-ENOENT`
 /// if none is (and `out` is left as it was).

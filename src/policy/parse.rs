@@ -6,7 +6,7 @@
 //!
 //! Pure Rust, no kernel dependency: tested on the host by `toa-core`.
 
-use crate::wire::{self, Kinds};
+use crate::tcp::wire::{self, Kinds};
 
 /// The bytes of `text` without ASCII whitespace at either end.
 fn trim(text: &[u8]) -> &[u8] {

@@ -5,11 +5,11 @@
  * Every decision is taken on the Rust side (the boundary is glue.h and
  * kapi.rs); the C files gather facts, call, and keep memory and locks:
  *
- *   glue_admin.c    counters, /proc/net/toa_stats, sysctls, parameters
- *   glue_records.c  sk_user_data and the IPv6 client records
- *   glue_hooks.c    probes, the TOA_SO_GET_LOOKUP getsockopt
- *   glue_syn.c      the handshake table and the SYN-side probes
- *   glue_udp.c      UDP clients: the flow table, netfilter hooks, the UOA
+ *   admin.c    counters, /proc/net/toa_stats, sysctls, parameters
+ *   tcp_records.c  sk_user_data and the IPv6 client records
+ *   tcp_hooks.c    probes, the TOA_SO_GET_LOOKUP getsockopt
+ *   tcp_syn.c      the handshake table and the SYN-side probes
+ *   udp_nf.c      UDP clients: the flow table, netfilter hooks, the UOA
  *                   getsockopt, /proc/net/toa_udp
  *
  * This file brings them up and down in order.
@@ -19,7 +19,7 @@
 #include <linux/rcupdate.h>
 
 #include "glue.h"
-#include "glue_internal.h"
+#include "internal.h"
 
 void toa_synchronize_rcu(void)
 {

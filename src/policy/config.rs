@@ -2,7 +2,7 @@
 
 //! What toa takes as a client option, in each network namespace: the kinds
 //! (`tcpopt_kinds`, and the older `tcpopt_addr`, `tcpopt_addr_v6`; see
-//! [`crate::kinds`] for how they fit together), Alibaba Cloud CDN's kind 28
+//! [`crate::policy::kinds`] for how they fit together), Alibaba Cloud CDN's kind 28
 //! (`tcpopt_cdn`), and which packet and which option are the balancer's
 //! (`tcpopt_packet`, `tcpopt_position`).
 //!
@@ -21,9 +21,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use kernel::error::code::EINVAL;
 
-use crate::kinds::KindConfig;
+use crate::policy::kinds::KindConfig;
 use crate::settings::Settings;
-use crate::{parse, wire};
+use crate::{policy::parse, tcp::wire};
 
 /// One network namespace's option settings (see [`crate::settings`]).
 pub struct Options {

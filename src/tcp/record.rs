@@ -27,9 +27,9 @@
 
 use crate::kapi::{self, Sock, V6Client};
 use crate::settings::Settings;
-use crate::stash::{self, Stashed};
 use crate::stats::{self, Counter};
-use crate::wire::ClientAddr;
+use crate::tcp::stash::{self, Stashed};
+use crate::tcp::wire::ClientAddr;
 
 /// What a socket carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

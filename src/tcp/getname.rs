@@ -4,21 +4,21 @@
 //!
 //! The glue hooks `inet_getname` and `inet6_getname`, which serve both
 //! (accept asks for the peer with `peer == 2`): by default it redirects the
-//! calls for TOA sockets to a wrapper (`glue_redirect.c`), otherwise it
+//! calls for TOA sockets to a wrapper (`glue/tcp_redirect.c`), otherwise it
 //! probes them. On entry it lets sockets without `sk_user_data` go at once
 //! and asks [`toa_getname_peek`] about the others; after the kernel's
 //! function has run, [`toa_getname_v4`] or [`toa_getname_v6`] rewrites its
 //! answer.
 
 use crate::kapi::{self, Sock, SockaddrIn, SockaddrIn6};
-use crate::record::{self, Recorded};
-use crate::stash::{self, Stashed};
 use crate::stats::{self, Counter};
-use crate::wire::ClientAddr;
+use crate::tcp::record::{self, Recorded};
+use crate::tcp::stash::{self, Stashed};
+use crate::tcp::wire::ClientAddr;
 use core::ffi::c_uint;
 
 /// The top byte of every word toa stores in `sk_user_data`, for the glue's
-/// direct-call trampoline (`glue_redirect.c`), which lets a `getpeername()`
+/// direct-call trampoline (`glue/tcp_redirect.c`), which lets a `getpeername()`
 /// go on at once when the socket's word does not carry it.
 #[no_mangle]
 pub static TOA_STASH_TAG: u8 = stash::TAG;

@@ -23,7 +23,7 @@
 #include <net/netns/generic.h>
 
 #include "glue.h"
-#include "glue_internal.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------------------ */
 /* Per-CPU counters of each namespace: names and order belong to stats.rs.  */
@@ -186,7 +186,7 @@ static int toa_may_write(const struct net *net, unsigned int what)
 	return -EPERM;
 }
 
-/* Each namespace's toa data: net_generic(net, toa_net_id), glue_internal.h. */
+/* Each namespace's toa data: net_generic(net, toa_net_id), internal.h. */
 unsigned int toa_net_id __read_mostly;
 /* Whether the namespaces have their settings (parameters written after
  * load go to the initial namespace's; before, to the load-time values). */
