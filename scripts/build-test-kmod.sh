@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the test-only kernel modules of tests/kmod/ (toa_claim.ko: claims
-# inet_getname the way a live patch would) for one kernel tree, in a build
-# directory of their own; print the directory on stdout.
+# inet_getname the way a live patch would; toa_owner.ko: a kernel user of
+# sk_user_data) for one kernel tree, in a build directory of their own;
+# print the directory on stdout.
 #
 #   scripts/build-test-kmod.sh KDIR BUILD_DIR
 set -euo pipefail

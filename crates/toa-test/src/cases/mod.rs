@@ -9,6 +9,7 @@ mod leaks;
 mod lifecycle;
 mod local;
 mod namespaces;
+mod owners;
 mod producers;
 mod stress;
 mod trust;
@@ -28,6 +29,7 @@ pub fn all() -> Vec<Case> {
     v.extend(trust::cases());
     v.extend(local::cases());
     v.extend(namespaces::cases());
+    v.extend(owners::cases());
     v.extend(producers::cases());
     v.extend(udp::cases());
     v.extend(stress::cases());
