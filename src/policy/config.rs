@@ -37,9 +37,9 @@ pub struct Options {
     kinds: [AtomicU64; 4],
     /// Whether Alibaba Cloud CDN's option (28/7, 28/19) is taken.
     cdn: AtomicBool,
-    /// `tcpopt_packet`, as the index of its word.
+    /// `tcpopt_packet`, as the index of its word in `FROM_WORDS`.
     from: AtomicU8,
-    /// `tcpopt_position`, as the index of its word.
+    /// `tcpopt_position`, as the index of its word in `PICK_WORDS`.
     pick: AtomicU8,
 }
 
@@ -52,8 +52,8 @@ struct ConfigCell(core::cell::UnsafeCell<KindConfig>);
 unsafe impl Sync for ConfigCell {}
 
 impl Options {
-    /// Out of the box: kinds 200, 253, 254, the CDN option, any packet, the
-    /// first option.
+    /// Out of the box: kinds 200, 253, 254, the CDN option, any packet and
+    /// any option as long as they agree (`agree`, `only`).
     pub const fn new() -> Options {
         let w = KindConfig::DEFAULT.effective().words();
         let s = KindConfig::DEFAULT.slots();
@@ -126,17 +126,19 @@ impl Options {
     /// The packets that may name the client now.
     pub fn named_in(&self) -> NamedIn {
         match self.from.load(Ordering::Relaxed) {
-            1 => NamedIn::Syn,
-            2 => NamedIn::Ack,
-            _ => NamedIn::Any,
+            1 => NamedIn::Any,
+            2 => NamedIn::Syn,
+            3 => NamedIn::Ack,
+            _ => NamedIn::Agree,
         }
     }
 
     /// Which client option of a packet is the balancer's now.
     pub fn pick(&self) -> wire::Pick {
         match self.pick.load(Ordering::Relaxed) {
-            1 => wire::Pick::Last,
-            _ => wire::Pick::First,
+            1 => wire::Pick::First,
+            2 => wire::Pick::Last,
+            _ => wire::Pick::Only,
         }
     }
 
@@ -328,10 +330,15 @@ pub unsafe extern "C" fn toa_config_write_cdn(
 /// none that counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NamedIn {
-    /// Any (the default): the completing packet's client, else the SYN's
-    /// (or a held-back ACK's). Fits every producer; a client can override
-    /// a SYN-only balancer from its ACK, or name itself from its SYN to an
-    /// ACK-only balancer whose option is lost.
+    /// Any packet, as long as they agree (the default): the completing
+    /// packet's client, else the SYN's (or a held-back ACK's); two packets
+    /// naming different clients name nobody (one of them is not the
+    /// balancer's). Fits every producer; a client can still name itself
+    /// from its SYN to an ACK-only balancer whose option is lost.
+    Agree,
+    /// Any packet, the later one winning (the older modules' rule): the
+    /// completing packet's client, else the SYN's. A client can override
+    /// a SYN-only balancer from its ACK.
     Any,
     /// The SYN only (Alibaba LVS, Alibaba Cloud CDN): options in the other
     /// packets never name the client.
@@ -342,9 +349,9 @@ pub enum NamedIn {
 }
 
 /// The words of [`NamedIn`], in its order.
-const FROM_WORDS: [&str; 3] = ["any", "syn", "ack"];
+const FROM_WORDS: [&str; 4] = ["agree", "any", "syn", "ack"];
 /// The words of [`wire::Pick`], in its order.
-const PICK_WORDS: [&str; 2] = ["first", "last"];
+const PICK_WORDS: [&str; 3] = ["only", "first", "last"];
 
 /// Set word setting `which` (0: `tcpopt_packet`, 1: `tcpopt_position`) from
 /// text; 0 or `-EINVAL` (nothing changed).

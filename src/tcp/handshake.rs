@@ -83,13 +83,21 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
     let settings = unsafe { hs.settings() };
     let o = &settings.options;
     let picked = wire::scan_pick(options, &o.rules(), packet, hs.sport, o.pick());
+    // Whether the packet names anyone: a client option, or several that
+    // disagree (`tcpopt_position=only`: then nobody, counted).
+    let named = matches!(picked.scan, Scan::Found(_)) || picked.conflict;
     match picked.scan {
         // The host's own processes are not the balancer, whatever the list.
-        Scan::Found(_) if hs.local => {
+        _ if named && hs.local => {
             stats::inc(settings, Counter::ToaLocal);
             None
         }
-        Scan::Found(found) if settings.trust.trusted(&hs.source()) => {
+        _ if named && !settings.trust.trusted(&hs.source()) => {
+            stats::inc(settings, Counter::ToaUntrusted);
+            settings.trust.untrusted_seen(&hs.source());
+            None
+        }
+        Scan::Found(found) => {
             // Options naming different clients: the one at the balancer's
             // position (`tcpopt_position`) is taken, the others counted.
             if picked.conflict {
@@ -97,12 +105,12 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
             }
             Some(found)
         }
-        Scan::Found(_) => {
-            stats::inc(settings, Counter::ToaUntrusted);
-            settings.trust.untrusted_seen(&hs.source());
+        Scan::Absent => {
+            if picked.conflict {
+                stats::inc(settings, Counter::ToaConflict);
+            }
             None
         }
-        Scan::Absent => None,
         Scan::Malformed(_) => {
             stats::inc(settings, Counter::ToaMalformed);
             None
@@ -138,11 +146,15 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     // The table's entry is taken either way: it is this connection's, and
     // its socket exists now.
     // SAFETY: the caller guarantees the settings are live.
-    let kept = unsafe { syn::take(hs) };
-    // Two packets naming two clients: one is not the balancer's.
+    let (kept, kept_conflict) = unsafe { syn::take(hs) };
+    // Two packets naming two clients: one is not the balancer's (under
+    // `agree`, the table's entry already names nobody when the two were a
+    // SYN and a held-back ACK: counted when it was marked).
+    let mut disagree = kept_conflict;
     if let (Some(o), Some(k)) = (own, kept) {
         if o.client != k.client {
             stats::inc(settings, Counter::ToaConflict);
+            disagree = true;
         }
     }
     // A balancer that names the client in the SYN only: the completing
@@ -156,6 +168,9 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     } else {
         own
     };
+    // Under `agree`, packets that disagree name nobody.
+    let nobody = from == NamedIn::Agree && disagree;
+    let (own, kept) = if nobody { (None, None) } else { (own, kept) };
     let client = match (own, kept) {
         (Some(found), Some(_)) => {
             // A Fast Open child's entry is its own SYN's: used, not replaced.
@@ -177,7 +192,7 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
         // Nothing in the handshake: an ip_vs_ca announcement with protocol
         // 6 may have named the client before the SYN (never for a
         // connection from the host itself).
-        (None, None) if hs.local => None,
+        (None, None) if hs.local || nobody => None,
         (None, None) => match udp::flows::tcp_client(hs) {
             Some(found) => {
                 stats::inc(settings, Counter::ToaIcmpUsed);

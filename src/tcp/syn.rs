@@ -149,7 +149,13 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
     };
     // A SYN seen again keeps the first entry; a held-back ACK is later in
     // the same handshake and wins, as the completing packet would.
-    let same = if hs.syn { Same::Keep } else { Same::Replace };
+    let same = match (hs.syn, settings.options.named_in()) {
+        (true, _) => Same::Keep,
+        // Under `agree`, a held-back ACK naming another client than the
+        // SYN's leaves the entry naming nobody.
+        (false, NamedIn::Agree) => Same::Disagree,
+        (false, _) => Same::Replace,
+    };
     let host = HOST.load(Ordering::Relaxed);
     let put = syn_table::put(locked.bucket(), &key, &found, hs.now_ms, same, host);
     drop(locked);
@@ -160,6 +166,7 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
         (put.expired, Counter::ToaSynExpired),
         (put.evicted, Counter::ToaSynEvicted),
         (put.refused, Counter::ToaSynShareFull),
+        (put.conflict, Counter::ToaConflict),
         (put.recorded && !hs.syn, Counter::ToaAckDeferred),
     ] {
         if happened {
@@ -169,28 +176,33 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
 }
 
 /// Take the client kept for the connection of `hs` (a packet creating a
-/// child socket), if there is one. Callable in softirq.
+/// child socket), if there is one, and whether the handshake's packets
+/// named different clients (then the entry names nobody). Callable in
+/// softirq.
 ///
 /// # Safety
 ///
 /// `hs.settings` must be live for the call.
-pub unsafe fn take(hs: &Handshake) -> Option<Found> {
+pub unsafe fn take(hs: &Handshake) -> (Option<Found>, bool) {
     let last = LAST_PUT.load(Ordering::Acquire);
     if last == 0 || hs.now_ms.saturating_sub(last - 1) > MAX_AGE_MS {
-        return None;
+        return (None, false);
     }
     let key = hs.key();
-    let mut locked = Locked::new(key.bucket(&seed()))?;
+    let Some(mut locked) = Locked::new(key.bucket(&seed())) else {
+        return (None, false);
+    };
     let took = syn_table::take(locked.bucket(), &key, hs.now_ms);
     drop(locked);
     match took {
-        Take::Found(found) => Some(found),
+        Take::Found(found) => (Some(found), false),
         Take::Expired => {
             // SAFETY: the caller guarantees the settings are live.
             stats::inc(unsafe { hs.settings() }, Counter::ToaSynExpired);
-            None
+            (None, false)
         }
-        Take::Missing => None,
+        Take::Conflict => (None, true),
+        Take::Missing => (None, false),
     }
 }
 

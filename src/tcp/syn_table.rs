@@ -109,6 +109,9 @@ pub struct Slot {
     port: [u8; 2],
     /// The client's address (IPv4: the first four bytes).
     addr: [u8; 16],
+    /// Two packets of the handshake named different clients: the entry
+    /// names nobody (see [`Same::Disagree`]).
+    conflict: bool,
 }
 
 impl Slot {
@@ -152,6 +155,7 @@ impl Slot {
             format: found.format as u8,
             port,
             addr,
+            conflict: false,
         };
     }
 }
@@ -166,6 +170,10 @@ pub enum Same {
     Keep,
     /// Replace it (a handshake ACK: the later packet counts).
     Replace,
+    /// Keep it if it names the same client; if it names another, one of
+    /// the two packets is not the balancer's: the entry then names nobody
+    /// (a held-back ACK under `tcpopt_packet=agree`).
+    Disagree,
 }
 
 /// What [`put`] did; each `true` is one event to count.
@@ -183,6 +191,9 @@ pub struct Put {
     /// Not recorded: the namespace's share of the bucket was full of other
     /// namespaces' live entries (see [`GUEST_WAYS`]).
     pub refused: bool,
+    /// The entry named another client ([`Same::Disagree`]): it names
+    /// nobody now.
+    pub conflict: bool,
 }
 
 /// Put `found` for `key` into `bucket` at time `now` (milliseconds); `host`
@@ -197,6 +208,13 @@ pub fn put(bucket: &mut Bucket, key: &Key, found: &Found, now: u64, same: Same, 
             out.expired = true;
         } else if same == Same::Replace {
             out.replaced = true;
+        } else if same == Same::Disagree && !slot.conflict && slot.found() != *found {
+            slot.conflict = true;
+            slot.stamp = now;
+            return Put {
+                conflict: true,
+                ..Put::default()
+            };
         } else {
             // The same SYN again (a retransmission on the syncookie path):
             // the first entry stays; it waits from now if it names the
@@ -262,6 +280,9 @@ pub enum Take {
     Found(Found),
     /// The key's entry was older than [`MAX_AGE_MS`]: removed, not given.
     Expired,
+    /// The key's packets named different clients ([`Same::Disagree`]):
+    /// removed, names nobody.
+    Conflict,
     /// No entry for the key.
     Missing,
 }
@@ -273,6 +294,8 @@ pub fn take(bucket: &mut Bucket, key: &Key, now: u64) -> Take {
     };
     let result = if slot.age(now) > MAX_AGE_MS {
         Take::Expired
+    } else if slot.conflict {
+        Take::Conflict
     } else {
         Take::Found(slot.found())
     };
@@ -288,6 +311,25 @@ pub fn occupied(bucket: &Bucket) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disagreeing_packets_name_nobody() {
+        let mut b = Bucket::default();
+        assert!(put(&mut b, &key(1), &client(1), 10, Same::Keep, 0).recorded);
+        // The same client again: kept, nothing to count.
+        assert_eq!(
+            put(&mut b, &key(1), &client(1), 11, Same::Disagree, 0),
+            Put::default()
+        );
+        assert_eq!(take(&mut b, &key(1), 12), Take::Found(client(1)));
+        // Another client: the entry names nobody, and stays so.
+        put(&mut b, &key(2), &client(2), 20, Same::Keep, 0);
+        let p = put(&mut b, &key(2), &client(3), 21, Same::Disagree, 0);
+        assert!(p.conflict && !p.recorded && !p.replaced);
+        assert!(!put(&mut b, &key(2), &client(2), 22, Same::Disagree, 0).conflict);
+        assert_eq!(take(&mut b, &key(2), 23), Take::Conflict);
+        assert_eq!(take(&mut b, &key(2), 24), Take::Missing);
+    }
 
     fn key(n: u32) -> Key {
         Key {

@@ -344,6 +344,10 @@ pub enum Pick {
     First,
     /// The last (a balancer that appends its option: JD Jupiter).
     Last,
+    /// The one client, if they all agree: a packet whose client options
+    /// name different clients names nobody (one of them is not the
+    /// balancer's, and which one depends on the producer).
+    Only,
 }
 
 /// What [`scan_pick`] found.
@@ -408,6 +412,8 @@ pub fn scan_pick(
         let found = match pick {
             Pick::First => first,
             Pick::Last => last,
+            Pick::Only if conflict => None,
+            Pick::Only => first,
         };
         match (found, bad) {
             (Some(f), _) if is_unspecified(&f.client) => Scan::Malformed(Malformed::Unspecified),
@@ -418,7 +424,12 @@ pub fn scan_pick(
     };
     Picked {
         // A malformed list names nobody: no conflict to speak of.
-        conflict: conflict && matches!(scan, Scan::Found(_)),
+        conflict: conflict
+            && match scan {
+                Scan::Found(_) => true,
+                Scan::Absent => pick == Pick::Only,
+                Scan::Malformed(_) => false,
+            },
         scan,
     }
 }
@@ -607,14 +618,23 @@ mod tests {
                 conflict: true
             }
         );
+        // Only: options that disagree name nobody, and say so.
+        assert_eq!(
+            pick(&l, K, Pick::Only),
+            Picked {
+                scan: Scan::Absent,
+                conflict: true
+            }
+        );
         // The same client twice (F5 in every packet, a v4 and a v6 form of
         // one client are different clients): no conflict.
         let same = list(&[&opt(V4, 200), MSS, &opt(V4, 254)]);
         assert_eq!(pick(&same, K, Pick::Last).conflict, false);
         assert_eq!(pick(&same, K, Pick::Last).scan, toa(V4));
-        // One option: both picks agree, no conflict; none: absent.
+        assert_eq!(pick(&same, K, Pick::Only).scan, toa(V4));
+        // One option: every pick agrees, no conflict; none: absent.
         let one = list(&[MSS, &opt(V6, 254), TS]);
-        for p in [Pick::First, Pick::Last] {
+        for p in [Pick::First, Pick::Last, Pick::Only] {
             assert_eq!(
                 pick(&one, K, p),
                 Picked {
@@ -626,7 +646,7 @@ mod tests {
         }
         // A list that is not well formed names nobody, conflict or not.
         let broken = list(&[&opt(OTHER, 200), &opt(V4, 200), &[8, 10, 1]]);
-        for p in [Pick::First, Pick::Last] {
+        for p in [Pick::First, Pick::Last, Pick::Only] {
             assert_eq!(
                 pick(&broken, K, p),
                 Picked {
@@ -1160,8 +1180,16 @@ mod properties {
             let l = [fill.concat(), a, fill.concat(), b].concat();
             let first = scan_pick(&l, &Rules::DEFAULT, p, PORT, Pick::First);
             let last = scan_pick(&l, &Rules::DEFAULT, p, PORT, Pick::Last);
+            let only = scan_pick(&l, &Rules::DEFAULT, p, PORT, Pick::Only);
             prop_assert_eq!(first.scan, Scan::Found(fa));
             prop_assert_eq!(last.scan, Scan::Found(fb));
+            // Only: the client when both agree, nobody (and a conflict)
+            // when they do not.
+            if fa.client == fb.client {
+                prop_assert_eq!(only, first);
+            } else {
+                prop_assert_eq!(only, Picked { scan: Scan::Absent, conflict: true });
+            }
             prop_assert_eq!(first.conflict, fa.client != fb.client);
             prop_assert_eq!(last.conflict, fa.client != fb.client);
         }

@@ -169,15 +169,21 @@ fn only_in_syn(ctx: &Ctx) -> Result<()> {
 }
 
 fn duplicates(ctx: &Ctx) -> Result<()> {
-    // Two clients: the first one wins (tcpopt_position's default), the
-    // disagreement is counted.
-    let conflict = [("toa_conflict", 1)];
+    // Two clients: out of the box (tcpopt_position=only) nobody, since
+    // one of them is not the balancer's; the disagreement is counted.
+    let nobody = [("syn_recv_sock_no_toa", 1), ("toa_conflict", 1)];
     let mut o = opt4(200, client(4));
     o.extend(opt4(200, client(5)));
-    expect_client_counted(ctx, o, Accept::Accept, client(4), &conflict)?;
-    let mut o = opt4(254, client(6));
-    o.extend(opt4(200, client(7)));
-    expect_client_counted(ctx, o, Accept::Accept, client(6), &conflict)?;
+    expect_balancer(ctx, o.clone(), &nobody)?;
+    // Placed by the producer (first): the first one, counted.
+    let conflict = [("toa_conflict", 1)];
+    {
+        let _g = SysctlGuard::set("/proc/sys/net/toa/tcpopt_position", "first")?;
+        expect_client_counted(ctx, o, Accept::Accept, client(4), &conflict)?;
+        let mut o = opt4(254, client(6));
+        o.extend(opt4(200, client(7)));
+        expect_client_counted(ctx, o, Accept::Accept, client(6), &conflict)?;
+    }
     // The same client twice: no conflict.
     let mut o = opt4(254, client(8));
     o.extend(opt4(200, client(8)));

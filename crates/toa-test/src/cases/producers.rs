@@ -25,7 +25,7 @@ pub fn cases() -> Vec<Case> {
             lvs_syn_only,
         ),
         Case::new(
-            "producers: Alibaba LVS with fullnat_toa_entry on, SYN and ACK both -> the ACK's wins when they differ",
+            "producers: Alibaba LVS with fullnat_toa_entry on, SYN and ACK both -> the client; when they differ nobody (agree) or the ACK's (any)",
             lvs_syn_and_ack,
         ),
         Case::new(
@@ -93,15 +93,15 @@ pub fn cases() -> Vec<Case> {
     }
     v.extend([
         Case::new(
-            "producers: a client's own option in its ACK behind a SYN-only balancer (Alibaba LVS): counted toa_conflict; tcpopt_packet=syn keeps the balancer's",
+            "producers: a client's own option in its ACK behind a SYN-only balancer (Alibaba LVS): nobody by default (agree), the client's with any, the balancer's with syn; counted toa_conflict",
             client_option_in_ack,
         ),
         Case::new(
-            "producers: a client's own option in its SYN behind an ACK-only balancer (DPVS): tcpopt_packet=ack never takes it",
+            "producers: a client's own option in its SYN behind an ACK-only balancer (DPVS): nobody by default when the ACK names another, taken when alone; tcpopt_packet=ack never takes it",
             client_option_in_syn,
         ),
         Case::new(
-            "producers: a client's own option ahead of the one JD Jupiter appends: counted toa_conflict; tcpopt_position=last takes the balancer's",
+            "producers: a client's own option ahead of the one JD Jupiter appends: nobody by default (only), the client's with first, the balancer's with last; counted toa_conflict",
             client_option_ahead,
         ),
         Case::new(
@@ -125,7 +125,7 @@ pub fn cases() -> Vec<Case> {
             data_and_fin,
         ),
         Case::new(
-            "handshakes: a forged option behind the real one -> the real one",
+            "handshakes: a forged option behind the real one -> nobody (only), the real one with tcpopt_position=first",
             forged_behind,
         ),
         Case::new(
@@ -149,6 +149,12 @@ const FROM_TABLE: &[(&str, u64)] = &[
     ("getname_toa_ok", 2),
     ("toa_syn_recorded", 1),
     ("toa_syn_used", 1),
+];
+/// ... whose SYN and ACK named different clients (`agree`): nobody.
+const DISAGREED: &[(&str, u64)] = &[
+    ("syn_recv_sock_no_toa", 1),
+    ("toa_syn_recorded", 1),
+    ("toa_conflict", 1),
 ];
 /// ... whose SYN's client was replaced by the ACK's.
 const ACK_WON: &[(&str, u64)] = &[
@@ -257,15 +263,24 @@ fn lvs_syn_only(ctx: &Ctx) -> Result<()> {
 fn lvs_syn_and_ack(ctx: &Ctx) -> Result<()> {
     ctx.require_loaded()?;
     let l = inet()?;
-    // They differ: the ACK's.
-    let b = before()?;
+    // They differ: one is not the balancer's; out of the box nobody, with
+    // the older rule (any) the ACK's.
     let hs = Handshake {
         ack_options: opt4(254, client(152)),
         ..syn_only(opt4(254, client(151)))
     };
+    let b = before()?;
     let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
-    expect_seen(&a, client(152).into())?;
-    kmod::expect_delta(&b, &with(ACK_WON, &[("toa_conflict", 1)]))?;
+    let balancer = a.conn.local;
+    expect_seen(&a, balancer)?;
+    kmod::expect_delta(&b, DISAGREED)?;
+    {
+        let _g = SysctlGuard::set(PACKET, "any")?;
+        let b = before()?;
+        let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
+        expect_seen(&a, client(152).into())?;
+        kmod::expect_delta(&b, &with(ACK_WON, &[("toa_conflict", 1)]))?;
+    }
     // The same client in both (what LVS sends).
     let b = before()?;
     let hs = Handshake {
@@ -800,24 +815,34 @@ fn forged_behind(ctx: &Ctx) -> Result<()> {
     let l = inet()?;
     let forged = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 66), 6666);
     // In the ACK: the balancer's first (DPVS), the client's own behind.
-    let b = before()?;
     let mut options = opt4(254, client(167));
     options.extend(opt4(200, forged));
-    let hs = Handshake {
+    let in_ack = Handshake {
         ack_options: options,
         ..Handshake::default()
     };
-    let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
-    expect_seen(&a, client(167).into())?;
-    kmod::expect_delta(&b, &with(SHOWN, &[("toa_conflict", 1)]))?;
     // In the SYN: the balancer's right after the header (LVS), the
     // client's own after its MSS.
-    let b = before()?;
-    let hs = Handshake {
+    let in_syn = Handshake {
         syn_options: opt4(254, forged),
         ..syn_only(opt4(254, client(168)))
     };
-    let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
+    // Out of the box (only): they disagree, nobody; counted.
+    for hs in [&in_ack, &in_syn] {
+        let b = before()?;
+        let a = connect(ctx, &l, Transport::V4, hs, nothing)?;
+        let balancer = a.conn.local;
+        expect_seen(&a, balancer)?;
+        kmod::expect_delta(&b, &[("syn_recv_sock_no_toa", 1), ("toa_conflict", 1)])?;
+    }
+    // The producer's position (first): the real one.
+    let _g = SysctlGuard::set(POSITION, "first")?;
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &in_ack, nothing)?;
+    expect_seen(&a, client(167).into())?;
+    kmod::expect_delta(&b, &with(SHOWN, &[("toa_conflict", 1)]))?;
+    let b = before()?;
+    let a = connect(ctx, &l, Transport::V4, &in_syn, nothing)?;
     expect_seen(&a, client(168).into())?;
     kmod::expect_delta(&b, &with(FROM_TABLE, &[("toa_conflict", 1)]))
 }
@@ -943,12 +968,21 @@ fn client_option_in_ack(ctx: &Ctx) -> Result<()> {
         ack_options: opt4(254, client(160)),
         ..syn_only(opt4(254, client(161)))
     };
-    // Out of the box (any): the completing packet's, the client's choice;
-    // counted.
+    // Out of the box (agree): the two disagree, nobody; counted.
     let b = before()?;
     let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
-    expect_seen(&a, client(160).into())?;
-    kmod::expect_delta(&b, &with(ACK_WON, &[("toa_conflict", 1)]))?;
+    let balancer = a.conn.local;
+    expect_seen(&a, balancer)?;
+    kmod::expect_delta(&b, DISAGREED)?;
+    // The older modules' rule (any): the completing packet's, the client's
+    // choice; counted.
+    {
+        let _g = SysctlGuard::set(PACKET, "any")?;
+        let b = before()?;
+        let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
+        expect_seen(&a, client(160).into())?;
+        kmod::expect_delta(&b, &with(ACK_WON, &[("toa_conflict", 1)]))?;
+    }
     // Pinned to the SYN: the balancer's.
     let _g = SysctlGuard::set(PACKET, "syn")?;
     let b = before()?;
@@ -993,7 +1027,8 @@ fn client_option_in_syn(ctx: &Ctx) -> Result<()> {
     let a = connect(ctx, &l, Transport::V4, &forged_only, nothing)?;
     expect_seen(&a, client(164).into())?;
     kmod::expect_delta(&b, FROM_TABLE)?;
-    // Both: the ACK's (the balancer's) wins, the conflict counted.
+    // Both: out of the box (agree) nobody, the conflict counted; with
+    // `any` the ACK's (the balancer's) wins, counted.
     let both = Handshake {
         syn_options: opt4(254, client(165)),
         ack_options: opt4(254, client(166)),
@@ -1001,8 +1036,16 @@ fn client_option_in_syn(ctx: &Ctx) -> Result<()> {
     };
     let b = before()?;
     let a = connect(ctx, &l, Transport::V4, &both, nothing)?;
-    expect_seen(&a, client(166).into())?;
-    kmod::expect_delta(&b, &with(ACK_WON, &[("toa_conflict", 1)]))?;
+    let balancer = a.conn.local;
+    expect_seen(&a, balancer)?;
+    kmod::expect_delta(&b, DISAGREED)?;
+    {
+        let _g = SysctlGuard::set(PACKET, "any")?;
+        let b = before()?;
+        let a = connect(ctx, &l, Transport::V4, &both, nothing)?;
+        expect_seen(&a, client(166).into())?;
+        kmod::expect_delta(&b, &with(ACK_WON, &[("toa_conflict", 1)]))?;
+    }
     // Pinned to the ACK: a SYN's option never names the client.
     let _g = SysctlGuard::set(PACKET, "ack")?;
     let b = before()?;
@@ -1026,10 +1069,20 @@ fn client_option_ahead(ctx: &Ctx) -> Result<()> {
         ack_options: [opt4(200, client(168)), opt4(200, client(167))].concat(),
         ..Handshake::default()
     };
+    // Out of the box (only): nobody, counted.
     let b = before()?;
     let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
-    expect_seen(&a, client(168).into())?;
-    kmod::expect_delta(&b, &with(SHOWN, &[("toa_conflict", 1)]))?;
+    let balancer = a.conn.local;
+    expect_seen(&a, balancer)?;
+    kmod::expect_delta(&b, &[("syn_recv_sock_no_toa", 1), ("toa_conflict", 1)])?;
+    // first: the client's, counted; last: the balancer's, counted.
+    {
+        let _g = SysctlGuard::set(POSITION, "first")?;
+        let b = before()?;
+        let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
+        expect_seen(&a, client(168).into())?;
+        kmod::expect_delta(&b, &with(SHOWN, &[("toa_conflict", 1)]))?;
+    }
     let _g = SysctlGuard::set(POSITION, "last")?;
     let b = before()?;
     let a = connect(ctx, &l, Transport::V4, &hs, nothing)?;
@@ -1053,21 +1106,17 @@ fn packet_and_position_settings(ctx: &Ctx) -> Result<()> {
         kmod::rmmod()?;
     }
     ctx.insmod(&[])?;
-    ensure_eq!(kmod::sysctl("tcpopt_packet")?, "any", "default packet");
-    ensure_eq!(
-        kmod::sysctl("tcpopt_position")?,
-        "first",
-        "default position"
-    );
+    ensure_eq!(kmod::sysctl("tcpopt_packet")?, "agree", "default packet");
+    ensure_eq!(kmod::sysctl("tcpopt_position")?, "only", "default position");
     for (name, good, bad) in [
         (
             "tcpopt_packet",
-            &["syn", "ack", "any"][..],
+            &["syn", "ack", "any", "agree"][..],
             &["SYN", "both", "0", "", "syn ack"][..],
         ),
         (
             "tcpopt_position",
-            &["last", "first"][..],
+            &["last", "first", "only"][..],
             &["LAST", "middle", "1", ""][..],
         ),
     ] {

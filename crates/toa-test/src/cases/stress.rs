@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use toa_core::tcp::wire::{self, ClientAddr, Found, Packet, Rules, Scan};
+use toa_core::tcp::wire::{self, ClientAddr, Found, Packet, Pick, Rules, Scan};
 
 use super::common::{client, client6, handshake_to, mapped, opt4, opt6, with_ack, Transport};
 use super::ipv6::settle;
@@ -154,7 +154,9 @@ fn random_options(ctx: &Ctx) -> Result<()> {
         )
         .map_err(|e| anyhow!("list {options:?}: {e:#}"))?;
         let port = a.conn.local.port().to_be_bytes();
-        let want = match wire::scan(&options, &rules, Packet::Ack, port) {
+        // The default position (only): client options that disagree name
+        // nobody.
+        let want = match wire::scan_pick(&options, &rules, Packet::Ack, port, Pick::Only).scan {
             Scan::Found(Found {
                 client: ClientAddr::V4 { port, addr },
                 ..
