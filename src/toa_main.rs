@@ -69,7 +69,7 @@ impl kernel::Module for Toa {
         udp::flows::init();
         kapi::register()?;
         let load = &settings::LOAD;
-        let rules = load.options.rules();
+        let rules = load.options().rules();
         toa_info!(
             "toa loaded (hook={}, tcpopt_kinds={}, tcpopt_cdn={}, udp_max_flows={})\n",
             kapi::hook_name(),
@@ -77,7 +77,7 @@ impl kernel::Module for Toa {
             u8::from(rules.cdn),
             udp::config::toa_udp_config_max_flows()
         );
-        if !load.trust.configured() {
+        if !load.trust().configured() {
             toa_warn!(
                 "no balancer is trusted yet: no client is taken from any packet until net.toa.trusted_sources names the balancers' prefixes\n"
             );

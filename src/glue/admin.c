@@ -73,6 +73,15 @@ void toa_sk_stat_add(const struct sock *sk, unsigned int counter, u64 n)
 	toa_net_stat_add(net_generic(sock_net(sk), toa_net_id), counter, n);
 }
 
+/* tn's counters, live or going (toa_nets_mutex held). */
+static struct toa_counters __percpu *toa_net_counters(const struct toa_net *tn)
+{
+	struct toa_counters __percpu *c;
+
+	c = rcu_dereference_protected(tn->counters, lockdep_is_held(&toa_nets_mutex));
+	return c ? c : tn->dying;
+}
+
 static u64 toa_counter_total(struct toa_counters __percpu *c, unsigned int i)
 {
 	u64 total = 0;
@@ -130,8 +139,7 @@ static int toa_stats_show(struct seq_file *seq, void *v)
 			u64 all = toa_gone[i];
 
 			list_for_each_entry(other, &toa_nets, list)
-				all += toa_counter_total(rcu_dereference_protected(other->counters,
-						lockdep_is_held(&toa_nets_mutex)), i);
+				all += toa_counter_total(toa_net_counters(other), i);
 			seq_printf(seq, " %12llu", all);
 		}
 		seq_putc(seq, '\n');
@@ -555,21 +563,19 @@ module_param_cb(udp_max_flows, &toa_kind_param_ops, (void *)TOA_SET_UDP_MAX_FLOW
 MODULE_PARM_DESC(udp_max_flows, "UDP flows the table holds (default 8192, 0..1048576; 0: UDP clients off)");
 
 /* ------------------------------------------------------------------------ */
-/* Namespaces: each gets its settings (a copy of the initial namespace's,   */
-/* or the parameters' for the initial one and those that exist at load),    */
-/* its /proc/sys/net/toa and its /proc/net/toa_stats.                       */
+/* Namespaces: each gets its settings (the initial one's from the module    */
+/* parameters; the others follow the initial one's until written, see       */
+/* settings.rs), its /proc/sys/net/toa and its /proc/net/toa_stats.         */
 
 static int __net_init toa_net_init(struct net *net)
 {
 	struct toa_net *tn = net_generic(net, toa_net_id);
-	const struct toa_settings *src;
 	struct ctl_table *table;
 	unsigned int i;
 
 	mutex_lock(&toa_config_mutex);
 	mutex_lock(&toa_trust_mutex);
-	src = READ_ONCE(toa_nets_ready) ? toa_net_settings(&init_net) : toa_settings_load();
-	toa_settings_init((struct toa_settings *)tn->settings, src);
+	toa_settings_init((struct toa_settings *)tn->settings, net_eq(net, &init_net));
 	mutex_unlock(&toa_trust_mutex);
 	mutex_unlock(&toa_config_mutex);
 
@@ -619,14 +625,16 @@ static void __net_exit toa_net_exit(struct net *net)
 	unregister_net_sysctl_table(tn->sysctl);
 	kfree(table);
 	/* Events still to come in this namespace are counted as the host's;
-	 * the counters go once no one can be counting in them (exit_batch). */
+	 * the counters go once no one can be counting in them (exit_batch),
+	 * and stay in toa_nets until then. */
 	mutex_lock(&toa_nets_mutex);
-	list_del(&tn->list);
 	tn->dying = rcu_dereference_protected(tn->counters, lockdep_is_held(&toa_nets_mutex));
 	RCU_INIT_POINTER(tn->counters, NULL);
 	if (net_eq(net, &init_net))
 		RCU_INIT_POINTER(toa_host_tn, NULL);
 	mutex_unlock(&toa_nets_mutex);
+	if (net_eq(net, &init_net))
+		toa_settings_exit((struct toa_settings *)tn->settings);
 }
 
 static void __net_exit toa_net_exit_batch(struct list_head *net_exit_list)
@@ -641,8 +649,11 @@ static void __net_exit toa_net_exit_batch(struct list_head *net_exit_list)
 		tn = net_generic(net, toa_net_id);
 		if (!tn->dying)
 			continue;
+		/* Its counts move to toa_gone and it leaves toa_nets at once:
+		 * the all-namespaces column never misses them. */
 		for (i = 0; i < toa_nr_counters; i++)
 			toa_gone[i] += toa_counter_total(tn->dying, i);
+		list_del(&tn->list);
 		free_percpu(tn->dying);
 		tn->dying = NULL;
 	}

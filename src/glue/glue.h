@@ -119,7 +119,8 @@ void toa_on_destruct(struct sock *sk);
 /* settings.rs: init with toa_config_mutex and toa_trust_mutex held */
 size_t toa_settings_size(void);
 const struct toa_settings *toa_settings_load(void);
-void toa_settings_init(struct toa_settings *dst, const struct toa_settings *src);
+void toa_settings_init(struct toa_settings *dst, bool host);
+void toa_settings_exit(struct toa_settings *s);
 /* config.rs: slot 0 is tcpopt_addr, slot 1 tcpopt_addr_v6; writes with
  * toa_config_mutex held */
 int toa_config_kind(const struct toa_settings *s, unsigned int slot);
@@ -157,6 +158,7 @@ int toa_udp_view(u64 net, u64 now_ms, unsigned long index, struct toa_udp_view *
 /* udp/config.rs: writes with toa_config_mutex held */
 int toa_udp_config_rewrite(const struct toa_settings *s);
 int toa_udp_config_write_rewrite(const struct toa_settings *s, const u8 *text, size_t len);
+int toa_udp_config_rewrite_mode(const struct toa_settings *s);	/* -1: the host's */
 unsigned int toa_udp_config_timeout(void);
 int toa_udp_config_write_timeout(const u8 *text, size_t len);
 unsigned long toa_udp_config_max_flows(void);

@@ -87,6 +87,8 @@ static DEFINE_MUTEX(toa_udp_table_mutex);
 /* Whether toa_udp_register() registered the namespaces' hooks (and their
  * data): written under toa_udp_table_mutex. */
 static bool toa_udp_hooked;
+/* The host's udp_rewrite, for namespaces that follow it. */
+static bool toa_udp_host_rewrite __read_mostly = true;
 static void toa_udp_rewrite_changed(const struct net *net);
 
 /* A setting was written (config mutex held): net's, or the host's only. */
@@ -256,7 +258,7 @@ struct toa_udp_net {
 	struct nf_hook_ops ops[TOA_UDP_NR_HOOKS];
 	u64 cookie;
 	const struct toa_settings *settings;	/* the namespace's (admin.c) */
-	bool rewrite;				/* its udp_rewrite */
+	s8 rewrite;				/* its udp_rewrite; -1: the host's */
 	/* jiffies of the last flow recorded or refreshed in the namespace */
 	unsigned long last_active;
 	bool had_flow;
@@ -277,7 +279,11 @@ static __always_inline bool toa_udp_live(const struct toa_udp_net *pn)
 /* Whether datagrams are to be looked up (rewriting on, a flow lately). */
 static __always_inline bool toa_udp_looking(const struct toa_udp_net *pn)
 {
-	return READ_ONCE(pn->rewrite) && toa_udp_live(pn);
+	s8 rewrite = READ_ONCE(pn->rewrite);
+
+	if (rewrite < 0)
+		rewrite = READ_ONCE(toa_udp_host_rewrite);
+	return rewrite && toa_udp_live(pn);
 }
 
 static __always_inline bool toa_udp_port_maybe(const struct toa_udp_net *pn, __be16 port)
@@ -887,7 +893,7 @@ static int __net_init toa_udp_net_init(struct net *net)
 
 	pn->cookie = net->net_cookie;
 	pn->settings = toa_net_settings(net);
-	WRITE_ONCE(pn->rewrite, toa_udp_config_rewrite(pn->settings));
+	toa_udp_rewrite_changed(net);
 	for (i = 0; i < TOA_UDP_NR_HOOKS; i++) {
 		pn->ops[i] = toa_udp_ops_template[i];
 		pn->ops[i].priv = pn;
@@ -924,12 +930,15 @@ static void __net_exit toa_udp_net_exit_one(struct net *net)
 	}
 }
 
-/* udp_rewrite was written in net (config mutex held). */
+/* net's udp_rewrite was written (config mutex held), or its hooks are set
+ * up: the hooks' copy of it, and of the host's that others follow. */
 static void toa_udp_rewrite_changed(const struct net *net)
 {
 	struct toa_udp_net *pn = net_generic(net, toa_udp_net_id);
 
-	WRITE_ONCE(pn->rewrite, toa_udp_config_rewrite(pn->settings));
+	WRITE_ONCE(pn->rewrite, toa_udp_config_rewrite_mode(pn->settings));
+	if (net_eq(net, &init_net))
+		WRITE_ONCE(toa_udp_host_rewrite, toa_udp_config_rewrite(pn->settings));
 }
 
 static struct pernet_operations toa_udp_net_ops = {

@@ -161,6 +161,25 @@ impl PrefixList {
         Some(())
     }
 
+    /// Whether [`PrefixList::parse_into`] would take `text` (without a list
+    /// to parse into).
+    pub fn valid(text: &[u8]) -> bool {
+        let Ok(text) = core::str::from_utf8(text) else {
+            return false;
+        };
+        let mut n = 0;
+        for entry in text.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
+            if entry.is_empty() {
+                continue;
+            }
+            if n == MAX_PREFIXES || Prefix::parse(entry).is_none() {
+                return false;
+            }
+            n += 1;
+        }
+        !(n == 0 && text.contains(','))
+    }
+
     /// The prefixes.
     pub fn prefixes(&self) -> &[Prefix] {
         self.items.get(..self.len).unwrap_or(&[])
@@ -216,6 +235,34 @@ impl Write for SliceWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn valid_agrees_with_parse_into() {
+        let many = (0..MAX_PREFIXES + 1)
+            .map(|i| format!("10.0.{i}.0/24"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for text in [
+            "",
+            " ",
+            ",,",
+            "10.0.0.0/8",
+            "10.0.0.1/8",
+            "10.0.0.0/8, fd00::/64",
+            "::/0 0.0.0.0/0",
+            "nonsense",
+            "10.0.0.0/33",
+            many.as_str(),
+        ] {
+            let mut l = PrefixList::EMPTY;
+            assert_eq!(
+                PrefixList::valid(text.as_bytes()),
+                l.parse_into(text.as_bytes()).is_some(),
+                "{text:?}"
+            );
+        }
+        assert!(!PrefixList::valid(&[0xff, 0xfe]));
+    }
     use proptest::prelude::*;
 
     fn list(text: &str) -> Option<PrefixList> {

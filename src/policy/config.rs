@@ -158,14 +158,47 @@ impl Default for Options {
     }
 }
 
-/// The option settings of the namespace `s` belongs to.
+/// The option settings in force in the namespace `s` belongs to.
 ///
 /// # Safety
 ///
 /// `s` must point to a live [`Settings`].
 unsafe fn options<'a>(s: *const Settings) -> &'a Options {
     // SAFETY: the caller guarantees a live `Settings`.
-    unsafe { &(*s).options }
+    unsafe { (*s).options() }
+}
+
+/// Apply `f` to the kind configuration in force in the namespace of `s`;
+/// if it succeeds, the result becomes the namespace's own (nothing changes
+/// otherwise).
+///
+/// # Safety
+///
+/// `s` must point to a live [`Settings`]; the caller must hold the glue's
+/// config mutex.
+unsafe fn write_config(
+    s: *const Settings,
+    f: impl FnOnce(&mut KindConfig) -> Option<()>,
+) -> Option<()> {
+    // SAFETY: the caller guarantees a live `Settings` and holds the config
+    // mutex, under which the configuration is read.
+    let mut config = unsafe { *options(s).config.0.get() };
+    f(&mut config)?;
+    // SAFETY: as above.
+    unsafe { options_mut(s).with_config(|c| *c = config) };
+    Some(())
+}
+
+/// The namespace's own option settings, for a writer (taken from the
+/// host's first if they followed them).
+///
+/// # Safety
+///
+/// `s` must point to a live [`Settings`]; the caller must hold the glue's
+/// config mutex.
+unsafe fn options_mut<'a>(s: *const Settings) -> &'a Options {
+    // SAFETY: the caller guarantees a live `Settings` and holds the mutex.
+    unsafe { (*s).own_options() }
 }
 
 /// The bytes of `len` at `text`, or `None` for NULL.
@@ -215,8 +248,9 @@ pub unsafe extern "C" fn toa_config_write_kind(
     let Some(text) = (unsafe { bytes(text, len) }) else {
         return EINVAL.to_errno();
     };
-    // SAFETY: the caller holds the config mutex.
-    match unsafe { options(s).with_config(|c| c.write_slot(slot as usize, text)) } {
+    // SAFETY: the caller guarantees a live `Settings` and holds the config
+    // mutex.
+    match unsafe { write_config(s, |c| c.write_slot(slot as usize, text)) } {
         Some(()) => 0,
         None => EINVAL.to_errno(),
     }
@@ -238,8 +272,9 @@ pub unsafe extern "C" fn toa_config_write_kinds(
     let Some(text) = (unsafe { bytes(text, len) }) else {
         return EINVAL.to_errno();
     };
-    // SAFETY: the caller holds the config mutex.
-    match unsafe { options(s).with_config(|c| c.write_list(text)) } {
+    // SAFETY: the caller guarantees a live `Settings` and holds the config
+    // mutex.
+    match unsafe { write_config(s, |c| c.write_list(text)) } {
         Some(()) => 0,
         None => EINVAL.to_errno(),
     }
@@ -315,8 +350,9 @@ pub unsafe extern "C" fn toa_config_write_cdn(
     };
     match parse::switch(text) {
         Some(on) => {
-            // SAFETY: the caller guarantees a live `Settings`.
-            unsafe { options(s) }.cdn.store(on, Ordering::Relaxed);
+            // SAFETY: the caller guarantees a live `Settings` and holds
+            // the config mutex.
+            unsafe { options_mut(s) }.cdn.store(on, Ordering::Relaxed);
             0
         }
         None => EINVAL.to_errno(),
@@ -372,16 +408,19 @@ pub unsafe extern "C" fn toa_config_write_word(
         return EINVAL.to_errno();
     };
     // SAFETY: the caller guarantees a live `Settings`.
-    let Some((cell, words)) = unsafe { options(s) }.word_setting(which) else {
+    let Some((_, words)) = unsafe { options(s) }.word_setting(which) else {
         return EINVAL.to_errno();
     };
-    match parse::word(text, words).and_then(|i| u8::try_from(i).ok()) {
-        Some(i) => {
-            cell.store(i, Ordering::Relaxed);
-            0
-        }
-        None => EINVAL.to_errno(),
+    let Some(i) = parse::word(text, words).and_then(|i| u8::try_from(i).ok()) else {
+        return EINVAL.to_errno();
+    };
+    // Valid: now the namespace's own.
+    // SAFETY: the caller guarantees a live `Settings` and holds the config
+    // mutex.
+    if let Some((cell, _)) = unsafe { options_mut(s) }.word_setting(which) {
+        cell.store(i, Ordering::Relaxed);
     }
+    0
 }
 
 /// Write word setting `which` as text into `buf` (`size` bytes); how many

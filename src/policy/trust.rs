@@ -136,14 +136,14 @@ impl Default for Trust {
     }
 }
 
-/// The trusted sources of the namespace `s` belongs to.
+/// The trusted sources in force in the namespace `s` belongs to.
 ///
 /// # Safety
 ///
 /// `s` must point to a live [`Settings`].
 unsafe fn trust<'a>(s: *const Settings) -> &'a Trust {
     // SAFETY: the caller guarantees a live `Settings`.
-    unsafe { &(*s).trust }
+    unsafe { (*s).trust() }
 }
 
 /// Replace the list with the one in `text` (`len` bytes); 0, or `-EINVAL`
@@ -159,10 +159,16 @@ pub unsafe extern "C" fn toa_trust_write(s: *const Settings, text: *const u8, le
     if text.is_null() {
         return EINVAL.to_errno();
     }
-    // SAFETY: the caller guarantees a live `Settings`.
-    let t = unsafe { trust(s) };
     // SAFETY: the caller guarantees `len` readable bytes.
     let text = unsafe { core::slice::from_raw_parts(text, len) };
+    // Refused whole before anything changes (the namespace's list stays
+    // the host's if it followed it).
+    if !PrefixList::valid(text) {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: the caller guarantees a live `Settings` and holds the trust
+    // mutex.
+    let t = unsafe { (*s).own_trust() };
     let active = t.active.load(Ordering::Relaxed);
     // The slot not in force (slot 0 when none is).
     let target = if active == 1 { 1 } else { 0 };

@@ -81,7 +81,7 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
     let options = unsafe { hs.options() };
     // SAFETY: the caller guarantees the settings are live.
     let settings = unsafe { hs.settings() };
-    let o = &settings.options;
+    let o = settings.options();
     let picked = wire::scan_pick(options, &o.rules(), packet, hs.sport, o.pick());
     // Whether the packet names anyone: a client option, or several that
     // disagree (`tcpopt_position=only`: then nobody, counted).
@@ -92,9 +92,9 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
             stats::inc(settings, Counter::ToaLocal);
             None
         }
-        _ if named && !settings.trust.trusted(&hs.source()) => {
+        _ if named && !settings.trust().trusted(&hs.source()) => {
             stats::inc(settings, Counter::ToaUntrusted);
-            settings.trust.untrusted_seen(&hs.source());
+            settings.trust().untrusted_seen(&hs.source());
             None
         }
         Scan::Found(found) => {
@@ -134,7 +134,7 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
     let packet = if hs.syn { Packet::Syn } else { Packet::Ack };
     // SAFETY: the caller guarantees the settings are live.
     let settings = unsafe { hs.settings() };
-    let from = settings.options.named_in();
+    let from = settings.options().named_in();
     // The packet's own client, unless it is a packet where the balancer
     // puts none (a SYN when it names the client after the SYN).
     let own = if from == NamedIn::Ack && hs.syn {

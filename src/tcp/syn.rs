@@ -134,7 +134,7 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
     // it in the SYN only, carry nobody's but the client's own.
     // SAFETY: the caller guarantees the settings are live.
     let settings = unsafe { hs.settings() };
-    match (settings.options.named_in(), hs.syn) {
+    match (settings.options().named_in(), hs.syn) {
         (NamedIn::Ack, true) | (NamedIn::Syn, false) => return,
         _ => {}
     }
@@ -149,7 +149,7 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
     };
     // A SYN seen again keeps the first entry; a held-back ACK is later in
     // the same handshake and wins, as the completing packet would.
-    let same = match (hs.syn, settings.options.named_in()) {
+    let same = match (hs.syn, settings.options().named_in()) {
         (true, _) => Same::Keep,
         // Under `agree`, a held-back ACK naming another client than the
         // SYN's leaves the entry naming nobody.

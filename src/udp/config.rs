@@ -76,10 +76,27 @@ pub unsafe extern "C" fn toa_udp_config_write_rewrite(
     match unsafe { bytes(text, len) }.and_then(parse::switch) {
         Some(on) => {
             // SAFETY: the caller guarantees a live `Settings`.
-            unsafe { &*s }.udp_rewrite.store(on, Ordering::Relaxed);
+            unsafe { &*s }.own_rewrite().store(on, Ordering::Relaxed);
             0
         }
         None => EINVAL.to_errno(),
+    }
+}
+
+/// `udp_rewrite` of the namespace `s` belongs to as the glue's hooks keep
+/// it: -1 (it follows the host's), 0 or 1.
+///
+/// # Safety
+///
+/// `s` must point to a live [`Settings`].
+#[no_mangle]
+pub unsafe extern "C" fn toa_udp_config_rewrite_mode(s: *const Settings) -> c_int {
+    // SAFETY: the caller guarantees a live `Settings`.
+    let s = unsafe { &*s };
+    if s.rewrite_follows() {
+        -1
+    } else {
+        c_int::from(s.rewrite())
     }
 }
 

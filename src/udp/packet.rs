@@ -100,7 +100,7 @@ unsafe fn record(p: &UdpPacket, key: &FlowKey, client: &ClientAddr, via: Via) ->
         stats::inc(settings, Counter::UdpLocal);
         return false;
     }
-    let trust = &settings.trust;
+    let trust = settings.trust();
     if !trust.trusted(&p.source()) {
         stats::inc(settings, Counter::UdpUntrusted);
         trust.untrusted_seen(&p.source());
@@ -121,7 +121,7 @@ unsafe fn icmp(p: &UdpPacket) -> Option<[u8; 2]> {
     let msg = unsafe { p.hdr() };
     // SAFETY: the caller guarantees the settings are live.
     let settings = unsafe { p.settings() };
-    let kinds = settings.options.rules().kinds;
+    let kinds = settings.options().rules().kinds;
     let a = match announce::parse(msg, p.msg_len as usize, &kinds) {
         Parsed::NotOurs => return None,
         Parsed::Bad(_) => {

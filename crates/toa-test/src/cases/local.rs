@@ -38,7 +38,7 @@ pub fn cases() -> Vec<Case> {
             tcp_announcement,
         ),
         Case::new(
-            "local: each network namespace has its own net.toa.* (a container's root and an unprivileged user's namespace set theirs, never the host's; the UDP table's settings are the host's)",
+            "local: each network namespace has its own net.toa.* (following the host's until its root writes one; a container's root and an unprivileged user's namespace set theirs, never the host's; the UDP table's settings are the host's)",
             other_namespace_writes,
         ),
     ]
@@ -289,8 +289,38 @@ fn other_namespace_writes(ctx: &Ctx) -> Result<()> {
     // The initial namespace's root still may.
     kmod::set_sysctl("trusted_sources", "10.0.0.3/32")?;
     ensure_eq!(kmod::sysctl("trusted_sources")?, "10.0.0.3/32");
-    // A namespace made now starts with the host's values as they are now.
+    // A namespace made now shows the host's values as they are now.
     let later = toa_test::sh("unshare -n cat /proc/sys/net/toa/trusted_sources")?;
     ensure_eq!(later.trim(), "10.0.0.3/32", "a new namespace's list");
-    Ok(())
+    // A namespace that never wrote its own follows the host's changes;
+    // once it writes one, that setting is its own.
+    let _ = toa_test::sh("ip netns del toafollow 2>/dev/null");
+    toa_test::sh("ip netns add toafollow")?;
+    let ns = |cmd: &str| toa_test::sh(&format!("ip netns exec toafollow sh -c '{cmd}'"));
+    let result = (|| -> Result<()> {
+        let now = ns("cat /proc/sys/net/toa/trusted_sources")?;
+        ensure_eq!(now.trim(), "10.0.0.3/32", "an existing namespace");
+        kmod::set_sysctl("trusted_sources", "10.0.0.4/32")?;
+        kmod::set_sysctl("tcpopt_kinds", "254")?;
+        ensure_eq!(
+            ns("cat /proc/sys/net/toa/trusted_sources /proc/sys/net/toa/tcpopt_kinds")?,
+            "10.0.0.4/32\n254\n",
+            "an existing namespace follows the host's changes"
+        );
+        ns("echo 192.0.2.9/32 > /proc/sys/net/toa/trusted_sources")?;
+        // A bad write changes nothing, and leaves the kinds following.
+        if ns("echo nonsense > /proc/sys/net/toa/tcpopt_kinds").is_ok() {
+            bail!("a bad tcpopt_kinds write was taken");
+        }
+        kmod::set_sysctl("trusted_sources", "10.0.0.5/32")?;
+        kmod::set_sysctl("tcpopt_kinds", "200 253 254")?;
+        ensure_eq!(
+            ns("cat /proc/sys/net/toa/trusted_sources /proc/sys/net/toa/tcpopt_kinds")?,
+            "192.0.2.9/32\n200 253 254\n",
+            "its own list kept, its kinds still the host's"
+        );
+        Ok(())
+    })();
+    let _ = toa_test::sh("ip netns del toafollow");
+    result
 }

@@ -42,7 +42,7 @@ pub fn cases() -> Vec<Case> {
             udp_flood,
         ),
         Case::new(
-            "namespaces: a namespace's own trusted_sources decides for its packets (inherited from the host when made, then its own), its own toa_stats counts them; the host's list and counters unchanged, all_netns counts them",
+            "namespaces: a namespace's own trusted_sources decides for its packets (the host's until its root writes its own), its own toa_stats counts them; the host's list and counters unchanged, all_netns counts them",
             own_trust,
         ),
     ]
