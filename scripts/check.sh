@@ -98,9 +98,19 @@ esac
 # The fresh machine: network-bound too, and independent of everything
 # else; it says at once when it is skipped.
 fresh_job=
+# timed JOB_FILE CMD...: run CMD, writing how many seconds it took to
+# JOB_FILE (a background job's own time, not the time until it is waited
+# for); CMD's status is the status.
+timed() {
+    local f=$1 t0=$SECONDS rc=0
+    shift
+    "$@" || rc=$?
+    echo $((SECONDS - t0)) >"$f"
+    return "$rc"
+}
 if [ "${TOA_FRESH:-1}" != 0 ]; then
-    fresh_t0=$SECONDS
-    scripts/fresh-test.sh >"$TOA_CACHE/fresh.txt" 2>"$TOA_CACHE/fresh.err" &
+    rm -f "$TOA_CACHE/fresh.secs"
+    timed "$TOA_CACHE/fresh.secs" scripts/fresh-test.sh >"$TOA_CACHE/fresh.txt" 2>"$TOA_CACHE/fresh.err" &
     fresh_job=$!
 fi
 
@@ -166,7 +176,7 @@ debug_finish() {
     grep -E '^(not ok|skip) ' "$debug_res/output.txt"
     ! [ -s "$debug_res/splats.txt" ]; result "$k: kernel log clean (no WARNING/BUG/Oops/KASAN/lockdep)" $?
     result "$k: VM ran the suite to its end in time, exit 0" "$vm_rc"
-    stage_add "kernel 7.3-debug suite (beside the others)" $((SECONDS - debug_t0))
+    stage_add "kernel 7.3-debug suite (beside the others)" "$(cat "$TOA_CACHE/debug.secs" 2>/dev/null || echo 0)"
 }
 
 [ "$kernels" = none ] && kernels=
@@ -208,8 +218,10 @@ for k in $kernels; do
     # The default hooks (hook=auto), everything. The debug kernel's run
     # (about 25 minutes) goes on in the background: counted by debug_finish.
     if [ "$k" = 7.3-debug ]; then
-        debug_t0=$SECONDS debug_res=$res
-        TOA_VM_TIMEOUT=2700 scripts/vm.sh "$kdir" "$res" "${vmtest[@]}" "${only[@]}" >/dev/null 2>&1 &
+        debug_res=$res
+        rm -f "$TOA_CACHE/debug.secs"
+        TOA_VM_TIMEOUT=2700 timed "$TOA_CACHE/debug.secs" \
+            scripts/vm.sh "$kdir" "$res" "${vmtest[@]}" "${only[@]}" >/dev/null 2>&1 &
         debug_vm=$!
         log "the debug kernel's suite runs in the background"
         continue
@@ -280,7 +292,7 @@ if [ -n "$fresh_job" ]; then
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/fresh.txt"
     count_from "$TOA_CACHE/fresh.txt" "fresh machine"
     result "fresh machine: scripts/fresh-test.sh exits 0" "$fresh_rc"
-    stage_add "fresh machine (beside everything else)" $((SECONDS - fresh_t0))
+    stage_add "fresh machine (beside everything else)" "$(cat "$TOA_CACHE/fresh.secs" 2>/dev/null || echo 0)"
 fi
 stage ""
 
