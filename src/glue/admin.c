@@ -220,6 +220,16 @@ static bool toa_setting_is_host(unsigned int what)
 	return what == TOA_SET_UDP_TIMEOUT || what == TOA_SET_UDP_MAX_FLOWS;
 }
 
+/* The namespace a write or read of net's values is about: net, or for a
+ * parameter (NULL) the initial namespace once the namespaces have their
+ * settings (NULL before: the load-time values). */
+static const struct net *toa_param_net(const struct net *net)
+{
+	if (!net && READ_ONCE(toa_nets_ready))
+		return &init_net;
+	return net;
+}
+
 /* The settings a write or read of net's (NULL: load-time) values uses. */
 static const struct toa_settings *toa_settings_of(const struct net *net)
 {
@@ -232,7 +242,8 @@ static bool toa_setting_is_text(enum toa_setting what)
 }
 
 /* A write of net's setting (net NULL: a parameter, before or after load). */
-static int toa_config_set(struct net *net, enum toa_setting what, const u8 *text, size_t len)
+static int toa_config_set(const struct net *net, enum toa_setting what, const u8 *text,
+			  size_t len)
 {
 	const struct toa_settings *s;
 	int err;
@@ -241,8 +252,7 @@ static int toa_config_set(struct net *net, enum toa_setting what, const u8 *text
 	if (err)
 		return err;
 	mutex_lock(&toa_config_mutex);
-	if (!net && READ_ONCE(toa_nets_ready))
-		net = &init_net;
+	net = toa_param_net(net);
 	s = toa_settings_of(net);
 	switch (what) {
 	case TOA_SET_ADDR:
@@ -291,8 +301,7 @@ static int toa_config_get(const struct net *net, enum toa_setting what)
 {
 	const struct toa_settings *s;
 
-	if (!net && READ_ONCE(toa_nets_ready))
-		net = &init_net;
+	net = toa_param_net(net);
 	s = toa_settings_of(net);
 	switch (what) {
 	case TOA_SET_CDN:
@@ -315,8 +324,7 @@ static void toa_text_get(const struct net *net, enum toa_setting what, char *buf
 	const struct toa_settings *s;
 	size_t n;
 
-	if (!net && READ_ONCE(toa_nets_ready))
-		net = &init_net;
+	net = toa_param_net(net);
 	s = toa_settings_of(net);
 	if (what == TOA_SET_KINDS)
 		n = toa_config_read_kinds(s, (u8 *)buf, size - 1);
@@ -385,7 +393,7 @@ void toa_trust_unset_warn(const u8 *addr, bool v6)
 }
 
 /* A write of net's list (NULL: the parameter). */
-static int toa_trust_set(struct net *net, const u8 *text, size_t len)
+static int toa_trust_set(const struct net *net, const u8 *text, size_t len)
 {
 	int err;
 
@@ -393,8 +401,7 @@ static int toa_trust_set(struct net *net, const u8 *text, size_t len)
 	if (err)
 		return err;
 	mutex_lock(&toa_trust_mutex);
-	if (!net && READ_ONCE(toa_nets_ready))
-		net = &init_net;
+	net = toa_param_net(net);
 	err = toa_trust_write(toa_settings_of(net), text, len);
 	mutex_unlock(&toa_trust_mutex);
 	return err;
@@ -406,8 +413,7 @@ static void toa_trust_get(const struct net *net, char *buf, size_t size)
 	size_t n;
 
 	mutex_lock(&toa_trust_mutex);
-	if (!net && READ_ONCE(toa_nets_ready))
-		net = &init_net;
+	net = toa_param_net(net);
 	n = toa_trust_read(toa_settings_of(net), (u8 *)buf, size - 1);
 	mutex_unlock(&toa_trust_mutex);
 	buf[n] = '\0';
