@@ -56,10 +56,15 @@ pub struct Handshake {
     pub net: u64,
     /// That namespace's settings, live while the packet is handled.
     pub settings: *const Settings,
+    /// For a child: whether its listener's owner takes the child's
+    /// `sk_user_data` back once the kernel has made it (SMC's listener
+    /// clears it right after `syn_recv_sock` returns), so a word toa left
+    /// there would be lost and its IPv6 record never freed.
+    pub owner_clears: bool,
 }
 
 // The C side (`struct toa_handshake`) checks the same size.
-const _: () = assert!(core::mem::size_of::<Handshake>() == 80);
+const _: () = assert!(core::mem::size_of::<Handshake>() == 88);
 
 /// What a UDP (or ICMP, or option protocol) packet is, for the UDP hooks
 /// (`struct toa_udp_packet`): gathered by the glue, decided on by

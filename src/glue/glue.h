@@ -26,7 +26,7 @@ struct toa_v6_client {
 /* Rust's settings of a network namespace (settings.rs), by pointer. */
 struct toa_settings;
 
-/* Mirrors kapi::Handshake (80 bytes, checked on both sides). */
+/* Mirrors kapi::Handshake (88 bytes, checked on both sides). */
 struct toa_handshake {
 	const u8 *options;
 	u32 options_len;
@@ -42,6 +42,7 @@ struct toa_handshake {
 	u64 now_ms;
 	u64 net;		/* the listener's (child's) network namespace cookie */
 	const struct toa_settings *settings;	/* that namespace's */
+	bool owner_clears;	/* the listener's owner clears the child's sk_user_data */
 };
 
 /* Mirrors kapi::UdpPacket (80 bytes). */

@@ -126,6 +126,23 @@ static void toa_handshake_fill(struct toa_handshake *hs, const struct sk_buff *s
 	hs->now_ms = jiffies64_to_msecs(get_jiffies_64());
 }
 
+/* Whether the owner of listener's sk_user_data takes its children's field
+ * back after the kernel made them: SMC marks its listener's word NOCOPY (so
+ * children do not inherit it) and clears each child's field once the
+ * kernel's syn_recv_sock has returned. The other NOCOPY users, BPF's
+ * reuseport arrays and sockmap's psocks, carry a flag of their own and
+ * leave children alone. */
+static bool toa_listener_owner_clears(const struct sock *listener)
+{
+	unsigned long word;
+
+	if (!listener)
+		return false;
+	word = (unsigned long)rcu_access_pointer(listener->sk_user_data);
+	return (word & SK_USER_DATA_NOCOPY) &&
+	       !(word & (SK_USER_DATA_BPF | SK_USER_DATA_PSOCK));
+}
+
 /* The packet skb made syn_recv_sock create child for request req (the
  * request socket of the normal path, of a syncookie, or of a Fast Open SYN). */
 void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
@@ -133,7 +150,7 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 {
 	struct toa_handshake hs;
 
-	BUILD_BUG_ON(sizeof(hs) != 80);
+	BUILD_BUG_ON(sizeof(hs) != 88);
 	toa_handshake_fill(&hs, skb);
 	hs.net = sock_net(child)->net_cookie;
 	hs.settings = toa_net_settings(sock_net(child));
@@ -145,6 +162,7 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 		 * completes (a Fast Open child is made from its SYN). The
 		 * syncookie bit is set only for cookies a BPF program checked. */
 		hs.syncookie = req->syncookie || (!hs.syn && !tcp_rsk(req)->snt_synack);
+		hs.owner_clears = toa_listener_owner_clears(req->rsk_listener);
 	}
 	toa_on_child(child, &hs);
 }

@@ -207,6 +207,14 @@ pub unsafe extern "C" fn toa_on_child(child: *mut Sock, hs: *const Handshake) {
         },
     };
     let recorded = match client {
+        // The listener's owner (SMC) takes the child's field back as soon
+        // as the kernel returns it: a word stored now would vanish, and an
+        // IPv6 record with it. The owner keeps the field, as when a
+        // child inherits another user's word.
+        Some(_) if hs.owner_clears => {
+            stats::inc(settings, Counter::ToaUserDataBusy);
+            false
+        }
         // SAFETY: the caller guarantees `child` is live, held and not yet
         // visible to userspace.
         Some(found) => unsafe { record::store(child, found.client, settings) },

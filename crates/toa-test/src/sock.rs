@@ -73,7 +73,12 @@ fn wait_readable(fd: RawFd, timeout: Duration) -> Result<()> {
 
 /// Accept one connection the way `how` says; the address accept returned.
 pub fn accept(l: &TcpListener, how: Accept) -> Result<(OwnedFd, SocketAddr)> {
-    wait_readable(l.as_raw_fd(), Duration::from_secs(3))?;
+    accept_fd(l.as_raw_fd(), how)
+}
+
+/// [`accept`] on any listening socket (an `AF_SMC` one, say).
+pub fn accept_fd(l: RawFd, how: Accept) -> Result<(OwnedFd, SocketAddr)> {
+    wait_readable(l, Duration::from_secs(3))?;
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -81,8 +86,8 @@ pub fn accept(l: &TcpListener, how: Accept) -> Result<(OwnedFd, SocketAddr)> {
     // SAFETY: `sa` and `len` describe a writable sockaddr_storage.
     let fd = unsafe {
         match how {
-            Accept::Accept => libc::accept(l.as_raw_fd(), sa, &mut len),
-            Accept::Accept4 => libc::accept4(l.as_raw_fd(), sa, &mut len, libc::SOCK_CLOEXEC),
+            Accept::Accept => libc::accept(l, sa, &mut len),
+            Accept::Accept4 => libc::accept4(l, sa, &mut len, libc::SOCK_CLOEXEC),
         }
     };
     if fd < 0 {

@@ -5,8 +5,16 @@
 //! balancer (never a wrong client), count it (`toa_user_data_busy`), and
 //! free every IPv6 record it made for nothing. The owner is played by
 //! `tests/kmod/toa_owner.ko`, built beside `toa_claim.ko`.
+//!
+//! SMC owns the field the other way round: its listener's word is not
+//! inherited (NOCOPY), and SMC clears each child's field right after the
+//! kernel's `syn_recv_sock` returned, so a word toa stored there would
+//! vanish and an IPv6 record with it. An `AF_SMC` listener (every
+//! connection falls back to TCP: no RDMA or ISM device) needs `CONFIG_SMC`,
+//! which only the debug test kernel has.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,15 +24,25 @@ use super::common::{opt6, GUEST, GUEST6, LB, LB6};
 use crate::{ensure_eq, Case, Ctx};
 use toa_test::kmod::{self, SysctlGuard};
 use toa_test::peer::{self, Conn, Handshake};
+use toa_test::sock::{self, Accept};
 
 /// The kernel listener's port.
 const PORT: u16 = 7100;
 
+/// The SMC listeners' port.
+const SMC_PORT: u16 = 7101;
+
 pub fn cases() -> Vec<Case> {
-    vec![Case::new(
-        "owners: a kernel user's sk_user_data on its listener (tests/kmod/toa_owner.ko): left alone, the kernel user sees the balancer over IPv4 and IPv6, counted busy, every IPv6 record freed",
-        kernel_owner,
-    )]
+    vec![
+        Case::new(
+            "owners: a kernel user's sk_user_data on its listener (tests/kmod/toa_owner.ko): left alone, the kernel user sees the balancer over IPv4 and IPv6, counted busy, every IPv6 record freed",
+            kernel_owner,
+        ),
+        Case::new(
+            "owners: AF_SMC listeners (SMC clears its children's sk_user_data) behind an IPv6 client option over IPv4 and IPv6: the application sees the balancer, counted busy, no IPv6 record made or leaked",
+            smc_listener,
+        ),
+    ]
 }
 
 /// The owner module, beside the claim module.
@@ -107,5 +125,132 @@ fn kernel_owner(ctx: &Ctx) -> Result<()> {
         d("ip6_address_free"),
         "IPv6 records made for the owner's sockets, all freed"
     );
+    Ok(())
+}
+
+/// `AF_SMC` (not in the libc crate).
+const AF_SMC: libc::c_int = 43;
+
+/// An `AF_SMC` listener on `addr` (`SMCPROTO_SMC` for IPv4, `SMCPROTO_SMC6`
+/// for IPv6), or `None` if the kernel has no SMC.
+fn smc_listen(addr: SocketAddr) -> Result<Option<OwnedFd>> {
+    let proto = if addr.is_ipv6() { 1 } else { 0 };
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(AF_SMC, libc::SOCK_STREAM, proto) };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+            return Ok(None);
+        }
+        bail!("socket(AF_SMC): {err}");
+    }
+    // SAFETY: socket(2) returned a new descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: a sockaddr_storage has room for a sockaddr_in.
+            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: a sockaddr_storage has room for a sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    // SAFETY: `ss` holds a valid sockaddr of `len` bytes.
+    if unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &ss as *const _ as *const libc::sockaddr,
+            len as libc::socklen_t,
+        )
+    } < 0
+    {
+        bail!("bind {addr} (AF_SMC): {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: listen(2) on a socket we own.
+    if unsafe { libc::listen(fd.as_raw_fd(), 16) } < 0 {
+        bail!("listen (AF_SMC): {}", std::io::Error::last_os_error());
+    }
+    Ok(Some(fd))
+}
+
+fn smc_listener(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    let _t = SysctlGuard::set("/proc/sys/net/toa/trusted_sources", "0.0.0.0/0 ::/0")?;
+    let client = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 8), 4343, 0, 0);
+    let b = kmod::stats()?;
+    let mut seen = Vec::new();
+    for (local, listen) in [
+        (
+            SocketAddr::new(LB.into(), peer::next_port()),
+            SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), SMC_PORT),
+        ),
+        (
+            SocketAddr::new(LB6.into(), peer::next_port()),
+            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), SMC_PORT),
+        ),
+    ] {
+        let Some(l) = smc_listen(listen)? else {
+            return Err(crate::Skip(
+                "the kernel has no AF_SMC (CONFIG_SMC; only the debug test kernel has it)".into(),
+            )
+            .into());
+        };
+        let remote = match local {
+            SocketAddr::V4(_) => SocketAddr::new(GUEST.into(), SMC_PORT),
+            SocketAddr::V6(_) => SocketAddr::new(GUEST6.into(), SMC_PORT),
+        };
+        let hs = Handshake {
+            ack_options: opt6(254, client),
+            ..Handshake::default()
+        };
+        let conn = Conn::open(&ctx.tun, local, remote, &hs)?;
+        let (fd, accepted) = sock::accept_fd(l.as_raw_fd(), Accept::Accept4)
+            .with_context(|| format!("accept on the AF_SMC listener {listen}"))?;
+        let peer = sock::getpeername(fd.as_raw_fd())?;
+        for (what, got) in [("accept()", accepted), ("getpeername()", peer)] {
+            if got.ip().to_string().contains("2001:db8") {
+                bail!("{what} on the SMC socket returned the client {got}, which SMC's field could not keep");
+            }
+            ensure_eq!(got, local, "{what} on the SMC socket (the balancer)");
+        }
+        seen.push(peer);
+        drop(fd);
+        drop(conn);
+        drop(l);
+    }
+    let a = kmod::stats()?;
+    let d = |k: &str| {
+        a.get(k)
+            .copied()
+            .unwrap_or(0)
+            .wrapping_sub(b.get(k).copied().unwrap_or(0))
+    };
+    println!(
+        "# smc: saw {seen:?}; toa_user_data_busy +{}, syn_recv_sock_no_toa +{}, ip6_address_alloc +{}, ip6_address_free +{}",
+        d("toa_user_data_busy"),
+        d("syn_recv_sock_no_toa"),
+        d("ip6_address_alloc"),
+        d("ip6_address_free")
+    );
+    ensure_eq!(d("toa_user_data_busy"), 2, "toa_user_data_busy");
+    ensure_eq!(d("syn_recv_sock_no_toa"), 2, "syn_recv_sock_no_toa");
+    ensure_eq!(d("syn_recv_sock_toa"), 0, "syn_recv_sock_toa");
+    ensure_eq!(
+        d("ip6_address_alloc"),
+        0,
+        "IPv6 records made for SMC's children"
+    );
+    ensure_eq!(d("ip6_address_free"), 0, "IPv6 records freed");
     Ok(())
 }
