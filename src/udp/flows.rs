@@ -26,6 +26,11 @@ static SEED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 /// `/proc/net/toa_stats`.
 static FLOWS: AtomicI64 = AtomicI64::new(0);
 
+/// When a protocol-6 announcement (a TCP connection's client named ahead
+/// of its SYN) was last recorded, in milliseconds plus one (0: never):
+/// while none is live, a connection's handshake looks nothing up.
+static LAST_TCP: AtomicU64 = AtomicU64::new(0);
+
 /// Draw the hash key; called at load, before any hook can run.
 pub fn init() {
     for s in &SEED {
@@ -139,7 +144,12 @@ pub unsafe fn announce(
     match a {
         Some(a) => {
             count(s, &a);
-            a.new || a.refreshed
+            let recorded = a.new || a.refreshed;
+            if recorded && key.proto == Proto::Tcp {
+                // Release: a handshake that sees the stamp finds the flow.
+                LAST_TCP.fetch_max(now.saturating_add(1), Ordering::Release);
+            }
+            recorded
         }
         None => false,
     }
@@ -191,6 +201,11 @@ pub unsafe fn lookup(q: &Query, now: u64) -> Option<Hit> {
 /// softirq.
 pub fn tcp_client(hs: &Handshake) -> Option<Found> {
     if hs.v6 || hs.net == 0 {
+        return None;
+    }
+    // No protocol-6 flow recorded within a flow's lifetime: none is live.
+    let last = LAST_TCP.load(Ordering::Acquire);
+    if last == 0 || hs.now_ms.saturating_sub(last - 1) > config::timeout_ms() {
         return None;
     }
     let s = &hs.saddr;
