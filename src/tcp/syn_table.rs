@@ -120,33 +120,14 @@ impl Slot {
     }
 
     fn found(&self) -> Found {
-        let client = if self.client_v6 {
-            ClientAddr::V6 {
-                port: self.port,
-                addr: self.addr,
-            }
-        } else {
-            let a = &self.addr;
-            ClientAddr::V4 {
-                port: self.port,
-                addr: [a[0], a[1], a[2], a[3]],
-            }
-        };
         Found {
-            client,
+            client: ClientAddr::unpack(self.client_v6, self.port, &self.addr),
             format: Format::from_byte(self.format),
         }
     }
 
     fn fill(&mut self, key: &Key, found: &Found, now: u64) {
-        let (v6, port, addr) = match found.client {
-            ClientAddr::V4 { port, addr } => {
-                let mut a = [0u8; 16];
-                a[..4].copy_from_slice(&addr);
-                (false, port, a)
-            }
-            ClientAddr::V6 { port, addr } => (true, port, addr),
-        };
+        let (v6, port, addr) = found.client.pack();
         *self = Slot {
             stamp: now,
             key: *key,

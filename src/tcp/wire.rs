@@ -131,6 +131,32 @@ impl ClientAddr {
         }
     }
 
+    /// The client as the fixed-size fields tables keep: whether it is IPv6,
+    /// its port and its address in 16 bytes (IPv4: the first four, the
+    /// rest zero). [`ClientAddr::unpack`] is the inverse.
+    pub fn pack(&self) -> (bool, [u8; 2], [u8; 16]) {
+        match *self {
+            ClientAddr::V4 { port, addr } => {
+                let mut a = [0u8; 16];
+                a[..4].copy_from_slice(&addr);
+                (false, port, a)
+            }
+            ClientAddr::V6 { port, addr } => (true, port, addr),
+        }
+    }
+
+    /// The client [`ClientAddr::pack`] made these fields of.
+    pub fn unpack(v6: bool, port: [u8; 2], addr: &[u8; 16]) -> ClientAddr {
+        if v6 {
+            ClientAddr::V6 { port, addr: *addr }
+        } else {
+            ClientAddr::V4 {
+                port,
+                addr: [addr[0], addr[1], addr[2], addr[3]],
+            }
+        }
+    }
+
     /// The option bytes a balancer would send for this address with `kind`.
     ///
     /// Returns the buffer and how many of its bytes are the option.
@@ -629,7 +655,7 @@ mod tests {
         // The same client twice (F5 in every packet, a v4 and a v6 form of
         // one client are different clients): no conflict.
         let same = list(&[&opt(V4, 200), MSS, &opt(V4, 254)]);
-        assert_eq!(pick(&same, K, Pick::Last).conflict, false);
+        assert!(!pick(&same, K, Pick::Last).conflict);
         assert_eq!(pick(&same, K, Pick::Last).scan, toa(V4));
         assert_eq!(pick(&same, K, Pick::Only).scan, toa(V4));
         // One option: every pick agrees, no conflict; none: absent.
@@ -1133,6 +1159,21 @@ mod properties {
     }
 
     proptest! {
+        #[test]
+        fn packed_clients_round_trip(v6: bool, port: [u8; 2], addr: [u8; 16]) {
+            let c = if v6 {
+                ClientAddr::V6 { port, addr }
+            } else {
+                ClientAddr::V4 { port, addr: [addr[0], addr[1], addr[2], addr[3]] }
+            };
+            let (pv6, pport, paddr) = c.pack();
+            prop_assert_eq!(pv6, v6);
+            if !v6 {
+                prop_assert_eq!(&paddr[4..], &[0u8; 12][..]);
+            }
+            prop_assert_eq!(ClientAddr::unpack(pv6, pport, &paddr), c);
+        }
+
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), r in rules(), p in packet(), port: [u8; 2]) {
             let _ = scan(&bytes, &r, p, port);

@@ -109,26 +109,13 @@ impl Endpoint {
 
     /// The endpoint of a client as the wire format names it.
     pub fn from_client(c: &ClientAddr) -> Endpoint {
-        match *c {
-            ClientAddr::V4 { port, addr } => Endpoint::v4(addr, port),
-            ClientAddr::V6 { port, addr } => Endpoint::v6(addr, port),
-        }
+        let (v6, port, addr) = c.pack();
+        Endpoint { addr, port, v6 }
     }
 
     /// This endpoint as a client address.
     pub fn to_client(&self) -> ClientAddr {
-        if self.v6 {
-            ClientAddr::V6 {
-                port: self.port,
-                addr: self.addr,
-            }
-        } else {
-            let a = &self.addr;
-            ClientAddr::V4 {
-                port: self.port,
-                addr: [a[0], a[1], a[2], a[3]],
-            }
-        }
+        ClientAddr::unpack(self.v6, self.port, &self.addr)
     }
 
     /// The IPv4 address (the first four bytes).
