@@ -144,6 +144,8 @@ boot() { # boot RELEASE NAME [--hooks]
         "status $rc, guest status $(cat "$r/rc" 2>/dev/null || echo none)"
     for f in checks suite e2e; do count "$r/$f.txt" "$1 $f"; done
     [ "${3:-}" != --hooks ] || count "$r/suite-hooks.txt" "$1 suite, other hooks"
+    # What the BPF fexit case saw (attach results, toa's mechanism, counts).
+    cat "$r/suite.txt" "$r/suite-hooks.txt" 2>/dev/null | grep '^# BPF fexit' | sed "s/^# /    $1: /"
     sed -n '/^server /,/^$/p' "$r/e2e.txt" | sed 's/^/    /'
     sed 's/^/    /' "$r/evidence.txt" | grep -E '^    (#|[0-9]|filename|vermagic|signer|sig_key|\[)'
     check "$1: kernel log clean (no WARNING/BUG/Oops)" "$([ -s "$r/rc" ] && ! [ -s "$r/splats.txt" ]; echo $?)" \

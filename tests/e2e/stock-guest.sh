@@ -8,14 +8,15 @@
 # Checks that this is the stock kernel RELEASE, that `modprobe toa` loads
 # the module DKMS installed (its path, its vermagic, the kernel log), then
 # runs the in-VM suite's IPv4, IPv6, producer, handshake, UDP and hook cases
-# on that module and the FULLNAT end-to-end test (TCP and UDP) with
+# (among them a BPF fexit on inet_getname, with the root's bpftrace) on that
+# module and the FULLNAT end-to-end test (TCP and UDP) with
 # modprobe/modprobe -r. PAYLOAD holds the test
 # programs (toa-vmtest, toa-balancer, the example servers, fullnat.sh).
 # Writes to RESULTS: checks.txt (ok/not ok lines, `N passed, M failed`),
 # evidence.txt (uname -r, modinfo toa, dmesg | grep TOA), suite.txt and
 # e2e.txt (their own lines and summaries). With --demo, the checks and the
-# e2e test only; with --hooks, also a pass of the TCP cases with every other
-# hook mechanism (suite-hooks.txt).
+# e2e test only; with --hooks, also a pass of the TCP cases and the BPF one
+# with every other hook mechanism (suite-hooks.txt).
 set -uo pipefail
 
 rel=${1:?usage: stock-guest.sh RELEASE RESULTS PAYLOAD [--demo]}
@@ -74,16 +75,18 @@ if [ "$demo" != --demo ]; then
         --only 'producers:' --only 'handshakes:' --only 'udp:' --only 'stress: 3000' \
         --only 'trust:' --only 'local:' --only 'namespaces:' \
         --only 'hooks: the load line' --only 'hooks: TOA sockets' --only 'hooks: kernel.ftrace' \
+        --only 'hooks: shared: a BPF' \
         --c-server "$payload/toa_server_c" --rust-server "$payload/toa_server" \
         --c-udp-server "$payload/toa_udp_server_c" >"$res/suite.txt" 2>&1 || rc=1
     tail -n1 "$res/suite.txt"
 fi
 if [ "$demo" = --hooks ]; then
     # Every other hook mechanism on this kernel (the test kernels' 6.12
-    # runs them all on the whole suite): the TCP paths each one serves.
+    # runs them all on the whole suite): the TCP paths each one serves,
+    # and a BPF fexit on getname beside each.
     "$payload/toa-vmtest" --module "$path" --hooks ftrace,kretprobe,fprobe --only 'ipv4:' \
         --only 'ipv6:' --only 'handshakes:' --only 'hooks: TOA sockets' --only 'hooks: the load line' \
-        --c-server "$payload/toa_server_c" --rust-server "$payload/toa_server" \
+        --only 'hooks: shared: a BPF' --c-server "$payload/toa_server_c" --rust-server "$payload/toa_server" \
         --c-udp-server "$payload/toa_udp_server_c" >"$res/suite-hooks.txt" 2>&1 || rc=1
     tail -n1 "$res/suite-hooks.txt"
 fi

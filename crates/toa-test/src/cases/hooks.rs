@@ -6,7 +6,9 @@
 //! before or after toa, the function and function_graph tracers, each call
 //! rewritten exactly once and seen by the other tool as many times as it
 //! passes the function's entry (`entries_per_call`); the claimer loaded
-//! after toa refused as a whole, and free to load once toa is gone.
+//! after toa refused as a whole, and free to load once toa is gone; a BPF
+//! fexit program (bpftrace, where the kernel has bpf() and BTF) attached
+//! before toa loads and after.
 
 use std::net::{SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
@@ -57,7 +59,8 @@ pub fn cases() -> Vec<Case> {
             shared_claim_after,
         ),
         Case::new(
-            "hooks: shared: a BPF fentry/fexit on getname",
+            "hooks: shared: a BPF fexit on getname (bpftrace) attached before toa loads and after: \
+             each call rewritten once and seen by the program, or the attach refused with nothing changed",
             shared_bpf,
         ),
     ]
@@ -88,8 +91,7 @@ fn loaded_hook() -> Result<String> {
     let log = kmod::dmesg()?;
     let line = log
         .lines()
-        .filter(|l| l.contains("TOA: toa loaded"))
-        .next_back()
+        .rfind(|l| l.contains("TOA: toa loaded"))
         .context("no 'TOA: toa loaded' line")?;
     let hook = line
         .split("hook=")
@@ -679,18 +681,328 @@ fn shared_claim_after(ctx: &Ctx) -> Result<()> {
     ctx.insmod(&[])
 }
 
-fn shared_bpf(_ctx: &Ctx) -> Result<()> {
-    // A BPF fentry/fexit needs the bpf() system call and a program loaded
-    // through it; the guest has no tool for that (no bpftrace), and the
-    // suite does not build BPF programs.
+// ---- A BPF fexit on inet_getname/inet6_getname (bpftrace) ----
+
+/// bpftrace's program: a BPF fexit (kretfunc) on each getname function
+/// counting this process's calls (`$1` is its pid), and a marker: this
+/// process's getppid() prints both counts, so that the case reads them
+/// where it wants (bpftrace's own output is asynchronous; the counts in a
+/// printf are read when the marker fires). BEGIN runs once every probe is
+/// attached.
+const BPF_PROGRAM: &str = r#"
+BEGIN { printf("toa-test ready\n"); }
+fexit:vmlinux:inet_getname /pid == $1/ { @inet_getname++; }
+fexit:vmlinux:inet6_getname /pid == $1/ { @inet6_getname++; }
+tracepoint:syscalls:sys_enter_getppid /pid == $1/ {
+    printf("toa-test counts %d %d\n", @inet_getname, @inet6_getname);
+}
+END { clear(@inet_getname); clear(@inet6_getname); }
+"#;
+
+/// How long bpftrace may take to compile and attach its program (seconds
+/// under TCG; more on a busy machine), and to answer a marker.
+const BPF_ATTACH: std::time::Duration = std::time::Duration::from_secs(300);
+const BPF_ANSWER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Why the BPF case cannot run here, if it cannot.
+fn bpf_unavailable() -> Option<String> {
     // SAFETY: bpf(BPF_PROG_LOAD) with a null attribute: fails with ENOSYS
     // without the system call, EFAULT (or EINVAL) with it.
     let rc = unsafe { libc::syscall(libc::SYS_bpf, 5, std::ptr::null::<u8>(), 0) };
     let errno = std::io::Error::last_os_error().raw_os_error();
-    let why = if rc < 0 && errno == Some(libc::ENOSYS) {
-        "the kernel has no bpf() system call (CONFIG_BPF_SYSCALL is not set)"
-    } else {
-        "no tool in the guest attaches a BPF fentry/fexit (bpftrace is not installed)"
+    if rc < 0 && errno == Some(libc::ENOSYS) {
+        return Some("the kernel has no bpf() system call (CONFIG_BPF_SYSCALL is not set)".into());
+    }
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Some(
+            "the kernel has no BTF (CONFIG_DEBUG_INFO_BTF): no fexit program attaches".into(),
+        );
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/bin", "/usr/sbin"])
+        .any(|dir| std::path::Path::new(dir).join("bpftrace").is_file());
+    if !found {
+        return Some(
+            "no tool in the guest attaches a BPF fentry/fexit (bpftrace is not installed)".into(),
+        );
+    }
+    None
+}
+
+/// A bpftrace process running `BPF_PROGRAM`; interrupted (SIGINT, as ^C)
+/// and waited for when dropped.
+struct Bpftrace {
+    child: std::process::Child,
+    /// Its stdout, line by line (closed when it exits).
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Its stderr, whole, once it exits.
+    stderr: Option<std::thread::JoinHandle<String>>,
+    status: Option<std::process::ExitStatus>,
+}
+
+/// What became of bpftrace's attach.
+enum Attach {
+    /// Both fexit programs are on their functions.
+    Attached(Bpftrace),
+    /// bpftrace gave up: its exit status and its words.
+    Refused(String),
+}
+
+impl Bpftrace {
+    fn start() -> Result<Attach> {
+        use std::io::{BufRead, Read};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("bpftrace")
+            .args(["-B", "line", "-e", BPF_PROGRAM])
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("bpftrace")?;
+        let out = child.stdout.take().context("bpftrace's stdout")?;
+        let mut err = child.stderr.take().context("bpftrace's stderr")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let mut bpf = Bpftrace {
+            child,
+            lines,
+            stderr: Some(stderr),
+            status: None,
+        };
+        let start = std::time::Instant::now();
+        loop {
+            let left = BPF_ATTACH.saturating_sub(start.elapsed());
+            match bpf.lines.recv_timeout(left) {
+                Ok(line) if line == "toa-test ready" => break,
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("bpftrace neither attached nor gave up in {BPF_ATTACH:?}")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let (status, words) = bpf.stop()?;
+                    return Ok(Attach::Refused(format!("{status}: {}", words.trim())));
+                }
+            }
+        }
+        // The fexit programs are on both functions' entries (a BPF
+        // trampoline in the function tracer's table).
+        for (func, _) in PROBED {
+            let start = std::time::Instant::now();
+            while !traced_by(func, "bpf_trampoline")? {
+                if start.elapsed() > BPF_ANSWER {
+                    bail!(
+                        "bpftrace is ready but {func} shows no BPF trampoline: {:?}",
+                        tracer_entry(&enabled_functions()?, func)
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        Ok(Attach::Attached(bpf))
+    }
+
+    /// The program's counts of this process's inet_getname and
+    /// inet6_getname calls so far.
+    fn counts(&mut self) -> Result<(u64, u64)> {
+        // SAFETY: getppid() has no arguments and cannot fail.
+        unsafe { libc::getppid() };
+        let start = std::time::Instant::now();
+        loop {
+            let left = BPF_ANSWER.saturating_sub(start.elapsed());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .context("bpftrace printed no counts for the marker")?;
+            if let Some(rest) = line.strip_prefix("toa-test counts ") {
+                let mut n = rest.split_whitespace().map(str::parse::<u64>);
+                if let (Some(Ok(v4)), Some(Ok(v6))) = (n.next(), n.next()) {
+                    return Ok((v4, v6));
+                }
+                bail!("bpftrace printed {line:?}");
+            }
+        }
+    }
+
+    /// Interrupt bpftrace (if it still runs) and wait for it: its exit
+    /// status and its stderr.
+    fn stop(&mut self) -> Result<(std::process::ExitStatus, String)> {
+        let status = match self.status {
+            Some(s) => s,
+            None => {
+                if self.child.try_wait()?.is_none() {
+                    let pid = libc::pid_t::try_from(self.child.id())?;
+                    // SAFETY: a signal to our own child, not yet waited for.
+                    unsafe { libc::kill(pid, libc::SIGINT) };
+                    let start = std::time::Instant::now();
+                    while self.child.try_wait()?.is_none() && start.elapsed() < BPF_ANSWER {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    if self.child.try_wait()?.is_none() {
+                        let _ = self.child.kill();
+                    }
+                }
+                let s = self.child.wait()?;
+                self.status = Some(s);
+                s
+            }
+        };
+        let words = match self.stderr.take() {
+            Some(t) => t.join().unwrap_or_default(),
+            None => String::new(),
+        };
+        Ok((status, words))
+    }
+}
+
+impl Drop for Bpftrace {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("# could not stop bpftrace: {e:#}");
+        }
+    }
+}
+
+/// `calls_rewritten_once` with the BPF program on: it sees each call as
+/// many times as the call passes the function's entry with toa's
+/// `mechanism` (`entries_per_call`). Returns the counts it saw.
+fn bpf_sees_each_call(ctx: &Ctx, bpf: &mut Bpftrace, n: u8, mechanism: &str) -> Result<(u64, u64)> {
+    let mut before = (0, 0);
+    calls_rewritten_once(ctx, n, &mut || {
+        before = bpf.counts()?;
+        Ok(())
+    })?;
+    let after = bpf.counts()?;
+    let seen = (after.0 - before.0, after.1 - before.1);
+    let want = CALLS * entries_per_call(mechanism);
+    ensure_eq!(
+        seen,
+        (want, want),
+        "the fexit programs' (inet_getname, inet6_getname) counts over {CALLS} calls each with hook={mechanism}"
+    );
+    Ok(seen)
+}
+
+/// A BPF fexit program (bpftrace's `fexit:vmlinux:inet_getname`, which
+/// the kernel attaches as a BPF trampoline through the function tracer's
+/// direct call, as toa's hook=direct) on both getname functions; on
+/// kernels with bpf(), BTF and bpftrace in the guest (Debian's stock
+/// kernels), skipped elsewhere.
+///
+/// Attached before toa loads: toa cannot take the functions' direct call
+/// (the trampoline has it) and loads with another mechanism (hook=ftrace
+/// on Debian's 7.2 and 7.3, whose IPMODIFY ops the trampoline shares;
+/// with an explicit hook=direct, kretprobes); each getpeername() is
+/// rewritten once, and the program sees each call as many times as it
+/// passes the entry (twice with hook=ftrace, whose wrapper calls the
+/// function through its entry: the outer call returning the client, the
+/// inner one the balancer; once otherwise). toa unloads with the program
+/// on, which stays on the functions.
+///
+/// Attached after toa loaded: with hook=direct (the default) the kernel
+/// refuses the second direct call on the function (7.2 and 7.3:
+/// update_ftrace_direct_add answers EINVAL; bpftrace says `Error
+/// attaching probe`) and nothing changes: the functions' tracer entries
+/// are as before, toa rewrites each call once. With the other mechanisms
+/// the program attaches beside toa's and sees each call as above.
+fn shared_bpf(ctx: &Ctx) -> Result<()> {
+    if let Some(why) = bpf_unavailable() {
+        return Err(
+            crate::Skip(format!("{why}: BPF trampolines on getname are not tested")).into(),
+        );
+    }
+    let want = expected(ctx);
+    // The program first, then toa.
+    if kmod::loaded() {
+        kmod::rmmod()?;
+    }
+    let mut bpf = match Bpftrace::start()? {
+        Attach::Attached(b) => b,
+        Attach::Refused(why) => bail!("bpftrace could not attach with toa unloaded: {why}"),
     };
-    Err(crate::Skip(format!("{why}: BPF trampolines on getname are not tested")).into())
+    ctx.insmod(&[])?;
+    let first = loaded_hook()?;
+    if want == "direct" {
+        if first == "direct" {
+            bail!("toa took the functions' direct call although a BPF trampoline has it");
+        }
+    } else {
+        ensure_eq!(first, want, "toa's mechanism beside the BPF program");
+    }
+    for (func, _) in PROBED {
+        if !traced_by(func, "bpf_trampoline")? {
+            bail!(
+                "{func} lost its BPF trampoline when toa loaded: {:?}",
+                tracer_entry(&enabled_functions()?, func)
+            );
+        }
+    }
+    let seen_first = bpf_sees_each_call(ctx, &mut bpf, 80, &first)?;
+    kmod::rmmod()?;
+    for (func, _) in PROBED {
+        if !traced_by(func, "bpf_trampoline")? {
+            bail!("{func} lost its BPF trampoline when toa unloaded");
+        }
+    }
+    let (status, words) = bpf.stop()?;
+    if !status.success() {
+        bail!("bpftrace ended with {status}: {}", words.trim());
+    }
+    drop(bpf);
+
+    // toa first, then the program.
+    ctx.insmod(&[])?;
+    let second = loaded_hook()?;
+    let entries: Vec<String> = PROBED
+        .iter()
+        .map(|(f, _)| enabled_functions().map(|all| tracer_entry(&all, f)))
+        .collect::<Result<_>>()?;
+    let after = match Bpftrace::start()? {
+        Attach::Attached(mut bpf) => {
+            if second == "direct" {
+                bail!("a BPF trampoline attached beside toa's direct call");
+            }
+            let seen = bpf_sees_each_call(ctx, &mut bpf, 81, &second)?;
+            let (status, words) = bpf.stop()?;
+            if !status.success() {
+                bail!("bpftrace ended with {status}: {}", words.trim());
+            }
+            format!("attached beside toa's hook={second}, saw {seen:?}")
+        }
+        Attach::Refused(why) => {
+            if second != "direct" {
+                bail!("the BPF program was refused beside toa's hook={second}: {why}");
+            }
+            if !why.contains("Error attaching probe: fexit:vmlinux:inet") {
+                bail!("bpftrace failed, but not attaching the fexit programs: {why}");
+            }
+            for ((func, _), was) in PROBED.iter().zip(&entries) {
+                let now = tracer_entry(&enabled_functions()?, func);
+                ensure_eq!(&now, was, "{func}'s tracer entry after the refused attach");
+            }
+            calls_rewritten_once(ctx, 81, &mut || Ok(()))?;
+            let why = why.lines().last().unwrap_or_default().trim().to_owned();
+            format!("refused beside toa's hook={second} ({why}), nothing changed")
+        }
+    };
+    println!(
+        "# BPF fexit on getname: attached first, toa loaded with hook={first}, \
+         each call rewritten once, the program saw {seen_first:?} for {CALLS} calls each; \
+         after toa: {after}"
+    );
+    Ok(())
 }
