@@ -71,8 +71,14 @@ fi
 # and NULL-jump oopses in the guest while toa is loaded and unloaded under
 # load); 10.x does not. Installed with a private apt configuration (the
 # machine's sources plus bookworm-backports), leaving apt's setup alone.
-if ! qemu-system-x86_64 --version 2>/dev/null | grep -qE 'version (9|[1-9][0-9])\.'; then
-    log "installing qemu-system-x86 from bookworm-backports"
+# qemu-system-arm (qemu-system-aarch64) boots Debian's stock arm64 kernel
+# (scripts/arm64-boot.sh).
+qemu=()
+for q in x86:x86_64 arm:aarch64; do
+    qemu-system-"${q#*:}" --version 2>/dev/null | grep -qE 'version (9|[1-9][0-9])\.' || qemu+=("qemu-system-${q%%:*}")
+done
+if ((${#qemu[@]})); then
+    log "installing ${qemu[*]} from bookworm-backports"
     d=$TOA_CACHE/apt-bookworm-backports
     mkdir -p "$d/parts" "$d/lists/partial" "$d/cache/archives/partial"
     cp /etc/apt/sources.list.d/debian.sources "$d/parts/debian.sources"
@@ -83,7 +89,7 @@ if ! qemu-system-x86_64 --version 2>/dev/null | grep -qE 'version (9|[1-9][0-9])
         -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache")
     apt-get -qq "${bapt[@]}" update
     DEBIAN_FRONTEND=noninteractive apt-get -y -qq "${bapt[@]}" install -t bookworm-backports \
-        --no-install-recommends qemu-system-x86 >/dev/null
+        --no-install-recommends "${qemu[@]}" >/dev/null
 fi
 
 # virtme-ng from PyPI in a venv of its own.
