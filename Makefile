@@ -14,6 +14,8 @@
 #   make fuzz                  fuzz the parsers for FUZZ_SECONDS each (default 600)
 #   make bench                 measure toa's cost in a VM (docs/performance.md)
 #   make run                   the end-to-end demo in a VM (Debian's stock kernel)
+#   make arm64-smoke           toa.ko cross-built for Debian's stock arm64 kernel,
+#                              loaded with each hook mechanism under qemu-system-aarch64
 #   make fmt / fmt-check       rustfmt the module's Rust
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -29,7 +31,7 @@ export TOA_META_CACHE
 kbuild = tree=$$($(TOA)/scripts/rust-meta.sh "$(KDIR)") && env=$$($(TOA)/scripts/kbuild-env.sh "$$tree") || exit 1; \
 	$(MAKE) -C "$$tree" M="$(TOA)" $$env
 
-.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall deb run check bench fuzz fmt fmt-check
+.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall deb run check bench fuzz fmt fmt-check arm64-smoke
 
 all: modules
 
@@ -85,6 +87,12 @@ check:
 
 bench:
 	$(TOA)/scripts/bench.sh
+
+# Debian's stock arm64 kernel (trixie-backports), booted under QEMU (TCG)
+# with toa.ko cross-built for it (scripts/arm64-kernel.sh, arm64-boot.sh).
+arm64-smoke:
+	$(TOA)/scripts/bootstrap.sh --run
+	$(TOA)/scripts/arm64-boot.sh "$${TOA_CACHE:-$$HOME/.cache/toa}/results/arm64-smoke"
 
 FUZZ_SECONDS ?= 600
 fuzz:
