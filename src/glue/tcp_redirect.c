@@ -552,7 +552,7 @@ static int toa_direct_register(void)
 
 	for (i = 0; i < TOA_REDIRECT_NR; i++) {
 		if (!toa_direct_site_ok(i)) {
-			pr_info("TOA: %ps has no tracer call site where hook=direct expects it\n",
+			pr_info("%ps has no tracer call site where hook=direct expects it\n",
 				(void *)toa_redirect_func(i));
 			toa_direct_unregister();
 			return -EOPNOTSUPP;
