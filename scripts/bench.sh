@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# `make bench`: what toa costs, in a VM on one test kernel (default 7.3,
-# TOA_KERNEL=6.12 for the other, TOA_KERNEL=stock for Debian's stock 7.3.4
-# with the packaged module: scripts/bench-stock.sh), with toa-bench
-# (crates/toa-test): module unloaded vs loaded with each hook mechanism,
-# interleaved repetitions, ratios printed as the last lines. See
-# docs/performance.md.
+# `make bench`: what toa costs, in a VM, on one or more kernels in one run:
+# TOA_KERNEL is a list (default "7.3"; "7.3 6.12 stock" for all three;
+# "stock" is Debian's stock 7.3.4 with the packaged module:
+# scripts/bench-stock.sh), with toa-bench (crates/toa-test): module
+# unloaded vs loaded with each hook mechanism, interleaved repetitions.
+# Each run ends with a table of the cost per operation, unloaded and per
+# variant with its delta and ratio; the last lines repeat every kernel's
+# table. See docs/performance.md.
 #
-# Two runs, two clocks:
+# Two runs per kernel, two clocks:
 #  - icount: one vCPU under QEMU's `-icount shift=0,sleep=off`, where the
 #    guest clock counts emulated instructions: exact, repeatable ratios;
 #  - wall: two vCPUs under multi-threaded TCG: noisy ratios (median and
@@ -18,24 +20,49 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$TOA_ROOT"
 
-kernel=${TOA_KERNEL:-7.3}
-# Debian's stock kernel, with the module DKMS builds from the package.
-[ "$kernel" = stock ] && exec scripts/bench-stock.sh
-prepare_kernel_and_module "$kernel"
-cargo build --release -q -p toa-test --bin toa-bench
-hooks=${BENCH_HOOKS:-direct,ftrace,kretprobe,fprobe}
-for clock in ${BENCH_CLOCKS:-icount wall}; do
-    args=(--module "$KO" --clock "$clock" --hooks "$hooks")
-    [ -n "${BENCH_REPS:-}" ] && args+=(--reps "$BENCH_REPS")
-    if [ "$clock" = icount ]; then
-        export TOA_VM_CPUS=1 TOA_VM_ACCEL=tcg TOA_QEMU_OPTS="-icount shift=0,sleep=off"
-    else
-        # Two vCPUs on two host threads: the scaling measurement needs them
-        # to run at the same time.
-        export TOA_VM_CPUS=2 TOA_VM_ACCEL=tcg,thread=multi TOA_QEMU_OPTS=
-        args+=(--scaling)
+# One kernel: the results land in $TOA_CACHE/results/bench-<kernel>-<clock>.
+bench_one() {
+    local kernel=$1 clock
+    # Debian's stock kernel, with the module DKMS builds from the package.
+    if [ "$kernel" = stock ]; then
+        scripts/bench-stock.sh
+        return
     fi
-    log "bench on kernel $kernel, clock $clock"
-    TOA_VM_TIMEOUT=3600 scripts/vm.sh "$KDIR" "$TOA_CACHE/results/bench-$kernel-$clock" \
-        "$CARGO_TARGET_DIR/release/toa-bench" "${args[@]}"
+    prepare_kernel_and_module "$kernel"
+    cargo build --release -q -p toa-test --bin toa-bench
+    for clock in ${BENCH_CLOCKS:-icount wall}; do
+        args=(--module "$KO" --clock "$clock" --hooks "$hooks")
+        [ -n "${BENCH_REPS:-}" ] && args+=(--reps "$BENCH_REPS")
+        if [ "$clock" = icount ]; then
+            export TOA_VM_CPUS=1 TOA_VM_ACCEL=tcg TOA_QEMU_OPTS="-icount shift=0,sleep=off"
+        else
+            # Two vCPUs on two host threads: the scaling measurement needs
+            # them to run at the same time.
+            export TOA_VM_CPUS=2 TOA_VM_ACCEL=tcg,thread=multi TOA_QEMU_OPTS=
+            args+=(--scaling)
+        fi
+        log "bench on kernel $kernel, clock $clock"
+        TOA_VM_TIMEOUT=3600 scripts/vm.sh "$KDIR" "$TOA_CACHE/results/bench-$kernel-$clock" \
+            "$CARGO_TARGET_DIR/release/toa-bench" "${args[@]}"
+    done
+}
+
+hooks=${BENCH_HOOKS:-direct,ftrace,kretprobe,fprobe}
+kernels=${TOA_KERNEL:-7.3}
+for kernel in $kernels; do
+    bench_one "$kernel"
+done
+# Every kernel's table together: the table is the last lines of each
+# run's output, from its "# ... per operation" heading on.
+for kernel in $kernels; do
+    for clock in ${BENCH_CLOCKS:-icount wall}; do
+        out=$TOA_CACHE/results/bench-$kernel-$clock/output.txt
+        echo
+        echo "## kernel $kernel, clock $clock"
+        if [ -s "$out" ] && grep -q '^# .* per operation' "$out"; then
+            sed -n '/^# .* per operation/,$p' "$out"
+        else
+            echo "no table: the run failed (see $out)"
+        fi
+    done
 done

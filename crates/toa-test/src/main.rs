@@ -83,10 +83,13 @@ impl Ctx {
 /// every source is a balancer.
 pub const TRUST_ALL: &str = "trusted_sources=0.0.0.0/0,::/0";
 
+/// What a case runs.
+pub type CaseFn = Box<dyn Fn(&Ctx) -> Result<()>>;
+
 /// One test case.
 pub struct Case {
     pub name: String,
-    pub run: Box<dyn Fn(&Ctx) -> Result<()>>,
+    pub run: CaseFn,
 }
 
 impl Case {
@@ -179,7 +182,7 @@ fn main() -> ExitCode {
     if hooks.is_empty() {
         hooks.push(None);
     }
-    let tun = match tun::Tun::create("toa0", &["10.0.0.1/24", "fd00::1/64"]) {
+    let tun = match tun::Tun::create("toa0", &toa_test::peer::GUEST_NETS) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("cannot set up the tun device: {e:#}");

@@ -1,15 +1,46 @@
 //! The test peer: plays the FULLNAT balancer on the tun device, performing
 //! real TCP handshakes against listeners in the guest with whatever TCP
-//! options a test puts into the SYN, the handshake ACK and later segments.
+//! options a test puts into the SYN, the handshake ACK and later segments;
+//! its addresses, and the TOA options it sends.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
+use crate::sock::{self, Accept};
 use crate::tun::Tun;
+
+/// The balancer's IPv4 address, the source of the peer's IPv4 packets.
+pub const LB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// The guest's IPv4 address on the tun device.
+pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The balancer's IPv6 address.
+pub const LB6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+/// The guest's IPv6 address on the tun device.
+pub const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+/// The guest's addresses on the tun device, as [`Tun::create`] takes them
+/// (the peer plays every other address of both subnets).
+pub const GUEST_NETS: [&str; 2] = ["10.0.0.1/24", "fd00::1/64"];
+
+/// A TOA option with an IPv4 client (length 8).
+pub fn opt4(kind: u8, client: SocketAddrV4) -> Vec<u8> {
+    let mut o = vec![kind, 8];
+    o.extend(client.port().to_be_bytes());
+    o.extend(client.ip().octets());
+    o
+}
+
+/// A TOA option with an IPv6 client (length 20).
+pub fn opt6(kind: u8, client: SocketAddrV6) -> Vec<u8> {
+    let mut o = vec![kind, 20];
+    o.extend(client.port().to_be_bytes());
+    o.extend(client.ip().octets());
+    o
+}
 
 /// The TCP options the peer puts in every SYN: MSS 1460.
 pub const SYN_MSS: [u8; 4] = [2, 4, 0x05, 0xb4];
@@ -41,7 +72,7 @@ pub struct Segment {
 /// Pad an option list with EOL bytes to a whole number of 32-bit words.
 pub fn pad4(options: &[u8]) -> Vec<u8> {
     let mut v = options.to_vec();
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
     v
@@ -319,6 +350,29 @@ impl<'t> Conn<'t> {
             &[],
         )?)
     }
+}
+
+/// A handshake from `src` (any address on the tun's subnet of its family)
+/// to the listener `l` on the guest's address of that family, accepted
+/// with `how`: the peer's end, the accepted socket and the address accept
+/// returned.
+pub fn accept_from<'t>(
+    tun: &'t Tun,
+    l: &TcpListener,
+    src: IpAddr,
+    hs: &Handshake,
+    how: Accept,
+) -> Result<(Conn<'t>, OwnedFd, SocketAddr)> {
+    let guest: IpAddr = if src.is_ipv4() {
+        GUEST.into()
+    } else {
+        GUEST6.into()
+    };
+    let remote = SocketAddr::new(guest, l.local_addr()?.port());
+    let local = SocketAddr::new(src, next_port());
+    let conn = Conn::open(tun, local, remote, hs)?;
+    let (fd, accepted) = sock::accept(l, how)?;
+    Ok((conn, fd, accepted))
 }
 
 impl Drop for Conn<'_> {

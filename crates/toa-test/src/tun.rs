@@ -54,7 +54,7 @@ impl Tun {
         }
         ifr.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
         // SAFETY: TUNSETIFF takes a pointer to an ifreq, which lives across the call.
-        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr) } < 0 {
+        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
             bail!("TUNSETIFF {name}: {}", std::io::Error::last_os_error());
         }
         ip(&["link", "set", name, "up"])?;

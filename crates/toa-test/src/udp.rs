@@ -468,7 +468,7 @@ pub fn recvmmsg(fd: RawFd, n: usize) -> Result<Vec<(Vec<u8>, SocketAddr)>> {
             fd,
             msgs.as_mut_ptr(),
             n as u32,
-            libc::MSG_WAITFORONE,
+            libc::MSG_WAITFORONE as _,
             std::ptr::null_mut(),
         )
     };
@@ -529,13 +529,13 @@ pub fn send_gso(fd: RawFd, payload: &[u8], to: &SocketAddr, segment: u16) -> Res
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space;
+    msg.msg_controllen = space as _;
     // SAFETY: the control buffer holds one cmsg of 2 bytes of data.
     unsafe {
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_UDP;
         (*c).cmsg_type = libc::UDP_SEGMENT;
-        (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
+        (*c).cmsg_len = libc::CMSG_LEN(2) as _;
         std::ptr::copy_nonoverlapping(segment.to_ne_bytes().as_ptr(), libc::CMSG_DATA(c), 2);
     }
     // SAFETY: msg describes buffers that outlive the call.

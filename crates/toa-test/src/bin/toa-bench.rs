@@ -2,27 +2,34 @@
 //!
 //! A/B against the same kernel without the module, for each hook mechanism,
 //! in interleaved repetitions (the order rotates every repetition, so drift
-//! in the host's speed spreads over all variants):
+//! in the host's speed spreads over all variants). Every client comes from
+//! the balancer: the test peer on the tun device (10.0.0.2, fd00::2), the
+//! only trusted source (`trusted_sources`); toa never takes a client from
+//! the host itself (loopback, a local source address). Each repetition
+//! measures, per variant:
 //!
-//! 1. connection setup: TOA-carrying handshakes from the tun test peer,
-//!    accepted, one getpeername() each, closed: the time in the kernel
-//!    (the system calls of the peer and of the application, not the peer's
-//!    packet building); and, inside it, the accept4() + getpeername()
-//!    calls alone;
-//! 2. getpeername() on a loopback TCP socket without TOA (what every other
-//!    service on the host pays);
-//! 3. getpeername() on a TOA socket with an IPv4 client, and on one with an
-//!    IPv6 client (the record lookup);
-//! 4. memory: toa's allocations per connection, from its own counters;
-//! 5. (`--scaling`) getpeername() on IPv6 TOA sockets from 1 and from 2
-//!    threads: how the rate scales with CPUs;
-//! 6. UDP: request/response round trips between two loopback sockets
-//!    (sendto, recvfrom, sendto, recvfrom): in a namespace without flows
-//!    (what every UDP service pays), between sockets without a flow while
-//!    the namespace has one (each datagram looked up and missed), and on a
-//!    flow an ip_vs_ca announcement named (each datagram rewritten: the
-//!    request shown from the client, the response sent back to the
-//!    balancer's address).
+//! 1. getpeername() on a loopback TCP socket without a client (what every
+//!    other service on the host pays), on a socket whose handshake named an
+//!    IPv4 client, and on one with an IPv6 client (the record lookup);
+//! 2. one loopback connection without an option: connect(), accept4(),
+//!    close() of both ends (what every connection of the host pays);
+//! 3. one connection from the balancer whose handshake ACK names an IPv4
+//!    client, accepted with accept4(), asked getpeername() once, closed:
+//!    the time in the kernel (the system calls that hand the peer's
+//!    packets to the kernel and take its SYN-ACK back, accept4(),
+//!    getpeername(), close(); not the peer's packet building); and, inside
+//!    it, the accept4() + getpeername() calls alone;
+//! 4. UDP: request/response round trips between two loopback sockets (in a
+//!    namespace without flows, then with one); and round trips from the
+//!    balancer (its datagram handed to the kernel on the tun, recvfrom(),
+//!    sendto() back to where it came from, the answer taken off the tun):
+//!    in a namespace without flows, to a port without flows, to a port with
+//!    a flow from another source (looked up, missed), and on the flow an
+//!    ip_vs_ca announcement from the balancer named (the request shown from
+//!    the client, the answer sent back to the balancer's LIP:lport);
+//! 5. memory: toa's allocations per connection, from its own counters;
+//! 6. (`--scaling`) getpeername() on IPv6 sockets with a client from 1 and
+//!    from 2 threads: how the rate scales with CPUs.
 //!
 //! Two clocks (`--clock`):
 //!
@@ -31,31 +38,33 @@
 //! - `icount`: the VM runs with QEMU's `-icount shift=0,sleep=off` on one
 //!   vCPU, where the guest clock advances one nanosecond per emulated
 //!   instruction: a timed loop counts instructions, deterministically. The
-//!   bench prints instructions per operation and their ratio.
+//!   bench prints instructions per operation.
 //!
-//! Each ratio is rate loaded / rate unloaded (1.0 = free); the last lines
-//! print them.
+//! Each ratio is rate loaded / rate unloaded (1.0 = free). The last lines
+//! are a table: per operation, the cost unloaded and, per variant, the
+//! cost, its delta over unloaded and the ratio.
 //!
 //! `toa-bench --module toa.ko [--clock wall|icount] [--reps N]
 //!  [--hooks ftrace,kretprobe,...] [--scaling]`; a variant may carry more
 //! module parameters after `+` (`direct+udp=0`).
 
 use std::net::{
-    Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
+    UdpSocket,
 };
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use toa_test::peer::{self, Conn, Handshake};
+use toa_test::peer::{self, opt4, opt6, Conn, Handshake, GUEST, LB, LB6};
 use toa_test::sock::{self, Accept};
+use toa_test::udp::{self as wire, Announce};
 use toa_test::{kmod, tun::Tun};
 
-const LB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const LB6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
-const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+/// TOA's option kinds: an IPv4 client, an IPv6 client.
+const KIND4: u8 = 200;
+const KIND6: u8 = 254;
 
 /// A module state to measure: unloaded, or loaded with a hook mechanism.
 #[derive(Clone, Debug)]
@@ -75,46 +84,102 @@ impl Variant {
 
 /// The measurements of one variant in one repetition, as rates (operations
 /// per second of the guest clock: with icount, per 10^9 instructions).
-/// Connection rates come from the median connection; getpeername() rates
-/// from a loop of calls.
+/// Connection rates and the UDP rates from the balancer come from the
+/// median operation; the others from a loop.
 #[derive(Clone, Copy, Debug, Default)]
 struct Sample {
-    /// Accepted connections per second (handshake, accept4, getpeername, close).
+    /// getpeername() per second, loopback socket without a client.
+    peer_plain: f64,
+    /// getpeername() per second, socket with an IPv4 client.
+    peer_toa: f64,
+    /// getpeername() per second, socket with an IPv6 client.
+    peer_toa6: f64,
+    /// Loopback connections per second (connect, accept4, close both ends).
+    loopback: f64,
+    /// Connections per second from the balancer naming an IPv4 client
+    /// (handshake, accept4, getpeername, close).
     setup: f64,
     /// accept4() + getpeername() pairs per second (the calls alone).
     accept: f64,
-    /// getpeername() per second, socket without TOA.
-    peer_plain: f64,
-    /// getpeername() per second, TOA socket with an IPv4 client.
-    peer_toa: f64,
-    /// getpeername() per second, TOA socket with an IPv6 client.
-    peer_toa6: f64,
-    /// UDP round trips per second, the namespace without flows.
+    /// UDP loopback round trips per second, the namespace without flows.
+    udp_lo: f64,
+    /// UDP loopback round trips per second, the namespace with a flow.
+    udp_lo_ns: f64,
+    /// UDP round trips per second from the balancer, no flow in the
+    /// namespace.
     udp_plain: f64,
-    /// UDP round trips per second without a flow, the namespace with one.
+    /// ... to a port without flows, the namespace with one.
     udp_miss: f64,
-    /// UDP round trips per second without a flow, to a backend port that
-    /// has one (each datagram looked up and missed).
+    /// ... to a backend port with a flow from another source (each
+    /// datagram looked up and missed).
     udp_port: f64,
-    /// UDP round trips per second on a flow (rewritten both ways).
+    /// ... on a flow (rewritten both ways).
     udp_flow: f64,
 }
 
-/// The metrics, in the order they are printed.
-const METRICS: [(&str, fn(&Sample) -> f64); 9] = [
-    ("connection setup", |s| s.setup),
-    ("accept4 + getpeername, TOA connection", |s| s.accept),
-    ("getpeername, socket without TOA", |s| s.peer_plain),
-    ("getpeername, TOA socket (IPv4 client)", |s| s.peer_toa),
-    ("getpeername, TOA socket (IPv6 client)", |s| s.peer_toa6),
-    ("UDP round trip, no flow in the namespace", |s| s.udp_plain),
-    ("UDP round trip, no flow (namespace has)", |s| s.udp_miss),
-    ("UDP round trip, no flow, port with flows", |s| s.udp_port),
-    ("UDP round trip on a flow (rewritten)", |s| s.udp_flow),
+/// The metrics, in the order they are printed: short label (per-repetition
+/// lines), name (ratios and table).
+#[allow(clippy::type_complexity)]
+const METRICS: [(&str, &str, fn(&Sample) -> f64); 12] = [
+    ("gp", "getpeername, socket without a client", |s| {
+        s.peer_plain
+    }),
+    ("gp4", "getpeername, socket with an IPv4 client", |s| {
+        s.peer_toa
+    }),
+    ("gp6", "getpeername, socket with an IPv6 client", |s| {
+        s.peer_toa6
+    }),
+    (
+        "lo-conn",
+        "loopback connection, no option: connect+accept+close",
+        |s| s.loopback,
+    ),
+    (
+        "conn4",
+        "connection naming an IPv4 client (+getpeername, close)",
+        |s| s.setup,
+    ),
+    ("accept", "  its accept4 + getpeername", |s| s.accept),
+    (
+        "udp-lo",
+        "UDP loopback round trip, no flow in the namespace",
+        |s| s.udp_lo,
+    ),
+    (
+        "udp-lo-ns",
+        "UDP loopback round trip, the namespace has a flow",
+        |s| s.udp_lo_ns,
+    ),
+    (
+        "udp",
+        "UDP round trip, balancer, no flow in the namespace",
+        |s| s.udp_plain,
+    ),
+    (
+        "udp-miss",
+        "UDP round trip, balancer, port without flows",
+        |s| s.udp_miss,
+    ),
+    (
+        "udp-port",
+        "UDP round trip, balancer, port with another's flow",
+        |s| s.udp_port,
+    ),
+    (
+        "udp-flow",
+        "UDP round trip on a flow (client shown, answer to LIP)",
+        |s| s.udp_flow,
+    ),
 ];
 
-/// The client a bench flow names.
-const UDP_CLIENT: &str = "198.51.100.9:4242";
+/// The client the bench's UDP flow names.
+const UDP_CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 4242);
+/// The balancer's ports (LIP:lport) for UDP: to a port without flows, the
+/// flow's, and another source to the flow's backend port.
+const LPORT_PLAIN: u16 = 5001;
+const LPORT_FLOW: u16 = 5002;
+const LPORT_OTHER: u16 = 5003;
 
 /// UDP request/response round trips per second between `a` and `b` (`a`
 /// sends to `b`, `b` answers where the request came from).
@@ -139,99 +204,114 @@ fn udp_rate(a: &UdpSocket, b: &UdpSocket, n: u32) -> Result<f64> {
     Ok(f64::from(n) / start.elapsed().as_secs_f64())
 }
 
-/// Announce, on the loopback and the way LVS does, that datagrams from
-/// `lip` to `rs` come from `client`.
-fn announce(lip: SocketAddr, rs: SocketAddr, client: SocketAddr) -> Result<()> {
-    let (SocketAddr::V4(l), SocketAddr::V4(r), SocketAddr::V4(c)) = (lip, rs, client) else {
-        bail!("IPv4 only");
-    };
-    let msg = toa_test::udp::Announce::lvs(l, r, c).message();
-    // SAFETY: plain socket(2); closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
-    if fd < 0 {
-        bail!("raw socket: {}", std::io::Error::last_os_error());
+/// UDP round trips per second from the balancer's `lip` to the backend
+/// socket `s`, from the median round trip, counting the kernel's part: the
+/// write that hands the balancer's datagram to the kernel on the tun,
+/// recvfrom() on `s`, sendto() of the answer to where recvfrom() said the
+/// request came from, and the read that takes the answer off the tun (not
+/// the peer's packet building and parsing). With `shown`, recvfrom() must
+/// give that source, and every answer must go back to `lip` from `s`.
+fn udp_wire_rate(
+    tun: &Tun,
+    s: &UdpSocket,
+    lip: SocketAddr,
+    shown: Option<SocketAddr>,
+    n: u32,
+) -> Result<f64> {
+    let rs = SocketAddr::new(GUEST.into(), s.local_addr()?.port());
+    let request = wire::datagram(lip, rs, b"q");
+    let mut buf = [0u8; 64];
+    tun.drain();
+    let mut times = Vec::with_capacity(n as usize);
+    // The first tenth warms up and is not counted.
+    for i in 0..n + n / 10 {
+        let io = tun.io_time();
+        tun.send(&request)?;
+        let t = Instant::now();
+        let (_, from) = s.recv_from(&mut buf)?;
+        s.send_to(b"r", from)?;
+        let app = t.elapsed();
+        let answer = loop {
+            let Some(p) = tun.recv(Duration::from_secs(5))? else {
+                bail!("no answer on the wire to {lip}'s datagram");
+            };
+            if let Some(sent) = wire::parse(&p) {
+                break sent;
+            }
+        };
+        let kernel = tun.io_time() - io + app;
+        if let Some(want) = shown {
+            if from != want {
+                bail!("{lip}'s datagram came from {from}, not {want}");
+            }
+            if (answer.src, answer.dst) != (rs, lip) {
+                bail!(
+                    "the answer to {lip}'s datagram went {} -> {}, not {rs} -> {lip}",
+                    answer.src,
+                    answer.dst
+                );
+            }
+        }
+        if i >= n / 10 {
+            times.push(kernel.as_secs_f64());
+        }
     }
-    // SAFETY: all-zero is a valid sockaddr_in.
-    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sin.sin_family = libc::AF_INET as libc::sa_family_t;
-    sin.sin_addr.s_addr = u32::from(*r.ip()).to_be();
-    // SAFETY: `msg` and `sin` are valid for the call; `fd` is ours.
-    let n = unsafe {
-        let n = libc::sendto(
-            fd,
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        libc::close(fd);
-        n
-    };
-    if n < 0 {
-        bail!("announce: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(1.0 / median_and_range(times).0)
 }
 
-/// The UDP rates of one variant: without flows, without a flow (another
-/// port has), without a flow to a port with one, on a flow.
-fn udp_rates(n: u32, loaded: bool, verify: bool) -> Result<(f64, f64, f64, f64)> {
-    let bind = || -> Result<UdpSocket> {
-        let s = UdpSocket::bind("127.0.0.1:0")?;
+/// The UDP rates of one variant, in the namespace toa (if loaded) was just
+/// loaded into: (loopback: no flow in the namespace, with one; from the
+/// balancer: no flow in the namespace, to a port without flows, to a port
+/// with another source's flow, on the flow).
+fn udp_rates(tun: &Tun, n: u32, v: &Variant, verify: bool) -> Result<[f64; 6]> {
+    let bind = |addr: &str| -> Result<UdpSocket> {
+        let s = UdpSocket::bind(addr)?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         Ok(s)
     };
-    let (a, b) = (bind()?, bind()?);
-    let plain = udp_rate(&a, &b, n)?;
-    // A flow for another pair makes the namespace one with flows.
-    let (fa, fb) = (bind()?, bind()?);
-    announce(fa.local_addr()?, fb.local_addr()?, UDP_CLIENT.parse()?)?;
-    let miss = udp_rate(&a, &b, n)?;
-    if verify && loaded {
-        let mut buf = [0u8; 8];
-        fa.send_to(b"v", fb.local_addr()?)?;
-        let (_, from) = fb.recv_from(&mut buf)?;
-        if from != UDP_CLIENT.parse()? {
-            bail!("the flow's datagram came from {from}, not the client");
-        }
-        fb.send_to(b"v", from)?;
-        fa.recv_from(&mut buf)?;
-    }
-    let port = udp_rate(&a, &fb, n)?;
-    let flow = udp_rate(&fa, &fb, n)?;
-    Ok((plain, miss, port, flow))
-}
-
-fn toa_option(client: SocketAddrV4) -> Vec<u8> {
-    let mut o = vec![200, 8];
-    o.extend(client.port().to_be_bytes());
-    o.extend(client.ip().octets());
-    o
-}
-
-fn toa_option6(port: u16, addr: Ipv6Addr) -> Vec<u8> {
-    let mut o = vec![254, 20];
-    o.extend(port.to_be_bytes());
-    o.extend(addr.octets());
-    o
+    let (a, b) = (bind("127.0.0.1:0")?, bind("127.0.0.1:0")?);
+    // Backends on every address, as servers bind: one on a port without
+    // flows, one on the flow's port.
+    let (plain, flowed) = (bind("0.0.0.0:0")?, bind("0.0.0.0:0")?);
+    let lip = |port| SocketAddr::new(LB.into(), port);
+    let check = |at: SocketAddr| verify.then_some(at);
+    let lo = udp_rate(&a, &b, n)?;
+    let wire_plain = udp_wire_rate(tun, &plain, lip(LPORT_PLAIN), check(lip(LPORT_PLAIN)), n)?;
+    // The balancer announces the flow (ip_vs_ca, an ICMP echo request from
+    // its LIP: the kernel's echo reply goes out on the wire and is thrown
+    // away by the next measurement). From here the namespace has a flow.
+    let rs = SocketAddrV4::new(GUEST, flowed.local_addr()?.port());
+    let announce = Announce::lvs(SocketAddrV4::new(LB, LPORT_FLOW), rs, UDP_CLIENT);
+    tun.send(&announce.packet())?;
+    let lo_ns = udp_rate(&a, &b, n)?;
+    let miss = udp_wire_rate(tun, &plain, lip(LPORT_PLAIN), check(lip(LPORT_PLAIN)), n)?;
+    let port = udp_wire_rate(tun, &flowed, lip(LPORT_OTHER), check(lip(LPORT_OTHER)), n)?;
+    let client = if v.udp() {
+        UDP_CLIENT.into()
+    } else {
+        lip(LPORT_FLOW)
+    };
+    let flow = udp_wire_rate(tun, &flowed, lip(LPORT_FLOW), check(client), n)?;
+    Ok([lo, lo_ns, wire_plain, miss, port, flow])
 }
 
 /// Connections per second and accept4+getpeername pairs per second, each
 /// from the median connection (a timer interrupt or an idle wait landing
-/// in a few connections does not move it). A connection's time is the
-/// kernel's part of it: the system calls that hand the test peer's packets
-/// (SYN, ACK, RST) to the kernel and take its SYN-ACK back, accept4(),
+/// in a few connections does not move it): handshakes from the balancer
+/// whose ACK names an IPv4 client. A connection's time is the kernel's
+/// part of it: the system calls that hand the test peer's packets (SYN,
+/// ACK, RST) to the kernel and take its SYN-ACK back, accept4(),
 /// getpeername() and close(), not the peer's own work of building and
-/// parsing packets in userspace.
-fn setup_rate(tun: &Tun, l: &TcpListener, n: u32) -> Result<(f64, f64)> {
+/// parsing packets in userspace. With `verify`, every connection must show
+/// its client.
+fn setup_rate(tun: &Tun, l: &TcpListener, n: u32, verify: bool) -> Result<(f64, f64)> {
     let remote = SocketAddr::new(GUEST.into(), l.local_addr()?.port());
     let (mut whole, mut calls) = (Vec::new(), Vec::new());
     for i in 0..n {
         let client =
             SocketAddrV4::new(Ipv4Addr::from(0xc633_6400 + (i % 250) + 1), 1024 + i as u16);
         let hs = Handshake {
-            ack_options: toa_option(client),
+            ack_options: opt4(KIND4, client),
             ..Handshake::default()
         };
         let local = SocketAddr::new(LB.into(), peer::next_port());
@@ -239,12 +319,15 @@ fn setup_rate(tun: &Tun, l: &TcpListener, n: u32) -> Result<(f64, f64)> {
         let conn = Conn::open(tun, local, remote, &hs)?;
         let t = Instant::now();
         let (fd, _) = sock::accept(l, Accept::Accept4)?;
-        std::hint::black_box(sock::getpeername(fd.as_raw_fd())?);
+        let shown = std::hint::black_box(sock::getpeername(fd.as_raw_fd())?);
         let accepted = t.elapsed();
         let t = Instant::now();
         drop(fd);
         let closed = t.elapsed();
         drop(conn);
+        if verify && shown != SocketAddr::from(client) {
+            bail!("a connection naming {client} shows {shown}");
+        }
         calls.push(accepted.as_secs_f64());
         whole.push((tun.io_time() - io_before + accepted + closed).as_secs_f64());
     }
@@ -252,6 +335,24 @@ fn setup_rate(tun: &Tun, l: &TcpListener, n: u32) -> Result<(f64, f64)> {
         1.0 / median_and_range(whole).0,
         1.0 / median_and_range(calls).0,
     ))
+}
+
+/// Loopback connections per second, from the median connection: connect()
+/// to `l` (on 127.0.0.1, blocking), accept4(), close() of the accepted
+/// socket, then of the connecting one. No option, no client: what every
+/// connection on the host pays.
+fn loopback_rate(l: &TcpListener, n: u32) -> Result<f64> {
+    let to = l.local_addr()?;
+    let mut times = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let t = Instant::now();
+        let c = TcpStream::connect(to)?;
+        let (a, _) = l.accept()?;
+        drop(a);
+        drop(c);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(1.0 / median_and_range(times).0)
 }
 
 /// getpeername() calls per second on `fd`.
@@ -263,15 +364,15 @@ fn peer_rate(fd: &OwnedFd, n: u32) -> Result<f64> {
     Ok(f64::from(n) / start.elapsed().as_secs_f64())
 }
 
-fn set_state(module: &PathBuf, v: &Variant) -> Result<()> {
+fn set_state(module: &Path, v: &Variant) -> Result<()> {
     if kmod::loaded() {
         kmod::rmmod()?;
     }
     if let Some(hook) = &v.hook {
-        // The bench's peer is the balancer, on every address.
+        // The bench's peer is the balancer, and the only one.
         let mut params = vec![
             format!("hook={hook}"),
-            "trusted_sources=0.0.0.0/0,::/0".to_owned(),
+            format!("trusted_sources={LB}/32,{LB6}/128"),
         ];
         params.extend(v.params.iter().cloned());
         let params: Vec<&str> = params.iter().map(String::as_str).collect();
@@ -291,38 +392,27 @@ fn median_and_range(mut v: Vec<f64>) -> (f64, f64, f64) {
     (median, v[0], v[n - 1])
 }
 
-/// A TOA connection accepted from the tun peer: the peer's end (kept open)
-/// and the accepted socket.
+/// A connection from the balancer (over IPv4 or IPv6) whose handshake ACK
+/// carries `option`, accepted: the peer's end (kept open) and the accepted
+/// socket.
 fn toa_connection<'t>(
     tun: &'t Tun,
     l: &TcpListener,
     v6: bool,
     option: Vec<u8>,
 ) -> Result<(Conn<'t>, OwnedFd)> {
-    let port = l.local_addr()?.port();
-    let (local, remote) = if v6 {
-        (
-            SocketAddr::new(LB6.into(), peer::next_port()),
-            SocketAddr::new(GUEST6.into(), port),
-        )
-    } else {
-        (
-            SocketAddr::new(LB.into(), peer::next_port()),
-            SocketAddr::new(GUEST.into(), port),
-        )
-    };
+    let src: IpAddr = if v6 { LB6.into() } else { LB.into() };
     let hs = Handshake {
         ack_options: option,
         ..Handshake::default()
     };
-    let conn = Conn::open(tun, local, remote, &hs)?;
-    let (fd, _) = sock::accept(l, Accept::Accept4)?;
+    let (conn, fd, _) = peer::accept_from(tun, l, src, &hs, Accept::Accept4)?;
     Ok((conn, fd))
 }
 
 /// Per-connection allocations by toa for IPv4 and IPv6 clients, from
 /// toa_stats (ip6_address_alloc) over `n` connections each.
-fn allocations(tun: &Tun, module: &PathBuf, hook: &Variant, n: u32) -> Result<(f64, f64)> {
+fn allocations(tun: &Tun, module: &Path, hook: &Variant, n: u32) -> Result<(f64, f64)> {
     set_state(module, hook)?;
     let l = sock::listen6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0), false)?;
     let mut per = [0.0; 2];
@@ -331,15 +421,20 @@ fn allocations(tun: &Tun, module: &PathBuf, hook: &Variant, n: u32) -> Result<(f
         let mut open = Vec::new();
         for i in 0..n {
             let option = if v6 {
-                toa_option6(
-                    2000 + i as u16,
-                    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 7, i as u16),
+                opt6(
+                    KIND6,
+                    SocketAddrV6::new(
+                        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 7, i as u16),
+                        2000 + i as u16,
+                        0,
+                        0,
+                    ),
                 )
             } else {
-                toa_option(SocketAddrV4::new(
-                    Ipv4Addr::new(198, 51, 100, 1),
-                    2000 + i as u16,
-                ))
+                opt4(
+                    KIND4,
+                    SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 2000 + i as u16),
+                )
             };
             open.push(toa_connection(tun, &l, false, option)?);
         }
@@ -387,29 +482,39 @@ fn threaded_rate(fds: &[OwnedFd], dur: Duration) -> Result<f64> {
     Ok(total as f64 / dur.as_secs_f64())
 }
 
-/// How getpeername() on IPv6 TOA sockets scales from 1 to 2 threads, per
-/// variant: the ratio rate(2 threads) / rate(1 thread), median of `reps`.
-fn scaling(tun: &Tun, module: &PathBuf, variants: &[Variant], reps: u32) -> Result<()> {
+/// How getpeername() on IPv6 sockets with a client scales from 1 to 2
+/// threads, per variant: the ratio rate(2 threads) / rate(1 thread), median
+/// of `reps`.
+fn scaling(tun: &Tun, module: &Path, variants: &[Variant], reps: u32) -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
         println!("scaling: skipped, {cpus} CPU");
         return Ok(());
     }
     let l = sock::listen6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0), false)?;
+    let client = |i: u16| {
+        SocketAddrV6::new(
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 9, i),
+            3000 + i,
+            0,
+            0,
+        )
+    };
     // The unloaded kernel first: how far getpeername() scales on this VM
     // at all (the same sockets, made with toa loaded, then asked without).
     for v in variants {
         set_state(module, v.hook.as_ref().map_or(&variants[1], |_| v))?;
         let mut open = Vec::new();
         for i in 0..2u16 {
-            let option = toa_option6(3000 + i, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 9, i));
-            open.push(toa_connection(tun, &l, true, option)?);
+            open.push(toa_connection(tun, &l, true, opt6(KIND6, client(i)))?);
         }
-        let want: SocketAddr =
-            SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 9, 0), 3000, 0, 0).into();
+        let want = SocketAddr::from(client(0));
         let got = sock::getpeername(open[0].1.as_raw_fd())?;
         if got != want {
-            bail!("{}: IPv6 TOA socket shows {got}, want {want}", v.name);
+            bail!(
+                "{}: IPv6 socket with a client shows {got}, want {want}",
+                v.name
+            );
         }
         if v.hook.is_none() {
             set_state(module, v)?;
@@ -430,11 +535,68 @@ fn scaling(tun: &Tun, module: &PathBuf, variants: &[Variant], reps: u32) -> Resu
         }
         let (m, lo, hi) = median_and_range(ratios);
         println!(
-            "ratio getpeername IPv6 TOA, 2 threads / 1 thread {:<10} median {m:.3}  range {lo:.3}..{hi:.3}",
+            "ratio getpeername IPv6 client, 2 threads / 1 thread {:<10} median {m:.3}  range {lo:.3}..{hi:.3}",
             v.name
         );
     }
     Ok(())
+}
+
+/// The summary: per metric and variant the ratio's median and range over
+/// the repetitions; then a table of the cost per operation (median over the
+/// repetitions), unloaded and per variant with its delta and ratio.
+fn report(variants: &[Variant], samples: &[Vec<Sample>], icount: bool) {
+    let unit = if icount { "instructions" } else { "ns" };
+    let clock = if icount { "instructions" } else { "wall" };
+    let per_op = |s: &[Sample], f: fn(&Sample) -> f64| {
+        median_and_range(s.iter().map(|x| 1e9 / f(x)).collect()).0
+    };
+    for (_, name, f) in METRICS {
+        for (v, vs) in variants.iter().zip(samples).skip(1) {
+            let ratios: Vec<f64> = vs
+                .iter()
+                .zip(&samples[0])
+                .map(|(l, u)| f(l) / f(u))
+                .collect();
+            let (m, lo, hi) = median_and_range(ratios);
+            if icount {
+                println!(
+                    "ratio {clock} {name:<56} {:<10} {m:.3} (range {lo:.3}..{hi:.3}; {:.0} vs {:.0} instructions)",
+                    v.name,
+                    per_op(vs, f),
+                    per_op(&samples[0], f)
+                );
+            } else {
+                println!(
+                    "ratio {clock} {name:<56} {:<10} median {m:.3}  range {lo:.3}..{hi:.3}",
+                    v.name
+                );
+            }
+        }
+    }
+    println!();
+    println!(
+        "# {unit} per operation, median of {} repetitions; per variant: {unit}, delta over unloaded, ratio (rate loaded / unloaded, 1.000 = free)",
+        samples[0].len()
+    );
+    let mut head = format!("| {:<56} | {:>10} |", "operation", "unloaded");
+    let mut rule = format!("| {} | {}: |", "-".repeat(56), "-".repeat(9));
+    for v in &variants[1..] {
+        head += &format!(" {:>22} |", v.name);
+        rule += &format!(" {}: |", "-".repeat(21));
+    }
+    println!("{head}");
+    println!("{rule}");
+    for (_, name, f) in METRICS {
+        let base = per_op(&samples[0], f);
+        let mut row = format!("| {name:<56} | {base:>10.0} |");
+        for vs in &samples[1..] {
+            let cost = per_op(vs, f);
+            let cell = format!("{cost:.0} {:+.0} ({:.3})", cost - base, base / cost);
+            row += &format!(" {cell:>22} |");
+        }
+        println!("{row}");
+    }
 }
 
 fn main() -> Result<()> {
@@ -467,7 +629,7 @@ fn main() -> Result<()> {
     let module = module.context(usage)?;
     // Instruction counts repeat exactly: three repetitions show that they do.
     let reps: u32 = reps.unwrap_or(if icount { 3 } else { 7 });
-    let tun = Tun::create("toa0", &["10.0.0.1/24", "fd00::1/64"])?;
+    let tun = Tun::create("toa0", &peer::GUEST_NETS)?;
     let mut variants = vec![Variant {
         name: "unloaded".into(),
         hook: None,
@@ -482,11 +644,12 @@ fn main() -> Result<()> {
         });
     }
 
-    // A loopback connection without TOA, and TOA connections with an IPv4
-    // and an IPv6 client, made with toa loaded. An IPv4 client lives in the
-    // socket's word itself, so every later load of toa shows it again; an
-    // IPv6 client's record is freed at unload, so its connection is made
-    // again after every load.
+    // A loopback connection without a client (its listener also takes the
+    // loopback connections measured), and connections from the balancer
+    // with an IPv4 and an IPv6 client, made with toa loaded. An IPv4
+    // client lives in the socket's word itself, so every later load of toa
+    // shows it again; an IPv6 client's record is freed at unload, so its
+    // connection is made again after every load.
     let plain_l = TcpListener::bind("127.0.0.1:0")?;
     let _plain_c = TcpStream::connect(plain_l.local_addr()?)?;
     let plain: OwnedFd = plain_l.accept()?.0.into();
@@ -494,9 +657,9 @@ fn main() -> Result<()> {
     let l6 = sock::listen6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0), false)?;
     set_state(&module, &variants[1])?;
     let client4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 999);
-    let (_toa_conn, toa_fd) = toa_connection(&tun, &l, false, toa_option(client4))?;
+    let (_toa_conn, toa_fd) = toa_connection(&tun, &l, false, opt4(KIND4, client4))?;
     if verify && sock::getpeername(toa_fd.as_raw_fd())? != SocketAddr::from(client4) {
-        bail!("the TOA connection shows no client");
+        bail!("the connection naming {client4} shows no client");
     }
     let client6 = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 6, 9), 998, 0, 0);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
@@ -505,74 +668,70 @@ fn main() -> Result<()> {
     } else {
         (300, 100_000, 20_000)
     };
-    // The client of the UDP flows is routed somewhere (answers to it are
-    // sent back through the balancer's loopback address by toa).
-    toa_test::sh("ip route replace 198.51.100.0/24 dev lo")?;
+    // The UDP flow's client is routed to the wire: an answer toa did not
+    // send back through the balancer would be seen going to the client.
+    toa_test::sh(&format!(
+        "ip route replace 198.51.100.0/24 dev {}",
+        tun.name
+    ))?;
 
     println!(
-        "# clock {}: {reps} repetitions of {} variants: {n_setup} connections, {n_peer} getpeername() each",
+        "# clock {}: {reps} repetitions of {} variants: {n_setup} connections of each kind, {n_peer} getpeername() per socket, {n_udp} UDP round trips per kind",
         if icount { "icount (guest ns = instructions)" } else { "wall (TCG)" },
         variants.len()
     );
     for rep in 0..reps {
         for k in 0..variants.len() {
             let i = (k + rep as usize) % variants.len();
-            set_state(&module, &variants[i])?;
-            let (conn6, fd6) =
-                toa_connection(&tun, &l6, true, toa_option6(client6.port(), *client6.ip()))?;
+            let v = &variants[i];
+            set_state(&module, v)?;
+            let (conn6, fd6) = toa_connection(&tun, &l6, true, opt6(KIND6, client6))?;
             if verify
-                && variants[i].hook.is_some()
+                && v.hook.is_some()
                 && sock::getpeername(fd6.as_raw_fd())? != SocketAddr::from(client6)
             {
                 bail!(
-                    "{}: the IPv6 TOA connection shows no client",
-                    variants[i].name
+                    "{}: the connection naming {client6} shows no client",
+                    v.name
                 );
             }
-            let (setup, accept) = setup_rate(&tun, &l, n_setup)?;
+            let (setup, accept) = setup_rate(&tun, &l, n_setup, verify && v.hook.is_some())?;
             let (peer_plain, peer_toa, peer_toa6) = (
                 peer_rate(&plain, n_peer)?,
                 peer_rate(&toa_fd, n_peer)?,
                 peer_rate(&fd6, n_peer)?,
             );
+            let loopback = loopback_rate(&plain_l, n_setup)?;
             // Whatever a module load left to background work is done by
             // now; let it finish before the UDP loops are timed.
             std::thread::sleep(Duration::from_millis(300));
-            let (udp_plain, udp_miss, udp_port, udp_flow) =
-                udp_rates(n_udp, variants[i].udp(), verify)?;
+            let [udp_lo, udp_lo_ns, udp_plain, udp_miss, udp_port, udp_flow] =
+                udp_rates(&tun, n_udp, v, verify)?;
             let s = Sample {
-                setup,
-                accept,
                 peer_plain,
                 peer_toa,
                 peer_toa6,
+                loopback,
+                setup,
+                accept,
+                udp_lo,
+                udp_lo_ns,
                 udp_plain,
                 udp_miss,
                 udp_port,
                 udp_flow,
             };
             drop((conn6, fd6));
-            if icount {
-                // Guest nanoseconds per operation = instructions.
-                println!(
-                    "rep {rep} {:<10} instructions: setup {:>9.0}  accept4+getpeername {:>7.0}  getpeername plain {:>5.0}  toa {:>5.0}  toa6 {:>5.0}  udp {:>6.0} miss {:>6.0} port {:>6.0} flow {:>6.0}",
-                    variants[i].name,
-                    1e9 / s.setup,
-                    1e9 / s.accept,
-                    1e9 / s.peer_plain,
-                    1e9 / s.peer_toa,
-                    1e9 / s.peer_toa6,
-                    1e9 / s.udp_plain,
-                    1e9 / s.udp_miss,
-                    1e9 / s.udp_port,
-                    1e9 / s.udp_flow
-                );
-            } else {
-                println!(
-                    "rep {rep} {:<10} setup {:>6.0}/s  accept4+getpeername {:>7.0}/s  getpeername plain {:>8.0}/s  toa {:>8.0}/s  toa6 {:>8.0}/s  udp {:>7.0}/s miss {:>7.0}/s port {:>7.0}/s flow {:>7.0}/s",
-                    variants[i].name, s.setup, s.accept, s.peer_plain, s.peer_toa, s.peer_toa6, s.udp_plain, s.udp_miss, s.udp_port, s.udp_flow
-                );
+            let mut line = format!("rep {rep} {:<10}", v.name);
+            for (label, _, f) in METRICS {
+                if icount {
+                    // Guest nanoseconds per operation = instructions.
+                    line += &format!(" {label} {:.0}", 1e9 / f(&s));
+                } else {
+                    line += &format!(" {label} {:.0}/s", f(&s));
+                }
             }
+            println!("{line}");
             samples[i].push(s);
         }
     }
@@ -586,30 +745,6 @@ fn main() -> Result<()> {
     }
     println!();
     println!("allocations per connection (toa_stats ip6_address_alloc): IPv4 client {v4:.2}, IPv6 client {v6:.2}");
-    let clock = if icount { "instructions" } else { "wall" };
-    for (name, f) in METRICS {
-        for (v, vs) in variants.iter().zip(&samples).skip(1) {
-            let ratios: Vec<f64> = vs
-                .iter()
-                .zip(&samples[0])
-                .map(|(l, u)| f(l) / f(u))
-                .collect();
-            let (m, lo, hi) = median_and_range(ratios);
-            let per_op = |s: &[Sample]| median_and_range(s.iter().map(|x| 1e9 / f(x)).collect()).0;
-            if icount {
-                println!(
-                    "ratio {clock} {name:<38} {:<10} {m:.3} (range {lo:.3}..{hi:.3}; {:.0} vs {:.0} instructions)",
-                    v.name,
-                    per_op(vs),
-                    per_op(&samples[0])
-                );
-            } else {
-                println!(
-                    "ratio {clock} {name:<38} {:<10} median {m:.3}  range {lo:.3}..{hi:.3}",
-                    v.name
-                );
-            }
-        }
-    }
+    report(&variants, &samples, icount);
     Ok(())
 }

@@ -10,14 +10,8 @@ use crate::{ensure_eq, Ctx};
 use toa_test::peer::{self, Conn, Handshake};
 use toa_test::sock::{self, Accept};
 
-/// The balancer's IPv4 address, the source of the peer's IPv4 packets.
-pub const LB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-/// The guest's IPv4 address on the tun device.
-pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-/// The balancer's IPv6 address.
-pub const LB6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
-/// The guest's IPv6 address on the tun device.
-pub const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+/// The addresses on the wire and the TOA options, shared with toa-bench.
+pub use toa_test::peer::{opt4, opt6, GUEST, GUEST6, LB, LB6};
 
 /// The network between balancer and backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,22 +34,6 @@ impl Transport {
             Transport::V6 => GUEST6.into(),
         }
     }
-}
-
-/// A TOA option with an IPv4 client (length 8).
-pub fn opt4(kind: u8, client: SocketAddrV4) -> Vec<u8> {
-    let mut o = vec![kind, 8];
-    o.extend(client.port().to_be_bytes());
-    o.extend(client.ip().octets());
-    o
-}
-
-/// A TOA option with an IPv6 client (length 20).
-pub fn opt6(kind: u8, client: SocketAddrV6) -> Vec<u8> {
-    let mut o = vec![kind, 20];
-    o.extend(client.port().to_be_bytes());
-    o.extend(client.ip().octets());
-    o
 }
 
 /// A 16-byte option (ByteDance): the client, two pad bytes, the VIP.
@@ -157,16 +135,7 @@ pub fn handshake_from<'t>(
     hs: &Handshake,
     how: Accept,
 ) -> Result<Accepted<'t>> {
-    let guest = if src.is_ipv4() {
-        Transport::V4
-    } else {
-        Transport::V6
-    }
-    .guest();
-    let remote = SocketAddr::new(guest, l.local_addr()?.port());
-    let local = SocketAddr::new(src, peer::next_port());
-    let conn = Conn::open(&ctx.tun, local, remote, hs)?;
-    let (fd, accepted) = sock::accept(l, how)?;
+    let (conn, fd, accepted) = peer::accept_from(&ctx.tun, l, src, hs, how)?;
     let peer = sock::getpeername(fd.as_raw_fd())?;
     Ok(Accepted {
         accepted,

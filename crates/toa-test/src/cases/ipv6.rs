@@ -60,7 +60,7 @@ pub fn cases() -> Vec<Case> {
     for (listener, transport) in Listener::COMBOS {
         for client in [Client::V4, Client::V6] {
             n += 1;
-            let how = if n % 2 == 0 {
+            let how = if n.is_multiple_of(2) {
                 Accept::Accept4
             } else {
                 Accept::Accept

@@ -64,10 +64,7 @@ fn option_list(rng: &mut fastrand::Rng, n: u32) -> Vec<u8> {
     let mut o: Vec<u8> = if rng.bool() {
         (0..words * 4).map(|_| rng.u8(..)).collect()
     } else {
-        let mut v = Vec::new();
-        for _ in 0..rng.usize(0..3) {
-            v.push(1);
-        }
+        let mut v = vec![1; rng.usize(0..3)];
         let kind = [200, 254, 253][rng.usize(0..3)];
         if rng.bool() {
             v.extend(opt4(kind, client((n % 250) as u8 + 1)));
@@ -92,7 +89,7 @@ fn option_list(rng: &mut fastrand::Rng, n: u32) -> Vec<u8> {
             }
         }
         v.truncate(wire::MAX_OPTIONS_LEN);
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(if rng.bool() { 0 } else { 1 });
         }
         v
@@ -300,7 +297,7 @@ fn unload_under_load(ctx: &Ctx) -> Result<()> {
     let churn = (|| -> Result<()> {
         while !cycler.is_finished() {
             let (l, transport) = &listeners[(opened % 2) as usize];
-            let real: SocketAddr = if opened % 3 == 0 {
+            let real: SocketAddr = if opened.is_multiple_of(3) {
                 client6(opened as u16).into()
             } else {
                 client((opened % 250) as u8 + 1).into()

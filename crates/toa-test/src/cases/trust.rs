@@ -251,7 +251,11 @@ fn replaced_under_traffic(ctx: &Ctx) -> Result<()> {
             || (flipped.load(Ordering::Relaxed) < 10 && std::time::Instant::now() < deadline)
         {
             i += 1;
-            let src: IpAddr = if i % 2 == 0 { LB.into() } else { FORGER.into() };
+            let src: IpAddr = if i.is_multiple_of(2) {
+                LB.into()
+            } else {
+                FORGER.into()
+            };
             let c = client(200 + (i % 50) as u8);
             let a = handshake_from(ctx, &l, src, &with_ack(opt4(200, c)), Accept::Accept4)?;
             // Either the client (trusted at that instant) or the packet's

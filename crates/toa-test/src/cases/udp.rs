@@ -327,11 +327,14 @@ fn announce_packed(ctx: &Ctx) -> Result<()> {
     expect_back(ctx, f.rs, f.lip, b"pong")
 }
 
+/// An announcement made into a packet toa must refuse.
+type Spoil = Box<dyn Fn(&Announce) -> Vec<u8>>;
+
 fn announce_refused(ctx: &Ctx) -> Result<()> {
     setup(ctx)?;
     let s = bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 6003))?;
     // Each refused announcement leaves its datagram from the balancer.
-    let tries: Vec<(&str, Box<dyn Fn(&Announce) -> Vec<u8>>, &str)> = vec![
+    let tries: Vec<(&str, Spoil, &str)> = vec![
         (
             "bad magic",
             Box::new(|a: &Announce| {
@@ -1234,7 +1237,7 @@ fn flood(ctx: &Ctx) -> Result<()> {
         "flows in = flows out + flows left"
     );
     // 1024 flows: 2048 slots.
-    if flows > 2048 || flows < 512 {
+    if !(512..=2048).contains(&flows) {
         bail!("{flows} flows in a table for 1024");
     }
     let listed = std::fs::read_to_string("/proc/net/toa_udp")?
