@@ -48,6 +48,7 @@
 
 #include <linux/delay.h>
 #include <linux/ftrace.h>
+#include <linux/hash.h>
 #include <linux/module.h>
 #include <linux/net.h>
 #include <linux/percpu.h>
@@ -145,15 +146,75 @@ static unsigned long toa_redirect_func(enum toa_redirect_fn fn)
 /* ------------------------------------------------------------------------ */
 /* hook=ftrace: one IPMODIFY ftrace_ops on both functions.                   */
 
+/*
+ * The wrapper's own call of the original enters the function through its
+ * start again, and the callback must let exactly that call through. The
+ * return address names the wrapper where the tracer reads it before any
+ * other user of the call site runs (x86: kprobes there are ftrace_ops too).
+ * On arm64 a kprobe sits on the function's first instruction, ahead of the
+ * tracer's call: a kretprobe on the function has replaced the return
+ * address with its trampoline by the time toa's callback sees it, and each
+ * nested call would be redirected again, as deep as the kretprobe has
+ * instances (2 x CPUs: deeper than the stack on a large machine). So the
+ * wrapper also marks its task in a small table, just before its call; the
+ * nested entry takes the mark, and the wrapper clears a mark not taken.
+ */
+#define TOA_NEST_BITS 9
+#define TOA_NEST_PROBES 4
+static struct task_struct *toa_nest[1 << TOA_NEST_BITS];
+
+static unsigned int toa_nest_slot(unsigned int i)
+{
+	return (hash_ptr(current, TOA_NEST_BITS) + i) & ((1 << TOA_NEST_BITS) - 1);
+}
+
+/* Mark the current task as about to call the original. When the task's
+ * slots are all taken by other tasks, nothing is marked, and only the
+ * return address tells. */
+static void notrace toa_nest_mark(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < TOA_NEST_PROBES; i++)
+		if (!cmpxchg(&toa_nest[toa_nest_slot(i)], NULL, current))
+			return;
+}
+
+/* Take the current task's mark, if it has one. */
+static bool notrace toa_nest_take(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < TOA_NEST_PROBES; i++) {
+		struct task_struct **slot = &toa_nest[toa_nest_slot(i)];
+
+		if (READ_ONCE(*slot) == current) {
+			WRITE_ONCE(*slot, NULL);
+			return true;
+		}
+	}
+	return false;
+}
+
 static int toa_ftrace_v4_wrapper(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
-	return toa_redirect_exit_v4(sock, uaddr, inet_getname(sock, uaddr, peer));
+	int ret;
+
+	toa_nest_mark();
+	ret = inet_getname(sock, uaddr, peer);
+	toa_nest_take();
+	return toa_redirect_exit_v4(sock, uaddr, ret);
 }
 
 #if IS_ENABLED(CONFIG_IPV6)
 static int toa_ftrace_v6_wrapper(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
-	return toa_redirect_exit_v6(sock, uaddr, inet6_getname(sock, uaddr, peer));
+	int ret;
+
+	toa_nest_mark();
+	ret = inet6_getname(sock, uaddr, peer);
+	toa_nest_take();
+	return toa_redirect_exit_v6(sock, uaddr, ret);
 }
 #endif
 
@@ -180,7 +241,7 @@ static void notrace toa_ftrace_getname(unsigned long ip, unsigned long parent_ip
 	if (!toa_getname_wanted(sock, peer))
 		return;
 	/* The wrapper's own call of the original goes through. */
-	if (within_module_mem_type(parent_ip, THIS_MODULE, MOD_TEXT))
+	if (toa_nest_take() || within_module_mem_type(parent_ip, THIS_MODULE, MOD_TEXT))
 		return;
 #if IS_ENABLED(CONFIG_IPV6)
 	/* ip is the tracer's call site, a few bytes into the function it is
