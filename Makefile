@@ -16,6 +16,8 @@
 #   make run                   the end-to-end demo in a VM (Debian's stock kernel)
 #   make arm64-smoke           toa.ko cross-built for Debian's stock arm64 kernel,
 #                              loaded with each hook mechanism under qemu-system-aarch64
+#   make arm64-suite           the VM suite (the cases its busybox guest serves) on that
+#                              kernel, with each hook mechanism arm64 has
 #   make fmt / fmt-check       rustfmt the module's Rust
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -31,7 +33,7 @@ export TOA_META_CACHE
 kbuild = tree=$$($(TOA)/scripts/rust-meta.sh "$(KDIR)") && env=$$($(TOA)/scripts/kbuild-env.sh "$$tree") || exit 1; \
 	$(MAKE) -C "$$tree" M="$(TOA)" $$env
 
-.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall deb run check bench fuzz fmt fmt-check arm64-smoke
+.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall deb run check bench fuzz fmt fmt-check arm64-smoke arm64-suite
 
 all: modules
 
@@ -93,6 +95,12 @@ bench:
 arm64-smoke:
 	$(TOA)/scripts/bootstrap.sh --run
 	$(TOA)/scripts/arm64-boot.sh "$${TOA_CACHE:-$$HOME/.cache/toa}/results/arm64-smoke"
+
+# The VM suite's cases the busybox guest serves, on the same arm64 kernel,
+# under each hook mechanism arm64 has (scripts/arm64-suite.sh).
+arm64-suite:
+	$(TOA)/scripts/bootstrap.sh --run
+	$(TOA)/scripts/arm64-suite.sh "$${TOA_CACHE:-$$HOME/.cache/toa}/results/arm64-suite"
 
 FUZZ_SECONDS ?= 600
 fuzz:

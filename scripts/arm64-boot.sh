@@ -8,7 +8,8 @@
 #
 # GUEST_SCRIPT (default tests/e2e/arm64-smoke.sh) runs under busybox sh as
 # `sh /toa/GUEST_SCRIPT RELEASE ARGS...`, with /toa/toa.ko beside it and
-# /proc, /sys, /dev mounted. RESULTS gets console.log (the whole serial
+# /proc, /sys, /dev mounted; TOA_ARM64_FILES (space-separated paths) are
+# copied beside it too. RESULTS gets console.log (the whole serial
 # console), output.txt (the script's output) and initramfs.cpio.gz. Exits
 # with the script's status (1 if the guest never told it, e.g. a panic).
 # TOA_VM_TIMEOUT (default 600 s) bounds the boot.
@@ -33,6 +34,7 @@ mkdir -p "$ird"/{bin,dev,proc,sys,tmp,toa}
 cp "$BUSYBOX" "$ird/bin/busybox"
 cp "$KO" "$ird/toa/toa.ko"
 cp "$script" "$ird/toa/"
+for f in ${TOA_ARM64_FILES:-}; do cp "$f" "$ird/toa/"; done
 name=$(basename "$script")
 args=$(printf ' %q' "$RELEASE" "$@")
 # The guest's /init. The markers delimit the script's output on the console.
@@ -56,7 +58,7 @@ rm -rf "$ird"
 log "booting Debian's $RELEASE (unmodified) under qemu-system-aarch64 -M virt -cpu max (TCG)"
 start=$SECONDS
 rc=0
-timeout "${TOA_VM_TIMEOUT:-600}" qemu-system-aarch64 -M virt -cpu max -accel tcg -smp 2 -m 1G \
+timeout "${TOA_VM_TIMEOUT:-600}" qemu-system-aarch64 -M virt -cpu max -accel tcg -smp 2 -m "${TOA_ARM64_MEM:-1G}" \
     -display none -monitor none -serial "file:$results/console.log" -no-reboot \
     -kernel "$IMAGE" -initrd "$results/initramfs.cpio.gz" \
     -append "console=ttyAMA0 panic=-1 quiet" </dev/null || rc=$?

@@ -138,6 +138,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut module = None;
     let mut only: Vec<String> = Vec::new();
+    let mut skip: Vec<String> = Vec::new();
     let (mut c_server, mut rust_server, mut claim_module) = (None, None, None);
     let mut c_udp_server = None;
     // The test peer plays every balancer, on every address: trust them all
@@ -150,6 +151,9 @@ fn main() -> ExitCode {
         match a.as_str() {
             "--module" => module = args.next().map(PathBuf::from),
             "--only" => only.extend(args.next()),
+            // Leave out the cases whose name contains this (a guest without
+            // the programs they run).
+            "--skip" => skip.extend(args.next()),
             "--param" => params.extend(args.next()),
             "--hooks" => hooks.extend(
                 args.next()
@@ -176,7 +180,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(module) = module else {
-        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--flood N] [--only NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
+        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--flood N] [--only NAME]... [--skip NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
         return ExitCode::from(2);
     };
     if hooks.is_empty() {
@@ -205,6 +209,7 @@ fn main() -> ExitCode {
     let selected: Vec<Case> = cases::all()
         .into_iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o.as_str())))
+        .filter(|c| !skip.iter().any(|s| c.name.contains(s.as_str())))
         .collect();
     // The whole selection once per hook mechanism asked for (--hooks), each
     // time from an unloaded module.

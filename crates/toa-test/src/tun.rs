@@ -4,6 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -57,13 +58,15 @@ impl Tun {
         if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut ifr) } < 0 {
             bail!("TUNSETIFF {name}: {}", std::io::Error::last_os_error());
         }
+        // No duplicate address detection on the IPv6 address: it is usable
+        // at once (as iproute2's `nodad`, which busybox's ip lacks).
+        let dad = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+        if Path::new(&dad).exists() {
+            std::fs::write(&dad, "0").with_context(|| format!("write {dad}"))?;
+        }
         ip(&["link", "set", name, "up"])?;
         for a in addrs {
-            let mut args = vec!["addr", "add", a, "dev", name];
-            if a.contains(':') {
-                args.push("nodad");
-            }
-            ip(&args)?;
+            ip(&["addr", "add", a, "dev", name])?;
         }
         Ok(Tun {
             file,

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make arm64-suite`: the VM suite (crates/toa-test's toa-vmtest, built for
+# aarch64 as a static musl binary) on Debian's stock arm64 kernel under
+# qemu-system-aarch64, with toa.ko cross-built for it
+# (scripts/arm64-kernel.sh) and the kernel's own tun.ko, in the busybox
+# guest of scripts/arm64-boot.sh.
+#
+#   scripts/arm64-suite.sh RESULTS [TOA-VMTEST-ARGS...]
+#
+# Without arguments: the groups in ONLY (below) but the cases in SKIP,
+# under each hook mechanism arm64 has (TOA_ARM64_HOOKS, default
+# auto,kretprobe,fprobe; auto is ftrace there). The groups left out need
+# what the busybox guest lacks (iproute2's netns and setpriv for local:
+# and namespaces:, the test kernel modules for owners: and two hooks:
+# cases, bpftrace for one, which skips): see README, "Where it runs".
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+# The cases run on arm64: every group the busybox guest can serve.
+ONLY=("lifecycle:" "ipv4:" "ipv6:" "producers:" "trust:" "handshakes:" "udp:" "hooks:" "stress:")
+# Left out: they need programs the guest lacks (Python; the example
+# servers, built for amd64; iproute2's netns and setpriv for the
+# namespace cases; the test kernel modules of tests/kmod, built for amd64).
+SKIP=("Python" "C example server" "Rust example server" "toa_udp lists the namespace"
+    "namespaces:" "another module" "live-patch-like claimer")
+cd "$TOA_ROOT"
+results=${1:?usage: arm64-suite.sh RESULTS [TOA-VMTEST-ARGS...]}
+shift
+target=aarch64-unknown-linux-musl
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$target"; then
+    log "rustup target add $target (the guest's test runner)"
+    rustup target add "$target" >&2
+fi
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+    cargo build --release -q -p toa-test --bin toa-vmtest --target "$target"
+vmtest=$CARGO_TARGET_DIR/$target/release/toa-vmtest
+
+MODULES=''
+while IFS='=' read -r k v; do
+    [ "$k" = MODULES ] && MODULES=$v
+done < <(scripts/arm64-kernel.sh)
+[ -d "$MODULES" ] || die "scripts/arm64-kernel.sh printed no modules directory"
+stage=$TOA_CACHE/arm64-suite
+rm -rf "$stage" && mkdir -p "$stage"
+tun=$(find "$MODULES" -name 'tun.ko*' | head -n1)
+[ -n "$tun" ] || die "no tun.ko in $MODULES"
+case $tun in
+*.xz) xz -dc "$tun" >"$stage/tun.ko" ;;
+*.zst) zstd -qdc "$tun" >"$stage/tun.ko" ;;
+*) cp "$tun" "$stage/tun.ko" ;;
+esac
+cp "$vmtest" "$stage/toa-vmtest"
+
+if [ $# -eq 0 ]; then
+    # 10 unload cycles under churn per mechanism (100 on amd64: 500 s here).
+    set -- --hooks "${TOA_ARM64_HOOKS:-auto,kretprobe,fprobe}" --cycles 10
+    for o in "${ONLY[@]}"; do set -- "$@" --only "$o"; done
+    for s in "${SKIP[@]}"; do set -- "$@" --skip "$s"; done
+fi
+TOA_ARM64_FILES="$stage/tun.ko $stage/toa-vmtest" TOA_ARM64_MEM=2G \
+    TOA_VM_TIMEOUT=${TOA_VM_TIMEOUT:-2400} \
+    scripts/arm64-boot.sh "$results" "$TOA_ROOT/tests/e2e/arm64-suite.sh" "$@"
