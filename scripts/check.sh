@@ -22,7 +22,10 @@
 #     with the suites, a kernel upgrade to 7.3 built by DKMS's hook (and the
 #     TCP cases with every other hook mechanism on it), purge;
 #  6. `make run`, the README's first command, as a user starts it;
-#  7. "fresh": `make run` from a clean clone in a fresh Debian 12 root with
+#  7. "arm64": Debian's stock arm64 kernel under qemu-system-aarch64 with
+#     toa.ko cross-built for it, the VM suite's cases its busybox guest
+#     serves (scripts/arm64-suite.sh; TOA_ARM64=0 leaves it out).
+#  8. "fresh": `make run` from a clean clone in a fresh Debian 12 root with
 #     nothing cached (scripts/fresh-test.sh; skipped, and said so, when
 #     nothing it exercises changed since it last passed).
 #
@@ -280,6 +283,19 @@ if [ "${TOA_RUN:-1}" != 0 ]; then
     [ "$run_rc" = 0 ] || tail -n 20 "$TOA_CACHE/make-run.err"
     count_from "$TOA_CACHE/make-run.txt" "make run"
     result "make run exits 0" "$run_rc"
+fi
+
+# Debian's stock arm64 kernel under qemu-system-aarch64, toa.ko cross-built
+# for it, the VM suite's cases its busybox guest serves with each hook
+# mechanism arm64 has (scripts/arm64-suite.sh). TOA_ARM64=0 leaves it out.
+if [ "${TOA_ARM64:-1}" != 0 ]; then
+    stage "arm64: Debian's stock kernel, cross-built module, suite"
+    arm64_rc=0 res=$TOA_CACHE/results/arm64-suite
+    scripts/arm64-suite.sh "$res" >"$TOA_CACHE/arm64.txt" 2>"$TOA_CACHE/arm64.err" || arm64_rc=$?
+    [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64.err" >&2
+    grep -E '^(uname|toa.ko|dmesg:|not ok|skip) ' "$res/output.txt" 2>/dev/null | cut -c1-200
+    count_from "$res/output.txt" "arm64"
+    result "arm64: the guest ran the suite to its end, exit 0" "$arm64_rc"
 fi
 
 [ -z "$debug_vm" ] || debug_finish
