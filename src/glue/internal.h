@@ -44,8 +44,15 @@ extern unsigned int toa_net_id;
  * it, RCU). Registered before any hook, unregistered after them all. */
 static __always_inline const struct toa_settings *toa_net_settings(const struct net *net)
 {
-	struct toa_net *tn = net_generic(net, toa_net_id);
+	const struct toa_net *tn;
 
+	/* net_generic() without its rcu_read_lock() (two calls on preemptible
+	 * kernels, on every SYN and new socket): a preempt-disabled section
+	 * holds off the grace period after which a replaced generic array is
+	 * freed. */
+	preempt_disable_notrace();
+	tn = rcu_dereference_sched(net->gen)->ptr[toa_net_id];
+	preempt_enable_notrace();
 	return (const struct toa_settings *)tn->settings;
 }
 
@@ -57,31 +64,51 @@ struct toa_counters {
 extern unsigned int toa_nr_counters;
 void toa_host_stat_add(unsigned int counter, u64 n);
 
-/* Count n events of tn's namespace on this CPU (the host's once the
- * namespace is going). Any context. */
-static __always_inline void toa_net_stat_add(const struct toa_net *tn, unsigned int counter, u64 n)
+/*
+ * Count n events of tn's namespace on this CPU (the host's once the
+ * namespace is going). Any context. The reader is a preempt-disabled
+ * section, not rcu_read_lock() (two calls on preemptible kernels): the
+ * counters are freed after synchronize_rcu(), which waits for such
+ * sections too.
+ */
+static __always_inline void toa_net_stat_add_sched(const struct toa_net *tn,
+						   unsigned int counter, u64 n)
 {
-	struct toa_counters __percpu *c;
+	struct toa_counters __percpu *c = rcu_dereference_sched(tn->counters);
 
-	if (unlikely(counter >= TOA_MAX_COUNTERS))
-		return;
-	rcu_read_lock();
-	c = rcu_dereference(tn->counters);
 	if (likely(c))
-		this_cpu_add(c->v[counter], n);
+		__this_cpu_add(c->v[counter], n);
 	else
 		toa_host_stat_add(counter, n);
-	rcu_read_unlock();
+}
+
+static __always_inline void toa_net_stat_add(const struct toa_net *tn, unsigned int counter, u64 n)
+{
+	if (unlikely(counter >= TOA_MAX_COUNTERS))
+		return;
+	preempt_disable_notrace();
+	toa_net_stat_add_sched(tn, counter, n);
+	preempt_enable_notrace();
 }
 
 /*
  * Count one event of the getpeername() path in sk's namespace, on this
  * CPU (every getpeername() of a TOA socket pays it). The path runs only
  * while the hooks are registered, inside the namespaces' registration.
+ * net_generic() open-coded in the same preempt-disabled section: the
+ * namespace's generic array is replaced under RCU and freed after a grace
+ * period, which that section holds off.
  */
 static __always_inline void toa_getname_stat_inc(const struct sock *sk, unsigned int counter)
 {
-	toa_net_stat_add(net_generic(sock_net(sk), toa_net_id), counter, 1);
+	const struct toa_net *tn;
+
+	if (unlikely(counter >= TOA_MAX_COUNTERS))
+		return;
+	preempt_disable_notrace();
+	tn = rcu_dereference_sched(sock_net(sk)->gen)->ptr[toa_net_id];
+	toa_net_stat_add_sched(tn, counter, 1);
+	preempt_enable_notrace();
 }
 
 /* tcp_records.c: the IPv6 record cache and registry */
