@@ -77,7 +77,7 @@ static __always_inline void toa_net_stat_add_sched(const struct toa_net *tn,
 	struct toa_counters __percpu *c = rcu_dereference_sched(tn->counters);
 
 	if (likely(c))
-		__this_cpu_add(c->v[counter], n);
+		this_cpu_add(c->v[counter], n);	/* irq-safe: softirqs count too */
 	else
 		toa_host_stat_add(counter, n);
 }
