@@ -54,15 +54,8 @@ chmod +x "$root/opt/toa-bench/run.sh"
 
 hooks=${BENCH_HOOKS:-direct,ftrace,kretprobe,fprobe}
 for clock in ${BENCH_CLOCKS:-icount wall}; do
-    args=(--module "/$ko" --clock "$clock" --hooks "$hooks")
-    [ -n "${BENCH_REPS:-}" ] && args+=(--reps "$BENCH_REPS")
-    if [ "$clock" = icount ]; then
-        export TOA_VM_CPUS=1 TOA_VM_ACCEL=tcg TOA_QEMU_OPTS="-icount shift=0,sleep=off"
-    else
-        export TOA_VM_CPUS=2 TOA_VM_ACCEL=tcg,thread=multi TOA_QEMU_OPTS=
-        args+=(--scaling)
-    fi
+    bench_args "/$ko" "$clock" "$hooks"
     log "bench on Debian's stock $NEW, clock $clock"
     TOA_VM_ROOT=$root TOA_VM_TIMEOUT=3600 scripts/vm.sh "$root/usr/lib/modules/$NEW/vmlinuz" \
-        "$TOA_CACHE/results/bench-stock-$clock" /opt/toa-bench/run.sh "${args[@]}"
+        "$TOA_CACHE/results/bench-stock-$clock" /opt/toa-bench/run.sh "${BENCH_ARGS[@]}"
 done

@@ -31,19 +31,10 @@ bench_one() {
     prepare_kernel_and_module "$kernel"
     cargo build --release -q -p toa-test --bin toa-bench
     for clock in ${BENCH_CLOCKS:-icount wall}; do
-        args=(--module "$KO" --clock "$clock" --hooks "$hooks")
-        [ -n "${BENCH_REPS:-}" ] && args+=(--reps "$BENCH_REPS")
-        if [ "$clock" = icount ]; then
-            export TOA_VM_CPUS=1 TOA_VM_ACCEL=tcg TOA_QEMU_OPTS="-icount shift=0,sleep=off"
-        else
-            # Two vCPUs on two host threads: the scaling measurement needs
-            # them to run at the same time.
-            export TOA_VM_CPUS=2 TOA_VM_ACCEL=tcg,thread=multi TOA_QEMU_OPTS=
-            args+=(--scaling)
-        fi
+        bench_args "$KO" "$clock" "$hooks"
         log "bench on kernel $kernel, clock $clock"
         TOA_VM_TIMEOUT=3600 scripts/vm.sh "$KDIR" "$TOA_CACHE/results/bench-$kernel-$clock" \
-            "$CARGO_TARGET_DIR/release/toa-bench" "${args[@]}"
+            "$CARGO_TARGET_DIR/release/toa-bench" "${BENCH_ARGS[@]}"
     done
 }
 

@@ -51,3 +51,18 @@ summary_of() {
     sed -nE 's/^([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?$/\1 \2 \4/p' "$1" 2>/dev/null \
         | tail -n1 | awk '{print $1, $2, ($3 == "" ? 0 : $3)}'
 }
+
+# bench_args MODULE CLOCK HOOKS: toa-bench's arguments for one clock of
+# `make bench` in BENCH_ARGS, with the VM settings of that clock exported:
+# icount, one vCPU whose guest clock counts instructions; wall, two vCPUs
+# on two host threads (the scaling measurement needs them at once).
+bench_args() {
+    BENCH_ARGS=(--module "$1" --clock "$2" --hooks "$3")
+    [ -n "${BENCH_REPS:-}" ] && BENCH_ARGS+=(--reps "$BENCH_REPS")
+    if [ "$2" = icount ]; then
+        export TOA_VM_CPUS=1 TOA_VM_ACCEL=tcg TOA_QEMU_OPTS="-icount shift=0,sleep=off"
+    else
+        export TOA_VM_CPUS=2 TOA_VM_ACCEL=tcg,thread=multi TOA_QEMU_OPTS=
+        BENCH_ARGS+=(--scaling)
+    fi
+}
