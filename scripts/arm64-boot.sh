@@ -9,7 +9,8 @@
 # GUEST_SCRIPT (default tests/e2e/arm64-smoke.sh) runs under busybox sh as
 # `sh /toa/GUEST_SCRIPT RELEASE ARGS...`, with /toa/toa.ko beside it and
 # /proc, /sys, /dev mounted; TOA_ARM64_FILES (space-separated paths) are
-# copied beside it too. RESULTS gets console.log (the whole serial
+# copied beside it too; TOA_ARM64_CPUS (default 2), TOA_ARM64_MEM (1G) and
+# TOA_ARM64_QEMU_OPTS shape the VM. RESULTS gets console.log (the whole serial
 # console), output.txt (the script's output) and initramfs.cpio.gz. Exits
 # with the script's status (1 if the guest never told it, e.g. a panic).
 # TOA_VM_TIMEOUT (default 600 s) bounds the boot.
@@ -58,7 +59,9 @@ rm -rf "$ird"
 log "booting Debian's $RELEASE (unmodified) under qemu-system-aarch64 -M virt -cpu max (TCG)"
 start=$SECONDS
 rc=0
-timeout "${TOA_VM_TIMEOUT:-600}" qemu-system-aarch64 -M virt -cpu max -accel tcg -smp 2 -m "${TOA_ARM64_MEM:-1G}" \
+# shellcheck disable=SC2086 # TOA_ARM64_QEMU_OPTS: more options, word-split
+timeout "${TOA_VM_TIMEOUT:-600}" qemu-system-aarch64 -M virt -cpu max -accel tcg \
+    -smp "${TOA_ARM64_CPUS:-2}" -m "${TOA_ARM64_MEM:-1G}" ${TOA_ARM64_QEMU_OPTS:-} \
     -display none -monitor none -serial "file:$results/console.log" -no-reboot \
     -kernel "$IMAGE" -initrd "$results/initramfs.cpio.gz" \
     -append "console=ttyAMA0 panic=-1 quiet" </dev/null || rc=$?

@@ -6,6 +6,11 @@
 # guest of scripts/arm64-boot.sh.
 #
 #   scripts/arm64-suite.sh RESULTS [TOA-VMTEST-ARGS...]
+#   scripts/arm64-suite.sh --bench RESULTS [TOA-BENCH-ARGS...]
+#
+# --bench runs toa-bench instead (`TOA_KERNEL=arm64 make bench`), on one
+# vCPU under `-icount shift=0,sleep=off`: instructions per operation with
+# each hook mechanism arm64 has (BENCH_HOOKS, BENCH_REPS as make bench).
 #
 # Without arguments: the groups in ONLY (below) but the cases in SKIP,
 # under each hook mechanism arm64 has (TOA_ARM64_HOOKS, default
@@ -24,7 +29,12 @@ ONLY=("lifecycle:" "ipv4:" "ipv6:" "producers:" "trust:" "handshakes:" "udp:" "h
 SKIP=("Python" "C example server" "Rust example server" "toa_udp lists the namespace"
     "namespaces:" "another module" "live-patch-like claimer")
 cd "$TOA_ROOT"
-results=${1:?usage: arm64-suite.sh RESULTS [TOA-VMTEST-ARGS...]}
+prog=toa-vmtest
+if [ "${1:-}" = --bench ]; then
+    prog=toa-bench
+    shift
+fi
+results=${1:?usage: arm64-suite.sh [--bench] RESULTS [ARGS...]}
 shift
 target=aarch64-unknown-linux-musl
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
@@ -33,8 +43,7 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "
     rustup target add "$target" >&2
 fi
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
-    cargo build --release -q -p toa-test --bin toa-vmtest --target "$target"
-vmtest=$CARGO_TARGET_DIR/$target/release/toa-vmtest
+    cargo build --release -q -p toa-test --bin "$prog" --target "$target"
 
 MODULES=''
 while IFS='=' read -r k v; do
@@ -50,14 +59,18 @@ case $tun in
 *.zst) zstd -qdc "$tun" >"$stage/tun.ko" ;;
 *) cp "$tun" "$stage/tun.ko" ;;
 esac
-cp "$vmtest" "$stage/toa-vmtest"
+cp "$CARGO_TARGET_DIR/$target/release/$prog" "$stage/$prog"
 
-if [ $# -eq 0 ]; then
+if [ "$prog" = toa-bench ]; then
+    [ $# -gt 0 ] || set -- --clock icount --hooks "${BENCH_HOOKS:-auto,kretprobe,fprobe}" \
+        ${BENCH_REPS:+--reps "$BENCH_REPS"}
+    export TOA_ARM64_CPUS=1 TOA_ARM64_QEMU_OPTS="-icount shift=0,sleep=off"
+elif [ $# -eq 0 ]; then
     # 10 unload cycles under churn per mechanism (100 on amd64: 500 s here).
     set -- --hooks "${TOA_ARM64_HOOKS:-auto,kretprobe,fprobe}" --cycles 10
     for o in "${ONLY[@]}"; do set -- "$@" --only "$o"; done
     for s in "${SKIP[@]}"; do set -- "$@" --skip "$s"; done
 fi
-TOA_ARM64_FILES="$stage/tun.ko $stage/toa-vmtest" TOA_ARM64_MEM=2G \
-    TOA_VM_TIMEOUT=${TOA_VM_TIMEOUT:-2400} \
-    scripts/arm64-boot.sh "$results" "$TOA_ROOT/tests/e2e/arm64-suite.sh" "$@"
+TOA_ARM64_FILES="$stage/tun.ko $stage/$prog" TOA_ARM64_MEM=2G \
+    TOA_VM_TIMEOUT=${TOA_VM_TIMEOUT:-3600} \
+    scripts/arm64-boot.sh "$results" "$TOA_ROOT/tests/e2e/arm64-suite.sh" "$prog" "$@"

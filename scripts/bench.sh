@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: what toa costs, in a VM, on one or more kernels in one run:
-# TOA_KERNEL is a list (default "7.3"; "7.3 6.12 stock" for all three;
+# TOA_KERNEL is a list (default "7.3"; "7.3 6.12 stock arm64" for all;
 # "stock" is Debian's stock 7.3.4 with the packaged module:
-# scripts/bench-stock.sh), with toa-bench (crates/toa-test): module
-# unloaded vs loaded with each hook mechanism, interleaved repetitions.
+# scripts/bench-stock.sh; "arm64" Debian's stock arm64 7.3.4 under
+# qemu-system-aarch64, icount only: scripts/arm64-suite.sh --bench), with
+# toa-bench (crates/toa-test): module unloaded vs loaded with each hook mechanism, interleaved repetitions.
 # Each run ends with a table of the cost per operation, unloaded and per
 # variant with its delta and ratio; the last lines repeat every kernel's
 # table. See docs/performance.md.
@@ -28,6 +29,11 @@ bench_one() {
         scripts/bench-stock.sh
         return
     fi
+    # Debian's stock arm64 kernel under qemu-system-aarch64 (icount only).
+    if [ "$kernel" = arm64 ]; then
+        scripts/arm64-suite.sh --bench "$TOA_CACHE/results/bench-arm64-icount"
+        return
+    fi
     prepare_kernel_and_module "$kernel"
     cargo build --release -q -p toa-test --bin toa-bench
     for clock in ${BENCH_CLOCKS:-icount wall}; do
@@ -46,7 +52,9 @@ done
 # Every kernel's table together: the table is the last lines of each
 # run's output, from its "# ... per operation" heading on.
 for kernel in $kernels; do
-    for clock in ${BENCH_CLOCKS:-icount wall}; do
+    clocks=${BENCH_CLOCKS:-icount wall}
+    [ "$kernel" = arm64 ] && clocks=icount
+    for clock in $clocks; do
         out=$TOA_CACHE/results/bench-$kernel-$clock/output.txt
         echo
         echo "## kernel $kernel, clock $clock"
