@@ -104,13 +104,8 @@ fn kernel_owner(ctx: &Ctx) -> Result<()> {
             bail!("the owner's sk_user_data was not kept: {said:?}");
         }
     }
-    let a = kmod::stats()?;
-    let d = |k: &str| {
-        a.get(k)
-            .copied()
-            .unwrap_or(0)
-            .wrapping_sub(b.get(k).copied().unwrap_or(0))
-    };
+    let moved = kmod::delta(&b, &kmod::stats()?);
+    let d = |k: &str| moved.get(k).copied().unwrap_or(0);
     println!(
         "# owner: toa_user_data_busy +{}, ip6_address_alloc +{}, ip6_address_free +{}",
         d("toa_user_data_busy"),
@@ -146,32 +141,13 @@ fn smc_listen(addr: SocketAddr) -> Result<Option<OwnedFd>> {
     }
     // SAFETY: socket(2) returned a new descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: a sockaddr_storage has room for a sockaddr_in.
-            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: a sockaddr_storage has room for a sockaddr_in6.
-            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
+    let (ss, len) = toa_test::udp::to_sockaddr(&addr);
     // SAFETY: `ss` holds a valid sockaddr of `len` bytes.
     if unsafe {
         libc::bind(
             fd.as_raw_fd(),
             &ss as *const _ as *const libc::sockaddr,
-            len as libc::socklen_t,
+            len,
         )
     } < 0
     {
@@ -229,13 +205,8 @@ fn smc_listener(ctx: &Ctx) -> Result<()> {
         drop(conn);
         drop(l);
     }
-    let a = kmod::stats()?;
-    let d = |k: &str| {
-        a.get(k)
-            .copied()
-            .unwrap_or(0)
-            .wrapping_sub(b.get(k).copied().unwrap_or(0))
-    };
+    let moved = kmod::delta(&b, &kmod::stats()?);
+    let d = |k: &str| moved.get(k).copied().unwrap_or(0);
     println!(
         "# smc: saw {seen:?}; toa_user_data_busy +{}, syn_recv_sock_no_toa +{}, ip6_address_alloc +{}, ip6_address_free +{}",
         d("toa_user_data_busy"),
