@@ -21,7 +21,8 @@
 //! - [`settings`]: each network namespace's `net.toa.*` (made of
 //!   [`policy`]'s parts), handed to the packet paths with each packet.
 //! - [`stats`]: the counters of each namespace's `/proc/net/toa_stats`.
-//! - [`siphash`]: the keyed hash of both tables.
+//! - [`siphash`]: the keyed hash of both tables; [`recent`]: whether
+//!   anything was put in one lately (the hot paths' skip).
 //! - [`kapi`]: what the C glue (`src/glue/`) provides: hooks, sysctl,
 //!   procfs, per-CPU counters, and the few `struct sock` accesses.
 //! - [`log`]: kernel log lines prefixed `TOA:`.
@@ -36,6 +37,7 @@ mod log;
 
 pub mod kapi;
 pub mod policy;
+pub mod recent;
 pub mod settings;
 pub mod siphash;
 pub mod stats;

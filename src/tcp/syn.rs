@@ -24,6 +24,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::kapi::{self, Handshake};
 use crate::policy::config::NamedIn;
+use crate::recent::Recent;
 use crate::stats::{self, Counter};
 use crate::tcp::handshake;
 use crate::tcp::syn_table::{self, Bucket, Key, Same, Take, BUCKETS, MAX_AGE_MS};
@@ -32,11 +33,10 @@ use crate::tcp::wire::{Found, Packet};
 /// The hash key of the table, drawn at load.
 static SEED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
-/// One more than the clock (ms) of the last entry put in (0: none yet).
-/// While it is older than [`MAX_AGE_MS`], no entry could be given out, and
-/// sockets skip the table: connections of balancers that never put a client
-/// in a SYN pay nothing for it.
-static LAST_PUT: AtomicU64 = AtomicU64::new(0);
+/// When the last entry was put in. While it is older than [`MAX_AGE_MS`],
+/// no entry could be given out, and sockets skip the table: connections of
+/// balancers that never put a client in a SYN pay nothing for it.
+static LAST_PUT: Recent = Recent::new();
 
 /// The host's network namespace (the initial one's cookie): the others
 /// share [`syn_table::GUEST_WAYS`] of each bucket.
@@ -159,7 +159,7 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
     let host = HOST.load(Ordering::Relaxed);
     let put = syn_table::put(locked.bucket(), &key, &found, hs.now_ms, same, host);
     drop(locked);
-    LAST_PUT.store(hs.now_ms.saturating_add(1), Ordering::Release);
+    LAST_PUT.put(hs.now_ms);
     for (happened, counter) in [
         (put.recorded, Counter::ToaSynRecorded),
         (put.replaced, Counter::ToaSynReplaced),
@@ -184,8 +184,7 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
 ///
 /// `hs.settings` must be live for the call.
 pub unsafe fn take(hs: &Handshake) -> (Option<Found>, bool) {
-    let last = LAST_PUT.load(Ordering::Acquire);
-    if last == 0 || hs.now_ms.saturating_sub(last - 1) > MAX_AGE_MS {
+    if !LAST_PUT.may_hold(hs.now_ms, MAX_AGE_MS) {
         return (None, false);
     }
     let key = hs.key();

@@ -15,6 +15,7 @@ use super::flow_table::{
     Announced, Bucket, Endpoint, FlowKey, Hit, Locks, Query, Table, Via, View, WAYS,
 };
 use crate::kapi::{self, Handshake, UdpView};
+use crate::recent::Recent;
 use crate::settings::Settings;
 use crate::stats::{self, Counter};
 use crate::tcp::wire::{ClientAddr, Format, Found};
@@ -27,9 +28,9 @@ static SEED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 static FLOWS: AtomicI64 = AtomicI64::new(0);
 
 /// When a protocol-6 announcement (a TCP connection's client named ahead
-/// of its SYN) was last recorded, in milliseconds plus one (0: never):
-/// while none is live, a connection's handshake looks nothing up.
-static LAST_TCP: AtomicU64 = AtomicU64::new(0);
+/// of its SYN) was last recorded: while none is live, a connection's
+/// handshake looks nothing up.
+static LAST_TCP: Recent = Recent::new();
 
 /// Draw the hash key; called at load, before any hook can run.
 pub fn init() {
@@ -146,8 +147,7 @@ pub unsafe fn announce(
             count(s, &a);
             let recorded = a.new || a.refreshed;
             if recorded && key.proto == Proto::Tcp {
-                // Release: a handshake that sees the stamp finds the flow.
-                LAST_TCP.fetch_max(now.saturating_add(1), Ordering::Release);
+                LAST_TCP.put(now);
             }
             recorded
         }
@@ -204,8 +204,7 @@ pub fn tcp_client(hs: &Handshake) -> Option<Found> {
         return None;
     }
     // No protocol-6 flow recorded within a flow's lifetime: none is live.
-    let last = LAST_TCP.load(Ordering::Acquire);
-    if last == 0 || hs.now_ms.saturating_sub(last - 1) > config::timeout_ms() {
+    if !LAST_TCP.may_hold(hs.now_ms, config::timeout_ms()) {
         return None;
     }
     let s = &hs.saddr;

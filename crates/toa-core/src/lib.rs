@@ -2,7 +2,7 @@
 //! Kbuild compiles into `toa.ko`, in the module's own layout
 //! (`src/tcp/wire.rs`, `src/tcp/syn_table.rs`, `src/tcp/stash.rs`,
 //! `src/policy/kinds.rs`, `src/policy/parse.rs`, `src/policy/cidr.rs`,
-//! `src/siphash.rs`, and the UDP parsers and flow table in `src/udp/`), so
+//! `src/siphash.rs`, `src/recent.rs`, and the UDP parsers and flow table in `src/udp/`), so
 //! that their unit tests, property tests and fuzz targets run in userspace.
 #![cfg_attr(not(test), no_std)]
 
@@ -24,6 +24,9 @@ pub mod policy {
 
 #[path = "../../../src/siphash.rs"]
 pub mod siphash;
+
+#[path = "../../../src/recent.rs"]
+pub mod recent;
 
 /// The UDP concern's pure parts (`src/udp/`).
 #[path = "../../../src/udp"]
