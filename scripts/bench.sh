@@ -16,7 +16,11 @@
 #    range), and how IPv6 lookups scale from one thread to two.
 #
 # BENCH_CLOCKS (default "icount wall"), BENCH_REPS and BENCH_HOOKS (default
-# direct,ftrace,kretprobe,fprobe) tune it.
+# direct,ftrace,kretprobe,fprobe) tune it. BENCH_OMIT breaks a variant's
+# cost down by hook: each word label=symbol,... adds the module built
+# without those hooks (TOA_BENCH_OMIT, src/glue/entry.c) as a variant with
+# BENCH_OMIT_HOOK (default direct+udp=0), e.g. BENCH_OMIT="destruct=
+# inet_sock_destruct syn=tcp_conn_request,tcp_check_req recv=syn_recv_sock".
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$TOA_ROOT"
@@ -36,8 +40,18 @@ bench_one() {
     fi
     prepare_kernel_and_module "$kernel"
     cargo build --release -q -p toa-test --bin toa-bench
+    # Breakdowns: per BENCH_OMIT word (label=symbol,symbol), the module
+    # built without those hooks, as one more variant (BENCH_OMIT_HOOK).
+    local variants=$hooks word label ko
+    for word in ${BENCH_OMIT:-}; do
+        label=${word%%=*}
+        ko=$(TOA_BENCH_OMIT=$(tr , ' ' <<<"${word#*=}") \
+            scripts/build-module.sh "$KDIR" "$TOA_CACHE/module/$kernel-omit-$label")
+        cp "$ko" "$(dirname "$ko")/toa-omit-$label.ko"
+        variants+=",${BENCH_OMIT_HOOK:-direct+udp=0}@$(dirname "$ko")/toa-omit-$label.ko"
+    done
     for clock in ${BENCH_CLOCKS:-icount wall}; do
-        bench_args "$KO" "$clock" "$hooks"
+        bench_args "$KO" "$clock" "$variants"
         log "bench on kernel $kernel, clock $clock"
         TOA_VM_TIMEOUT=3600 scripts/vm.sh "$KDIR" "$TOA_CACHE/results/bench-$kernel-$clock" \
             "$CARGO_TARGET_DIR/release/toa-bench" "${BENCH_ARGS[@]}"

@@ -103,6 +103,9 @@ struct toa_udp_view {
 
 /* handshake.rs */
 void toa_on_child(struct sock *child, const struct toa_handshake *hs);
+bool toa_options_may_name(const u8 *options, size_t len);
+bool toa_child_quick(const struct toa_settings *settings, const u8 *options, size_t len,
+		     bool local, bool v6, bool syncookie, u64 now_ms);
 /* syn.rs: a SYN, or a handshake ACK a TCP_DEFER_ACCEPT listener holds back */
 void toa_on_request(const struct toa_handshake *hs);
 void toa_syn_table_shape(unsigned int *buckets, size_t *bucket_bytes);

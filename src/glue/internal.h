@@ -122,21 +122,72 @@ void toa_syn_table_exit(void);
 int toa_syn_hooks_register(void);
 void toa_syn_hooks_unregister(void);
 unsigned long toa_syn_probes_missed(void);
-void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
+bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
 			const struct request_sock *req);
+void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
+			const struct request_sock *req, bool checked);
 
 /* entry.c: handlers at a function's entry (ftrace_ops or kprobes) */
 struct toa_entry_hook {
 	/* Set by the user of the hook. */
 	const char *symbol;
 	void (*handler)(unsigned long a0, unsigned long a1, unsigned long a2, unsigned long a3);
+	/* For hook=direct (x86_64): the trampoline TOA_ENTRY_DIRECT(handler)
+	 * made for the handler. */
+	void (*direct)(void);
 	/* Kept by entry.c. */
 	struct kprobe kp;
 	struct ftrace_ops ops;
 	bool on;
 	bool ftrace;
+	bool is_direct;
 };
-void toa_entry_hooks_use_ftrace(bool ftrace);
+void toa_entry_hooks_use(bool ftrace, bool direct);
+
+/*
+ * TOA_ENTRY_DIRECT(handler) (at file scope, handler a static function of
+ * the file taking four unsigned longs) makes handler##_direct: a
+ * direct-call trampoline for the function's tracer call site (register_
+ * ftrace_direct, as BPF trampolines are attached) that calls handler with
+ * the function's first four arguments and returns into the function,
+ * every argument register kept. TOA_ENTRY_DIRECT_FN(handler) names it
+ * for struct toa_entry_hook (NULL where there is none).
+ */
+#if defined(CONFIG_X86_64) && defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)
+#include <asm/ibt.h>
+#include <asm/linkage.h>
+#include <asm/nospec-branch.h>
+
+#define TOA_ENTRY_DIRECT(handler)						\
+	void handler##_direct(void);						\
+	asm(".pushsection .text.toa_direct, \"ax\", @progbits\n\t"		\
+	    ".p2align 4\n\t"							\
+	    ".type " #handler "_direct, @function\n"				\
+	    #handler "_direct:\n\t"						\
+	    ASM_ENDBR								\
+	    CALL_DEPTH_ACCOUNT							\
+	    "pushq %rdi\n\t"							\
+	    "pushq %rsi\n\t"							\
+	    "pushq %rdx\n\t"							\
+	    "pushq %rcx\n\t"							\
+	    "pushq %r8\n\t"							\
+	    "pushq %r9\n\t"							\
+	    "call " #handler "\n\t"						\
+	    "popq %r9\n\t"							\
+	    "popq %r8\n\t"							\
+	    "popq %rcx\n\t"							\
+	    "popq %rdx\n\t"							\
+	    "popq %rsi\n\t"							\
+	    "popq %rdi\n\t"							\
+	    ASM_RET								\
+	    ".size " #handler "_direct, .-" #handler "_direct\n\t"		\
+	    ".popsection\n\t")
+#define TOA_ENTRY_DIRECT_FN(handler) handler##_direct
+#else
+#define TOA_ENTRY_DIRECT(handler)
+#define TOA_ENTRY_DIRECT_FN(handler) NULL
+#endif
+bool toa_bench_omits(const char *symbol);
 int toa_entry_hook_register(struct toa_entry_hook *h);
 void toa_entry_hook_unregister(struct toa_entry_hook *h);
 unsigned long toa_entry_hook_missed(const struct toa_entry_hook *h);
@@ -156,7 +207,7 @@ void toa_hooks_unregister(void);
 unsigned long toa_probes_missed(void);
 void toa_getname_rewrite(struct socket *sock, struct sockaddr *uaddr, int ret, bool v6);
 void toa_syn_recv_done(struct sock *child, struct sk_buff *skb, struct request_sock *req,
-		       bool v6_hook);
+		       bool v6_hook, bool checked);
 
 /* tcp_redirect.c: getname redirected for TOA sockets (hook=direct, ftrace) */
 enum toa_redirect_kind {

@@ -75,16 +75,16 @@ static bool toa_syn_recv_begin(struct toa_syn_recv_args *args, struct sk_buff *s
  * leaves IPv4 packets (to dual-stack listeners) to the IPv4 hook, which
  * tcp_v6_syn_recv_sock calls for them and which has seen them already. */
 void toa_syn_recv_done(struct sock *child, struct sk_buff *skb, struct request_sock *req,
-		       bool v6_hook)
+		       bool v6_hook, bool checked)
 {
 	if (!child || (v6_hook && skb->protocol != htons(ETH_P_IPV6)))
 		return;
-	toa_syn_recv_child(child, skb, req);
+	toa_syn_recv_child(child, skb, req, checked);
 }
 
 static void toa_syn_recv_end(const struct toa_syn_recv_args *args, struct sock *child, bool v6_probe)
 {
-	toa_syn_recv_done(child, args->skb, args->req, v6_probe);
+	toa_syn_recv_done(child, args->skb, args->req, v6_probe, false);
 }
 
 /* Entry of getname: only peer addresses of sockets carrying a client need
@@ -275,9 +275,12 @@ static void toa_destruct_entry(unsigned long a0, unsigned long a1, unsigned long
 		toa_on_destruct(sk);
 }
 
+TOA_ENTRY_DIRECT(toa_destruct_entry);
+
 static struct toa_entry_hook toa_destruct_hook = {
 	.symbol = "inet_sock_destruct",
 	.handler = toa_destruct_entry,
+	.direct = TOA_ENTRY_DIRECT_FN(toa_destruct_entry),
 };
 
 unsigned long toa_probes_missed(void)
@@ -436,8 +439,8 @@ static int toa_parse_hook(void)
 		return -EINVAL;
 	}
 	/* With probes asked for, every hook is a probe; else the entry
-	 * hooks are ftrace_ops. */
-	toa_entry_hooks_use_ftrace(toa_hook_plan.direct || toa_hook_plan.ftrace);
+	 * hooks are direct calls where getname's are, else ftrace_ops. */
+	toa_entry_hooks_use(toa_hook_plan.ftrace, toa_hook_plan.direct);
 	return 0;
 }
 

@@ -309,20 +309,42 @@ typedef struct sock *(*toa_syn_recv_fn)(TOA_SYN_RECV_PARAMS);
  * (tcp_v6_syn_recv_sock is static, neither is exported everywhere). */
 static toa_syn_recv_fn toa_syn_recv_orig[2];
 
-static struct sock *toa_syn_recv_v4_wrapper(TOA_SYN_RECV_PARAMS)
-{
-	struct sock *child = toa_syn_recv_orig[0](TOA_SYN_RECV_ARGS);
+/*
+ * Set by a wrapper just before it calls the original, taken by the
+ * direct-call check (toa_syn_recv_check) at that call's entry, so that the
+ * wrapper's own call goes through, whatever else uses the call site (a
+ * kretprobe replaces the return address the check could otherwise go by).
+ * Softirqs are off around the call, so nothing else on the CPU enters the
+ * function in between; cleared after it, should the entry not have come
+ * (the direct call being removed meanwhile).
+ */
+static DEFINE_PER_CPU(bool, toa_syn_recv_nested);
 
-	toa_syn_recv_done(child, skb, req, false);
+#define TOA_SYN_RECV_CALL(orig, child)						\
+	do {									\
+		local_bh_disable();						\
+		this_cpu_write(toa_syn_recv_nested, true);			\
+		child = (orig)(TOA_SYN_RECV_ARGS);				\
+		this_cpu_write(toa_syn_recv_nested, false);			\
+		local_bh_enable();						\
+	} while (0)
+
+static struct sock *__used toa_syn_recv_v4_wrapper(TOA_SYN_RECV_PARAMS)
+{
+	struct sock *child;
+
+	TOA_SYN_RECV_CALL(toa_syn_recv_orig[0], child);
+	toa_syn_recv_done(child, skb, req, false, true);
 	this_cpu_dec(toa_redirects_in_flight);
 	return child;
 }
 
-static struct sock *toa_syn_recv_v6_wrapper(TOA_SYN_RECV_PARAMS)
+static struct sock *__used toa_syn_recv_v6_wrapper(TOA_SYN_RECV_PARAMS)
 {
-	struct sock *child = toa_syn_recv_orig[1](TOA_SYN_RECV_ARGS);
+	struct sock *child;
 
-	toa_syn_recv_done(child, skb, req, true);
+	TOA_SYN_RECV_CALL(toa_syn_recv_orig[1], child);
+	toa_syn_recv_done(child, skb, req, true, true);
 	this_cpu_dec(toa_redirects_in_flight);
 	return child;
 }
@@ -338,10 +360,26 @@ static struct ftrace_ops toa_syn_recv_ops = {
 #endif
 };
 
+/*
+ * Whether a call of syn_recv_sock (v6: tcp_v6_syn_recv_sock) is to be
+ * redirected to the wrapper: not for IPv4 packets to dual-stack listeners
+ * (tcp_v6_syn_recv_sock hands them to tcp_v4_syn_recv_sock, whose call
+ * decides), nor for a child that can have no client (toa_syn_recv_quick,
+ * which counts it as the wrapper would).
+ */
+static bool toa_syn_recv_wanted(const struct sock *sk, const struct sk_buff *skb,
+				const struct request_sock *req, bool v6)
+{
+	if (!skb || !sk || (v6 && skb->protocol != htons(ETH_P_IPV6)))
+		return false;
+	return !toa_syn_recv_quick(sk, skb, req);
+}
+
 static void notrace toa_syn_recv_ftrace(unsigned long ip, unsigned long parent_ip,
 					struct ftrace_ops *ops, struct ftrace_regs *fregs)
 {
 	unsigned long wrapper = (unsigned long)toa_syn_recv_v4_wrapper;
+	bool v6 = false;
 
 	/* The wrappers' own calls of the originals go through. */
 	if (within_module_mem_type(parent_ip, THIS_MODULE, MOD_TEXT))
@@ -349,8 +387,14 @@ static void notrace toa_syn_recv_ftrace(unsigned long ip, unsigned long parent_i
 	/* ip is the tracer's call site, a few bytes into its function: the
 	 * nearer start below it names the function. */
 	if (toa_syn_recv_orig[1] &&
-	    ip - (unsigned long)toa_syn_recv_orig[1] < ip - (unsigned long)toa_syn_recv_orig[0])
+	    ip - (unsigned long)toa_syn_recv_orig[1] < ip - (unsigned long)toa_syn_recv_orig[0]) {
 		wrapper = (unsigned long)toa_syn_recv_v6_wrapper;
+		v6 = true;
+	}
+	if (!toa_syn_recv_wanted((const struct sock *)ftrace_regs_get_argument(fregs, 0),
+				 (const struct sk_buff *)ftrace_regs_get_argument(fregs, 1),
+				 (const struct request_sock *)ftrace_regs_get_argument(fregs, 2), v6))
+		return;
 	toa_redirect_enter();
 	ftrace_regs_set_instruction_pointer(fregs, wrapper);
 }
@@ -369,6 +413,9 @@ static toa_syn_recv_fn toa_syn_recv_of(int family)
 }
 
 static bool toa_syn_recv_on;
+static int toa_syn_recv_direct_register(void);
+static void toa_syn_recv_direct_unregister(void);
+static enum toa_redirect_kind toa_redirect_active = TOA_REDIRECT_NONE;
 
 int toa_redirect_syn_recv_register(void)
 {
@@ -376,10 +423,20 @@ int toa_redirect_syn_recv_register(void)
 	unsigned int n = 0;
 	int err;
 
+	if (toa_bench_omits("syn_recv_sock"))
+		return 0;
 	toa_syn_recv_orig[0] = toa_syn_recv_of(AF_INET);
 	toa_syn_recv_orig[1] = IS_ENABLED(CONFIG_IPV6) ? toa_syn_recv_of(AF_INET6) : NULL;
 	if (!toa_syn_recv_orig[0])
 		return -ENOENT;
+	/* With getname's direct calls, direct calls here too; else (or if
+	 * they cannot be had) the IPMODIFY ops. */
+	if (toa_redirect_active == TOA_REDIRECT_DIRECT) {
+		err = toa_syn_recv_direct_register();
+		if (!err)
+			return 0;
+		pr_info("syn_recv_sock: no direct call (%d), an IPMODIFY ftrace_ops instead\n", err);
+	}
 	ips[n++] = (unsigned long)toa_syn_recv_orig[0];
 	if (toa_syn_recv_orig[1])
 		ips[n++] = (unsigned long)toa_syn_recv_orig[1];
@@ -395,6 +452,7 @@ int toa_redirect_syn_recv_register(void)
 
 static void toa_syn_recv_unregister(void)
 {
+	toa_syn_recv_direct_unregister();
 	if (!toa_syn_recv_on)
 		return;
 	WARN_ON(unregister_ftrace_function(&toa_syn_recv_ops));
@@ -635,8 +693,125 @@ static int toa_direct_register(void)
 	toa_pin_tracer();
 	return 0;
 }
+
+/*
+ * syn_recv_sock (tcp_v4_syn_recv_sock, tcp_v6_syn_recv_sock), which every
+ * new connection passes: toa_direct_syn_recv_vN, called by its tracer
+ * call site, saves the argument registers and asks toa_syn_recv_check()
+ * (sk, skb, req) whether to redirect; if so it returns into the wrapper
+ * instead of the function, with the stack as at the function's entry
+ * (the seventh argument, if any, included). The wrapper calls the
+ * function at its start (tcp_v6_syn_recv_sock is static, and calling past
+ * the call site through a pointer would need an ENDBR there): its
+ * toa_syn_recv_nested mark lets that call through.
+ */
+bool toa_syn_recv_check(const struct sock *sk, const struct sk_buff *skb,
+			const struct request_sock *req, bool v6);
+bool notrace toa_syn_recv_check(const struct sock *sk, const struct sk_buff *skb,
+				const struct request_sock *req, bool v6)
+{
+	if (this_cpu_read(toa_syn_recv_nested)) {
+		this_cpu_write(toa_syn_recv_nested, false);
+		return false;
+	}
+	if (!toa_syn_recv_wanted(sk, skb, req, v6))
+		return false;
+	toa_redirect_enter();
+	return true;
+}
+
+#define TOA_SYN_RECV_DIRECT_ASM(v, isv6)					\
+	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"		\
+	".p2align 4\n\t"							\
+	".type toa_direct_syn_recv_" #v ", @function\n"			\
+	"toa_direct_syn_recv_" #v ":\n\t"					\
+	ASM_ENDBR								\
+	CALL_DEPTH_ACCOUNT							\
+	"pushq %rdi\n\t"							\
+	"pushq %rsi\n\t"							\
+	"pushq %rdx\n\t"							\
+	"pushq %rcx\n\t"							\
+	"pushq %r8\n\t"							\
+	"pushq %r9\n\t"							\
+	"movl $" #isv6 ", %ecx\n\t"						\
+	"call toa_syn_recv_check\n\t"						\
+	"popq %r9\n\t"								\
+	"popq %r8\n\t"								\
+	"popq %rcx\n\t"							\
+	"popq %rdx\n\t"							\
+	"popq %rsi\n\t"							\
+	"popq %rdi\n\t"							\
+	"testb %al, %al\n\t"							\
+	"jz 1f\n\t"								\
+	"leaq toa_syn_recv_" #v "_wrapper(%rip), %rax\n\t"			\
+	"movq %rax, (%rsp)\n"							\
+	"1:\n\t"								\
+	ASM_RET									\
+	".size toa_direct_syn_recv_" #v ", .-toa_direct_syn_recv_" #v "\n\t"	\
+	".popsection\n\t"
+
+void toa_direct_syn_recv_v4(void);
+void toa_direct_syn_recv_v6(void);
+asm(TOA_SYN_RECV_DIRECT_ASM(v4, 0));
+asm(TOA_SYN_RECV_DIRECT_ASM(v6, 1));
+
+static struct ftrace_ops toa_syn_recv_direct_ops[2];
+static bool toa_syn_recv_direct_on[2];
+
+static unsigned long toa_syn_recv_tramp(size_t i)
+{
+	return i ? (unsigned long)toa_direct_syn_recv_v6 : (unsigned long)toa_direct_syn_recv_v4;
+}
+
+static void toa_syn_recv_direct_unregister(void)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(toa_syn_recv_direct_ops); i++) {
+		if (!toa_syn_recv_direct_on[i])
+			continue;
+		WARN_ON(unregister_ftrace_direct(&toa_syn_recv_direct_ops[i],
+						 toa_syn_recv_tramp(i), true));
+		toa_syn_recv_direct_on[i] = false;
+	}
+}
+
+static int toa_syn_recv_direct_register(void)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < ARRAY_SIZE(toa_syn_recv_direct_ops); i++) {
+		if (!toa_syn_recv_orig[i])
+			continue;
+		memset(&toa_syn_recv_direct_ops[i], 0, sizeof(toa_syn_recv_direct_ops[i]));
+		err = ftrace_set_filter_ip(&toa_syn_recv_direct_ops[i],
+					   (unsigned long)toa_syn_recv_orig[i], 0, 0);
+		if (!err) {
+			err = register_ftrace_direct(&toa_syn_recv_direct_ops[i],
+						     toa_syn_recv_tramp(i));
+			if (err)
+				ftrace_free_filter(&toa_syn_recv_direct_ops[i]);
+		}
+		if (err) {
+			toa_syn_recv_direct_unregister();
+			return err;
+		}
+		toa_syn_recv_direct_on[i] = true;
+	}
+	return 0;
+}
 #else
 #define TOA_HAVE_DIRECT 0
+
+static int toa_syn_recv_direct_register(void)
+{
+	return -EOPNOTSUPP;
+}
+
+static void toa_syn_recv_direct_unregister(void)
+{
+}
 
 static int toa_direct_register(void)
 {
@@ -649,8 +824,6 @@ static void toa_direct_unregister(void)
 #endif
 
 /* ------------------------------------------------------------------------ */
-
-static enum toa_redirect_kind toa_redirect_active = TOA_REDIRECT_NONE;
 
 bool toa_redirect_direct_available(void)
 {

@@ -98,18 +98,38 @@ void toa_syn_table_exit(void)
 /* header, options included, into the linear area and checked doff >= 5      */
 /* before any of the probed functions runs.                                  */
 
-static void toa_handshake_fill(struct toa_handshake *hs, const struct sk_buff *skb)
+/* The TCP options of skb. */
+static const u8 *toa_skb_options(const struct sk_buff *skb, size_t *len)
 {
 	const struct tcphdr *th = tcp_hdr(skb);
 
+	*len = th->doff * 4 - sizeof(*th);
+	return (const u8 *)(th + 1);
+}
+
+/* Sent by the host itself: every packet a local process sends to a local
+ * address arrives on the namespace's loopback device (whose index is the
+ * same in every namespace). A packet from another host or another
+ * namespace (a veth, a tunnel) does not. */
+static bool toa_skb_local(const struct sk_buff *skb)
+{
+	return skb->skb_iif == LOOPBACK_IFINDEX;
+}
+
+static u64 toa_now_ms(void)
+{
+	return jiffies64_to_msecs(get_jiffies_64());
+}
+
+static void toa_handshake_fill(struct toa_handshake *hs, const struct sk_buff *skb)
+{
+	const struct tcphdr *th = tcp_hdr(skb);
+	size_t len;
+
 	memset(hs, 0, sizeof(*hs));
-	/* Sent by the host itself: every packet a local process sends to a
-	 * local address arrives on the namespace's loopback device (whose
-	 * index is the same in every namespace). A packet from another
-	 * host or another namespace (a veth, a tunnel) does not. */
-	hs->local = skb->skb_iif == LOOPBACK_IFINDEX;
-	hs->options = (const u8 *)(th + 1);
-	hs->options_len = th->doff * 4 - sizeof(*th);
+	hs->local = toa_skb_local(skb);
+	hs->options = toa_skb_options(skb, &len);
+	hs->options_len = len;
 	hs->syn = th->syn;
 	hs->v6 = skb->protocol == htons(ETH_P_IPV6);
 	/* The source as the backend sees it: the balancer (trusted_sources). */
@@ -123,7 +143,7 @@ static void toa_handshake_fill(struct toa_handshake *hs, const struct sk_buff *s
 	memcpy(hs->sport, &th->source, 2);
 	memcpy(hs->dport, &th->dest, 2);
 	hs->isn = ntohl(th->seq);
-	hs->now_ms = jiffies64_to_msecs(get_jiffies_64());
+	hs->now_ms = toa_now_ms();
 }
 
 /* Whether the owner of listener's sk_user_data takes its children's field
@@ -143,25 +163,63 @@ static bool toa_listener_owner_clears(const struct sock *listener)
 	       !(word & (SK_USER_DATA_BPF | SK_USER_DATA_PSOCK));
 }
 
-/* The packet skb made syn_recv_sock create child for request req (the
- * request socket of the normal path, of a syncookie, or of a Fast Open SYN). */
-void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
+/* A syncookie's request socket is made from the completing ACK
+ * (cookie_v{4,6}_check): no SYN-ACK was ever sent for it, so snt_synack is
+ * 0, unlike any other request socket an ACK completes (a Fast Open child is
+ * made from its SYN). The syncookie bit is set only for cookies a BPF
+ * program checked. */
+static bool toa_req_syncookie(const struct sk_buff *skb, const struct request_sock *req)
+{
+	return req && (req->syncookie || (!tcp_hdr(skb)->syn && !tcp_rsk(req)->snt_synack));
+}
+
+/*
+ * At the entry of syn_recv_sock (hook=direct): whether the child about to
+ * be made for skb can have no client (toa_child_quick: nothing in the
+ * packet or in toa's tables): then it is counted now, as the child would
+ * be, and the call is not redirected. A listener whose accept queue is
+ * full makes no child: its calls take the whole path, which counts only
+ * children made.
+ */
+bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
 			const struct request_sock *req)
 {
+	const u8 *options;
+	size_t len;
+
+	if (sk_acceptq_is_full(listener))
+		return false;
+	options = toa_skb_options(skb, &len);
+	return toa_child_quick(toa_net_settings(sock_net(listener)), options, len,
+			       toa_skb_local(skb), skb->protocol == htons(ETH_P_IPV6),
+			       toa_req_syncookie(skb, req), toa_now_ms());
+}
+
+/* The packet skb made syn_recv_sock create child for request req (the
+ * request socket of the normal path, of a syncookie, or of a Fast Open SYN);
+ * checked: toa_syn_recv_quick() said no at the call's entry. */
+void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
+			const struct request_sock *req, bool checked)
+{
+	const struct toa_settings *settings = toa_net_settings(sock_net(child));
+	bool syncookie = toa_req_syncookie(skb, req), v6 = skb->protocol == htons(ETH_P_IPV6);
 	struct toa_handshake hs;
+	const u8 *options;
+	size_t len;
 
 	BUILD_BUG_ON(sizeof(hs) != 88);
+	/* Most children: nothing names a client, counted and done (at the
+	 * entry of syn_recv_sock already, if checked). */
+	options = toa_skb_options(skb, &len);
+	if (!checked &&
+	    toa_child_quick(settings, options, len, toa_skb_local(skb), v6, syncookie, toa_now_ms()))
+		return;
 	toa_handshake_fill(&hs, skb);
 	hs.net = sock_net(child)->net_cookie;
-	hs.settings = toa_net_settings(sock_net(child));
+	hs.settings = settings;
+	hs.syncookie = syncookie;
 	if (req) {
 		hs.isn = tcp_rsk(req)->rcv_isn;
-		/* A syncookie's request socket is made from the completing ACK
-		 * (cookie_v{4,6}_check): no SYN-ACK was ever sent for it, so
-		 * snt_synack is 0, unlike any other request socket an ACK
-		 * completes (a Fast Open child is made from its SYN). The
-		 * syncookie bit is set only for cookies a BPF program checked. */
-		hs.syncookie = req->syncookie || (!hs.syn && !tcp_rsk(req)->snt_synack);
 		hs.owner_clears = toa_listener_owner_clears(req->rsk_listener);
 	}
 	toa_on_child(child, &hs);
@@ -175,8 +233,14 @@ static void toa_conn_request_entry(unsigned long rsk_ops, unsigned long af_ops,
 {
 	const struct sk_buff *skb = (const struct sk_buff *)skb_arg;
 	struct toa_handshake hs;
+	const u8 *options;
+	size_t len;
 
 	if (!skb || !sk)
+		return;
+	/* Most SYNs: no option toa could take, nothing to keep. */
+	options = toa_skb_options(skb, &len);
+	if (!toa_options_may_name(options, len))
 		return;
 	toa_handshake_fill(&hs, skb);
 	hs.net = sock_net((const struct sock *)sk)->net_cookie;
@@ -199,6 +263,8 @@ static void toa_check_req_entry(unsigned long sk_arg, unsigned long skb_arg,
 	const struct tcp_request_sock *treq;
 	const struct tcphdr *th;
 	struct toa_handshake hs;
+	const u8 *options;
+	size_t len;
 	u8 defer;
 
 	/* With fastopen set, sk is the Fast Open child, not a listener. */
@@ -213,6 +279,9 @@ static void toa_check_req_entry(unsigned long sk_arg, unsigned long skb_arg,
 	    TCP_SKB_CB(skb)->seq != treq->rcv_isn + 1 ||
 	    TCP_SKB_CB(skb)->end_seq != treq->rcv_isn + 1 ||
 	    TCP_SKB_CB(skb)->ack_seq != treq->snt_isn + 1)
+		return;
+	options = toa_skb_options(skb, &len);
+	if (!toa_options_may_name(options, len))
 		return;
 	toa_handshake_fill(&hs, skb);
 	hs.net = sock_net(sk)->net_cookie;
@@ -229,14 +298,19 @@ enum toa_syn_hook {
 
 /* Entry hooks (entry.c): ftrace_ops with the default hooks, kprobes
  * with hook=kretprobe/fprobe. */
+TOA_ENTRY_DIRECT(toa_conn_request_entry);
+TOA_ENTRY_DIRECT(toa_check_req_entry);
+
 static struct toa_entry_hook toa_syn_hooks[TOA_NR_SYN_HOOKS] = {
 	[TOA_CONN_REQUEST] = {
 		.symbol = "tcp_conn_request",
 		.handler = toa_conn_request_entry,
+		.direct = TOA_ENTRY_DIRECT_FN(toa_conn_request_entry),
 	},
 	[TOA_CHECK_REQ] = {
 		.symbol = "tcp_check_req",
 		.handler = toa_check_req_entry,
+		.direct = TOA_ENTRY_DIRECT_FN(toa_check_req_entry),
 	},
 };
 

@@ -43,6 +43,36 @@ pub struct Options {
     pick: AtomicU8,
 }
 
+/// Every kind any namespace has had in force since load, and whether any
+/// has taken the CDN option: the rules within which [`wire::may_name`]
+/// lets a handshake packet go without a look at its namespace's settings.
+/// Only ever grows, before a namespace's new kinds are stored (a packet
+/// that races a write is judged under the old settings or the new).
+static ANY_KINDS: [AtomicU64; 4] = {
+    let w = KindConfig::DEFAULT.effective().words();
+    [
+        AtomicU64::new(w[0]),
+        AtomicU64::new(w[1]),
+        AtomicU64::new(w[2]),
+        AtomicU64::new(w[3]),
+    ]
+};
+/// See [`ANY_KINDS`].
+static ANY_CDN: AtomicBool = AtomicBool::new(wire::Rules::DEFAULT.cdn);
+
+/// The rules every namespace's are within (see [`ANY_KINDS`]).
+pub fn any_rules() -> wire::Rules {
+    wire::Rules {
+        kinds: wire::Kinds::from_words([
+            ANY_KINDS[0].load(Ordering::Relaxed),
+            ANY_KINDS[1].load(Ordering::Relaxed),
+            ANY_KINDS[2].load(Ordering::Relaxed),
+            ANY_KINDS[3].load(Ordering::Relaxed),
+        ]),
+        cdn: ANY_CDN.load(Ordering::Relaxed),
+    }
+}
+
 /// The kind configuration, in a cell only config-mutex holders touch.
 struct ConfigCell(core::cell::UnsafeCell<KindConfig>);
 
@@ -85,7 +115,13 @@ impl Options {
         for (cell, kind) in self.slots.iter().zip(config.slots()) {
             cell.store(kind, Ordering::Relaxed);
         }
-        for (cell, word) in self.kinds.iter().zip(config.effective().words()) {
+        for ((cell, any), word) in self
+            .kinds
+            .iter()
+            .zip(&ANY_KINDS)
+            .zip(config.effective().words())
+        {
+            any.fetch_or(word, Ordering::Relaxed);
             cell.store(word, Ordering::Relaxed);
         }
         r
@@ -102,6 +138,7 @@ impl Options {
         let theirs = unsafe { *src.config.0.get() };
         // SAFETY: the caller holds the config mutex.
         unsafe { self.with_config(|c| *c = theirs) };
+        // The host's CDN setting is in ANY_CDN already.
         self.cdn
             .store(src.cdn.load(Ordering::Relaxed), Ordering::Relaxed);
         self.from
@@ -350,6 +387,7 @@ pub unsafe extern "C" fn toa_config_write_cdn(
     };
     match parse::switch(text) {
         Some(on) => {
+            ANY_CDN.fetch_or(on, Ordering::Relaxed);
             // SAFETY: the caller guarantees a live `Settings` and holds
             // the config mutex.
             unsafe { options_mut(s) }.cdn.store(on, Ordering::Relaxed);

@@ -21,7 +21,7 @@
 
 use crate::kapi::{Handshake, Sock};
 use crate::policy::cidr::Source;
-use crate::policy::config::NamedIn;
+use crate::policy::config::{self, NamedIn};
 use crate::settings::Settings;
 use crate::stats::{self, Counter};
 use crate::tcp::record;
@@ -116,6 +116,60 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
             None
         }
     }
+}
+
+/// Whether a handshake packet's `options` may name anyone in any
+/// namespace ([`wire::may_name`] under [`config::any_rules`]): the glue's
+/// first test on a SYN or a held-back ACK, before it gathers the packet's
+/// facts. Callable in softirq.
+///
+/// # Safety
+///
+/// `options` must point to `len` readable bytes for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toa_options_may_name(options: *const u8, len: usize) -> bool {
+    let len = len.min(wire::MAX_OPTIONS_LEN);
+    // SAFETY: the caller guarantees `len` readable bytes.
+    let options = unsafe { core::slice::from_raw_parts(options, len) };
+    wire::may_name(options, &config::any_rules())
+}
+
+/// The quick path of [`toa_on_child`]: when the packet creating `child`
+/// cannot name anyone (no option of a kind any namespace takes, a
+/// well-formed list) and no table can hold a client for it (no handshake
+/// entry put, and for a packet from another host no protocol-6 flow
+/// recorded, within their lifetimes), the child has no client: counted as
+/// [`toa_on_child`] counts it, and `true`. Otherwise `false`: the caller
+/// takes the whole path. Callable in softirq.
+///
+/// # Safety
+///
+/// `settings` must point to a live [`Settings`], and `options` to `len`
+/// readable bytes, for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toa_child_quick(
+    settings: *const Settings,
+    options: *const u8,
+    len: usize,
+    local: bool,
+    v6: bool,
+    syncookie: bool,
+    now_ms: u64,
+) -> bool {
+    // SAFETY: the caller guarantees `len` readable bytes.
+    if unsafe { toa_options_may_name(options, len) }
+        || syn::may_hold(now_ms)
+        || (!local && !v6 && udp::flows::tcp_may_hold(now_ms))
+    {
+        return false;
+    }
+    // SAFETY: the caller guarantees the settings are live.
+    let settings = unsafe { &*settings };
+    if syncookie && !local {
+        stats::inc(settings, Counter::ToaSyncookieNoToa);
+    }
+    stats::inc(settings, Counter::SynRecvSockNoToa);
+    true
 }
 
 /// Record the client of the connection `child` was created for.

@@ -175,6 +175,12 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
     }
 }
 
+/// Whether the table may hold an entry at `now_ms`: one was put within an
+/// entry's lifetime.
+pub fn may_hold(now_ms: u64) -> bool {
+    LAST_PUT.may_hold(now_ms, MAX_AGE_MS)
+}
+
 /// Take the client kept for the connection of `hs` (a packet creating a
 /// child socket), if there is one, and whether the handshake's packets
 /// named different clients (then the entry names nobody). Callable in
@@ -184,7 +190,7 @@ pub unsafe extern "C" fn toa_on_request(hs: *const Handshake) {
 ///
 /// `hs.settings` must be live for the call.
 pub unsafe fn take(hs: &Handshake) -> (Option<Found>, bool) {
-    if !LAST_PUT.may_hold(hs.now_ms, MAX_AGE_MS) {
+    if !may_hold(hs.now_ms) {
         return (None, false);
     }
     let key = hs.key();

@@ -460,6 +460,41 @@ pub fn scan_pick(
     }
 }
 
+/// Whether `options` may name anyone under rules within `any` (kinds
+/// `any` holds, the CDN option only if `any` takes it): whether it holds an
+/// option of one of `any`'s kinds (for kind 28, of a CDN length), or is not
+/// well formed. When it is not, [`scan_pick`] answers [`Scan::Absent`] without
+/// a conflict under every such rule set, and the packet needs nothing more
+/// from toa: the quick test every handshake packet takes first (a SYN of a
+/// host's ordinary client carries four or five options, none of them a
+/// TOA kind). Never reads outside `options`.
+pub fn may_name(options: &[u8], any: &Rules) -> bool {
+    let mut rest = options;
+    while let [kind, after @ ..] = rest {
+        match *kind {
+            KIND_EOL => return false,
+            KIND_NOP => {
+                rest = after;
+                continue;
+            }
+            _ => {}
+        }
+        let Some(&len) = after.first() else {
+            return true;
+        };
+        let Some(next) = rest.get(usize::from(len)..).filter(|_| len >= 2) else {
+            return true;
+        };
+        if any.kinds.contains(*kind)
+            || (*kind == KIND_CDN && any.cdn && (len == LEN_CDN_V4 || len == LEN_CDN_V6))
+        {
+            return true;
+        }
+        rest = next;
+    }
+    false
+}
+
 /// What one whole, in-bounds option (kind and length included) is.
 fn classify(option: &[u8], rules: &Rules, packet: Packet, port: [u8; 2]) -> Seen {
     let (kind, len) = match *option {
@@ -623,6 +658,45 @@ mod tests {
         port: [0x00, 0x50],
         addr: [203, 0, 113, 9],
     };
+
+    #[test]
+    fn may_name_lets_ordinary_handshakes_go() {
+        // A Linux client's SYN (MSS, SACK permitted, timestamps, NOP,
+        // window scale) and ACK (NOP, NOP, timestamps).
+        let syn = [
+            2, 4, 0x05, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+        let ack = [1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8];
+        for o in [&syn[..], &ack[..], &[], &[0, 254, 8]] {
+            assert!(!may_name(o, &D), "{o:?}");
+        }
+        // User Timeout (28/4) is not the CDN option.
+        assert!(!may_name(&[28, 4, 0, 30], &D));
+    }
+
+    #[test]
+    fn may_name_sends_candidates_and_bad_lists_on() {
+        let v4 = [254, 8, 0x1f, 0x90, 192, 0, 2, 7];
+        assert!(may_name(
+            &[1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 254, 8, 0, 0, 0, 0, 0, 0],
+            &D
+        ));
+        assert!(may_name(&v4, &D));
+        assert!(!may_name(
+            &v4,
+            &Rules {
+                kinds: Kinds::EMPTY.with(200),
+                cdn: true
+            }
+        ));
+        assert!(may_name(&[28, 7, 1, 192, 0, 2, 7], &D));
+        assert!(!may_name(&[28, 7, 1, 192, 0, 2, 7], &K));
+        // Truncated, too short, overrunning: scan_pick counts them.
+        for o in [&[8][..], &[8, 1, 0], &[8, 12, 0, 0]] {
+            assert!(may_name(o, &K), "{o:?}");
+            assert!(matches!(scan(o, K), Scan::Malformed(_)));
+        }
+    }
 
     #[test]
     fn the_first_or_the_last_client_option_and_whether_they_disagree() {
@@ -1177,6 +1251,29 @@ mod properties {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), r in rules(), p in packet(), port: [u8; 2]) {
             let _ = scan(&bytes, &r, p, port);
+        }
+
+        #[test]
+        fn may_name_misses_nothing(
+            bytes in proptest::collection::vec(any::<u8>(), 0..48),
+            fill in proptest::collection::vec(other_option(), 0..4),
+            r in rules(),
+            extra in rules(),
+            p in packet(),
+            port: [u8; 2],
+        ) {
+            // Rules within the union the quick test is given.
+            let any = Rules { kinds: r.kinds.union(extra.kinds), cdn: r.cdn || extra.cdn };
+            for options in [bytes, fill.concat()] {
+                if !may_name(&options, &any) {
+                    let picked = scan_pick(&options, &r, p, port, Pick::Only);
+                    prop_assert_eq!(picked.scan, Scan::Absent);
+                    prop_assert!(!picked.conflict);
+                    for pick in [Pick::First, Pick::Last] {
+                        prop_assert_eq!(scan_pick(&options, &r, p, port, pick).scan, Scan::Absent);
+                    }
+                }
+            }
         }
 
         #[test]

@@ -196,6 +196,12 @@ pub unsafe fn lookup(q: &Query, now: u64) -> Option<Hit> {
     unsafe { with_table(|t| t.lookup(q, now, config::timeout_ms())) }?
 }
 
+/// Whether a protocol-6 flow may be recorded at `now_ms`: one was within
+/// a flow's lifetime ([`tcp_client`] finds none otherwise).
+pub fn tcp_may_hold(now_ms: u64) -> bool {
+    LAST_TCP.may_hold(now_ms, config::timeout_ms())
+}
+
 /// The client an ip_vs_ca announcement with protocol 6 named for the
 /// connection of handshake `hs` (IPv4 only: announcements are). Callable in
 /// softirq.
@@ -204,7 +210,7 @@ pub fn tcp_client(hs: &Handshake) -> Option<Found> {
         return None;
     }
     // No protocol-6 flow recorded within a flow's lifetime: none is live.
-    if !LAST_TCP.may_hold(hs.now_ms, config::timeout_ms()) {
+    if !tcp_may_hold(hs.now_ms) {
         return None;
     }
     let s = &hs.saddr;

@@ -46,7 +46,9 @@
 //!
 //! `toa-bench --module toa.ko [--clock wall|icount] [--reps N]
 //!  [--hooks ftrace,kretprobe,...] [--scaling]`; a variant may carry more
-//! module parameters after `+` (`direct+udp=0`).
+//! module parameters after `+` (`direct+udp=0`), and another build of the
+//! module after `@` (`direct+udp=0@/tmp/toa-omit.ko`: the breakdowns of
+//! `BENCH_OMIT`, scripts/bench.sh).
 
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
@@ -73,6 +75,8 @@ struct Variant {
     hook: Option<String>,
     /// More module parameters (`--hooks direct+udp=0`: `udp=0`).
     params: Vec<String>,
+    /// Another build of the module to load (`--hooks direct@PATH`).
+    module: Option<PathBuf>,
 }
 
 impl Variant {
@@ -376,7 +380,7 @@ fn set_state(module: &Path, v: &Variant) -> Result<()> {
         ];
         params.extend(v.params.iter().cloned());
         let params: Vec<&str> = params.iter().map(String::as_str).collect();
-        kmod::insmod(module, &params)?;
+        kmod::insmod(v.module.as_deref().unwrap_or(module), &params)?;
     }
     Ok(())
 }
@@ -634,13 +638,30 @@ fn main() -> Result<()> {
         name: "unloaded".into(),
         hook: None,
         params: Vec::new(),
+        module: None,
     }];
     for h in hooks.split(',') {
+        let (h, other) = match h.split_once('@') {
+            Some((h, path)) => (h, Some(PathBuf::from(path))),
+            None => (h, None),
+        };
         let mut parts = h.split('+');
+        // Another build is named by its file (toa-omit-destruct.ko: omit-destruct).
+        let name = match &other {
+            Some(p) => format!(
+                "{h}@{}",
+                p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("other")
+                    .trim_start_matches("toa-")
+            ),
+            None => h.to_owned(),
+        };
         variants.push(Variant {
-            name: h.to_owned(),
+            name,
             hook: parts.next().map(str::to_owned),
             params: parts.map(str::to_owned).collect(),
+            module: other,
         });
     }
 
@@ -685,6 +706,8 @@ fn main() -> Result<()> {
             let i = (k + rep as usize) % variants.len();
             let v = &variants[i];
             set_state(&module, v)?;
+            // A breakdown's build lacks hooks: it may show no client.
+            let verify = verify && v.module.is_none();
             let (conn6, fd6) = toa_connection(&tun, &l6, true, opt6(KIND6, client6))?;
             if verify
                 && v.hook.is_some()

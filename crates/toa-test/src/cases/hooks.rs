@@ -184,6 +184,24 @@ fn mechanism_shown(ctx: &Ctx) -> Result<()> {
             }
         }
     }
+    // The entry hooks every connection passes: direct calls of their own
+    // with hook=direct, ftrace_ops with hook=ftrace.
+    for (func, handler) in [
+        ("tcp_conn_request", "toa_conn_request_entry"),
+        ("tcp_check_req", "toa_check_req_entry"),
+        ("inet_sock_destruct", "toa_destruct_entry"),
+    ] {
+        let entry = tracer_entry(&traced, func);
+        match want {
+            "direct" if !entry.contains(&format!("direct-->{handler}_direct")) => {
+                bail!("{func} is not directed to {handler}_direct: {entry:?}")
+            }
+            "ftrace" if !entry.contains("toa_entry_ftrace") => {
+                bail!("{func} has no toa_entry_ftrace ops: {entry:?}")
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 
