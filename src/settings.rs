@@ -147,6 +147,19 @@ impl Settings {
     }
 }
 
+/// Whether the namespace whose settings are `s` trusts any balancer (its
+/// `trusted_sources`, or the host's it follows, is not empty): the glue
+/// registers a namespace's UDP hooks only while it does.
+///
+/// # Safety
+///
+/// `s` must point to a live [`Settings`] for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toa_settings_trust_anyone(s: *const Settings) -> bool {
+    // SAFETY: the caller guarantees a live `Settings`.
+    unsafe { &*s }.trust().anyone()
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self::new()

@@ -404,6 +404,9 @@ static int toa_trust_set(const struct net *net, const u8 *text, size_t len)
 	net = toa_param_net(net);
 	err = toa_trust_write(toa_settings_of(net), text, len);
 	mutex_unlock(&toa_trust_mutex);
+	/* UDP hooks are registered where a balancer is trusted. */
+	if (!err && net)
+		toa_udp_trust_changed();
 	return err;
 }
 

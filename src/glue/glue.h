@@ -101,6 +101,8 @@ struct toa_udp_view {
 
 /* ---- implemented in Rust ---- */
 
+/* settings.rs */
+bool toa_settings_trust_anyone(const struct toa_settings *s);
 /* handshake.rs */
 void toa_on_child(struct sock *child, const struct toa_handshake *hs);
 bool toa_options_may_name(const u8 *options, size_t len);

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * UDP clients (src/udp/mod.rs): the flow table's memory and locks, the
- * netfilter hooks of every network namespace, the packet surgery they do,
- * the UOA_SO_GET_LOOKUP getsockopt and /proc/net/toa_udp. What a packet
+ * netfilter hooks of every network namespace that trusts a balancer, the
+ * packet surgery they do, the UOA_SO_GET_LOOKUP getsockopt and
+ * /proc/net/toa_udp. What a packet
  * is and what to do with it is decided on the Rust side (udp/packet.rs);
  * this file reads packets, writes them and keeps memory and locks.
  *
@@ -18,8 +19,9 @@
  * namespace's own addresses as its source, names a client or is shown as
  * one: the host's own users are not the balancer.
  *
- * Each namespace registers its own copy of the hooks, whose private
- * pointer is its state: the hooks find it without a lookup, and return
+ * Each namespace that trusts a balancer (toa_udp_net_sync) registers its
+ * own copy of the hooks, whose private pointer is its state: the hooks
+ * find it without a lookup, and return
  * after a few loads for anything that is not UDP, ICMP or protocol 248, for
  * UDP when the namespace had no flow within the timeout, and for datagrams
  * whose backend port never had a flow (a bitmap per namespace).
@@ -262,9 +264,18 @@ struct toa_udp_net {
 	/* jiffies of the last flow recorded or refreshed in the namespace */
 	unsigned long last_active;
 	bool had_flow;
+	/* Under toa_udp_table_mutex: whether the hooks are registered (while
+	 * the namespace trusts a balancer), and the namespaces with hooks
+	 * that may be (toa_udp_nets). */
+	bool hooked;
 	bool v6_hooks;
+	struct net *net;
+	struct list_head node;
 	DECLARE_BITMAP(ports, TOA_UDP_PORT_BITS);
 };
+
+/* Every namespace's toa_udp_net, under toa_udp_table_mutex. */
+static LIST_HEAD(toa_udp_nets);
 
 static unsigned int toa_udp_net_id __read_mostly;
 
@@ -886,13 +897,71 @@ static const struct seq_operations toa_udp_seq_ops = {
 /* ------------------------------------------------------------------------ */
 /* Namespaces.                                                               */
 
+/* The namespace's flows go (a namespace that goes, or stops trusting). */
+static void toa_udp_net_forget(struct toa_udp_net *pn)
+{
+	if (READ_ONCE(pn->had_flow)) {
+		rcu_read_lock();
+		toa_udp_net_exit(pn->cookie);
+		rcu_read_unlock();
+	}
+}
+
+/*
+ * The hooks of a namespace are registered only while it trusts a balancer
+ * (its trusted_sources, or the host's it follows, is not empty): a
+ * namespace that trusts nobody takes no announcement or UOA and can have no
+ * flow, and its packets pay nothing for UDP support (on a host without
+ * other netfilter users, a namespace's first hook turns netfilter's
+ * dispatch on for every packet, TCP's included). Out of the box nobody is
+ * trusted. When a namespace stops trusting, its hooks and flows go.
+ * toa_udp_table_mutex held.
+ */
+static void toa_udp_net_sync(struct toa_udp_net *pn)
+{
+	bool want = toa_settings_trust_anyone(pn->settings);
+
+	if (want == pn->hooked)
+		return;
+	if (want) {
+		int err = nf_register_net_hooks(pn->net, &pn->ops[TOA_UDP_IN4], 2);
+
+		if (err) {
+			pr_warn_ratelimited("cannot hook UDP in a namespace: %d\n", err);
+			return;
+		}
+		/* IPv6 may be disabled: then UDP clients are served over IPv4. */
+		pn->v6_hooks = !nf_register_net_hooks(pn->net, &pn->ops[TOA_UDP_IN6], 2);
+		pn->hooked = true;
+		return;
+	}
+	if (pn->v6_hooks)
+		nf_unregister_net_hooks(pn->net, &pn->ops[TOA_UDP_IN6], 2);
+	nf_unregister_net_hooks(pn->net, &pn->ops[TOA_UDP_IN4], 2);
+	pn->v6_hooks = false;
+	pn->hooked = false;
+	toa_udp_net_forget(pn);
+}
+
+/* A trusted_sources was written (the host's may be followed anywhere). */
+void toa_udp_trust_changed(void)
+{
+	struct toa_udp_net *pn;
+
+	mutex_lock(&toa_udp_table_mutex);
+	list_for_each_entry(pn, &toa_udp_nets, node)
+		toa_udp_net_sync(pn);
+	mutex_unlock(&toa_udp_table_mutex);
+}
+
 static int __net_init toa_udp_net_init(struct net *net)
 {
 	struct toa_udp_net *pn = net_generic(net, toa_udp_net_id);
-	int err, i;
+	int i;
 
 	pn->cookie = net->net_cookie;
 	pn->settings = toa_net_settings(net);
+	pn->net = net;
 	toa_udp_rewrite_changed(net);
 	for (i = 0; i < TOA_UDP_NR_HOOKS; i++) {
 		pn->ops[i] = toa_udp_ops_template[i];
@@ -901,33 +970,30 @@ static int __net_init toa_udp_net_init(struct net *net)
 	if (!proc_create_net("toa_udp", 0444, net->proc_net, &toa_udp_seq_ops,
 			     sizeof(struct toa_udp_iter)))
 		return -ENOMEM;
-	err = nf_register_net_hooks(net, &pn->ops[TOA_UDP_IN4], 2);
-	if (err)
-		goto remove_proc;
-	/* IPv6 may be disabled: then UDP clients are served over IPv4. */
-	pn->v6_hooks = !nf_register_net_hooks(net, &pn->ops[TOA_UDP_IN6], 2);
+	mutex_lock(&toa_udp_table_mutex);
+	list_add(&pn->node, &toa_udp_nets);
+	toa_udp_net_sync(pn);
+	mutex_unlock(&toa_udp_table_mutex);
 	return 0;
-
-remove_proc:
-	remove_proc_entry("toa_udp", net->proc_net);
-	return err;
 }
 
 static void __net_exit toa_udp_net_exit_one(struct net *net)
 {
 	struct toa_udp_net *pn = net_generic(net, toa_udp_net_id);
 
-	if (pn->v6_hooks)
-		nf_unregister_net_hooks(net, &pn->ops[TOA_UDP_IN6], 2);
-	nf_unregister_net_hooks(net, &pn->ops[TOA_UDP_IN4], 2);
+	mutex_lock(&toa_udp_table_mutex);
+	list_del(&pn->node);
+	if (pn->hooked) {
+		if (pn->v6_hooks)
+			nf_unregister_net_hooks(net, &pn->ops[TOA_UDP_IN6], 2);
+		nf_unregister_net_hooks(net, &pn->ops[TOA_UDP_IN4], 2);
+		pn->hooked = false;
+	}
+	mutex_unlock(&toa_udp_table_mutex);
 	remove_proc_entry("toa_udp", net->proc_net);
 	/* Its flows go with it (they could never match again: a cookie is
 	 * never reused). */
-	if (READ_ONCE(pn->had_flow)) {
-		rcu_read_lock();
-		toa_udp_net_exit(pn->cookie);
-		rcu_read_unlock();
-	}
+	toa_udp_net_forget(pn);
 }
 
 /* net's udp_rewrite was written (config mutex held), or its hooks are set
@@ -985,12 +1051,12 @@ static struct nf_sockopt_ops toa_uoa_sockopt_ops = {
 
 static bool toa_uoa_sockopt_on;
 
-/* udp=0: TCP only. No netfilter hook is registered, so packets pay nothing
- * for UDP support (on a host without other netfilter users, the first hook
- * of a namespace turns netfilter's dispatch on for every packet). */
+/* udp=0: TCP only. No netfilter hook is registered anywhere (with udp=1,
+ * only in namespaces that trust a balancer), so packets pay nothing for UDP
+ * support. */
 static bool toa_udp_param = true;
 module_param_named(udp, toa_udp_param, bool, 0444);
-MODULE_PARM_DESC(udp, "Serve UDP clients (netfilter hooks in every namespace, UOA_SO_GET_LOOKUP); 0: TCP only (default 1)");
+MODULE_PARM_DESC(udp, "Serve UDP clients (netfilter hooks in each namespace that trusts a balancer, UOA_SO_GET_LOOKUP); 0: TCP only (default 1)");
 
 
 int toa_udp_register(void)

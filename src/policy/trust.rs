@@ -80,6 +80,11 @@ impl Trust {
         unsafe { kapi::toa_trust_unset_warn(addr.as_ptr(), v6) }
     }
 
+    /// Whether any source is trusted (a list is in force).
+    pub fn anyone(&self) -> bool {
+        self.active.load(Ordering::Acquire) != 0
+    }
+
     /// Whether a TOA option from `src` may be taken. Callable in any
     /// context that is an RCU read-side critical section (softirq,
     /// preemption disabled).

@@ -82,7 +82,14 @@ struct Variant {
 impl Variant {
     /// Whether toa serves UDP in this variant (loaded, without `udp=0`).
     fn udp(&self) -> bool {
-        self.hook.is_some() && !self.params.iter().any(|p| p == "udp=0")
+        self.hook.is_some() && !self.params.iter().any(|p| p == "udp=0") && self.trusts()
+    }
+
+    /// Whether the balancer is trusted: not with `+trusted_sources=`, the
+    /// defaults (nobody trusted: no client is shown, no UDP hook is
+    /// registered), measured as they are.
+    fn trusts(&self) -> bool {
+        !self.params.iter().any(|p| p == "trusted_sources=")
     }
 }
 
@@ -706,8 +713,9 @@ fn main() -> Result<()> {
             let i = (k + rep as usize) % variants.len();
             let v = &variants[i];
             set_state(&module, v)?;
-            // A breakdown's build lacks hooks: it may show no client.
-            let verify = verify && v.module.is_none();
+            // A breakdown's build lacks hooks, the defaults trust nobody:
+            // they show no client.
+            let verify = verify && v.module.is_none() && v.trusts();
             let (conn6, fd6) = toa_connection(&tun, &l6, true, opt6(KIND6, client6))?;
             if verify
                 && v.hook.is_some()

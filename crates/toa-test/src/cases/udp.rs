@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::common::{GUEST, GUEST6, LB, LB6};
 use crate::{ensure_eq, Case, Ctx};
@@ -31,6 +31,10 @@ pub fn cases() -> Vec<Case> {
         Case::new(
             "udp: announcements refused: bad magic, bad checksum, truncated, unknown opcode, untrusted source; the ping is still answered",
             announce_refused,
+        ),
+        Case::new(
+            "udp: a namespace that trusts nobody has no UDP hook (an announcement is not even counted) and loses its flows; trusting again brings the hooks back",
+            hooks_follow_trust,
         ),
         Case::new(
             "udp: DPVS UOA as an IPv4 option (ipo) -> the client, also for the flow's later datagrams",
@@ -420,6 +424,38 @@ fn announce_refused(ctx: &Ctx) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn hooks_follow_trust(ctx: &Ctx) -> Result<()> {
+    setup(ctx)?;
+    let f = flow4(6004);
+    let s = bind(f.rs)?;
+    // A flow while the balancer is trusted.
+    roundtrip(ctx, &s, &f, &f.announce().packet())?;
+    let trust = "/proc/sys/net/toa/trusted_sources";
+    {
+        let _g = SysctlGuard::set(trust, "\n")?;
+        ensure!(
+            !std::fs::read_to_string("/proc/net/toa_udp")?.contains(&f.client.ip().to_string()),
+            "the flow of {} outlived the trust",
+            f.client
+        );
+        // The flow's datagram, and a new announcement: no hook sees them.
+        let before = kmod::stats()?;
+        ctx.tun.send(&wire::datagram(f.lip, f.rs, b"ping"))?;
+        ensure_eq!(recv(&s)?.1, f.lip, "trusting nobody: the flow's datagram");
+        let g = flow4(6004);
+        ctx.tun.send(&g.announce().packet())?;
+        ctx.tun.send(&wire::datagram(g.lip, g.rs, b"ping"))?;
+        ensure_eq!(recv(&s)?.1, g.lip, "trusting nobody: a new announcement");
+        counts(
+            &before,
+            &[("udp_untrusted", 0), ("ca_icmp_ok", 0), ("udp_flow_new", 0)],
+        )?;
+    }
+    // Trusted again (the guard put the list back): the hooks are back.
+    let f = flow4(6004);
+    roundtrip(ctx, &s, &f, &f.announce().packet())
 }
 
 fn uoa_ipo(ctx: &Ctx) -> Result<()> {
