@@ -15,7 +15,9 @@
 #  - wall: two vCPUs under multi-threaded TCG: noisy ratios (median and
 #    range), and how IPv6 lookups scale from one thread to two.
 #
-# BENCH_CLOCKS (default "icount wall"), BENCH_REPS and BENCH_HOOKS (default
+# BENCH_CLOCKS (default "icount wall"), BENCH_REPS, BENCH_NETFILTER=1 (empty
+# nftables chains on toa's hooks, loaded or not: a host that already uses
+# netfilter) and BENCH_HOOKS (default
 # direct,ftrace,kretprobe,fprobe) tune it. BENCH_OMIT breaks a variant's
 # cost down by hook: each word label=symbol,... adds the module built
 # without those hooks (TOA_BENCH_OMIT, src/glue/entry.c) as a variant with

@@ -59,6 +59,7 @@ summary_of() {
 bench_args() {
     BENCH_ARGS=(--module "$1" --clock "$2" --hooks "$3")
     [ -n "${BENCH_REPS:-}" ] && BENCH_ARGS+=(--reps "$BENCH_REPS")
+    [ -n "${BENCH_NETFILTER:-}" ] && BENCH_ARGS+=(--netfilter)
     if [ "$2" = icount ]; then
         export TOA_VM_CPUS=1 TOA_VM_ACCEL=tcg TOA_QEMU_OPTS="-icount shift=0,sleep=off"
     else

@@ -105,7 +105,9 @@ bool toa_v6_attach(struct sock *sk, void *ptr, unsigned long word)
 }
 
 /* The record at key, if registered and attached to sk. Caller holds the
- * bucket's lock or rcu_read_lock(). */
+ * bucket's lock or is in an RCU read-side section (a preempt-disabled one
+ * will do: records are freed with call_rcu(), whose grace period waits for
+ * those too). */
 static struct toa_v6_record *toa_v6_find(struct toa_v6_bucket *b, const struct sock *sk,
 					 unsigned long key)
 {
@@ -121,11 +123,13 @@ bool toa_v6_lookup(const struct sock *sk, unsigned long key, struct toa_v6_clien
 {
 	struct toa_v6_record *rec;
 
-	rcu_read_lock();
+	/* Not rcu_read_lock(): two out-of-line calls on preemptible kernels,
+	 * on every getpeername() of a socket with an IPv6 client. */
+	preempt_disable_notrace();
 	rec = toa_v6_find(toa_v6_bucket(key), sk, key);
 	if (rec)
 		*out = rec->client;
-	rcu_read_unlock();
+	preempt_enable_notrace();
 	return rec;
 }
 

@@ -45,7 +45,9 @@
 //! cost, its delta over unloaded and the ratio.
 //!
 //! `toa-bench --module toa.ko [--clock wall|icount] [--reps N]
-//!  [--hooks ftrace,kretprobe,...] [--scaling]`; a variant may carry more
+//!  [--hooks ftrace,kretprobe,...] [--scaling] [--netfilter]`
+//! (`--netfilter`: with empty nftables chains on the hooks toa uses, as on
+//! a host that already uses netfilter); a variant may carry more
 //! module parameters after `+` (`direct+udp=0`), and another build of the
 //! module after `@` (`direct+udp=0@/tmp/toa-omit.ko`: the breakdowns of
 //! `BENCH_OMIT`, scripts/bench.sh).
@@ -611,10 +613,11 @@ fn report(variants: &[Variant], samples: &[Vec<Sample>], icount: bool) {
 }
 
 fn main() -> Result<()> {
-    let usage = "usage: toa-bench --module toa.ko [--clock wall|icount] [--reps N] [--hooks LIST] [--scaling]";
+    let usage = "usage: toa-bench --module toa.ko [--clock wall|icount] [--reps N] [--hooks LIST] [--scaling] [--netfilter]";
     let mut args = std::env::args().skip(1);
     let (mut module, mut reps, mut hooks) = (None, None, "ftrace,kretprobe,fprobe".to_owned());
     let (mut icount, mut with_scaling, mut verify) = (false, false, true);
+    let mut netfilter = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--module" => module = args.next().map(PathBuf::from),
@@ -632,6 +635,7 @@ fn main() -> Result<()> {
                 _ => bail!("--clock wall|icount"),
             },
             "--scaling" => with_scaling = true,
+            "--netfilter" => netfilter = true,
             // For experiments with hooks that deliberately show nothing.
             "--no-verify" => verify = false,
             other => bail!("unknown argument {other}\n{usage}"),
@@ -641,6 +645,16 @@ fn main() -> Result<()> {
     // Instruction counts repeat exactly: three repetitions show that they do.
     let reps: u32 = reps.unwrap_or(if icount { 3 } else { 7 });
     let tun = Tun::create("toa0", &peer::GUEST_NETS)?;
+    if netfilter {
+        // A host that already uses netfilter (a firewall, conntrack,
+        // Docker, kube-proxy): empty base chains where toa hooks, so that
+        // netfilter's dispatch runs with and without toa, and the bench
+        // counts what toa's own hooks add to it.
+        toa_test::sh(
+            "nft -f - <<'EOF'\ntable inet toa_bench {\n\tchain pre { type filter hook prerouting priority 0; }\n\tchain out { type filter hook output priority 0; }\n}\nEOF",
+        )?;
+        println!("# netfilter: empty prerouting and output chains (inet) loaded");
+    }
     let mut variants = vec![Variant {
         name: "unloaded".into(),
         hook: None,
