@@ -310,22 +310,25 @@ typedef struct sock *(*toa_syn_recv_fn)(TOA_SYN_RECV_PARAMS);
 static toa_syn_recv_fn toa_syn_recv_orig[2];
 
 /*
- * Set by a wrapper just before it calls the original, taken by the
- * direct-call check (toa_syn_recv_check) at that call's entry, so that the
- * wrapper's own call goes through, whatever else uses the call site (a
- * kretprobe replaces the return address the check could otherwise go by).
- * Softirqs are off around the call, so nothing else on the CPU enters the
- * function in between; cleared after it, should the entry not have come
- * (the direct call being removed meanwhile).
+ * Set (to the calling task) by a wrapper just before it calls the
+ * original, taken by the direct-call check (toa_syn_recv_check) at that
+ * call's entry, so that the wrapper's own call goes through, whatever else
+ * uses the call site (a kretprobe replaces the return address the check
+ * could otherwise go by). Softirqs are off around the call, so no other
+ * wrapper runs on the CPU in between (with PREEMPT_RT, whose softirq-off
+ * sections can be preempted, the per-CPU softirq lock keeps them out and
+ * the task pointer keeps any other caller from taking the mark); cleared
+ * after it, should the entry not have come (the direct call being removed
+ * meanwhile).
  */
-static DEFINE_PER_CPU(bool, toa_syn_recv_nested);
+static DEFINE_PER_CPU(struct task_struct *, toa_syn_recv_nested);
 
 #define TOA_SYN_RECV_CALL(orig, child)						\
 	do {									\
 		local_bh_disable();						\
-		this_cpu_write(toa_syn_recv_nested, true);			\
+		this_cpu_write(toa_syn_recv_nested, current);			\
 		child = (orig)(TOA_SYN_RECV_ARGS);				\
-		this_cpu_write(toa_syn_recv_nested, false);			\
+		this_cpu_write(toa_syn_recv_nested, NULL);			\
 		local_bh_enable();						\
 	} while (0)
 
@@ -710,8 +713,8 @@ bool toa_syn_recv_check(const struct sock *sk, const struct sk_buff *skb,
 bool notrace toa_syn_recv_check(const struct sock *sk, const struct sk_buff *skb,
 				const struct request_sock *req, bool v6)
 {
-	if (this_cpu_read(toa_syn_recv_nested)) {
-		this_cpu_write(toa_syn_recv_nested, false);
+	if (this_cpu_read(toa_syn_recv_nested) == current) {
+		this_cpu_write(toa_syn_recv_nested, NULL);
 		return false;
 	}
 	if (!toa_syn_recv_wanted(sk, skb, req, v6))
