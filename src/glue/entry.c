@@ -20,7 +20,6 @@
 #define pr_fmt(fmt) "TOA: " fmt
 
 #include <linux/ftrace.h>
-#include <linux/module.h>
 #include <linux/kprobes.h>
 #include <linux/string.h>
 

@@ -158,6 +158,24 @@ void toa_entry_hooks_use(bool ftrace, bool direct);
 #include <asm/linkage.h>
 #include <asm/nospec-branch.h>
 
+/* A direct-call trampoline keeps the function's six argument registers
+ * around a C call of its own (the other caller-saved ones are free at a
+ * function's entry). */
+#define TOA_ASM_SAVE_ARGS							\
+	"pushq %rdi\n\t"							\
+	"pushq %rsi\n\t"							\
+	"pushq %rdx\n\t"							\
+	"pushq %rcx\n\t"							\
+	"pushq %r8\n\t"							\
+	"pushq %r9\n\t"
+#define TOA_ASM_RESTORE_ARGS							\
+	"popq %r9\n\t"								\
+	"popq %r8\n\t"								\
+	"popq %rcx\n\t"							\
+	"popq %rdx\n\t"							\
+	"popq %rsi\n\t"							\
+	"popq %rdi\n\t"
+
 #define TOA_ENTRY_DIRECT(handler)						\
 	void handler##_direct(void);						\
 	asm(".pushsection .text.toa_direct, \"ax\", @progbits\n\t"		\
@@ -166,19 +184,9 @@ void toa_entry_hooks_use(bool ftrace, bool direct);
 	    #handler "_direct:\n\t"						\
 	    ASM_ENDBR								\
 	    CALL_DEPTH_ACCOUNT							\
-	    "pushq %rdi\n\t"							\
-	    "pushq %rsi\n\t"							\
-	    "pushq %rdx\n\t"							\
-	    "pushq %rcx\n\t"							\
-	    "pushq %r8\n\t"							\
-	    "pushq %r9\n\t"							\
+	    TOA_ASM_SAVE_ARGS							\
 	    "call " #handler "\n\t"						\
-	    "popq %r9\n\t"							\
-	    "popq %r8\n\t"							\
-	    "popq %rcx\n\t"							\
-	    "popq %rdx\n\t"							\
-	    "popq %rsi\n\t"							\
-	    "popq %rdi\n\t"							\
+	    TOA_ASM_RESTORE_ARGS						\
 	    ASM_RET								\
 	    ".size " #handler "_direct, .-" #handler "_direct\n\t"		\
 	    ".popsection\n\t")

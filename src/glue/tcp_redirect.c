@@ -669,6 +669,19 @@ static bool toa_direct_site_ok(enum toa_redirect_fn fn)
 	return insn[0] == CALL_INSN_OPCODE || !memcmp(insn, nop, sizeof(nop));
 }
 
+/* Make the tracer call site at ip call tramp, through ops. */
+static int toa_direct_attach(struct ftrace_ops *ops, unsigned long ip, unsigned long tramp)
+{
+	int err = ftrace_set_filter_ip(ops, ip, 0, 0);
+
+	if (err)
+		return err;
+	err = register_ftrace_direct(ops, tramp);
+	if (err)
+		ftrace_free_filter(ops);
+	return err;
+}
+
 static int toa_direct_register(void)
 {
 	size_t i;
@@ -681,12 +694,7 @@ static int toa_direct_register(void)
 			toa_direct_unregister();
 			return -EOPNOTSUPP;
 		}
-		err = ftrace_set_filter_ip(&toa_direct_ops[i], toa_direct_site(i), 0, 0);
-		if (!err) {
-			err = register_ftrace_direct(&toa_direct_ops[i], toa_direct_tramp(i));
-			if (err)
-				ftrace_free_filter(&toa_direct_ops[i]);
-		}
+		err = toa_direct_attach(&toa_direct_ops[i], toa_direct_site(i), toa_direct_tramp(i));
 		if (err) {
 			toa_direct_unregister();
 			return err;
@@ -730,20 +738,10 @@ bool notrace toa_syn_recv_check(const struct sock *sk, const struct sk_buff *skb
 	"toa_direct_syn_recv_" #v ":\n\t"					\
 	ASM_ENDBR								\
 	CALL_DEPTH_ACCOUNT							\
-	"pushq %rdi\n\t"							\
-	"pushq %rsi\n\t"							\
-	"pushq %rdx\n\t"							\
-	"pushq %rcx\n\t"							\
-	"pushq %r8\n\t"							\
-	"pushq %r9\n\t"							\
+	TOA_ASM_SAVE_ARGS							\
 	"movl $" #isv6 ", %ecx\n\t"						\
 	"call toa_syn_recv_check\n\t"						\
-	"popq %r9\n\t"								\
-	"popq %r8\n\t"								\
-	"popq %rcx\n\t"							\
-	"popq %rdx\n\t"							\
-	"popq %rsi\n\t"							\
-	"popq %rdi\n\t"							\
+	TOA_ASM_RESTORE_ARGS							\
 	"testb %al, %al\n\t"							\
 	"jz 1f\n\t"								\
 	"leaq toa_syn_recv_" #v "_wrapper(%rip), %rax\n\t"			\
@@ -788,14 +786,8 @@ static int toa_syn_recv_direct_register(void)
 		if (!toa_syn_recv_orig[i])
 			continue;
 		memset(&toa_syn_recv_direct_ops[i], 0, sizeof(toa_syn_recv_direct_ops[i]));
-		err = ftrace_set_filter_ip(&toa_syn_recv_direct_ops[i],
-					   (unsigned long)toa_syn_recv_orig[i], 0, 0);
-		if (!err) {
-			err = register_ftrace_direct(&toa_syn_recv_direct_ops[i],
-						     toa_syn_recv_tramp(i));
-			if (err)
-				ftrace_free_filter(&toa_syn_recv_direct_ops[i]);
-		}
+		err = toa_direct_attach(&toa_syn_recv_direct_ops[i],
+					(unsigned long)toa_syn_recv_orig[i], toa_syn_recv_tramp(i));
 		if (err) {
 			toa_syn_recv_direct_unregister();
 			return err;

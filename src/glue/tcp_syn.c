@@ -202,7 +202,7 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 			const struct request_sock *req, bool checked)
 {
 	const struct toa_settings *settings = toa_net_settings(sock_net(child));
-	bool syncookie = toa_req_syncookie(skb, req), v6 = skb->protocol == htons(ETH_P_IPV6);
+	bool syncookie = toa_req_syncookie(skb, req);
 	struct toa_handshake hs;
 	const u8 *options;
 	size_t len;
@@ -212,7 +212,8 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 	 * entry of syn_recv_sock already, if checked). */
 	options = toa_skb_options(skb, &len);
 	if (!checked &&
-	    toa_child_quick(settings, options, len, toa_skb_local(skb), v6, syncookie, toa_now_ms()))
+	    toa_child_quick(settings, options, len, toa_skb_local(skb),
+			    skb->protocol == htons(ETH_P_IPV6), syncookie, toa_now_ms()))
 		return;
 	toa_handshake_fill(&hs, skb);
 	hs.net = sock_net(child)->net_cookie;

@@ -907,6 +907,16 @@ static void toa_udp_net_forget(struct toa_udp_net *pn)
 	}
 }
 
+/* Unregister the namespace's hooks (toa_udp_table_mutex held). */
+static void toa_udp_net_unhook(struct toa_udp_net *pn)
+{
+	if (pn->v6_hooks)
+		nf_unregister_net_hooks(pn->net, &pn->ops[TOA_UDP_IN6], 2);
+	nf_unregister_net_hooks(pn->net, &pn->ops[TOA_UDP_IN4], 2);
+	pn->v6_hooks = false;
+	pn->hooked = false;
+}
+
 /*
  * The hooks of a namespace are registered only while it trusts a balancer
  * (its trusted_sources, or the host's it follows, is not empty): a
@@ -935,11 +945,7 @@ static void toa_udp_net_sync(struct toa_udp_net *pn)
 		pn->hooked = true;
 		return;
 	}
-	if (pn->v6_hooks)
-		nf_unregister_net_hooks(pn->net, &pn->ops[TOA_UDP_IN6], 2);
-	nf_unregister_net_hooks(pn->net, &pn->ops[TOA_UDP_IN4], 2);
-	pn->v6_hooks = false;
-	pn->hooked = false;
+	toa_udp_net_unhook(pn);
 	toa_udp_net_forget(pn);
 }
 
@@ -983,12 +989,8 @@ static void __net_exit toa_udp_net_exit_one(struct net *net)
 
 	mutex_lock(&toa_udp_table_mutex);
 	list_del(&pn->node);
-	if (pn->hooked) {
-		if (pn->v6_hooks)
-			nf_unregister_net_hooks(net, &pn->ops[TOA_UDP_IN6], 2);
-		nf_unregister_net_hooks(net, &pn->ops[TOA_UDP_IN4], 2);
-		pn->hooked = false;
-	}
+	if (pn->hooked)
+		toa_udp_net_unhook(pn);
 	mutex_unlock(&toa_udp_table_mutex);
 	remove_proc_entry("toa_udp", net->proc_net);
 	/* Its flows go with it (they could never match again: a cookie is
