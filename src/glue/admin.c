@@ -406,7 +406,7 @@ static int toa_trust_set(const struct net *net, const u8 *text, size_t len)
 	mutex_unlock(&toa_trust_mutex);
 	/* UDP hooks are registered where a balancer is trusted. */
 	if (!err && net)
-		toa_udp_trust_changed();
+		toa_udp_trust_changed(net);
 	return err;
 }
 

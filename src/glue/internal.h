@@ -208,7 +208,7 @@ int toa_udp_register(void);
 void toa_udp_unregister(void);
 int toa_udp_resize(unsigned long flows);
 void toa_udp_config_changed(const struct net *net);	/* NULL: the host's settings only */
-void toa_udp_trust_changed(void);
+void toa_udp_trust_changed(const struct net *net);
 
 /* tcp_hooks.c: probes and the getsockopt */
 int toa_hooks_register(void);

@@ -949,14 +949,17 @@ static void toa_udp_net_sync(struct toa_udp_net *pn)
 	toa_udp_net_forget(pn);
 }
 
-/* A trusted_sources was written (the host's may be followed anywhere). */
-void toa_udp_trust_changed(void)
+/* net's trusted_sources was written: only the host's can change what the
+ * others trust (those that follow it), so only then are they all looked
+ * at; a guest's write touches its own namespace's hooks only. */
+void toa_udp_trust_changed(const struct net *net)
 {
 	struct toa_udp_net *pn;
 
 	mutex_lock(&toa_udp_table_mutex);
 	list_for_each_entry(pn, &toa_udp_nets, node)
-		toa_udp_net_sync(pn);
+		if (net_eq(net, &init_net) || net_eq(pn->net, net))
+			toa_udp_net_sync(pn);
 	mutex_unlock(&toa_udp_table_mutex);
 }
 
