@@ -11,13 +11,20 @@
  *                             and conntrack: announcements (ICMP), UOA
  *                             (IPv4 options, option protocol 248 turned
  *                             back into UDP), the client shown as source
- *   LOCAL_OUT    IPv4, IPv6   after conntrack and the filter table: a
- *                             datagram to a client goes to the balancer
- *                             (LIP:lport) and is routed again
+ *   POST_ROUTING IPv4, IPv6   after conntrack, NAT and the filter table:
+ *                             a datagram to a client goes to the balancer
+ *                             (LIP:lport) and is routed again, whether a
+ *                             local socket sent it or the namespace
+ *                             forwards it (a pod's reply behind the node's
+ *                             DNAT, once conntrack has undone the DNAT: only
+ *                             a reply of a connection conntrack knows)
  *
  * Nothing that arrives on the loopback device, or carries one of the
  * namespace's own addresses as its source, names a client or is shown as
- * one: the host's own users are not the balancer.
+ * one: the host's own users are not the balancer. An announcement or a
+ * UOA addressed to another host (a pod the namespace routes to) is left
+ * to the namespace that receives it: flows are kept where the datagrams
+ * are addressed, before any DNAT there, so that the replies find them.
  *
  * Each namespace that trusts a balancer (toa_udp_net_sync) registers its
  * own copy of the hooks, whose private pointer is its state: the hooks
@@ -34,6 +41,7 @@
 #include <linux/jiffies.h>
 #include <linux/mutex.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6.h>
 #include <linux/proc_fs.h>
@@ -358,8 +366,23 @@ static bool toa_udp_source_local6(struct net *net, const struct in6_addr *saddr)
 	return ipv6_chk_addr(net, saddr, NULL, 0);
 }
 
+/*
+ * Whether an announcement or a UOA is addressed to another host: one the
+ * namespace routes to (a pod behind a node) keeps its flow there, with the
+ * addresses its sockets see, and the namespace leaves it alone.
+ */
+static bool toa_udp_foreign4(struct net *net, __be32 daddr)
+{
+	return inet_addr_type(net, daddr) != RTN_LOCAL;
+}
+
+static bool toa_udp_foreign6(struct net *net, const struct in6_addr *daddr)
+{
+	return !ipv6_chk_addr(net, daddr, NULL, 0);
+}
+
 /* ------------------------------------------------------------------------ */
-/* Packet surgery. At PRE_ROUTING and LOCAL_OUT skb->data is the IP header. */
+/* Packet surgery. At PRE_ROUTING and POST_ROUTING skb->data is the IP header. */
 
 /*
  * Whether the UDP checksum field holds the pseudo-header sum for the device
@@ -578,6 +601,8 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 		if (!p.hdr)
 			return NF_ACCEPT;
 		/* Only an echo request can be an announcement. */
+		if (p.hdr[0] == ICMP_ECHO && toa_udp_foreign4(state->net, iph->daddr))
+			return NF_ACCEPT;
 		if (!p.local && p.hdr[0] == ICMP_ECHO)
 			p.local = toa_udp_source_local4(state->net, iph->saddr);
 		toa_udp_rx(&p, &v);
@@ -599,6 +624,8 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 			p.hdr_len = ihl - sizeof(*iph);
 		}
 	}
+	if (p.kind != TOA_UDP_PLAIN && toa_udp_foreign4(state->net, iph->daddr))
+		return NF_ACCEPT;
 	if (!p.local && p.kind != TOA_UDP_PLAIN)
 		p.local = toa_udp_source_local4(state->net, iph->saddr);
 	toa_udp_rx(&p, &v);
@@ -666,7 +693,7 @@ static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_
 	} else {
 		p.kind = TOA_UDP_OPP;
 		toa_udp_opp_bytes(skb, sizeof(*ip6h), &p, buf);
-		if (!p.hdr)
+		if (!p.hdr || toa_udp_foreign6(state->net, &ip6h->daddr))
 			return NF_ACCEPT;
 		if (!p.local)
 			p.local = toa_udp_source_local6(state->net, &ip6h->saddr);
@@ -697,6 +724,19 @@ static unsigned int toa_udp_in6(void *priv, struct sk_buff *skb, const struct nf
 	return toa_udp_in6_slow(pn, skb, state);
 }
 
+/*
+ * A datagram the namespace forwards is sent to the balancer only as the
+ * reply of a connection conntrack knows (a pod's answer, its DNAT undone):
+ * never one that merely claims the flow's backend address as its source
+ * (read inline from the skb: no dependency on the conntrack module).
+ */
+static bool toa_udp_forwarded_reply(const struct sk_buff *skb)
+{
+	unsigned long nfct = skb_get_nfct(skb);
+
+	return (nfct & NFCT_PTRMASK) && (nfct & NFCT_INFOMASK) == IP_CT_ESTABLISHED_REPLY;
+}
+
 /* uh: the datagram's UDP header, as the hook read it (a port with flows). */
 static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk_buff *skb,
 					       const struct nf_hook_state *state,
@@ -708,6 +748,8 @@ static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk
 	int err;
 
 	if (ip_is_fragment(iph))
+		return NF_ACCEPT;
+	if ((IPCB(skb)->flags & IPSKB_FORWARDED) && !toa_udp_forwarded_reply(skb))
 		return NF_ACCEPT;
 	toa_udp_packet_init(&p, pn, false);
 	memcpy(p.saddr, &iph->saddr, 4);
@@ -750,6 +792,8 @@ static noinline unsigned int toa_udp_out6_slow(struct toa_udp_net *pn, struct sk
 	struct toa_udp_packet p;
 	int err;
 
+	if ((IP6CB(skb)->flags & IP6SKB_FORWARDED) && !toa_udp_forwarded_reply(skb))
+		return NF_ACCEPT;
 	toa_udp_packet_init(&p, pn, false);
 	p.v6 = true;
 	memcpy(p.saddr, &ip6h->saddr, 16);
@@ -790,12 +834,12 @@ static const struct nf_hook_ops toa_udp_ops_template[TOA_UDP_NR_HOOKS] = {
 		.hooknum = NF_INET_PRE_ROUTING,
 		.priority = NF_IP_PRI_RAW - 10,
 	},
-	/* After conntrack, NAT and the filter table: what they all saw was
-	 * the client. */
+	/* After conntrack, NAT (a forwarded reply's DNAT undone) and the
+	 * filter table: what they all saw was the client. */
 	[TOA_UDP_OUT4] = {
 		.hook = toa_udp_out4,
 		.pf = NFPROTO_IPV4,
-		.hooknum = NF_INET_LOCAL_OUT,
+		.hooknum = NF_INET_POST_ROUTING,
 		.priority = NF_IP_PRI_LAST - 1,
 	},
 	[TOA_UDP_IN6] = {
@@ -807,7 +851,7 @@ static const struct nf_hook_ops toa_udp_ops_template[TOA_UDP_NR_HOOKS] = {
 	[TOA_UDP_OUT6] = {
 		.hook = toa_udp_out6,
 		.pf = NFPROTO_IPV6,
-		.hooknum = NF_INET_LOCAL_OUT,
+		.hooknum = NF_INET_POST_ROUTING,
 		.priority = NF_IP6_PRI_LAST - 1,
 	},
 };

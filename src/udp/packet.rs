@@ -8,8 +8,10 @@
 //!   flow; a UOA (in the IPv4 options of a UDP datagram, or in an option
 //!   protocol header, which the glue then removes) records its flow; then a
 //!   datagram of a live flow is shown as coming from its client;
-//! - on send (`LOCAL_OUT`), [`toa_udp_tx`]: a datagram to a client with a
-//!   live flow goes to the balancer's address and port instead.
+//! - on send (`POST_ROUTING`, after NAT), [`toa_udp_tx`]: a datagram to a
+//!   client with a live flow goes to the balancer's address and port
+//!   instead, whether a local socket sent it or the namespace forwards it
+//!   (a pod's reply behind the node's DNAT, the DNAT undone).
 //!
 //! Announcements are taken only from trusted sources (the balancer's local
 //! address is the packet's source; `net.toa.trusted_sources`), and never
