@@ -13,7 +13,8 @@
 #     the kernel log must stay clean;
 #  4. on 6.12 (and 7.3): install toa.ko with `make install` and with DKMS
 #     into private trees, then boot again and run the end-to-end FULLNAT
-#     topology (nginx, Python, NAT64) with the installed module loaded by
+#     topology (nginx, Python, NAT64) and the pods' topologies behind a
+#     node (tests/e2e/pods.sh) with the installed module loaded by
 #     modprobe; the preflight and the Rust metadata step on fabricated
 #     trees (Ubuntu's layout, every refusal);
 #  5. "stock": Debian's own kernels, as users run them (scripts/stock-test.sh):
@@ -191,6 +192,22 @@ debug_finish() {
     stage_add "kernel 7.3-debug suite (beside the others)" "$(cat "$TOA_CACHE/debug.secs" 2>/dev/null || echo 0)"
 }
 
+# e2e_vm NAME RESULTS SCRIPT TABLE: an end-to-end SCRIPT (tests/e2e/) in a
+# VM of kernel $kdir with the module installed in $inst (by modprobe), its
+# table (the sed range TABLE) and its lines shown, its summary counted.
+e2e_vm() {
+    local name=$1 res=$TOA_CACHE/results/$2 rc=0
+    scripts/vm.sh "$kdir" "$res" "$3" \
+        "modprobe -d $inst/$root_dir toa" "modprobe -d $inst/$root_dir -r toa" \
+        "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c" \
+        "$TOA_CACHE/bin/toa_udp_server_c" >/dev/null || rc=$?
+    sed -n "$4" "$res/output.txt"
+    sed "s/^/$name: /" "$res/output.txt" | grep -E ': (ok|not ok|skip) |: stress'
+    count_from "$res/output.txt" "$name"
+    ! [ -s "$res/splats.txt" ]; result "$name: kernel log clean" $?
+    result "$name: VM ran the test to its end in time, exit 0" "$rc"
+}
+
 [ "$kernels" = none ] && kernels=
 for k in $kernels; do
     if [ "$k" = stock ]; then
@@ -268,17 +285,10 @@ for k in $kernels; do
         sed "s/^/preflight: /" "$TOA_CACHE/preflight.txt" | grep -v 'passed, '
         count_from "$TOA_CACHE/preflight.txt" "preflight"
     fi
-    res=$TOA_CACHE/results/$k-e2e
-    e2e_rc=0
-    scripts/vm.sh "$kdir" "$res" tests/e2e/fullnat.sh \
-        "modprobe -d $inst/$root_dir toa" "modprobe -d $inst/$root_dir -r toa" \
-        "$CARGO_TARGET_DIR/release/toa-balancer" "$TOA_CACHE/bin/toa_server_c" \
-        "$TOA_CACHE/bin/toa_udp_server_c" >/dev/null || e2e_rc=$?
-    sed -n '/^server /,/^$/p' "$res/output.txt"
-    sed "s/^/$k e2e: /" "$res/output.txt" | grep -E ': (ok|not ok|skip) |: stress'
-    count_from "$res/output.txt" "$k e2e"
-    ! [ -s "$res/splats.txt" ]; result "$k e2e: kernel log clean" $?
-    result "$k e2e: VM ran the test to its end in time, exit 0" "$e2e_rc"
+    # The FULLNAT topology, then backends in pods (the node's kube-proxy
+    # and Docker rules, pod IPs, host network).
+    e2e_vm "$k e2e" "$k-e2e" tests/e2e/fullnat.sh '/^server /,/^$/p'
+    e2e_vm "$k pods" "$k-pods" tests/e2e/pods.sh '/^topology /,/^NAT64/p'
 done
 
 # The README's first command, as a user starts it (on the stock root and

@@ -30,7 +30,7 @@ image=$root/usr/lib/modules/$rel/vmlinuz
 payload=/opt/toa-test
 mkdir -p "$root$payload"
 programs=("$target/toa-balancer" "$TOA_CACHE/bin/toa_server_c" "$TOA_CACHE/bin/toa_udp_server_c"
-    "$TOA_ROOT/tests/e2e/fullnat.sh" "$TOA_ROOT/tests/e2e/stock-guest.sh")
+    "$TOA_ROOT/tests/e2e/fullnat.sh" "$TOA_ROOT/tests/e2e/pods.sh" "$TOA_ROOT/tests/e2e/stock-guest.sh")
 [ "$demo" = --demo ] || programs+=("$target/toa-vmtest" "$target/examples/toa_server" "$target/examples/toa_udp_server")
 cp "${programs[@]}" "$root$payload/"
 

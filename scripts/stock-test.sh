@@ -144,9 +144,11 @@ boot() { # boot RELEASE NAME [--hooks]
         "status $rc, guest status $(cat "$r/rc" 2>/dev/null || echo none)"
     for f in checks suite e2e; do count "$r/$f.txt" "$1 $f"; done
     [ "${3:-}" != --hooks ] || count "$r/suite-hooks.txt" "$1 suite, other hooks"
+    [ "${3:-}" != --hooks ] || count "$r/pods.txt" "$1 pods"
     # What the BPF fexit case saw (attach results, toa's mechanism, counts).
     cat "$r/suite.txt" "$r/suite-hooks.txt" 2>/dev/null | grep '^# BPF fexit' | sed "s/^# /    $1: /"
     sed -n '/^server /,/^$/p' "$r/e2e.txt" | sed 's/^/    /'
+    sed -n '/^topology /,/^NAT64/p' "$r/pods.txt" 2>/dev/null | sed 's/^/    pods: /'
     sed 's/^/    /' "$r/evidence.txt" | grep -E '^    (#|[0-9]|filename|vermagic|signer|sig_key|\[)'
     check "$1: kernel log clean (no WARNING/BUG/Oops)" "$([ -s "$r/rc" ] && ! [ -s "$r/splats.txt" ]; echo $?)" \
         "$(head -n 5 "$r/splats.txt" 2>/dev/null)"

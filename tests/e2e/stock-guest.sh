@@ -11,12 +11,14 @@
 # (among them a BPF fexit on inet_getname, with the root's bpftrace) on that
 # module and the FULLNAT end-to-end test (TCP and UDP) with
 # modprobe/modprobe -r. PAYLOAD holds the test
-# programs (toa-vmtest, toa-balancer, the example servers, fullnat.sh).
+# programs (toa-vmtest, toa-balancer, the example servers, fullnat.sh,
+# pods.sh).
 # Writes to RESULTS: checks.txt (ok/not ok lines, `N passed, M failed`),
 # evidence.txt (uname -r, modinfo toa, dmesg | grep TOA), suite.txt and
 # e2e.txt (their own lines and summaries). With --demo, the checks and the
 # e2e test only; with --hooks, also a pass of the TCP cases and the BPF one
-# with every other hook mechanism (suite-hooks.txt).
+# with every other hook mechanism (suite-hooks.txt) and the pods' topologies
+# (pods.sh: pods.txt).
 set -uo pipefail
 
 rel=${1:?usage: stock-guest.sh RELEASE RESULTS PAYLOAD [--demo]}
@@ -94,4 +96,11 @@ TOA_E2E_STRESS=${TOA_E2E_STRESS:-2000} "$payload/fullnat.sh" "modprobe toa" "mod
     "$payload/toa_udp_server_c" \
     >"$res/e2e.txt" 2>&1 || rc=1
 tail -n1 "$res/e2e.txt"
+if [ "$demo" = --hooks ]; then
+    # Backends in pods behind the node (kube-proxy node ports, Docker's
+    # mapping, pod IPs, host network), the same balancer in front.
+    "$payload/pods.sh" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" "$payload/toa_server_c" \
+        "$payload/toa_udp_server_c" >"$res/pods.txt" 2>&1 || rc=1
+    tail -n1 "$res/pods.txt"
+fi
 [ "$rc" = 0 ]

@@ -11,6 +11,10 @@
 //!     closed, says "ready" once the queue is bound, and keeps its counters
 //!     in the file STATS (nfqueue.rs).
 //!
+//! toa-balancer forge QUEUE KIND ADDR
+//!     An attacker, not a balancer: the same tagging of the packets queued
+//!     to QUEUE (a client's own output), every option naming ADDR.
+//!
 //! toa-balancer udp MODE VIP:PORT RS:PORT LIP
 //!     A UDP FULLNAT relay naming each client to the backend the way LVS
 //!     (MODE icmp: an ICMP announcement) or DPVS (ipo, opp: a UOA) does;
@@ -43,16 +47,19 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
-        ["nfqueue", queue, kind] => nfqueue::run(queue.parse()?, kind.parse()?, None),
+        ["nfqueue", queue, kind] => nfqueue::run(queue.parse()?, kind.parse()?, None, None),
         ["nfqueue", queue, kind, stats] => {
-            nfqueue::run(queue.parse()?, kind.parse()?, Some(stats.into()))
+            nfqueue::run(queue.parse()?, kind.parse()?, Some(stats.into()), None)
+        }
+        ["forge", queue, kind, name] => {
+            nfqueue::run(queue.parse()?, kind.parse()?, None, Some(name.parse()?))
         }
         ["udp", mode, vip, rs, lip] => udp::run(mode, vip.parse()?, rs.parse()?, lip.parse()?),
         ["nat64", tun, prefix, pool, kind] => {
             nat64(tun, prefix.parse()?, pool.parse()?, kind.parse()?)
         }
         _ => bail!(
-            "usage: toa-balancer nfqueue QUEUE KIND [STATS] | udp MODE VIP:PORT RS:PORT LIP | nat64 TUN PREFIX POOL KIND"
+            "usage: toa-balancer nfqueue QUEUE KIND [STATS] | forge QUEUE KIND ADDR | udp MODE VIP:PORT RS:PORT LIP | nat64 TUN PREFIX POOL KIND"
         ),
     }
 }

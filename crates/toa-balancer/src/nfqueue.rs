@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -163,14 +164,17 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-/// One packet: the new payload if it changes, and what was done.
-fn rewrite(flows: &mut Flows, kind: u8, packet: &[u8]) -> Option<Vec<u8>> {
+/// One packet: the new payload if it changes, and what was done. The
+/// option names the packet's source, or `forge` (an attacker's own
+/// packets naming someone else) with the source's port.
+fn rewrite(flows: &mut Flows, kind: u8, forge: Option<IpAddr>, packet: &[u8]) -> Option<Vec<u8>> {
     let c = &*COUNTERS;
     let Some(mut p) = Tcp::parse(packet) else {
         c.not_tcp.fetch_add(1, Relaxed);
         return None;
     };
-    let option = toa_option(kind, p.src());
+    let named = forge.map_or(p.src(), |a| SocketAddr::new(a, p.src().port()));
+    let option = toa_option(kind, named);
     let mut changed = false;
     if p.tcp.syn && !p.tcp.ack {
         p.clamp_mss(option.len() as u16);
@@ -221,7 +225,9 @@ fn rewrite(flows: &mut Flows, kind: u8, packet: &[u8]) -> Option<Vec<u8>> {
     changed.then(|| p.to_bytes())
 }
 
-pub fn run(queue_num: u16, kind: u8, stats: Option<PathBuf>) -> Result<()> {
+/// Tags the packets queued to `queue_num` (see the crate's doc); with
+/// `forge`, every option names that address instead of the client.
+pub fn run(queue_num: u16, kind: u8, stats: Option<PathBuf>, forge: Option<IpAddr>) -> Result<()> {
     let set = block_signals();
     let mut queue = nfq::Queue::open().context("open the netfilter queue socket")?;
     queue.bind(queue_num).context("bind the queue")?;
@@ -255,7 +261,7 @@ pub fn run(queue_num: u16, kind: u8, stats: Option<PathBuf>) -> Result<()> {
         };
         c.packets.fetch_add(1, Relaxed);
         let verdict = match catch_unwind(AssertUnwindSafe(|| {
-            rewrite(&mut flows, kind, msg.get_payload())
+            rewrite(&mut flows, kind, forge, msg.get_payload())
         })) {
             Ok(Some(bytes)) => {
                 msg.set_payload(bytes);
