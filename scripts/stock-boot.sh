@@ -30,9 +30,15 @@ image=$root/usr/lib/modules/$rel/vmlinuz
 payload=/opt/toa-test
 mkdir -p "$root$payload"
 programs=("$target/toa-balancer" "$TOA_CACHE/bin/toa_server_c" "$TOA_CACHE/bin/toa_udp_server_c"
-    "$TOA_ROOT/tests/e2e/fullnat.sh" "$TOA_ROOT/tests/e2e/pods.sh" "$TOA_ROOT/tests/e2e/stock-guest.sh")
+    "$TOA_ROOT/tests/e2e/fullnat.sh" "$TOA_ROOT/tests/e2e/pods.sh" "$TOA_ROOT/tests/e2e/sockmap.sh"
+    "$TOA_ROOT/tests/e2e/stock-guest.sh")
 [ "$demo" = --demo ] || programs+=("$target/toa-vmtest" "$target/examples/toa_server" "$target/examples/toa_udp_server")
 cp "${programs[@]}" "$root$payload/"
+# The sockops program of tests/e2e/sockmap.sh, built here (clang's BPF
+# target, the uapi headers of this machine).
+clang-19 -target bpf -O2 -g -Wall -I/usr/include/x86_64-linux-gnu \
+    -c "$TOA_ROOT/tests/bpf/sockmap.bpf.c" -o "$root$payload/sockmap.bpf.o" \
+    || die "tests/bpf/sockmap.bpf.c does not build"
 
 # A boot that never reaches the command (QEMU's TCG has hung in early boot,
 # before any module is loaded, on a machine overloaded by other VMs) is

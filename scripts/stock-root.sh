@@ -14,7 +14,7 @@
 # Built with debootstrap and apt from Debian's archive (the mirror this
 # machine uses): trixie's rustc, rust-src, bindgen, gcc, dkms and openssl (what
 # building toa for these kernels takes), linux-source for both Rust series,
-# and what the in-VM tests run (iproute2, kmod, nginx, nftables, ipvsadm, bpftrace
+# and what the in-VM tests run (iproute2, kmod, nginx, nftables, ipvsadm, bpftool, bpftrace
 # for a BPF fexit on inet_getname...; no udev nor systemd: the guest boots
 # faster without, devtmpfs and the kernel's modprobe calls do what the
 # tests need).
@@ -32,7 +32,7 @@ PIN_OLD=7.2.12+deb13-amd64
 PIN_NEW=7.3.4+deb13-amd64
 NORUST_META="linux-image-amd64 linux-headers-amd64"
 TOOLCHAIN="dkms rustc rust-src bindgen gcc make xz-utils openssl"
-GUEST="kmod procps iproute2 python3 curl nginx-light nftables libnetfilter-queue1 dnsmasq-base bpftrace ipvsadm"
+GUEST="kmod procps iproute2 python3 curl nginx-light nftables libnetfilter-queue1 dnsmasq-base bpftrace ipvsadm bpftool"
 
 mirror=$(awk '/^URIs:/ && $2 ~ /debian$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 mirror=${mirror:-http://deb.debian.org/debian}

@@ -145,6 +145,8 @@ boot() { # boot RELEASE NAME [--hooks]
     for f in checks suite e2e; do count "$r/$f.txt" "$1 $f"; done
     [ "${3:-}" != --hooks ] || count "$r/suite-hooks.txt" "$1 suite, other hooks"
     [ "${3:-}" != --hooks ] || count "$r/pods.txt" "$1 pods"
+    [ "${3:-}" != --hooks ] || count "$r/sockmap.txt" "$1 sockmap"
+    grep -E '^(sockops insertions|toa_sockmap_parked)' "$r/sockmap.txt" 2>/dev/null | sed "s/^/    $1: /"
     # What the BPF fexit case saw (attach results, toa's mechanism, counts).
     cat "$r/suite.txt" "$r/suite-hooks.txt" 2>/dev/null | grep '^# BPF fexit' | sed "s/^# /    $1: /"
     sed -n '/^server /,/^$/p' "$r/e2e.txt" | sed 's/^/    /'

@@ -149,11 +149,17 @@ pub enum Counter {
     /// `tcpopt_packet` says the balancer puts none: one is not the
     /// balancer's (a client naming itself); the rule's one was taken.
     ToaConflict,
+    /// A TOA socket joined a BPF socket map: toa's word was parked beside
+    /// it (`tcp/park.rs`), the client still shown.
+    ToaSockmapParked,
+    /// A TOA socket could not be parked for a BPF socket map (no memory):
+    /// the map refused it (`EBUSY`), as without this support.
+    ToaSockmapParkFailed,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 46] = [
+    pub const ALL: [Counter; 48] = [
         Counter::SynRecvSockToa,
         Counter::SynRecvSockNoToa,
         Counter::GetnameToaOk,
@@ -200,6 +206,8 @@ impl Counter {
         Counter::ToaLocal,
         Counter::UdpLocal,
         Counter::ToaConflict,
+        Counter::ToaSockmapParked,
+        Counter::ToaSockmapParkFailed,
     ];
 
     /// The row name, NUL-terminated for C.
@@ -251,6 +259,8 @@ impl Counter {
             Counter::ToaLocal => b"toa_local\0",
             Counter::UdpLocal => b"udp_local\0",
             Counter::ToaConflict => b"toa_conflict\0",
+            Counter::ToaSockmapParked => b"toa_sockmap_parked\0",
+            Counter::ToaSockmapParkFailed => b"toa_sockmap_park_failed\0",
         }
     }
 }

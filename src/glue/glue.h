@@ -122,6 +122,10 @@ unsigned int toa_getname_v6(const struct sock *sk, unsigned long word, struct so
 int toa_lookup(const struct sock *sk, struct toa_nat64_peer *out);
 /* record.rs */
 void toa_on_destruct(struct sock *sk);
+void toa_on_destruct_word(struct sock *sk, unsigned long word);
+/* park.rs */
+bool toa_park_wanted(unsigned long word);
+void toa_park_counted(const struct sock *sk, bool parked);
 /* settings.rs: init with toa_config_mutex and toa_trust_mutex held */
 size_t toa_settings_size(void);
 const struct toa_settings *toa_settings_load(void);

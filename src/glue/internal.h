@@ -116,6 +116,27 @@ int toa_records_init(void);
 void toa_records_exit(void);
 unsigned int toa_v6_drain(void);
 
+/* tcp_park.c: the words of TOA sockets a BPF socket map took (park.rs) */
+extern atomic_t toa_parked_count;
+extern struct toa_entry_hook toa_park_hook;
+int toa_park_init(void);
+void toa_park_exit(void);
+unsigned long toa_parked_word(const struct sock *sk, unsigned long word);
+void toa_unpark(struct sock *sk);
+
+/*
+ * toa's word of sk: its sk_user_data, or, while a socket map holds that
+ * field (SK_USER_DATA_PSOCK), the word parked for it (toa_sk_user_data()).
+ */
+static __always_inline unsigned long toa_sk_word(const struct sock *sk)
+{
+	unsigned long word = (unsigned long)rcu_access_pointer(sk->sk_user_data);
+
+	if (unlikely(word & SK_USER_DATA_PSOCK))
+		return toa_sk_user_data(sk);
+	return word;
+}
+
 /* tcp_syn.c: the handshake table, the SYN-side probes, the child's facts */
 int toa_syn_table_init(void);
 void toa_syn_table_exit(void);
@@ -269,9 +290,8 @@ static __always_inline void toa_getname_rewrite_v4(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in) && uaddr->sa_family == AF_INET)
-		toa_getname_stat_inc(sk, toa_getname_v4(sk,
-						   (unsigned long)rcu_access_pointer(sk->sk_user_data),
-						   (struct sockaddr_in *)uaddr));
+		toa_getname_stat_inc(sk, toa_getname_v4(sk, toa_sk_word(sk),
+							(struct sockaddr_in *)uaddr));
 }
 
 static __always_inline void toa_getname_rewrite_v6(struct socket *sock, struct sockaddr *uaddr,
@@ -280,9 +300,8 @@ static __always_inline void toa_getname_rewrite_v6(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in6) && uaddr->sa_family == AF_INET6)
-		toa_getname_stat_inc(sk, toa_getname_v6(sk,
-						   (unsigned long)rcu_access_pointer(sk->sk_user_data),
-						   (struct sockaddr_in6 *)uaddr));
+		toa_getname_stat_inc(sk, toa_getname_v6(sk, toa_sk_word(sk),
+							(struct sockaddr_in6 *)uaddr));
 }
 
 #endif /* TOA_GLUE_INTERNAL_H */

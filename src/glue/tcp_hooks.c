@@ -271,7 +271,12 @@ static void toa_destruct_entry(unsigned long a0, unsigned long a1, unsigned long
 {
 	struct sock *sk = (struct sock *)a0;
 
-	if (sk && rcu_access_pointer(sk->sk_user_data) && sk->sk_protocol == IPPROTO_TCP)
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return;
+	/* A socket a socket map held: its word was parked (tcp_park.c). */
+	if (unlikely(atomic_read(&toa_parked_count)))
+		toa_unpark(sk);
+	if (rcu_access_pointer(sk->sk_user_data))
 		toa_on_destruct(sk);
 }
 
@@ -508,6 +513,14 @@ int toa_hooks_register(void)
 		pr_err("cannot hook %s: %d\n", toa_destruct_hook.symbol, err);
 		return err;
 	}
+	/* Where BPF socket maps exist: TOA sockets may join them. Without it
+	 * such a map refuses them (EBUSY), as it would without toa's help. */
+#ifdef CONFIG_NET_SOCK_MSG
+	err = toa_entry_hook_register(&toa_park_hook);
+	if (err)
+		pr_info("%s not hooked (%d): BPF socket maps refuse TOA sockets\n",
+			toa_park_hook.symbol, err);
+#endif
 	toa_choose_redirects();
 	err = toa_register_probes();
 	if (err)
@@ -523,6 +536,7 @@ unregister_probes:
 	toa_unregister_probes();
 unregister_redirects:
 	toa_unregister_redirects();
+	toa_entry_hook_unregister(&toa_park_hook);
 	toa_entry_hook_unregister(&toa_destruct_hook);
 	return err;
 }
@@ -533,5 +547,6 @@ void toa_hooks_unregister(void)
 	nf_unregister_sockopt(&toa_sockopt_ops);
 	toa_unregister_probes();
 	toa_unregister_redirects();
+	toa_entry_hook_unregister(&toa_park_hook);
 	toa_entry_hook_unregister(&toa_destruct_hook);
 }

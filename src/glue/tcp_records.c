@@ -17,9 +17,15 @@
 
 /* ---- sk_user_data ---- */
 
+/* The field, or the word parked for a socket a socket map holds
+ * (tcp_park.c). */
 unsigned long toa_sk_user_data(const struct sock *sk)
 {
-	return (unsigned long)rcu_access_pointer(sk->sk_user_data);
+	unsigned long word = (unsigned long)rcu_access_pointer(sk->sk_user_data);
+
+	if (unlikely(word & SK_USER_DATA_PSOCK) && atomic_read(&toa_parked_count))
+		return toa_parked_word(sk, word);
+	return word;
 }
 
 bool toa_sk_claim_user_data(struct sock *sk, unsigned long word)
@@ -179,13 +185,19 @@ unsigned int toa_v6_drain(void)
 int toa_records_init(void)
 {
 	unsigned int i;
+	int err;
 
 	for (i = 0; i < ARRAY_SIZE(toa_v6_table); i++) {
 		INIT_HLIST_HEAD(&toa_v6_table[i].head);
 		spin_lock_init(&toa_v6_table[i].lock);
 	}
 	toa_v6_cache = kmem_cache_create("toa_ip6", sizeof(struct toa_v6_record), 16, 0, NULL);
-	return toa_v6_cache ? 0 : -ENOMEM;
+	if (!toa_v6_cache)
+		return -ENOMEM;
+	err = toa_park_init();
+	if (err)
+		kmem_cache_destroy(toa_v6_cache);
+	return err;
 }
 
 /* Once no hook can run: free what is left, wait for the frees queued
@@ -194,7 +206,10 @@ int toa_records_init(void)
  * and the drain). */
 void toa_records_exit(void)
 {
-	unsigned int drained = toa_v6_drain();
+	unsigned int drained;
+
+	toa_park_exit();
+	drained = toa_v6_drain();
 
 	if (drained)
 		pr_info("freed %u IPv6 client records of open connections\n", drained);

@@ -483,10 +483,12 @@ static void toa_syn_recv_unregister(void)
  *   (%rsp) is the return into FN, 8(%rsp) FN's own return address. Returns
  *   into FN unless this is a peer query of a socket whose sk_user_data
  *   carries toa's tag (TOA_STASH_TAG, stash.rs; toa's Rust decides the rest, in the
- *   rewrite) and the call does not come from toa_redirected_FN: then it
+ *   rewrite), or is a socket map's while words are parked (tcp_park.c),
+ *   and the call does not come from toa_redirected_FN: then it
  *   replaces its return address with toa_redirected_FN and returns there,
  *   with the stack as at FN's entry. The tests go in the order that lets
- *   every other socket go soonest (11 instructions, the return included). Only
+ *   every other socket go soonest (10 instructions for a socket without
+ *   sk_user_data, the return included). Only
  *   %rax is used (the caller-saved registers are free at a function's
  *   entry; the arguments are kept).
  *
@@ -514,9 +516,12 @@ static void toa_syn_recv_unregister(void)
 	"testq %rax, %rax\n\t"							\
 	"jz 1f\n\t"								\
 	"movq toa_off_sk_user_data(%rax), %rax\n\t"				\
-	"shrq $56, %rax\n\t"							\
+	"testq %rax, %rax\n\t"							\
+	"jz 1f\n\t"								\
+	"rolq $8, %rax\n\t"							\
 	"cmpb TOA_STASH_TAG(%rip), %al\n\t"					\
-	"jne 1f\n\t"								\
+	"jne 3f\n"								\
+	"2:\n\t"								\
 	"leaq toa_redirected_" #fn "(%rip), %rax\n\t"				\
 	"addq $(.Ltoa_redirected_" #fn "_call - toa_redirected_" #fn "), %rax\n\t" \
 	"cmpq %rax, 8(%rsp)\n\t"						\
@@ -525,6 +530,14 @@ static void toa_syn_recv_unregister(void)
 	"movq %rax, (%rsp)\n"							\
 	"1:\n\t"								\
 	ASM_RET									\
+	/* A socket map's field (SK_USER_DATA_PSOCK, now bit 10): toa's	\
+	 * word may be parked beside it (tcp_park.c). */			\
+	"3:\n\t"								\
+	"testl $0x400, %eax\n\t"						\
+	"jz 1b\n\t"								\
+	"cmpl $0, toa_parked_count(%rip)\n\t"					\
+	"jne 2b\n\t"								\
+	"jmp 1b\n\t"								\
 	".size toa_direct_" #fn ", .-toa_direct_" #fn "\n\t"			\
 	".p2align 4\n\t"							\
 	".type toa_redirected_" #fn ", @function\n"				\
@@ -554,6 +567,8 @@ void toa_direct_inet6_getname(void);
  */
 static void __used toa_direct_offsets(void)
 {
+	/* The socket map's flag the trampolines test (rotated to bit 10). */
+	BUILD_BUG_ON(SK_USER_DATA_PSOCK != 4);
 	asm volatile(".set toa_off_socket_sk, %c0\n\t"
 		     ".set toa_off_sk_user_data, %c1\n\t"
 		     : : "i" (offsetof(struct socket, sk)),

@@ -17,11 +17,13 @@
 //! - the glue: `src/glue/tcp_syn.c` (the SYN-side hooks and the table's
 //!   locks), `tcp_hooks.c` (the child socket, getname, getsockopt),
 //!   `tcp_redirect.c` (getname's direct-call redirection),
-//!   `tcp_records.c` (IPv6 records).
+//!   `tcp_records.c` (IPv6 records), `tcp_park.c` (the words of sockets a
+//!   BPF socket map took, [`park`]).
 
 pub mod getname;
 pub mod handshake;
 pub mod lookup;
+pub mod park;
 pub mod record;
 pub mod stash;
 pub mod syn;

@@ -147,6 +147,19 @@ pub unsafe fn lookup_word(sk: *const Sock, word: usize) -> Recorded {
 pub unsafe extern "C" fn toa_on_destruct(sk: *mut Sock) {
     // SAFETY: the caller guarantees `sk` is still allocated.
     let word = unsafe { kapi::toa_sk_user_data(sk) };
+    // SAFETY: the caller's guarantee.
+    unsafe { toa_on_destruct_word(sk, word) }
+}
+
+/// Socket `sk` is being destroyed and `word` is what toa kept for it (in
+/// its `sk_user_data`, or parked beside a socket map's state,
+/// `tcp/park.rs`): free its IPv6 record, if it has one.
+///
+/// # Safety
+///
+/// As for [`toa_on_destruct`].
+#[no_mangle]
+pub unsafe extern "C" fn toa_on_destruct_word(sk: *mut Sock, word: usize) {
     if let Stashed::V6Record(rec) = stash::decode(word) {
         // SAFETY: `toa_v6_release` frees `rec` only if it finds it in the
         // registry, where it removes it under its bucket's lock.

@@ -462,6 +462,12 @@ check "the pod's toa_stats: its named connections (local, direct, docker, ipvs; 
     "$(awk '$1 == "syn_recv_sock_toa" {print $NF}' <<<"$pod_stats")" $named
 check "the pod's toa_stats: the masqueraded handshakes' options, untrusted" \
     "$(awk '$1 == "toa_untrusted" {print ($NF > 0) ? "counted" : $NF}' <<<"$pod_stats")" counted
+# Each namespace's /proc/net/toa_udp lists its own flows: the pod's, those
+# to its own IP (direct); the node's, those to its node ports and mappings.
+check "the pod's toa_udp: only flows to the pod's own address" \
+    "$(awk 'NR > 1 {print ($4 ~ /^(10\.244\.0\.2|\[fd44::2\]):/) ? "pod" : "other: " $4}' <<<"$pod_udp" | sort -u | tr '\n' ' ')" "pod "
+check "the node's toa_udp: only flows to the node's addresses" \
+    "$(awk 'NR > 1 {print ($4 ~ /^(10\.2\.0\.2|\[fd02::2\]):/) ? "node" : "other: " $4}' <<<"$node_udp" | sort -u | tr '\n' ' ')" "node "
 check "the node's toa_stats: the attacker's option counted untrusted" \
     "$(awk '$1 == "toa_untrusted" {print ($NF > 0) ? "counted" : $NF}' <<<"$node_stats")" counted
 check "the node's toa_stats: the host-network pod's connections (v4 and v6)" \

@@ -17,8 +17,9 @@
 # evidence.txt (uname -r, modinfo toa, dmesg | grep TOA), suite.txt and
 # e2e.txt (their own lines and summaries). With --demo, the checks and the
 # e2e test only; with --hooks, also a pass of the TCP cases and the BPF one
-# with every other hook mechanism (suite-hooks.txt) and the pods' topologies
-# (pods.sh: pods.txt).
+# with every other hook mechanism (suite-hooks.txt), the pods' topologies
+# (pods.sh: pods.txt) and a BPF socket map holding the servers' sockets
+# (sockmap.sh: sockmap.txt).
 set -uo pipefail
 
 rel=${1:?usage: stock-guest.sh RELEASE RESULTS PAYLOAD [--demo]}
@@ -102,5 +103,10 @@ if [ "$demo" = --hooks ]; then
     "$payload/pods.sh" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" "$payload/toa_server_c" \
         "$payload/toa_udp_server_c" >"$res/pods.txt" 2>&1 || rc=1
     tail -n1 "$res/pods.txt"
+    # TOA sockets in a BPF socket map (a sockops program inserting every
+    # accepted socket into a SOCKHASH) through the FULLNAT rounds.
+    "$payload/sockmap.sh" "$payload" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" \
+        "$payload/toa_server_c" "$payload/toa_udp_server_c" >"$res/sockmap.txt" 2>&1 || rc=1
+    tail -n1 "$res/sockmap.txt"
 fi
 [ "$rc" = 0 ]

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# TOA sockets in a BPF socket map, inside a VM on one of Debian's stock
+# kernels (the test kernels have no bpf()): a sockops program that puts
+# every passively established TCP socket into a BPF_MAP_TYPE_SOCKHASH, as
+# socket-acceleration users run one (tests/bpf/sockmap.bpf.c, loaded and
+# attached to the root cgroup with bpftool), while tests/e2e/fullnat.sh
+# runs its FULLNAT rounds (nginx, Python's http.server, NAT64, UDP, a
+# stress round). Every check of fullnat.sh must hold with its servers'
+# sockets in the map (the client shown), and the program must have put
+# them there: no insertion refused (EBUSY is what a socket whose
+# sk_user_data toa holds got before toa parked its word), and toa's
+# counter of parked words moved.
+#
+#   sockmap.sh PAYLOAD LOAD_CMD UNLOAD_CMD BALANCER C_SERVER C_UDP_SERVER
+set -uo pipefail
+
+payload=${1:?usage: sockmap.sh PAYLOAD LOAD_CMD UNLOAD_CMD BALANCER C_SERVER C_UDP_SERVER}
+shift
+passed=0 failed=0 skipped=0
+# check NAME STATUS [detail]: one ok/not ok line.
+check() {
+    [ "$2" = 0 ] && { passed=$((passed + 1)); echo "ok - $1"; return; }
+    failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
+}
+pin=/sys/fs/bpf/toa_sockops maps=/sys/fs/bpf/toa_sockmap cg=/sys/fs/cgroup
+
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+grep -q "^cgroup2 $cg " /proc/mounts || mount -t cgroup2 none $cg
+rm -rf "$pin" "$maps"
+out=$(bpftool prog load "$payload/sockmap.bpf.o" "$pin" type sockops pinmaps "$maps" 2>&1)
+check "bpftool loads the sockops program (SOCKHASH insertion)" $? "$out"
+out=$(bpftool cgroup attach $cg sock_ops pinned "$pin" 2>&1)
+check "bpftool attaches it to the root cgroup" $? "$out"
+
+TOA_E2E_STRESS=${TOA_SOCKMAP_STRESS:-500} "$payload/fullnat.sh" "$@" >/tmp/toa-sockmap-e2e.txt 2>&1
+rc=$?
+grep -E '^(not ok|skip) ' /tmp/toa-sockmap-e2e.txt | sed 's/^/  fullnat: /'
+read -r p f <<<"$(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' /tmp/toa-sockmap-e2e.txt | tail -n1)"
+check "fullnat.sh with every accepted socket in the SOCKHASH: all its checks hold (${p:-?} passed)" \
+    "$([ "$rc" = 0 ] && [ "${f:-1}" = 0 ] && [ "${p:-0}" -gt 0 ]; echo $?)" "$(tail -n1 /tmp/toa-sockmap-e2e.txt)"
+
+# [0] inserted, [1] EBUSY, [2] other errors (bpftool prints the array with
+# its BTF: key and value as numbers).
+read -r inserted busy other <<<"$(bpftool -j map dump pinned "$maps/toa_results" 2>/dev/null | python3 -c '
+import json, sys
+v = {}
+for e in json.load(sys.stdin):
+    k, x = e.get("key"), e.get("value")
+    if isinstance(k, list): k = int.from_bytes(bytes(int(b, 16) for b in k), "little")
+    if isinstance(x, list): x = int.from_bytes(bytes(int(b, 16) for b in x), "little")
+    v[k] = x
+print(v.get(0, -1), v.get(1, -1), v.get(2, -1))')"
+echo "sockops insertions: ${inserted:-?} inserted, ${busy:-?} refused with EBUSY, ${other:-?} refused otherwise"
+check "the program inserted the servers' sockets" "$([ "${inserted:-0}" -gt 500 ]; echo $?)" "${inserted:-none}"
+check "no socket refused with EBUSY (toa's word parked, not in the way)" "$([ "${busy:-1}" = 0 ]; echo $?)" "${busy:-none}"
+check "no insertion refused otherwise" "$([ "${other:-1}" = 0 ]; echo $?)" "${other:-none}"
+parked=$(sed -nE 's/.*toa_stats:.* toa_sockmap_parked=([0-9]+).*/\1/p' /tmp/toa-sockmap-e2e.txt | sort -n | tail -n1)
+echo "toa_sockmap_parked (the largest change in a round): ${parked:-none}"
+check "toa parked the TOA sockets' words for the map (toa_sockmap_parked)" "$([ "${parked:-0}" -gt 0 ]; echo $?)" "${parked:-none}"
+
+bpftool cgroup detach $cg sock_ops pinned "$pin" 2>/dev/null
+rm -rf "$pin" "$maps"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]
