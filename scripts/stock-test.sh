@@ -143,10 +143,12 @@ boot() { # boot RELEASE NAME [--hooks]
     check "$1: the VM ran the guest to its end in time, exit 0" "$rc" \
         "status $rc, guest status $(cat "$r/rc" 2>/dev/null || echo none)"
     for f in checks suite e2e; do count "$r/$f.txt" "$1 $f"; done
-    [ "${3:-}" != --hooks ] || count "$r/suite-hooks.txt" "$1 suite, other hooks"
-    [ "${3:-}" != --hooks ] || count "$r/pods.txt" "$1 pods"
-    [ "${3:-}" != --hooks ] || count "$r/sockmap.txt" "$1 sockmap"
-    grep -E '^(sockops insertions|toa_sockmap_parked)' "$r/sockmap.txt" 2>/dev/null | sed "s/^/    $1: /"
+    if [ "${3:-}" = --hooks ]; then
+        count "$r/suite-hooks.txt" "$1 suite, other hooks"
+        count "$r/pods.txt" "$1 pods"
+        count "$r/sockmap.txt" "$1 sockmap"
+        grep -E '^(sockops insertions|toa_sockmap_parked)' "$r/sockmap.txt" | sed "s/^/    $1: /"
+    fi
     # What the BPF fexit case saw (attach results, toa's mechanism, counts).
     cat "$r/suite.txt" "$r/suite-hooks.txt" 2>/dev/null | grep '^# BPF fexit' | sed "s/^# /    $1: /"
     sed -n '/^server /,/^$/p' "$r/e2e.txt" | sed 's/^/    /'

@@ -601,10 +601,12 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 		if (!p.hdr)
 			return NF_ACCEPT;
 		/* Only an echo request can be an announcement. */
-		if (p.hdr[0] == ICMP_ECHO && toa_udp_foreign4(state->net, iph->daddr))
-			return NF_ACCEPT;
-		if (!p.local && p.hdr[0] == ICMP_ECHO)
-			p.local = toa_udp_source_local4(state->net, iph->saddr);
+		if (p.hdr[0] == ICMP_ECHO) {
+			if (toa_udp_foreign4(state->net, iph->daddr))
+				return NF_ACCEPT;
+			if (!p.local)
+				p.local = toa_udp_source_local4(state->net, iph->saddr);
+		}
 		toa_udp_rx(&p, &v);
 		toa_udp_activity(pn, &v);
 		return NF_ACCEPT;
@@ -624,10 +626,12 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 			p.hdr_len = ihl - sizeof(*iph);
 		}
 	}
-	if (p.kind != TOA_UDP_PLAIN && toa_udp_foreign4(state->net, iph->daddr))
-		return NF_ACCEPT;
-	if (!p.local && p.kind != TOA_UDP_PLAIN)
-		p.local = toa_udp_source_local4(state->net, iph->saddr);
+	if (p.kind != TOA_UDP_PLAIN) {
+		if (toa_udp_foreign4(state->net, iph->daddr))
+			return NF_ACCEPT;
+		if (!p.local)
+			p.local = toa_udp_source_local4(state->net, iph->saddr);
+	}
 	toa_udp_rx(&p, &v);
 	return toa_udp_in_finish(pn, skb, &v, ihl, false);
 }

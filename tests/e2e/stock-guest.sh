@@ -12,7 +12,7 @@
 # module and the FULLNAT end-to-end test (TCP and UDP) with
 # modprobe/modprobe -r. PAYLOAD holds the test
 # programs (toa-vmtest, toa-balancer, the example servers, fullnat.sh,
-# pods.sh).
+# pods.sh, sockmap.sh and its sockops program).
 # Writes to RESULTS: checks.txt (ok/not ok lines, `N passed, M failed`),
 # evidence.txt (uname -r, modinfo toa, dmesg | grep TOA), suite.txt and
 # e2e.txt (their own lines and summaries). With --demo, the checks and the
@@ -93,20 +93,20 @@ if [ "$demo" = --hooks ]; then
         --c-udp-server "$payload/toa_udp_server_c" >"$res/suite-hooks.txt" 2>&1 || rc=1
     tail -n1 "$res/suite-hooks.txt"
 fi
-TOA_E2E_STRESS=${TOA_E2E_STRESS:-2000} "$payload/fullnat.sh" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" "$payload/toa_server_c" \
-    "$payload/toa_udp_server_c" \
-    >"$res/e2e.txt" 2>&1 || rc=1
+# What every end-to-end script is given: how to load and unload toa, the
+# balancer's half, the example servers.
+e2e=("modprobe toa" "modprobe -r toa" "$payload/toa-balancer" "$payload/toa_server_c"
+    "$payload/toa_udp_server_c")
+TOA_E2E_STRESS=${TOA_E2E_STRESS:-2000} "$payload/fullnat.sh" "${e2e[@]}" >"$res/e2e.txt" 2>&1 || rc=1
 tail -n1 "$res/e2e.txt"
 if [ "$demo" = --hooks ]; then
     # Backends in pods behind the node (kube-proxy node ports, Docker's
     # mapping, pod IPs, host network), the same balancer in front.
-    "$payload/pods.sh" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" "$payload/toa_server_c" \
-        "$payload/toa_udp_server_c" >"$res/pods.txt" 2>&1 || rc=1
+    "$payload/pods.sh" "${e2e[@]}" >"$res/pods.txt" 2>&1 || rc=1
     tail -n1 "$res/pods.txt"
     # TOA sockets in a BPF socket map (a sockops program inserting every
     # accepted socket into a SOCKHASH) through the FULLNAT rounds.
-    "$payload/sockmap.sh" "$payload" "modprobe toa" "modprobe -r toa" "$payload/toa-balancer" \
-        "$payload/toa_server_c" "$payload/toa_udp_server_c" >"$res/sockmap.txt" 2>&1 || rc=1
+    "$payload/sockmap.sh" "$payload" "${e2e[@]}" >"$res/sockmap.txt" 2>&1 || rc=1
     tail -n1 "$res/sockmap.txt"
 fi
 [ "$rc" = 0 ]
