@@ -34,11 +34,15 @@ programs=("$target/toa-balancer" "$TOA_CACHE/bin/toa_server_c" "$TOA_CACHE/bin/t
     "$TOA_ROOT/tests/e2e/stock-guest.sh")
 [ "$demo" = --demo ] || programs+=("$target/toa-vmtest" "$target/examples/toa_server" "$target/examples/toa_udp_server")
 cp "${programs[@]}" "$root$payload/"
-# The sockops program of tests/e2e/sockmap.sh, built here (clang's BPF
-# target, the uapi headers of this machine).
-clang-19 -target bpf -O2 -g -Wall -I/usr/include/x86_64-linux-gnu \
-    -c "$TOA_ROOT/tests/bpf/sockmap.bpf.c" -o "$root$payload/sockmap.bpf.o" \
-    || die "tests/bpf/sockmap.bpf.c does not build"
+# The sockops program of tests/e2e/sockmap.sh (run by the --hooks boot
+# only), built here with clang's BPF target and this machine's uapi headers.
+# `make run` (--demo) needs neither, nor clang: bootstrap.sh --run does not
+# install it.
+if [ "$demo" = --hooks ]; then
+    clang-19 -target bpf -O2 -g -Wall -I/usr/include/x86_64-linux-gnu \
+        -c "$TOA_ROOT/tests/bpf/sockmap.bpf.c" -o "$root$payload/sockmap.bpf.o" \
+        || die "tests/bpf/sockmap.bpf.c does not build"
+fi
 
 # A boot that never reaches the command (QEMU's TCG has hung in early boot,
 # before any module is loaded, on a machine overloaded by other VMs) is
