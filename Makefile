@@ -14,10 +14,16 @@
 #   make fuzz                  fuzz the parsers for FUZZ_SECONDS each (default 600)
 #   make bench                 measure toa's cost in a VM (docs/performance.md)
 #   make run                   the end-to-end demo in a VM (Debian's stock kernel)
+#   make run TOA_ARCH=arm64    ... on Debian's stock arm64 kernel (qemu-system-aarch64),
+#                              the package installed by apt and built by DKMS there
+#   make check-latest          the package on the newest kernels trixie-backports and
+#                              sid offer today (unpinned; not part of make check)
 #   make arm64-smoke           toa.ko cross-built for Debian's stock arm64 kernel,
 #                              loaded with each hook mechanism under qemu-system-aarch64
 #   make arm64-suite           the VM suite (the cases its busybox guest serves) on that
 #                              kernel, with each hook mechanism arm64 has
+#   make arm64-stock           the .deb in an arm64 trixie root: apt, DKMS in the guest,
+#                              the suite and the FULLNAT test on the stock arm64 kernel
 #   make fmt / fmt-check       rustfmt the module's Rust
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -33,7 +39,7 @@ export TOA_META_CACHE
 kbuild = tree=$$($(TOA)/scripts/rust-meta.sh "$(KDIR)") && env=$$($(TOA)/scripts/kbuild-env.sh "$$tree") || exit 1; \
 	$(MAKE) -C "$$tree" M="$(TOA)" $$env
 
-.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall deb run check bench fuzz fmt fmt-check arm64-smoke arm64-suite
+.PHONY: all modules clean install uninstall dkms-src dkms-install dkms-uninstall deb run check check-latest bench fuzz fmt fmt-check arm64-smoke arm64-suite arm64-stock
 
 all: modules
 
@@ -87,6 +93,12 @@ run:
 check:
 	$(TOA)/scripts/check.sh
 
+# The newest Rust-enabled kernels Debian offers on the day (unpinned): the
+# package installed with apt, DKMS, the suites (scripts/check-latest.sh).
+check-latest:
+	$(TOA)/scripts/bootstrap.sh
+	$(TOA)/scripts/check-latest.sh
+
 bench:
 	$(TOA)/scripts/bench.sh
 
@@ -101,6 +113,12 @@ arm64-smoke:
 arm64-suite:
 	$(TOA)/scripts/bootstrap.sh --run
 	$(TOA)/scripts/arm64-suite.sh "$${TOA_CACHE:-$$HOME/.cache/toa}/results/arm64-suite"
+
+# The package on the stock arm64 kernel, as an arm64 server gets it
+# (scripts/arm64-stock-test.sh; arm64-root.sh makes the root).
+arm64-stock:
+	$(TOA)/scripts/bootstrap.sh --run
+	$(TOA)/scripts/arm64-stock-test.sh
 
 FUZZ_SECONDS ?= 600
 fuzz:

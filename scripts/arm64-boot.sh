@@ -10,10 +10,21 @@
 # `sh /toa/GUEST_SCRIPT RELEASE ARGS...`, with /toa/toa.ko beside it and
 # /proc, /sys, /dev mounted; TOA_ARM64_FILES (space-separated paths) are
 # copied beside it too; TOA_ARM64_CPUS (default 2), TOA_ARM64_MEM (1G) and
-# TOA_ARM64_QEMU_OPTS shape the VM. RESULTS gets console.log (the whole serial
-# console), output.txt (the script's output) and initramfs.cpio.gz. Exits
-# with the script's status (1 if the guest never told it, e.g. a panic).
-# TOA_VM_TIMEOUT (default 600 s) bounds the boot.
+# TOA_ARM64_QEMU_OPTS shape the VM.
+#
+# TOA_ARM64_DISK=IMAGE: the guest's root is that disk image (an arm64 root
+# made by scripts/arm64-root.sh; give a per-run qcow2 overlay over it to
+# keep it as it is): the initramfs loads the stock kernel's virtio_blk and
+# ext4 (and virtio_net), mounts it, binds /proc, /sys, /dev and /toa into
+# it, and runs the script chrooted there with the root's /bin/sh; nothing
+# is cross-built (the root builds its own toa.ko: DKMS). TOA_ARM64_NET=1
+# gives the guest QEMU's user network (10.0.2.15/24, gateway 10.0.2.2, DNS
+# 10.0.2.3), for apt.
+#
+# RESULTS gets console.log (the whole serial console), output.txt (the
+# script's output) and initramfs.cpio.gz. Exits with the script's status (1
+# if the guest never told it, e.g. a panic). TOA_VM_TIMEOUT (default 600 s)
+# bounds the boot.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -22,22 +33,54 @@ script=${2:-$TOA_ROOT/tests/e2e/arm64-smoke.sh}
 shift $(($# < 2 ? $# : 2))
 command -v qemu-system-aarch64 >/dev/null || die "qemu-system-aarch64 missing: run scripts/bootstrap.sh"
 [ -r "$script" ] || die "no guest script $script"
+disk=${TOA_ARM64_DISK:-}
+net=${TOA_ARM64_NET:-}
 
-RELEASE='' IMAGE='' BUSYBOX='' KO=''
+RELEASE='' IMAGE='' BUSYBOX='' KO='' MODULES=''
 while IFS='=' read -r k v; do
-    case $k in RELEASE | IMAGE | BUSYBOX | KO) printf -v "$k" '%s' "$v" ;; esac
-done < <("$TOA_ROOT/scripts/arm64-kernel.sh")
-[ -n "$KO" ] || die "scripts/arm64-kernel.sh printed no toa.ko"
+    case $k in RELEASE | IMAGE | BUSYBOX | KO | MODULES) printf -v "$k" '%s' "$v" ;; esac
+done < <("$TOA_ROOT/scripts/arm64-kernel.sh" ${disk:+--kernel})
+[ -n "$disk" ] || [ -n "$KO" ] || die "scripts/arm64-kernel.sh printed no toa.ko"
 
 rm -rf "$results" && mkdir -p "$results"
 ird=$results/initramfs
-mkdir -p "$ird"/{bin,dev,proc,sys,tmp,toa}
+mkdir -p "$ird"/{bin,dev,proc,sys,tmp,toa,mods,newroot}
 cp "$BUSYBOX" "$ird/bin/busybox"
-cp "$KO" "$ird/toa/toa.ko"
+[ -n "$disk" ] || cp "$KO" "$ird/toa/toa.ko"
 cp "$script" "$ird/toa/"
-for f in ${TOA_ARM64_FILES:-}; do cp "$f" "$ird/toa/"; done
+for f in ${TOA_ARM64_FILES:-}; do cp -r "$f" "$ird/toa/"; done
 name=$(basename "$script")
 args=$(printf ' %q' "$RELEASE" "$@")
+run="sh /toa/$name$args"
+qemu_extra=()
+if [ -n "$disk" ]; then
+    # (debootstrap --foreign leaves /proc a symlink to the host's /proc.)
+    # The modules a disk root needs, with what they depend on, in load
+    # order (depmod on a symlink copy of the stock modules tree), unpacked:
+    # busybox's insmod does not ask the kernel to decompress.
+    tree=$results/modtree
+    mkdir -p "$tree/lib/modules"
+    cp -rs "$MODULES" "$tree/lib/modules/$RELEASE"
+    depmod -b "$tree" "$RELEASE"
+    i=0
+    for m in virtio_blk ext4 virtio_net; do
+        while read -r _ ko _; do
+            i=$((i + 1))
+            case $ko in
+            *.xz) xz -dc "$ko" ;;
+            *.zst) zstd -qdc "$ko" ;;
+            *) cat "$ko" ;;
+            esac >"$ird/mods/$(printf %02d "$i")-$(basename "${ko%.ko*}").ko"
+        done < <(modprobe -d "$tree" -S "$RELEASE" --show-depends "$m" | grep '^insmod ')
+    done
+    rm -rf "$tree"
+    run="mount -t ext4 /dev/vda /newroot || exit 1
+for d in proc sys dev toa; do [ -L /newroot/\$d ] && rm /newroot/\$d; mkdir -p /newroot/\$d; mount --bind /\$d /newroot/\$d; done
+chroot /newroot /bin/sh /toa/$name$args"
+    case $disk in *.qcow2) fmt=qcow2 ;; *) fmt=raw ;; esac
+    qemu_extra+=(-drive "file=$disk,format=$fmt,if=virtio,cache=unsafe")
+fi
+[ "$net" = 1 ] && qemu_extra+=(-nic user,model=virtio-net-pci)
 # The guest's /init. The markers delimit the script's output on the console.
 cat >"$ird/init" <<EOF
 #!/bin/busybox sh
@@ -45,24 +88,33 @@ cat >"$ird/init" <<EOF
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+for m in /mods/*.ko; do [ -e "\$m" ] && insmod "\$m"; done
 ip link set lo up
+if [ "$net" = 1 ]; then
+    ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
+fi
 echo "TOA-ARM64-START uptime \$(cut -d' ' -f1 /proc/uptime)"
 cd /toa
-sh /toa/$name$args
+(
+$run
+)
 echo "TOA-ARM64-EXIT \$? uptime \$(cut -d' ' -f1 /proc/uptime)"
+sync
+umount /newroot/toa /newroot/dev /newroot/sys /newroot/proc /newroot 2>/dev/null
 poweroff -f
 EOF
 chmod +x "$ird/init"
 (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) >"$results/initramfs.cpio.gz"
 rm -rf "$ird"
 
-log "booting Debian's $RELEASE (unmodified) under qemu-system-aarch64 -M virt -cpu max (TCG)"
+log "booting Debian's $RELEASE (unmodified) under qemu-system-aarch64 -M virt -cpu max (TCG)${disk:+ with the root $disk}"
 start=$SECONDS
 rc=0
 # shellcheck disable=SC2086 # TOA_ARM64_QEMU_OPTS: more options, word-split
 timeout "${TOA_VM_TIMEOUT:-600}" qemu-system-aarch64 -M virt -cpu max -accel tcg \
     -smp "${TOA_ARM64_CPUS:-2}" -m "${TOA_ARM64_MEM:-1G}" ${TOA_ARM64_QEMU_OPTS:-} \
     -display none -monitor none -serial "file:$results/console.log" -no-reboot \
+    "${qemu_extra[@]}" \
     -kernel "$IMAGE" -initrd "$results/initramfs.cpio.gz" \
     -append "console=ttyAMA0 panic=-1 quiet" </dev/null || rc=$?
 secs=$((SECONDS - start))

@@ -11,6 +11,8 @@
 #     KO=...      toa.ko, cross-built for it
 #     ROOT=...    the cross root (below)
 #
+#   scripts/arm64-kernel.sh --kernel   the same without KO (nothing built)
+#
 # The cross root ($TOA_CACHE/roots/cross-arm64-<key>/root) is a small amd64
 # trixie made with debootstrap, with arm64 as a foreign dpkg architecture
 # (in that root only) and Debian's own cross-building path for out-of-tree
@@ -110,6 +112,10 @@ image=$dir/arm64/usr/lib/modules/$rel/vmlinuz
 modules=$dir/arm64/usr/lib/modules/$rel
 busybox=$dir/arm64/usr/bin/busybox
 if ! [ -e "$image" ] || ! [ -x "$busybox" ]; then die "$dir is incomplete: remove it and run again"; fi
+if [ "${1:-}" = --kernel ]; then
+    printf '%s\n' "RELEASE=$rel" "IMAGE=$image" "MODULES=$modules" "BUSYBOX=$busybox" "ROOT=$root"
+    exit 0
+fi
 
 # toa.ko: the module's sources copied into the root (timestamps kept, so a
 # rebuild is incremental), the Rust metadata made or found by rust-meta.sh,

@@ -77,6 +77,8 @@ qemu=()
 for q in x86:x86_64 arm:aarch64; do
     qemu-system-"${q#*:}" --version 2>/dev/null | grep -qE 'version (9|[1-9][0-9])\.' || qemu+=("qemu-system-${q%%:*}")
 done
+# qemu-img: the arm64 root's per-run overlays (scripts/arm64-stock-test.sh).
+command -v qemu-img >/dev/null || qemu+=(qemu-utils)
 if ((${#qemu[@]})); then
     log "installing ${qemu[*]} from bookworm-backports"
     d=$TOA_CACHE/apt-bookworm-backports

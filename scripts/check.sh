@@ -50,6 +50,9 @@ cd "$TOA_ROOT"
 # thread), and runs in the background while the other kernels take the
 # other core; its results are counted after them.
 kernels=${TOA_KERNELS:-7.3-debug 6.12 stock}
+# Debian sid's kernel, tested with the stock ones (a pin: when sid has moved
+# on, the newest of its series, said so).
+SID_PIN=7.2.13+deb14-amd64
 # Host build products are cached with the kernels, outside the clone.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
 passed=0 failed=0 skipped=0
@@ -177,6 +180,16 @@ stock_run() {
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/stock.txt"
     count_from "$TOA_CACHE/stock.txt" "stock"
     result "stock: scripts/stock-test.sh exits 0" $rc
+    # Debian sid's kernel: the newest toolchain on every axis (rustc 1.97.1,
+    # bindgen 0.72.1, gcc-16), the package, DKMS, a boot with the suite's
+    # cases and the FULLNAT test (scripts/debian-kernel-test.sh).
+    stage "Debian sid's kernel ($SID_PIN)"
+    rc=0
+    scripts/debian-kernel-test.sh sid "$SID_PIN" >"$TOA_CACHE/sid.txt" 2>"$TOA_CACHE/sid.err" || rc=$?
+    [ "$rc" = 0 ] || tail -n 20 "$TOA_CACHE/sid.err" >&2
+    grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/sid.txt"
+    count_from "$TOA_CACHE/sid.txt" "sid"
+    result "sid: scripts/debian-kernel-test.sh exits 0" $rc
 }
 
 # The debug kernel's suite, started in the background by the loop below.

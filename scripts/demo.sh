@@ -15,10 +15,23 @@
 #
 # TOA_KERNEL=7.3 (or 6.12) runs the demo on a self-built test kernel with
 # the host's root instead (builds that kernel the first time, ~10 min).
+# TOA_ARCH=arm64 runs it on Debian's stock arm64 kernel under
+# qemu-system-aarch64, in an arm64 trixie root where apt installs the same
+# package and DKMS builds toa.ko (scripts/arm64-stock-test.sh --demo; the
+# first run makes the root in an arm64 guest: see README, "Where it runs").
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$TOA_ROOT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
+
+case ${TOA_ARCH:-amd64} in
+amd64 | x86_64) ;;
+arm64 | aarch64)
+    scripts/bootstrap.sh --run
+    exec scripts/arm64-stock-test.sh --demo
+    ;;
+*) die "TOA_ARCH=${TOA_ARCH}: amd64 or arm64" ;;
+esac
 
 # The C example servers the guest runs (TCP with the NAT64 lookup, UDP).
 build_servers() {

@@ -1022,7 +1022,15 @@ fn shared_bpf(ctx: &Ctx) -> Result<()> {
             if second != "direct" {
                 bail!("the BPF program was refused beside toa's hook={second}: {why}");
             }
-            if !why.contains("Error attaching probe: fexit:vmlinux:inet") {
+            // bpftrace up to 0.23 (trixie) says "Error attaching probe:",
+            // 0.27 (sid) "Unable to attach probe:".
+            if ![
+                "Error attaching probe: fexit:vmlinux:inet",
+                "Unable to attach probe: fexit:vmlinux:inet",
+            ]
+            .iter()
+            .any(|w| why.contains(w))
+            {
                 bail!("bpftrace failed, but not attaching the fexit programs: {why}");
             }
             for ((func, _), was) in PROBED.iter().zip(&entries) {

@@ -1,0 +1,52 @@
+#!/bin/sh
+# Inside the arm64 guest (scripts/arm64-root.sh through arm64-boot.sh),
+# chrooted in the new root: finish `debootstrap --foreign`, then install
+# with apt what an arm64 backend running toa-dkms has, and what the tests
+# run. Prints TOA-ROOT-RELEASE <kernel> and TOA-ROOT-PKG <package> <version>
+# lines for the host.
+#
+#   arm64-root-guest.sh BOOTED-RELEASE PIN "TOOLCHAIN" "GUEST"
+set -eu
+pin=${2:?usage: arm64-root-guest.sh BOOTED-RELEASE PIN TOOLCHAIN GUEST}
+toolchain=${3:?}
+guest=${4:?}
+export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
+t0=$(cut -d. -f1 /proc/uptime)
+step() { echo "== $(($(cut -d. -f1 /proc/uptime) - t0)) s: $*"; }
+
+step "debootstrap --second-stage"
+if ! /debootstrap/debootstrap --second-stage >/tmp/second-stage.log 2>&1; then
+    tail -n 30 /tmp/second-stage.log
+    [ -e /debootstrap/debootstrap.log ] && tail -n 30 /debootstrap/debootstrap.log
+    exit 1
+fi
+echo "nameserver 10.0.2.3" >/etc/resolv.conf
+apt_get() {
+    if ! apt-get -q -y "$@" >/tmp/apt.log 2>&1; then
+        tail -n 40 /tmp/apt.log
+        echo "apt-get $* failed"
+        exit 1
+    fi
+}
+step "apt-get update"
+apt_get update
+# The pin, else the newest kernel of its series (backports drop old ones).
+rel=$pin
+series=$(echo "$pin" | cut -d. -f1,2)
+if ! apt-cache show "linux-image-$rel" >/dev/null 2>&1; then
+    rel=$(apt-cache search --names-only "^linux-image-$(echo "$series" | sed 's/\./\\./')\.[0-9]+\+deb13-arm64\$" \
+        | cut -d' ' -f1 | sed 's/^linux-image-//' | sort -V | tail -n1)
+    [ -n "$rel" ] || { echo "no linux-image-$series.*+deb13-arm64 in trixie-backports"; exit 1; }
+    echo "linux-image-$pin is no longer in trixie-backports: taking $rel"
+fi
+step "installing the toolchain and the tests' programs"
+# shellcheck disable=SC2086
+apt_get install /tmp/toa-root/toa-test-no-initramfs.deb $toolchain $guest
+step "installing linux-image-$rel, linux-headers-$rel, linux-source-$series (trixie-backports)"
+apt_get install -t trixie-backports "linux-image-$rel" "linux-headers-$rel" "linux-source-$series"
+apt_get clean
+rm -rf /tmp/toa-root
+[ -e "/lib/modules/$rel/build/include/config/auto.conf" ] || { echo "no headers for $rel"; exit 1; }
+step "done"
+echo "TOA-ROOT-RELEASE $rel"
+dpkg-query -W -f='TOA-ROOT-PKG ${Package} ${Version}\n'
