@@ -11,8 +11,8 @@ pin=${2:?usage: arm64-root-guest.sh BOOTED-RELEASE PIN TOOLCHAIN GUEST}
 toolchain=${3:?}
 guest=${4:?}
 export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
-t0=$(cut -d. -f1 /proc/uptime)
-step() { echo "== $(($(cut -d. -f1 /proc/uptime) - t0)) s: $*"; }
+t0=$(date +%s)
+step() { echo "== $(($(date +%s) - t0)) s: $*"; }
 
 step "debootstrap --second-stage"
 if ! /debootstrap/debootstrap --second-stage >/tmp/second-stage.log 2>&1; then
@@ -20,6 +20,8 @@ if ! /debootstrap/debootstrap --second-stage >/tmp/second-stage.log 2>&1; then
     [ -e /debootstrap/debootstrap.log ] && tail -n 30 /debootstrap/debootstrap.log
     exit 1
 fi
+# The second stage unmounts the /proc it found.
+mountpoint -q /proc || mount -t proc proc /proc
 echo "nameserver 10.0.2.3" >/etc/resolv.conf
 apt_get() {
     if ! apt-get -q -y "$@" >/tmp/apt.log 2>&1; then
@@ -47,6 +49,17 @@ apt_get install -t trixie-backports "linux-image-$rel" "linux-headers-$rel" "lin
 apt_get clean
 rm -rf /tmp/toa-root
 [ -e "/lib/modules/$rel/build/include/config/auto.conf" ] || { echo "no headers for $rel"; exit 1; }
+# The Rust metadata the stock headers lack, made as toa-dkms makes it
+# (its rust-meta.sh, into its cache): DKMS finds it there, as on a server
+# where toa was built once for this kernel. Under emulation this is the
+# long part; the root caches it (its key has these scripts).
+step "the Rust metadata for $rel (scripts/rust-meta.sh, as DKMS runs it)"
+if ! TOA_META_CACHE=/var/cache/toa-dkms sh /toa/rust-meta.sh "/lib/modules/$rel/build" >/tmp/meta.log 2>&1; then
+    tail -n 30 /tmp/meta.log
+    echo "rust-meta.sh failed"
+    exit 1
+fi
+grep '^toa: ' /tmp/meta.log
 step "done"
 echo "TOA-ROOT-RELEASE $rel"
 dpkg-query -W -f='TOA-ROOT-PKG ${Package} ${Version}\n'

@@ -12,7 +12,9 @@
 # (trixie-backports), linux-source-SERIES, trixie's rustc 1.85.1, rust-src,
 # bindgen 0.71.1, gcc-14, make and dkms (what toa-dkms needs to build toa),
 # and the programs the tests run (iproute2, nftables, nginx, curl, python3,
-# dnsmasq, gcc for the test servers).
+# dnsmasq, gcc for the test servers), and the Rust metadata toa-dkms makes
+# for that kernel (in /var/cache/toa-dkms, by the package's own
+# scripts/rust-meta.sh: about N min under emulation, once per root).
 #
 # How: `debootstrap --foreign --arch=arm64` on this machine downloads and
 # unpacks the base system (nothing runs); the tree becomes an ext4 image
@@ -23,7 +25,8 @@
 # is registered: that is the shared host kernel's.
 #
 # Cached in $TOA_CACHE/roots/arm64-<key> (key: the pin, the package lists,
-# the mirror, this recipe and the guest's); roots of other keys are removed.
+# the mirror, this recipe, the guest's and the metadata scripts); roots of
+# other keys are removed.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -40,7 +43,7 @@ command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 missing: apt install e2fsprogs
 key=$( {
     echo "$PIN $TOOLCHAIN $GUEST $SIZE $mirror"
     sed -n '/^# --- recipe ---/,$p' "$0"
-    cat "$TOA_ROOT/scripts/arm64-root-guest.sh"
+    cat "$TOA_ROOT/scripts/arm64-root-guest.sh" "$TOA_ROOT"/scripts/{rust-meta.sh,rust-meta.mk,kbuild-env.sh}
 } | sha256sum | cut -c1-12)
 dir=$TOA_CACHE/roots/arm64-$key
 mkdir -p "$TOA_CACHE/roots"
@@ -105,6 +108,7 @@ log "first stage done in $((SECONDS - start)) s; second stage and apt in the arm
 res=$dir/guest
 rc=0
 TOA_ARM64_DISK=$dir/root.img TOA_ARM64_NET=1 TOA_ARM64_MEM=2G TOA_VM_TIMEOUT=${TOA_ARM64_ROOT_TIMEOUT:-5400} \
+    TOA_ARM64_FILES="$TOA_ROOT/scripts/rust-meta.sh $TOA_ROOT/scripts/rust-meta.mk $TOA_ROOT/scripts/kbuild-env.sh" \
     "$TOA_ROOT/scripts/arm64-boot.sh" "$res" "$TOA_ROOT/scripts/arm64-root-guest.sh" \
     "$PIN" "$TOOLCHAIN" "$GUEST" || rc=$?
 [ "$rc" = 0 ] || { tail -n 30 "$res/output.txt" >&2; die "the arm64 root's guest stage failed (exit $rc; log: $res/output.txt)"; }

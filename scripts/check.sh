@@ -107,8 +107,10 @@ esac
 # host checks and the kernels; once cached, only the module's incremental
 # build. The arm64 stage waits for it (and makes it itself if it failed).
 arm64_prep=
+# Then the arm64 root (made in an arm64 guest the first time: mostly
+# emulated dpkg and rustc; cached after).
 if [ "${TOA_ARM64:-1}" != 0 ]; then
-    scripts/arm64-kernel.sh >"$TOA_CACHE/arm64-prep.txt" 2>"$TOA_CACHE/arm64-prep.err" &
+    { scripts/arm64-kernel.sh && scripts/arm64-root.sh; } >"$TOA_CACHE/arm64-prep.txt" 2>"$TOA_CACHE/arm64-prep.err" &
     arm64_prep=$!
 fi
 # The fresh machine: network-bound too, and independent of everything
@@ -323,8 +325,17 @@ fi
 # for it, the VM suite's cases its busybox guest serves with each hook
 # mechanism arm64 has (scripts/arm64-suite.sh). TOA_ARM64=0 leaves it out.
 if [ "${TOA_ARM64:-1}" != 0 ]; then
-    stage "arm64: Debian's stock kernel, cross-built module, suite"
+    stage "arm64: the package on Debian's stock arm64 kernel (apt, DKMS in the guest)"
     [ -z "$arm64_prep" ] || wait "$arm64_prep" || log "arm64: preparing beside the others failed; again now"
+    arm64_rc=0
+    scripts/arm64-stock-test.sh >"$TOA_CACHE/arm64-stock.txt" 2>"$TOA_CACHE/arm64-stock.err" || arm64_rc=$?
+    [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64-stock.err" >&2
+    grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/arm64-stock.txt" | cut -c1-220
+    count_from "$TOA_CACHE/arm64-stock.txt" "arm64 package"
+    result "arm64 package: scripts/arm64-stock-test.sh exits 0" "$arm64_rc"
+    # Every mechanism arm64 has, with the unload cycles under churn, on the
+    # cross-built module in the busybox guest.
+    stage "arm64: cross-built module, the suite under each hook mechanism"
     arm64_rc=0 res=$TOA_CACHE/results/arm64-suite
     scripts/arm64-suite.sh "$res" >"$TOA_CACHE/arm64.txt" 2>"$TOA_CACHE/arm64.err" || arm64_rc=$?
     [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64.err" >&2
