@@ -32,7 +32,7 @@ set -euo pipefail
 
 PIN=7.3.4+deb13-arm64
 TOOLCHAIN="dkms rustc rust-src bindgen gcc make xz-utils openssl"
-GUEST="kmod procps iproute2 python3 curl nginx-light nftables dnsmasq-base libc6-dev"
+GUEST="kmod procps iproute2 python3 curl nginx-light nftables dnsmasq-base libc6-dev bpftrace"
 SIZE=12G
 
 mirror=$(awk '/^URIs:/ && $2 ~ /debian$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)

@@ -22,20 +22,26 @@
 #     stock 7.2 kernel and skipping 6.12, both booted unmodified under QEMU
 #     with the suites, a kernel upgrade to 7.3 built by DKMS's hook (and the
 #     TCP cases with every other hook mechanism on it), purge;
-#  6. `make run`, the README's first command, as a user starts it;
-#  7. "arm64": Debian's stock arm64 kernel under qemu-system-aarch64 with
-#     toa.ko cross-built for it, the VM suite's cases its busybox guest
-#     serves (scripts/arm64-suite.sh; TOA_ARM64=0 leaves it out).
-#  8. "fresh": `make run` from a clean clone in a fresh Debian 12 root with
-#     nothing cached (scripts/fresh-test.sh; skipped, and said so, when
-#     nothing it exercises changed since it last passed).
+#  6. "sid": Debian sid's kernel with sid's toolchain, the package, DKMS,
+#     a boot with the suite's cases and the FULLNAT test
+#     (scripts/debian-kernel-test.sh);
+#  7. "arm64": Debian's stock arm64 kernel under qemu-system-aarch64: the
+#     package installed by apt in an arm64 root, DKMS building toa in the
+#     guest, the suite's cases and the FULLNAT test there
+#     (scripts/arm64-stock-test.sh); then toa.ko cross-built for it and the
+#     VM suite's cases a busybox guest serves, under each hook mechanism
+#     (scripts/arm64-suite.sh). TOA_ARM64=0 leaves both out.
+#  8. "fresh": `make run` (the README's first command) from a clean clone
+#     in a fresh Debian 12 root with nothing cached, then once more warm
+#     (scripts/fresh-test.sh; skipped, and said so, when nothing it
+#     exercises changed since it last passed).
 #
 # Ends with one line `N passed, M failed, K skipped`; exits non-zero if
 # M > 0. Every suite's own summary, every VM's and every test binary's exit
 # status counts; a suite that prints no summary is a failure.
 # TOA_KERNELS="7.3 6.12 stock" selects kernels ("none": host checks only);
-# TOA_ONLY=substr selects VM cases (of the self-built kernels); TOA_RUN=0
-# leaves out `make run`, TOA_FRESH=0 the fresh machine (force: run it even
+# TOA_ONLY=substr selects VM cases (of the self-built kernels);
+# TOA_FRESH=0 leaves out the fresh machine (force: run it even
 # if unchanged); TOA_SELFTEST_ABORT=1 adds a test binary that aborts, to
 # see the run turn red.
 set -uo pipefail
@@ -308,22 +314,8 @@ for k in $kernels; do
     e2e_vm "$k pods" "$k-pods" tests/e2e/pods.sh '/^topology /,/^NAT64/p'
 done
 
-# The README's first command, as a user starts it (on the stock root and
-# package the stock kernels' stage left in the cache).
-if [ "${TOA_RUN:-1}" != 0 ]; then
-    stage "make run (the README's first command)"
-    run_rc=0
-    make --no-print-directory run >"$TOA_CACHE/make-run.txt" 2>"$TOA_CACHE/make-run.err" || run_rc=$?
-    sed -n '/^server /,/^$/p' "$TOA_CACHE/make-run.txt"
-    grep -E '^(not ok|skip) ' "$TOA_CACHE/make-run.txt"
-    [ "$run_rc" = 0 ] || tail -n 20 "$TOA_CACHE/make-run.err"
-    count_from "$TOA_CACHE/make-run.txt" "make run"
-    result "make run exits 0" "$run_rc"
-fi
-
-# Debian's stock arm64 kernel under qemu-system-aarch64, toa.ko cross-built
-# for it, the VM suite's cases its busybox guest serves with each hook
-# mechanism arm64 has (scripts/arm64-suite.sh). TOA_ARM64=0 leaves it out.
+# Debian's stock arm64 kernel under qemu-system-aarch64 (TOA_ARM64=0 leaves
+# it out).
 if [ "${TOA_ARM64:-1}" != 0 ]; then
     stage "arm64: the package on Debian's stock arm64 kernel (apt, DKMS in the guest)"
     [ -z "$arm64_prep" ] || wait "$arm64_prep" || log "arm64: preparing beside the others failed; again now"

@@ -10,7 +10,9 @@
 # machine has it. In a throwaway overlay of that root, the work tree is
 # committed to a new git repository (a clean clone of what is being tested)
 # and `make run` runs there as root with an empty cache: it must install
-# and build everything it needs by itself, and end green.
+# and build everything it needs by itself, and end green; then once more,
+# warm, on what the first run cached (make check runs no other `make run`:
+# this test runs it whenever anything it uses changed).
 #
 #   scripts/fresh-test.sh [--force]
 #
@@ -135,29 +137,42 @@ while IFS= read -r -d '' kv; do
         *CERT* | *SSL* | *_CA_* | *CA_BUNDLE* | PIP_* | *[Pp][Rr][Oo][Xx][Yy]*) machine_env+=("$kv") ;;
     esac
 done < <(env -0)
+# in_fresh LOG COMMAND: COMMAND as root in the fresh root, in the clone.
+in_fresh() {
+    unshare --mount --propagation private -- /bin/bash -c '
+        set -e
+        root=$1
+        mount -t proc proc "$root/proc"
+        mount -t sysfs sys "$root/sys"
+        mount --rbind /dev "$root/dev"
+        mount -t tmpfs tmpfs "$root/tmp"
+        exec env -i "${@:3}" HOME=/root LC_ALL=C.UTF-8 TERM=dumb \
+            PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+            RUSTUP_HOME=/root/.rustup CARGO_HOME=/root/.cargo \
+            chroot "$root" /bin/bash -c "cd /root/toa && $2"
+    ' fresh "$root" "$2" "${machine_env[@]}" >"$1" 2>&1
+}
+# run_make WHEN LOG COMMAND: `make run` (COMMAND), its table and checks.
+run_make() {
+    local when=$1 log=$2 rc secs summary start=$SECONDS
+    in_fresh "$log" "$3"
+    rc=$?
+    secs=$((SECONDS - start))
+    sed -n '/^server /,/^$/p' "$log" | sed 's/^/    /'
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)
+    echo "    make run in the fresh root ($when): exit $rc after $secs s; e2e: ${summary:-no summary}"
+    check "fresh machine: make run from a clean clone exits 0 ($secs s, $when)" "$rc" "$(tail -n 15 "$log")"
+    check "fresh machine: make run's end-to-end test passed ($when)" \
+        "$([[ $summary =~ ^[1-9][0-9]*\ passed,\ 0\ failed ]]; echo $?)" "${summary:-no summary}"
+}
 log "make run from a clean clone in the fresh root (cold: nothing cached)"
-start=$SECONDS
-unshare --mount --propagation private -- /bin/bash -c '
-    set -e
-    root=$1
-    mount -t proc proc "$root/proc"
-    mount -t sysfs sys "$root/sys"
-    mount --rbind /dev "$root/dev"
-    mount -t tmpfs tmpfs "$root/tmp"
-    exec env -i "${@:2}" HOME=/root LC_ALL=C.UTF-8 TERM=dumb \
-        PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        RUSTUP_HOME=/root/.rustup CARGO_HOME=/root/.cargo \
-        chroot "$root" /bin/bash -c "cd /root/toa && git init -q && git add -A && \
-            git -c user.name=ci -c user.email=ci@localhost commit -qm snapshot && make run"
-' fresh "$root" "${machine_env[@]}" >"$res/make-run.log" 2>&1
-rc=$?
-secs=$((SECONDS - start))
-sed -n '/^server /,/^$/p' "$res/make-run.log" | sed 's/^/    /'
-summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$res/make-run.log" | tail -n1)
-echo "    make run in the fresh root: exit $rc after $secs s; e2e: ${summary:-no summary}"
-check "fresh machine: make run from a clean clone exits 0 ($secs s, cold)" "$rc" "$(tail -n 15 "$res/make-run.log")"
-check "fresh machine: make run's end-to-end test passed" \
-    "$([[ $summary =~ ^[1-9][0-9]*\ passed,\ 0\ failed ]]; echo $?)" "${summary:-no summary}"
+run_make cold "$res/make-run.log" "git init -q && git add -A && \
+    git -c user.name=ci -c user.email=ci@localhost commit -qm snapshot && make run"
+# Then as the newcomer's second try: what the first left in the cache
+# (the root, the package installed over it) reused, a changed package
+# reinstalled over it.
+log "make run again in the fresh root (warm)"
+run_make warm "$res/make-run-warm.log" "make run"
 umount "$root/root/.cache" && rm -rf "$state/cache"
 if [ "$failed" = 0 ]; then
     date -u '+%Y-%m-%d %H:%M UTC' >"$state/pass-$key"
