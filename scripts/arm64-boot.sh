@@ -98,6 +98,8 @@ if [ -n "$disk" ]; then
     cat >"$ird/toa/disk-init" <<'EOF'
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
+# What udev would make: bash's process substitution needs /dev/fd.
+[ -e /dev/fd ] || /toa/busybox ln -s /proc/self/fd /dev/fd
 /toa/busybox sh /toa/run
 /toa/busybox sync
 /toa/busybox mount -o remount,ro /
