@@ -143,7 +143,9 @@ if ! [ -e "$dir/.complete" ]; then
     [ -n "$rv" ] || die "$dist has no rustc $rustc_v (the one linux-image-$rel names)"
     [ -n "$bv" ] || die "$dist has no bindgen $bindgen_v (the one linux-image-$rel names)"
     log "installing rustc=$rv rust-src=$rv bindgen=$bv (what $rel names)"
-    apt_root install "${t[@]}" "rustc=$rv" "rust-src=$rv" "bindgen=$bv"
+    # (Not with -t: the version asked for decides, and its exact-version
+    # dependencies follow it, from trixie or from backports.)
+    apt_root install "rustc=$rv" "rust-src=$rv" "bindgen=$bv"
     apt_root clean
     rm -rf "$dir/stub" "$root/tmp/toa-test-no-initramfs.deb"
     in_root "$root" dpkg-query -W -f='${Package} ${Version}\n' >"$dir/packages.txt"
