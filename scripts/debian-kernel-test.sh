@@ -44,26 +44,6 @@ GUEST="kmod procps iproute2 python3 curl nginx-light nftables libnetfilter-queue
 OTHER="dkms gcc make xz-utils openssl"
 
 passed=0 failed=0 skipped=0
-check() { # check NAME STATUS [detail]
-    if [ "$2" = 0 ]; then
-        passed=$((passed + 1)); echo "ok - $1"
-    else
-        failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
-    fi
-}
-count() { # count FILE NAME: add FILE's own summary
-    local p f s
-    read -r p f s <<<"$(summary_of "$1")"
-    if [ -z "$p" ]; then check "$2: printed no summary" 1; return; fi
-    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
-    grep -E '^(not ok|skip) ' "$1" | sed "s/^/    $2: /"
-    echo "    $2: $p passed, $f failed, $s skipped"
-}
-finish() {
-    echo "$passed passed, $failed failed, $skipped skipped"
-    [ "$failed" = 0 ]
-    exit
-}
 
 res=$TOA_CACHE/results/$dist
 rm -rf "$res" && mkdir -p "$res"

@@ -39,18 +39,6 @@ FRESH_PACKAGES="git gcc make build-essential python3 python3-venv curl wget ca-c
 xz-utils iproute2 dpkg-dev procps file gnupg less"
 
 passed=0 failed=0 skipped=0
-check() { # check NAME STATUS [detail]
-    if [ "$2" = 0 ]; then
-        passed=$((passed + 1)); echo "ok - $1"
-    else
-        failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
-    fi
-}
-finish() {
-    echo "$passed passed, $failed failed, $skipped skipped"
-    [ "$failed" = 0 ]
-    exit
-}
 
 # The files `make run` exercises: everything but the in-VM suites' sources
 # of the self-built kernels' path, the docs and the CI entry point.

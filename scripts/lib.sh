@@ -52,6 +52,33 @@ summary_of() {
         | tail -n1 | awk '{print $1, $2, ($3 == "" ? 0 : $3)}'
 }
 
+# A test script's tally (stock-test.sh, fresh-test.sh, arm64-stock-test.sh,
+# debian-kernel-test.sh): the script sets passed=0 failed=0 skipped=0, then
+# check NAME STATUS [detail] prints ok/not ok and counts it; count FILE NAME
+# adds FILE's own summary (a FILE without one is a failure) and shows its
+# not ok/skip lines; finish prints `N passed, M failed, K skipped` and exits
+# non-zero if anything failed.
+check() {
+    if [ "$2" = 0 ]; then
+        passed=$((passed + 1)); echo "ok - $1"
+    else
+        failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
+    fi
+}
+count() {
+    local p f s
+    read -r p f s <<<"$(summary_of "$1")"
+    if [ -z "$p" ]; then check "$2: printed no summary" 1; return; fi
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    grep -E '^(not ok|skip) ' "$1" | sed "s/^/    $2: /"
+    echo "    $2: $p passed, $f failed, $s skipped"
+}
+finish() {
+    echo "$passed passed, $failed failed, $skipped skipped"
+    [ "$failed" = 0 ]
+    exit
+}
+
 # bench_args MODULE CLOCK HOOKS: toa-bench's arguments for one clock of
 # `make bench` in BENCH_ARGS, with the VM settings of that clock exported:
 # icount, one vCPU whose guest clock counts instructions; wall, two vCPUs

@@ -31,29 +31,7 @@ if [ -z "${TOA_STOCK_NS:-}" ]; then
     exec env TOA_STOCK_NS=1 unshare --mount --propagation private -- "$0" "$@"
 fi
 
-passed=0 failed=0
-check() { # check NAME STATUS [detail]
-    if [ "$2" = 0 ]; then
-        passed=$((passed + 1)); echo "ok - $1"
-    else
-        failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
-    fi
-}
-skipped=0
-# count FILE NAME: add FILE's own `N passed, M failed[, K skipped]`.
-count() {
-    local p f s
-    read -r p f s <<<"$(summary_of "$1")"
-    if [ -z "$p" ]; then check "$2: printed no summary" 1; return; fi
-    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
-    grep -E '^(not ok|skip) ' "$1" | sed "s/^/    $2: /"
-    echo "    $2: $p passed, $f failed, $s skipped"
-}
-finish() {
-    echo "$passed passed, $failed failed, $skipped skipped"
-    [ "$failed" = 0 ]
-    exit
-}
+passed=0 failed=0 skipped=0
 
 res=$TOA_CACHE/results/stock
 rm -rf "$res" && mkdir -p "$res"
