@@ -18,13 +18,6 @@ kdir=${1:?$usage}
 moddir=${2:?$usage}
 root=${3:?$usage}
 passed=0 failed=0
-check() { # check NAME STATUS [detail]
-    if [ "$2" = 0 ]; then
-        passed=$((passed + 1)); echo "ok - $1"
-    else
-        failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
-    fi
-}
 krel=$(sed -n 's/^#define UTS_RELEASE "\(.*\)"/\1/p' "$kdir/include/generated/utsrelease.h")
 rm -rf "$root" && mkdir -p "$root"
 log=$root/log

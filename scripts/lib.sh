@@ -53,7 +53,8 @@ summary_of() {
 }
 
 # A test script's tally (stock-test.sh, fresh-test.sh, arm64-stock-test.sh,
-# debian-kernel-test.sh): the script sets passed=0 failed=0 skipped=0, then
+# debian-kernel-test.sh; install-test.sh and preflight-test.sh use check and
+# print their own summary): the script sets passed=0 failed=0 skipped=0, then
 # check NAME STATUS [detail] prints ok/not ok and counts it; count FILE NAME
 # adds FILE's own summary (a FILE without one is a failure) and shows its
 # not ok/skip lines; finish prints `N passed, M failed, K skipped` and exits

@@ -17,13 +17,6 @@ set -uo pipefail
 kdir=$(cd "${1:?usage: preflight-test.sh KDIR MODDIR}" && pwd -P)
 moddir=${2:?usage: preflight-test.sh KDIR MODDIR}
 passed=0 failed=0
-check() { # check NAME STATUS [detail]
-    if [ "$2" = 0 ]; then
-        passed=$((passed + 1)); echo "ok - $1"
-    else
-        failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
-    fi
-}
 # refuses NAME PATTERN COMMAND...: COMMAND fails, its last line (the
 # refusal, after any progress lines) starts with "toa: " and matches PATTERN.
 refuses() {
