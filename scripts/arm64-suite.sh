@@ -70,6 +70,8 @@ elif [ $# -eq 0 ]; then
     set -- --hooks "${TOA_ARM64_HOOKS:-auto,kretprobe,fprobe}" --cycles 10
     for o in "${ONLY[@]}"; do set -- "$@" --only "$o"; done
     for s in "${SKIP[@]}"; do set -- "$@" --skip "$s"; done
+    # TOA_ARM64_SKIP: more to leave out (space-separated names or groups).
+    for s in ${TOA_ARM64_SKIP:-}; do set -- "$@" --skip "$s"; done
 fi
 TOA_ARM64_FILES="$stage/tun.ko $stage/$prog" TOA_ARM64_MEM=2G \
     TOA_VM_TIMEOUT=${TOA_VM_TIMEOUT:-3600} \
