@@ -99,7 +99,7 @@ void toa_syn_table_exit(void)
 /* before any of the probed functions runs.                                  */
 
 /* The TCP options of skb. */
-static const u8 *toa_skb_options(const struct sk_buff *skb, size_t *len)
+static __always_inline const u8 *toa_skb_options(const struct sk_buff *skb, size_t *len)
 {
 	const struct tcphdr *th = tcp_hdr(skb);
 
@@ -111,7 +111,7 @@ static const u8 *toa_skb_options(const struct sk_buff *skb, size_t *len)
  * address arrives on the namespace's loopback device (whose index is the
  * same in every namespace). A packet from another host or another
  * namespace (a veth, a tunnel) does not. */
-static bool toa_skb_local(const struct sk_buff *skb)
+static __always_inline bool toa_skb_local(const struct sk_buff *skb)
 {
 	return skb->skb_iif == LOOPBACK_IFINDEX;
 }
@@ -168,7 +168,7 @@ static bool toa_listener_owner_clears(const struct sock *listener)
  * 0, unlike any other request socket an ACK completes (a Fast Open child is
  * made from its SYN). The syncookie bit is set only for cookies a BPF
  * program checked. */
-static bool toa_req_syncookie(const struct sk_buff *skb, const struct request_sock *req)
+static __always_inline bool toa_req_syncookie(const struct sk_buff *skb, const struct request_sock *req)
 {
 	return req && (req->syncookie || (!tcp_hdr(skb)->syn && !tcp_rsk(req)->snt_synack));
 }
