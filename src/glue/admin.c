@@ -52,12 +52,14 @@ void toa_host_stat_add(unsigned int counter, u64 n)
 	const struct toa_net *tn;
 	struct toa_counters __percpu *c;
 
-	rcu_read_lock();
-	tn = rcu_dereference(toa_host_tn);
-	c = tn ? rcu_dereference(tn->counters) : NULL;
+	/* A preempt-disabled section, as toa_net_stat_add()'s: the host's data
+	 * and counters are freed after synchronize_rcu(). */
+	preempt_disable_notrace();
+	tn = rcu_dereference_sched(toa_host_tn);
+	c = tn ? rcu_dereference_sched(tn->counters) : NULL;
 	if (c && counter < TOA_MAX_COUNTERS)
 		this_cpu_add(c->v[counter], n);
-	rcu_read_unlock();
+	preempt_enable_notrace();
 }
 
 void toa_stat_add(const struct toa_settings *s, unsigned int counter, u64 n)

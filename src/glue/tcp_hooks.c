@@ -266,7 +266,7 @@ static bool toa_probe_is_getname(size_t i)
 
 /* Every TCP socket (v4, v6, mapped) is destroyed through inet_sock_destruct
  * (directly, or from inet6_sock_destruct / tcp{4,6}_destruct_sock). */
-static void toa_destruct_entry(unsigned long a0, unsigned long a1, unsigned long a2,
+static void notrace toa_destruct_entry(unsigned long a0, unsigned long a1, unsigned long a2,
 			       unsigned long a3)
 {
 	struct sock *sk = (struct sock *)a0;

@@ -181,8 +181,8 @@ static __always_inline bool toa_req_syncookie(const struct sk_buff *skb, const s
  * full makes no child: its calls take the whole path, which counts only
  * children made.
  */
-bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
-			const struct request_sock *req)
+bool notrace toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
+				const struct request_sock *req)
 {
 	const u8 *options;
 	size_t len;
@@ -195,26 +195,20 @@ bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
 			       toa_req_syncookie(skb, req), toa_now_ms());
 }
 
-/* The packet skb made syn_recv_sock create child for request req (the
- * request socket of the normal path, of a syncookie, or of a Fast Open SYN);
- * checked: toa_syn_recv_quick() said no at the call's entry. */
-void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
-			const struct request_sock *req, bool checked)
+/*
+ * The packets' facts for Rust, on the paths that may record a client. Each
+ * is out of line: the kernel zeroes a function's locals at its entry
+ * (CONFIG_INIT_STACK_ALL_ZERO, Debian's default), and the 88 bytes of a
+ * toa_handshake would cost every SYN and ACK that leaves early about 25
+ * instructions.
+ */
+static noinline void toa_syn_recv_record(struct sock *child, const struct sk_buff *skb,
+					 const struct request_sock *req,
+					 const struct toa_settings *settings, bool syncookie)
 {
-	const struct toa_settings *settings = toa_net_settings(sock_net(child));
-	bool syncookie = toa_req_syncookie(skb, req);
 	struct toa_handshake hs;
-	const u8 *options;
-	size_t len;
 
 	BUILD_BUG_ON(sizeof(hs) != 88);
-	/* Most children: nothing names a client, counted and done (at the
-	 * entry of syn_recv_sock already, if checked). */
-	options = toa_skb_options(skb, &len);
-	if (!checked &&
-	    toa_child_quick(settings, options, len, toa_skb_local(skb),
-			    skb->protocol == htons(ETH_P_IPV6), syncookie, toa_now_ms()))
-		return;
 	toa_handshake_fill(&hs, skb);
 	hs.net = sock_net(child)->net_cookie;
 	hs.settings = settings;
@@ -226,35 +220,68 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 	toa_on_child(child, &hs);
 }
 
+/* The packet skb made syn_recv_sock create child for request req (the
+ * request socket of the normal path, of a syncookie, or of a Fast Open SYN);
+ * checked: toa_syn_recv_quick() said no at the call's entry. */
+void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
+			const struct request_sock *req, bool checked)
+{
+	const struct toa_settings *settings = toa_net_settings(sock_net(child));
+	bool syncookie = toa_req_syncookie(skb, req);
+	const u8 *options;
+	size_t len;
+
+	/* Most children: nothing names a client, counted and done (at the
+	 * entry of syn_recv_sock already, if checked). */
+	options = toa_skb_options(skb, &len);
+	if (!checked &&
+	    toa_child_quick(settings, options, len, toa_skb_local(skb),
+			    skb->protocol == htons(ETH_P_IPV6), syncookie, toa_now_ms()))
+		return;
+	toa_syn_recv_record(child, skb, req, settings, syncookie);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The entry hooks.                                                          */
 
-static void toa_conn_request_entry(unsigned long rsk_ops, unsigned long af_ops,
-				   unsigned long sk, unsigned long skb_arg)
+/* A SYN (req NULL) or an ACK held back for request req, to listener sk,
+ * that may name a client: kept in the handshake table for the child (out
+ * of line: see toa_syn_recv_record). */
+static noinline void toa_request_record(const struct sock *sk, const struct sk_buff *skb,
+					const struct request_sock *req)
+{
+	struct toa_handshake hs;
+
+	toa_handshake_fill(&hs, skb);
+	hs.net = sock_net(sk)->net_cookie;
+	hs.settings = toa_net_settings(sock_net(sk));
+	/* A SYN's sequence is the client's ISN; the request knows it. */
+	if (req)
+		hs.isn = tcp_rsk(req)->rcv_isn;
+	toa_on_request(&hs);
+}
+
+static void notrace toa_conn_request_entry(unsigned long rsk_ops, unsigned long af_ops,
+					   unsigned long sk, unsigned long skb_arg)
 {
 	const struct sk_buff *skb = (const struct sk_buff *)skb_arg;
-	struct toa_handshake hs;
 	const u8 *options;
 	size_t len;
 
 	if (!skb || !sk)
 		return;
-	/* Most SYNs: no option toa could take, nothing to keep. */
+	/* Most SYNs: no option toa could take, nothing to keep.
+	 * tcp_rcv_state_process() calls conn_request for SYNs only. */
 	options = toa_skb_options(skb, &len);
-	if (!toa_options_may_name(options, len))
+	if (!toa_options_may_name(options, len) || !tcp_hdr(skb)->syn)
 		return;
-	toa_handshake_fill(&hs, skb);
-	hs.net = sock_net((const struct sock *)sk)->net_cookie;
-	hs.settings = toa_net_settings(sock_net((const struct sock *)sk));
-	/* tcp_rcv_state_process() calls conn_request for SYNs only. */
-	if (hs.syn)
-		toa_on_request(&hs);
+	toa_request_record((const struct sock *)sk, skb, NULL);
 }
 
 /* The ACK tcp_check_req() is about to drop because the listener defers
  * accepting until data arrives: the same test as the kernel's, plus the
  * proof that the peer saw our SYN-ACK (it acknowledges our ISN). */
-static void toa_check_req_entry(unsigned long sk_arg, unsigned long skb_arg,
+static void notrace toa_check_req_entry(unsigned long sk_arg, unsigned long skb_arg,
 				unsigned long req_arg, unsigned long fastopen_arg)
 {
 	const struct sock *sk = (const struct sock *)sk_arg;
@@ -263,7 +290,6 @@ static void toa_check_req_entry(unsigned long sk_arg, unsigned long skb_arg,
 	bool fastopen = (u8)fastopen_arg;
 	const struct tcp_request_sock *treq;
 	const struct tcphdr *th;
-	struct toa_handshake hs;
 	const u8 *options;
 	size_t len;
 	u8 defer;
@@ -284,11 +310,7 @@ static void toa_check_req_entry(unsigned long sk_arg, unsigned long skb_arg,
 	options = toa_skb_options(skb, &len);
 	if (!toa_options_may_name(options, len))
 		return;
-	toa_handshake_fill(&hs, skb);
-	hs.net = sock_net(sk)->net_cookie;
-	hs.settings = toa_net_settings(sock_net(sk));
-	hs.isn = treq->rcv_isn;
-	toa_on_request(&hs);
+	toa_request_record(sk, skb, req);
 }
 
 enum toa_syn_hook {

@@ -128,6 +128,17 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
 /// `options` must point to `len` readable bytes for the call.
 #[no_mangle]
 pub unsafe extern "C" fn toa_options_may_name(options: *const u8, len: usize) -> bool {
+    // SAFETY: the caller guarantees `len` readable bytes.
+    unsafe { may_name(options, len) }
+}
+
+/// [`toa_options_may_name`], inlined where Rust asks it.
+///
+/// # Safety
+///
+/// `options` must point to `len` readable bytes for the call.
+#[inline]
+unsafe fn may_name(options: *const u8, len: usize) -> bool {
     let len = len.min(wire::MAX_OPTIONS_LEN);
     // SAFETY: the caller guarantees `len` readable bytes.
     let options = unsafe { core::slice::from_raw_parts(options, len) };
@@ -157,7 +168,7 @@ pub unsafe extern "C" fn toa_child_quick(
     now_ms: u64,
 ) -> bool {
     // SAFETY: the caller guarantees `len` readable bytes.
-    if unsafe { toa_options_may_name(options, len) }
+    if unsafe { may_name(options, len) }
         || syn::may_hold(now_ms)
         || (!local && !v6 && udp::flows::tcp_may_hold(now_ms))
     {

@@ -468,6 +468,7 @@ pub fn scan_pick(
 /// from toa: the quick test every handshake packet takes first (a SYN of a
 /// host's ordinary client carries four or five options, none of them a
 /// TOA kind). Never reads outside `options`.
+#[inline]
 pub fn may_name(options: &[u8], any: &Rules) -> bool {
     !ordinary(options, any) && may_name_walk(options, any)
 }
@@ -481,6 +482,7 @@ const ORDINARY_KINDS: u64 = 1 << 2 | 1 << 3 | 1 << 4 | 1 << 8;
 /// kinds is one of `any`'s: then it names nobody, known in a dozen
 /// instructions instead of a walk of about 20 an option. Most connections
 /// a host makes to itself and to its neighbours carry exactly these.
+#[inline]
 fn ordinary(options: &[u8], any: &Rules) -> bool {
     const NOP: u8 = KIND_NOP;
     if any.kinds.words()[0] & ORDINARY_KINDS != 0 {
