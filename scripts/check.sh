@@ -67,29 +67,15 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TOA_CACHE/target}
 # than alone.
 vm_timeout=${TOA_VM_TIMEOUT:-2400}
 passed=0 failed=0 skipped=0
-failures=()
 start=$SECONDS
 
-# result NAME STATUS: count one check.
-result() {
-    if [ "$2" = 0 ]; then
-        passed=$((passed + 1)); echo "ok - $1"
-    else
-        failed=$((failed + 1)); failures+=("$1"); echo "not ok - $1"
-    fi
-}
-
-# count_from FILE PREFIX: add the `N passed, M failed[, K skipped]` summary
-# of FILE; a FILE without one is a failure.
-count_from() {
-    local p f s
-    read -r p f s <<<"$(summary_of "$1")"
-    if [ -z "$p" ]; then
-        result "$2: suite printed no summary" 1
-        return
-    fi
-    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
-    if [ "$f" != 0 ]; then failures+=("$2: $f case(s)"); fi
+# vm_counted NAME RESULTS STATUS: count a test VM (scripts/vm.sh) whose
+# results are in the directory RESULTS and whose exit status was STATUS: its
+# suite's summary, a kernel log without splats, the VM's own exit.
+vm_counted() {
+    count "$2/output.txt" "$1"
+    ! [ -s "$2/splats.txt" ]; check "$1: kernel log clean (no WARNING/BUG/Oops/KASAN/lockdep)" $?
+    check "$1: VM ran to its end in time, exit 0" "$3"
 }
 
 # The time of each stage, for the table at the end. A stage ends where the
@@ -144,8 +130,8 @@ if [ "${TOA_FRESH:-1}" != 0 ]; then
 fi
 
 stage "host checks"
-/usr/bin/rustfmt --check src/toa_main.rs >/dev/null; result "rustfmt: module sources" $?
-cargo fmt --all --check >/dev/null; result "rustfmt: host workspace" $?
+/usr/bin/rustfmt --check src/toa_main.rs >/dev/null; check "rustfmt: module sources" $?
+cargo fmt --all --check >/dev/null; check "rustfmt: host workspace" $?
 host_log=$TOA_CACHE/host-tests.log
 # --no-fail-fast: a test binary that dies (a signal, a stack overflow)
 # prints no summary; the others still run, and its death is counted.
@@ -158,31 +144,31 @@ while read -r p f; do
     passed=$((passed + p)); failed=$((failed + f))
     [ "$f" = 0 ] || failures+=("host: $f cargo test(s)")
 done < <(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$host_log")
-grep -q '^test result' "$host_log" || result "host: cargo test ran" 1
+grep -q '^test result' "$host_log" || check "host: cargo test ran" 1
 while read -r line; do
-    result "host: a test binary died without a summary: $line" 1
+    check "host: a test binary died without a summary: $line" 1
 done < <(grep -oE "process didn.t exit successfully: .*\((signal|exit status)[^)]*\)" "$host_log" \
     | grep -v 'exit status: 101' | sed -E 's/.*`([^` ]*)[^`]*` /\1 /')
-result "host: cargo test exits 0 (every test binary ran to its summary)" $cargo_rc
+check "host: cargo test exits 0 (every test binary ran to its summary)" $cargo_rc
 fuzz_seconds=${TOA_FUZZ_SECONDS:-20}
 for target in wire config udp; do
     scripts/fuzz.sh "$target" "$fuzz_seconds" >"$TOA_CACHE/fuzz-$target.log" 2>&1
     rc=$?
     grep -E '^Done [0-9]+ runs' "$TOA_CACHE/fuzz-$target.log" | sed "s/^/    fuzz $target: /"
     [ $rc = 0 ] || tail -n 30 "$TOA_CACHE/fuzz-$target.log"
-    result "host: fuzz $target for ${fuzz_seconds}s (cargo fuzz, ASan), no crash" $rc
+    check "host: fuzz $target for ${fuzz_seconds}s (cargo fuzz, ASan), no crash" $rc
 done
-cargo build --release -p toa-test -q; result "host: in-VM suite builds" $?
-cargo build --release -p toa-client --examples -q; result "host: Rust example server builds" $?
-cargo build --release -p toa-balancer -q; result "host: toa-balancer (NFQUEUE + NAT64) builds" $?
+cargo build --release -p toa-test -q; check "host: in-VM suite builds" $?
+cargo build --release -p toa-client --examples -q; check "host: Rust example server builds" $?
+cargo build --release -p toa-balancer -q; check "host: toa-balancer (NFQUEUE + NAT64) builds" $?
 mkdir -p "$TOA_CACHE/bin"
 gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I include/uapi examples/toa_server.c -o "$TOA_CACHE/bin/toa_server_c"
-result "host: C example server builds (gcc -Werror)" $?
+check "host: C example server builds (gcc -Werror)" $?
 gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I include/uapi examples/toa_udp_server.c -o "$TOA_CACHE/bin/toa_udp_server_c"
-result "host: C UDP example server builds (gcc -Werror)" $?
+check "host: C UDP example server builds (gcc -Werror)" $?
 printf '#include <linux/toa.h>\nstatic_assert(sizeof(struct toa_nat64_peer) == 20, "ABI");\nstatic_assert(sizeof(struct uoa_param_map) == 58, "ABI");\nint main() { return TOA_SO_GET_LOOKUP != 4096 || UOA_SO_GET_LOOKUP != 2048; }\n' \
     | g++ -std=c++17 -Wall -Wextra -Werror -I include/uapi -x c++ - -o "$TOA_CACHE/bin/toa_h_cxx" && "$TOA_CACHE/bin/toa_h_cxx"
-result "host: <linux/toa.h> compiles as C++ with the C ABI" $?
+check "host: <linux/toa.h> compiles as C++ with the C ABI" $?
 
 # Debian's stock kernels: the package, DKMS, two boots (scripts/stock-test.sh),
 # in the background beside the other stages (it is mostly one VM or apt at
@@ -209,8 +195,8 @@ stock_finish() {
     wait "$stock_job" || rc=$?
     cat "$TOA_CACHE/stock.err" >&2
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/stock.txt"
-    count_from "$TOA_CACHE/stock.txt" "stock"
-    result "stock: scripts/stock-test.sh exits 0" $rc
+    count "$TOA_CACHE/stock.txt" "stock"
+    check "stock: scripts/stock-test.sh exits 0" $rc
     stage_add "stock kernels (beside the others)" "$(cat "$TOA_CACHE/stock.secs" 2>/dev/null || echo 0)"
 }
 # Debian sid's kernel: the newest toolchain on every axis (rustc 1.97.1,
@@ -222,8 +208,8 @@ sid_run() {
     scripts/debian-kernel-test.sh sid "$SID_PIN" >"$TOA_CACHE/sid.txt" 2>"$TOA_CACHE/sid.err" || rc=$?
     [ "$rc" = 0 ] || tail -n 20 "$TOA_CACHE/sid.err" >&2
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/sid.txt"
-    count_from "$TOA_CACHE/sid.txt" "sid"
-    result "sid: scripts/debian-kernel-test.sh exits 0" $rc
+    count "$TOA_CACHE/sid.txt" "sid"
+    check "sid: scripts/debian-kernel-test.sh exits 0" $rc
 }
 
 # The debug kernel's suite, started in the background by the loop below.
@@ -232,10 +218,7 @@ debug_finish() {
     local vm_rc=0 k=7.3-debug
     stage "kernel 7.3-debug (waiting for its suite)"
     wait "$debug_vm" || vm_rc=$?
-    count_from "$debug_res/output.txt" "$k"
-    grep -E '^(not ok|skip) ' "$debug_res/output.txt"
-    ! [ -s "$debug_res/splats.txt" ]; result "$k: kernel log clean (no WARNING/BUG/Oops/KASAN/lockdep)" $?
-    result "$k: VM ran the suite to its end in time, exit 0" "$vm_rc"
+    vm_counted "$k" "$debug_res" "$vm_rc"
     stage_add "kernel 7.3-debug suite (beside the others)" "$(cat "$TOA_CACHE/debug.secs" 2>/dev/null || echo 0)"
 }
 
@@ -250,9 +233,7 @@ e2e_vm() {
         "$TOA_CACHE/bin/toa_udp_server_c" >/dev/null || rc=$?
     sed -n "$4" "$res/output.txt"
     sed "s/^/$name: /" "$res/output.txt" | grep -E ': (ok|not ok|skip) |: stress'
-    count_from "$res/output.txt" "$name"
-    ! [ -s "$res/splats.txt" ]; result "$name: kernel log clean" $?
-    result "$name: VM ran the test to its end in time, exit 0" "$rc"
+    vm_counted "$name" "$res" "$rc"
 }
 
 # hooks_finish: count the second VM of kernel $k (every other hook
@@ -262,10 +243,7 @@ hooks_finish() {
     local res=$TOA_CACHE/results/$k-hooks rc=0
     wait "$hooks_vm" || rc=$?
     hooks_vm=
-    count_from "$res/output.txt" "$k other hooks"
-    grep -E '^(not ok|skip) ' "$res/output.txt"
-    ! [ -s "$res/splats.txt" ]; result "$k other hooks: kernel log clean" $?
-    result "$k other hooks: VM ran the suite to its end in time, exit 0" $rc
+    vm_counted "$k other hooks" "$res" "$rc"
 }
 
 [ "$kernels" = none ] && kernels=
@@ -279,13 +257,13 @@ for k in $kernels; do
     fi
     stage "kernel $k: build, module, suites"
     kdir=$(scripts/kernel.sh "$k")
-    result "$k: test kernel available" $?
+    check "$k: test kernel available" $?
     [ -n "$kdir" ] || continue
     ko=$(scripts/build-module.sh "$kdir" "$TOA_CACHE/module/$k")
-    result "$k: toa.ko builds clippy-clean and warning-free" $?
+    check "$k: toa.ko builds clippy-clean and warning-free" $?
     [ -n "$ko" ] || continue
     kmods=$(scripts/build-test-kmod.sh "$kdir" "$TOA_CACHE/module/$k-testkmod")
-    result "$k: test modules (tests/kmod) build warning-free" $?
+    check "$k: test modules (tests/kmod) build warning-free" $?
     res=$TOA_CACHE/results/$k
     only=()
     for o in ${TOA_ONLY:-}; do only+=(--only "$o"); done
@@ -347,10 +325,7 @@ for k in $kernels; do
     fi
     vm_rc=0
     TOA_VM_TIMEOUT=$vm_timeout scripts/vm.sh "$kdir" "$res" "${vmtest[@]}" "${only[@]}" || vm_rc=$?
-    count_from "$res/output.txt" "$k"
-    grep -E '^(not ok|skip) ' "$res/output.txt"
-    ! [ -s "$res/splats.txt" ]; result "$k: kernel log clean (no WARNING/BUG/Oops/KASAN/lockdep)" $?
-    result "$k: VM ran the suite to its end in time, exit 0" "$vm_rc"
+    vm_counted "$k" "$res" "$vm_rc"
     # Installed like a real module, then the real path end to end.
     case $k in
         6.12 | 7.3) dkms=--dkms root_dir=dkms/root ;;
@@ -359,11 +334,11 @@ for k in $kernels; do
     inst=$TOA_CACHE/install/$k
     scripts/install-test.sh "$kdir" "$TOA_CACHE/module/$k" "$inst" $dkms >"$TOA_CACHE/install-$k.txt"
     sed "s/^/$k install: /" "$TOA_CACHE/install-$k.txt" | grep -v 'passed, '
-    count_from "$TOA_CACHE/install-$k.txt" "$k install"
+    count "$TOA_CACHE/install-$k.txt" "$k install"
     if [ "$k" = 6.12 ] || [ "$k" = 7.3 ]; then
         scripts/preflight-test.sh "$kdir" "$TOA_CACHE/module/preflight" >"$TOA_CACHE/preflight.txt"
         sed "s/^/preflight: /" "$TOA_CACHE/preflight.txt" | grep -v 'passed, '
-        count_from "$TOA_CACHE/preflight.txt" "preflight"
+        count "$TOA_CACHE/preflight.txt" "preflight"
     fi
     # The FULLNAT topology, then backends in pods (the node's kube-proxy
     # and Docker rules, pod IPs, host network).
@@ -381,8 +356,8 @@ if [ "${TOA_ARM64:-1}" != 0 ]; then
     scripts/arm64-stock-test.sh >"$TOA_CACHE/arm64-stock.txt" 2>"$TOA_CACHE/arm64-stock.err" || arm64_rc=$?
     [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64-stock.err" >&2
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/arm64-stock.txt" | cut -c1-220
-    count_from "$TOA_CACHE/arm64-stock.txt" "arm64 package"
-    result "arm64 package: scripts/arm64-stock-test.sh exits 0" "$arm64_rc"
+    count "$TOA_CACHE/arm64-stock.txt" "arm64 package"
+    check "arm64 package: scripts/arm64-stock-test.sh exits 0" "$arm64_rc"
     # Every mechanism arm64 has, with the unload cycles under churn, on the
     # cross-built module in the busybox guest.
     stage "arm64: cross-built module, the suite under each hook mechanism"
@@ -391,9 +366,9 @@ if [ "${TOA_ARM64:-1}" != 0 ]; then
     arm64_rc=0 res=$TOA_CACHE/results/arm64-suite
     TOA_ARM64_SKIP='udp:' scripts/arm64-suite.sh "$res" >"$TOA_CACHE/arm64.txt" 2>"$TOA_CACHE/arm64.err" || arm64_rc=$?
     [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64.err" >&2
-    grep -E '^(uname|toa.ko|dmesg:|not ok|skip) ' "$res/output.txt" 2>/dev/null | cut -c1-200
-    count_from "$res/output.txt" "arm64"
-    result "arm64: the guest ran the suite to its end, exit 0" "$arm64_rc"
+    grep -E '^(uname|toa.ko|dmesg:) ' "$res/output.txt" 2>/dev/null | cut -c1-200
+    count "$res/output.txt" "arm64"
+    check "arm64: the guest ran the suite to its end, exit 0" "$arm64_rc"
 fi
 
 [ -z "$want_stock" ] || sid_run
@@ -406,8 +381,8 @@ if [ -n "$fresh_job" ]; then
     wait "$fresh_job" || fresh_rc=$?
     tail -n 30 "$TOA_CACHE/fresh.err" | grep -vE '^\[' >&2 || true
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/fresh.txt"
-    count_from "$TOA_CACHE/fresh.txt" "fresh machine"
-    result "fresh machine: scripts/fresh-test.sh exits 0" "$fresh_rc"
+    count "$TOA_CACHE/fresh.txt" "fresh machine"
+    check "fresh machine: scripts/fresh-test.sh exits 0" "$fresh_rc"
     stage_add "fresh machine (beside everything else)" "$(cat "$TOA_CACHE/fresh.secs" 2>/dev/null || echo 0)"
 fi
 stage ""

@@ -58,12 +58,14 @@ summary_of() {
 # check NAME STATUS [detail] prints ok/not ok and counts it; count FILE NAME
 # adds FILE's own summary (a FILE without one is a failure) and shows its
 # not ok/skip lines; finish prints `N passed, M failed, K skipped` and exits
-# non-zero if anything failed.
+# non-zero if anything failed. What failed is also listed in the array
+# failures (check.sh names them at its end).
+failures=()
 check() {
     if [ "$2" = 0 ]; then
         passed=$((passed + 1)); echo "ok - $1"
     else
-        failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
+        failed=$((failed + 1)); failures+=("$1"); echo "not ok - $1${3:+: $3}"
     fi
 }
 count() {
@@ -71,6 +73,7 @@ count() {
     read -r p f s <<<"$(summary_of "$1")"
     if [ -z "$p" ]; then check "$2: printed no summary" 1; return; fi
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    [ "$f" = 0 ] || failures+=("$2: $f case(s)")
     grep -E '^(not ok|skip) ' "$1" | sed "s/^/    $2: /"
     echo "    $2: $p passed, $f failed, $s skipped"
 }
