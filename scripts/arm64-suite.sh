@@ -14,7 +14,7 @@
 #
 # Without arguments: the groups in ONLY (below) but the cases in SKIP,
 # under each hook mechanism arm64 has (TOA_ARM64_HOOKS, default
-# auto,kretprobe,fprobe; auto is ftrace there). The groups left out need
+# auto,ftrace,kretprobe,fprobe; auto is direct there). The groups left out need
 # what the busybox guest lacks (iproute2's netns and setpriv for local:
 # and namespaces:, the test kernel modules for owners: and two hooks:
 # cases, bpftrace for one, which skips): see README, "Where it runs".
@@ -62,12 +62,12 @@ esac
 cp "$CARGO_TARGET_DIR/$target/release/$prog" "$stage/$prog"
 
 if [ "$prog" = toa-bench ]; then
-    [ $# -gt 0 ] || set -- --clock icount --hooks "${BENCH_HOOKS:-auto,kretprobe,fprobe}" \
+    [ $# -gt 0 ] || set -- --clock icount --hooks "${BENCH_HOOKS:-auto,ftrace,kretprobe,fprobe}" \
         ${BENCH_REPS:+--reps "$BENCH_REPS"}
     export TOA_ARM64_CPUS=1 TOA_ARM64_QEMU_OPTS="-icount shift=0,sleep=off"
 elif [ $# -eq 0 ]; then
     # 10 unload cycles under churn per mechanism (100 on amd64: 500 s here).
-    set -- --hooks "${TOA_ARM64_HOOKS:-auto,kretprobe,fprobe}" --cycles 10
+    set -- --hooks "${TOA_ARM64_HOOKS:-auto,ftrace,kretprobe,fprobe}" --cycles 10
     for o in "${ONLY[@]}"; do set -- "$@" --only "$o"; done
     for s in "${SKIP[@]}"; do set -- "$@" --skip "$s"; done
     # TOA_ARM64_SKIP: more to leave out (space-separated names or groups).

@@ -4,9 +4,9 @@
  * first four arguments, for the hooks that only look (a SYN reaching a
  * listener, a deferred handshake ACK, a socket being destroyed).
  *
- * With hook=direct (auto's choice on x86_64) each is a direct-call
+ * With hook=direct (auto's choice on x86_64 and arm64) each is a direct-call
  * trampoline of its own that calls the handler (TOA_ENTRY_DIRECT,
- * internal.h); with hook=ftrace (or where a direct call cannot be had) an
+ * direct_x86.h, direct_arm64.h); with hook=ftrace (or where a direct call cannot be had) an
  * ftrace_ops without IPMODIFY: the function tracer calls the handler from
  * the function's call site. Either way any number of tracers, live
  * patches and BPF programs can share the function with them; an ftrace_ops
@@ -75,7 +75,7 @@ bool toa_bench_omits(const char *symbol)
 	return false;
 }
 
-#if defined(CONFIG_X86_64) && defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)
+#ifdef TOA_DIRECT_ARCH
 /*
  * hook=direct: the function's tracer call site calls h->direct, which
  * calls the handler (some 15 instructions around it, where the tracer's

@@ -174,45 +174,12 @@ void toa_entry_hooks_use(bool ftrace, bool direct);
  * every argument register kept. TOA_ENTRY_DIRECT_FN(handler) names it
  * for struct toa_entry_hook (NULL where there is none).
  */
-#if defined(CONFIG_X86_64) && defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)
-#include <asm/ibt.h>
-#include <asm/linkage.h>
-#include <asm/nospec-branch.h>
-
-/* A direct-call trampoline keeps the function's six argument registers
- * around a C call of its own (the other caller-saved ones are free at a
- * function's entry). */
-#define TOA_ASM_SAVE_ARGS							\
-	"pushq %rdi\n\t"							\
-	"pushq %rsi\n\t"							\
-	"pushq %rdx\n\t"							\
-	"pushq %rcx\n\t"							\
-	"pushq %r8\n\t"							\
-	"pushq %r9\n\t"
-#define TOA_ASM_RESTORE_ARGS							\
-	"popq %r9\n\t"								\
-	"popq %r8\n\t"								\
-	"popq %rcx\n\t"							\
-	"popq %rdx\n\t"							\
-	"popq %rsi\n\t"							\
-	"popq %rdi\n\t"
-
-#define TOA_ENTRY_DIRECT(handler)						\
-	void handler##_direct(void);						\
-	asm(".pushsection .text.toa_direct, \"ax\", @progbits\n\t"		\
-	    ".p2align 4\n\t"							\
-	    ".type " #handler "_direct, @function\n"				\
-	    #handler "_direct:\n\t"						\
-	    ASM_ENDBR								\
-	    CALL_DEPTH_ACCOUNT							\
-	    TOA_ASM_SAVE_ARGS							\
-	    "call " #handler "\n\t"						\
-	    TOA_ASM_RESTORE_ARGS						\
-	    ASM_RET								\
-	    ".size " #handler "_direct, .-" #handler "_direct\n\t"		\
-	    ".popsection\n\t")
-#define TOA_ENTRY_DIRECT_FN(handler) handler##_direct
-#else
+#if defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) && defined(CONFIG_X86_64)
+#include "direct_x86.h"
+#elif defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) && defined(CONFIG_ARM64)
+#include "direct_arm64.h"
+#endif
+#ifndef TOA_DIRECT_ARCH
 #define TOA_ENTRY_DIRECT(handler)
 #define TOA_ENTRY_DIRECT_FN(handler) NULL
 #endif
@@ -250,8 +217,9 @@ bool toa_redirect_direct_active(void);
 int toa_redirect_register(enum toa_redirect_kind kind);
 int toa_redirect_syn_recv_register(void);
 void toa_redirect_unregister(void);
-/* Preserves every register: the direct trampoline calls it between
- * loading FN's arguments and calling FN. */
+/* x86_64: preserves every register (the direct trampoline calls it
+ * between loading FN's arguments and calling FN); arm64's trampoline keeps
+ * the arguments itself. */
 #ifdef CONFIG_X86_64
 __attribute__((no_caller_saved_registers))
 #endif

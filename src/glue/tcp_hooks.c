@@ -36,8 +36,8 @@
  * The module parameter hook= chooses how (docs/performance.md has the
  * numbers):
  *
- *   auto       (default) direct where the architecture has it (x86_64),
- *              else ftrace
+ *   auto       (default) direct where the architecture has it (x86_64,
+ *              arm64), else ftrace
  *   direct     getname redirected for TOA sockets only by a direct-call
  *              trampoline (tcp_redirect.c); syn_recv_sock with kretprobes
  *   ftrace     the same redirection through an IPMODIFY ftrace_ops
@@ -341,7 +341,7 @@ static struct nf_sockopt_ops toa_sockopt_ops = {
 
 static char *hook = "auto";
 module_param(hook, charp, 0444);
-MODULE_PARM_DESC(hook, "Hook mechanism: auto (default: direct on x86_64, else ftrace), direct, ftrace, kretprobe or fprobe");
+MODULE_PARM_DESC(hook, "Hook mechanism: auto (default: direct on x86_64 and arm64, else ftrace), direct, ftrace, kretprobe or fprobe");
 
 /* Whether getname and syn_recv_sock are redirected (hook=auto, direct,
  * ftrace) rather than probed. */

@@ -8,7 +8,7 @@
  * Two ways to redirect, both through the function tracer's call site at the
  * start of each function (docs/performance.md has their cost):
  *
- * hook=direct (x86_64): a direct-call trampoline (register_ftrace_direct,
+ * hook=direct (x86_64, arm64): a direct-call trampoline (register_ftrace_direct,
  *   as BPF trampolines are attached): the call site calls toa's trampoline
  *   itself, which checks the socket in a few instructions and returns into
  *   the function, or, for a TOA socket, returns into the wrapper instead.
@@ -81,9 +81,9 @@ static long toa_redirects_pending(void)
 	return sum;
 }
 
-/* A redirected call begins (before it calls the original). Keeps every
- * register (internal.h): the trampoline calls it with the arguments
- * live. */
+/* A redirected call begins (before it calls the original). On x86_64 it
+ * keeps every register (internal.h): the wrapper calls it with the
+ * arguments live; arm64's wrapper keeps them itself. */
 void notrace toa_redirect_enter(void)
 {
 	this_cpu_inc(toa_redirects_in_flight);
@@ -464,98 +464,13 @@ static void toa_syn_recv_unregister(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* hook=direct: a direct-call trampoline per function (x86_64).              */
+/* hook=direct: a direct-call trampoline per function (x86_64, arm64; the   */
+/* assembly is in direct_x86.h and direct_arm64.h).                          */
 
-#if defined(CONFIG_X86_64) && defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)
+#ifdef TOA_DIRECT_ARCH
 #define TOA_HAVE_DIRECT 1
 
-#include <asm/ibt.h>
-#include <asm/linkage.h>
-#include <asm/nospec-branch.h>
-#include <asm/nops.h>
-#include <asm/text-patching.h>
 
-/*
- * For each function FN (inet_getname, inet6_getname), two pieces of code:
- *
- * toa_direct_FN: called by FN's tracer call site, at FN's entry: the
- *   arguments are in %rdi (struct socket *), %rsi (uaddr), %edx (peer);
- *   (%rsp) is the return into FN, 8(%rsp) FN's own return address. Returns
- *   into FN unless this is a peer query of a socket whose sk_user_data
- *   carries toa's tag (TOA_STASH_TAG, stash.rs; toa's Rust decides the rest, in the
- *   rewrite), or is a socket map's while words are parked (tcp_park.c),
- *   and the call does not come from toa_redirected_FN: then it
- *   replaces its return address with toa_redirected_FN and returns there,
- *   with the stack as at FN's entry. The tests go in the order that lets
- *   every other socket go soonest (10 instructions for a socket without
- *   sk_user_data, the return included). Only
- *   %rax is used (the caller-saved registers are free at a function's
- *   entry; the arguments are kept).
- *
- * toa_redirected_FN: in FN's place: counts the call in
- *   (toa_redirect_enter() keeps every register), calls FN itself just past
- *   its tracer call site (TOA_DIRECT_SKIP: the ENDBR and the 5-byte call;
- *   registration checks the call site is there), so that neither toa's
- *   trampoline nor any other user of the call site sees this call again,
- *   and hands the result to toa_redirect_exit_v4/v6(), which rewrites the
- *   peer, counts the call out and returns the result. The return-address
- *   check in toa_direct_FN is then only a guard.
- */
-#define TOA_DIRECT_SKIP (ENDBR_INSN_SIZE + MCOUNT_INSN_SIZE)
-
-#define TOA_DIRECT_ASM(fn, family)						\
-	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"			\
-	".p2align 4\n\t"							\
-	".type toa_direct_" #fn ", @function\n"					\
-	"toa_direct_" #fn ":\n\t"						\
-	ASM_ENDBR								\
-	CALL_DEPTH_ACCOUNT							\
-	"testl %edx, %edx\n\t"							\
-	"jz 1f\n\t"								\
-	"movq toa_off_socket_sk(%rdi), %rax\n\t"				\
-	"testq %rax, %rax\n\t"							\
-	"jz 1f\n\t"								\
-	"movq toa_off_sk_user_data(%rax), %rax\n\t"				\
-	"testq %rax, %rax\n\t"							\
-	"jz 1f\n\t"								\
-	"rolq $8, %rax\n\t"							\
-	"cmpb TOA_STASH_TAG(%rip), %al\n\t"					\
-	"jne 3f\n"								\
-	"2:\n\t"								\
-	"leaq toa_redirected_" #fn "(%rip), %rax\n\t"				\
-	"addq $(.Ltoa_redirected_" #fn "_call - toa_redirected_" #fn "), %rax\n\t" \
-	"cmpq %rax, 8(%rsp)\n\t"						\
-	"je 1f\n\t"								\
-	"leaq toa_redirected_" #fn "(%rip), %rax\n\t"				\
-	"movq %rax, (%rsp)\n"							\
-	"1:\n\t"								\
-	ASM_RET									\
-	/* A socket map's field (SK_USER_DATA_PSOCK, now bit 10): toa's	\
-	 * word may be parked beside it (tcp_park.c). */			\
-	"3:\n\t"								\
-	"testl $0x400, %eax\n\t"						\
-	"jz 1b\n\t"								\
-	"cmpl $0, toa_parked_count(%rip)\n\t"					\
-	"jne 2b\n\t"								\
-	"jmp 1b\n\t"								\
-	".size toa_direct_" #fn ", .-toa_direct_" #fn "\n\t"			\
-	".p2align 4\n\t"							\
-	".type toa_redirected_" #fn ", @function\n"				\
-	"toa_redirected_" #fn ":\n\t"						\
-	ASM_ENDBR								\
-	"pushq %rdi\n\t"							\
-	"pushq %rsi\n\t"							\
-	"call toa_redirect_enter\n\t"						\
-	CALL_DEPTH_ACCOUNT							\
-	"call " #fn " + " __stringify(TOA_DIRECT_SKIP) "\n\t"			\
-	".Ltoa_redirected_" #fn "_call:\n\t"					\
-	"popq %rsi\n\t"								\
-	"popq %rdi\n\t"								\
-	"movl %eax, %edx\n\t"							\
-	"call toa_redirect_exit_" #family "\n\t"				\
-	ASM_RET									\
-	".size toa_redirected_" #fn ", .-toa_redirected_" #fn "\n\t"		\
-	".popsection\n\t"
 
 void toa_direct_inet_getname(void);
 void toa_direct_inet6_getname(void);
@@ -575,9 +490,9 @@ static void __used toa_direct_offsets(void)
 		     "i" (offsetof(struct sock, sk_user_data)));
 }
 
-asm(TOA_DIRECT_ASM(inet_getname, v4));
+asm(TOA_DIRECT_GETNAME_ASM(inet_getname, v4));
 #if IS_ENABLED(CONFIG_IPV6)
-asm(TOA_DIRECT_ASM(inet6_getname, v6));
+asm(TOA_DIRECT_GETNAME_ASM(inet6_getname, v6));
 #endif
 
 static struct ftrace_ops toa_direct_ops[TOA_REDIRECT_NR] = {
@@ -597,15 +512,13 @@ static unsigned long toa_direct_tramp(enum toa_redirect_fn fn)
 
 static bool toa_direct_on[TOA_REDIRECT_NR];
 
-/* FN's tracer call site, TOA_DIRECT_SKIP - MCOUNT_INSN_SIZE bytes into FN
- * (toa_redirected_FN calls the instruction after it). With IBT that is no
- * symbol's start, so ftrace takes the filter only if it is exactly a call
- * site (else -EINVAL, and toa falls back to hook=ftrace); without IBT it is
- * FN's start, where -mfentry puts the call site. */
+/* FN's tracer call site (direct_ARCH.h), whose instructions
+ * toa_direct_site_ok() checked. */
 static unsigned long toa_direct_site(enum toa_redirect_fn fn)
 {
-	return toa_redirect_func(fn) + ENDBR_INSN_SIZE;
+	return toa_direct_site_of(toa_redirect_func(fn));
 }
+
 
 /*
  * Before 7.x, register_ftrace_direct() replaces the ops' flags, dropping
@@ -665,24 +578,6 @@ static void toa_direct_unregister(void)
 	}
 }
 
-/*
- * toa_redirected_FN calls FN + TOA_DIRECT_SKIP, so the call site must be
- * exactly at toa_direct_site(): its 5 bytes are the tracer's NOP, or a call
- * when FN is traced already. ftrace alone would not tell: it maps an
- * address inside a call site to the site's start, so were the site at FN+0
- * (a kernel whose FN has no ENDBR), the filter would be taken and the
- * wrapper would call into the middle of an instruction. Anything else and
- * hook=direct is refused (auto takes the next mechanism).
- */
-static bool toa_direct_site_ok(enum toa_redirect_fn fn)
-{
-	static const u8 nop[MCOUNT_INSN_SIZE] = { BYTES_NOP5 };
-	u8 insn[MCOUNT_INSN_SIZE];
-
-	if (copy_from_kernel_nofault(insn, (void *)toa_direct_site(fn), sizeof(insn)))
-		return false;
-	return insn[0] == CALL_INSN_OPCODE || !memcmp(insn, nop, sizeof(nop));
-}
 
 /* Make the tracer call site at ip call tramp, through ops. */
 static int toa_direct_attach(struct ftrace_ops *ops, unsigned long ip, unsigned long tramp)
@@ -703,7 +598,7 @@ static int toa_direct_register(void)
 	int err;
 
 	for (i = 0; i < TOA_REDIRECT_NR; i++) {
-		if (!toa_direct_site_ok(i)) {
+		if (!toa_direct_site_ok(toa_redirect_func(i))) {
 			pr_info("%ps has no tracer call site where hook=direct expects it\n",
 				(void *)toa_redirect_func(i));
 			toa_direct_unregister();
@@ -746,25 +641,6 @@ bool notrace toa_syn_recv_check(const struct sock *sk, const struct sk_buff *skb
 	return true;
 }
 
-#define TOA_SYN_RECV_DIRECT_ASM(v, isv6)					\
-	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"		\
-	".p2align 4\n\t"							\
-	".type toa_direct_syn_recv_" #v ", @function\n"			\
-	"toa_direct_syn_recv_" #v ":\n\t"					\
-	ASM_ENDBR								\
-	CALL_DEPTH_ACCOUNT							\
-	TOA_ASM_SAVE_ARGS							\
-	"movl $" #isv6 ", %ecx\n\t"						\
-	"call toa_syn_recv_check\n\t"						\
-	TOA_ASM_RESTORE_ARGS							\
-	"testb %al, %al\n\t"							\
-	"jz 1f\n\t"								\
-	"leaq toa_syn_recv_" #v "_wrapper(%rip), %rax\n\t"			\
-	"movq %rax, (%rsp)\n"							\
-	"1:\n\t"								\
-	ASM_RET									\
-	".size toa_direct_syn_recv_" #v ", .-toa_direct_syn_recv_" #v "\n\t"	\
-	".popsection\n\t"
 
 void toa_direct_syn_recv_v4(void);
 void toa_direct_syn_recv_v6(void);

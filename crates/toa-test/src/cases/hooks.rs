@@ -71,7 +71,7 @@ pub fn cases() -> Vec<Case> {
 fn expected(ctx: &Ctx) -> &str {
     match ctx.hook() {
         None | Some("auto") => {
-            if cfg!(target_arch = "x86_64") {
+            if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
                 "direct"
             } else {
                 "ftrace"

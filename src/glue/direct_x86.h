@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * hook=direct on x86_64: the direct-call trampolines toa places on the
+ * function tracer's call sites (register_ftrace_direct), in assembly:
+ * the entry hooks' (TOA_ENTRY_DIRECT), getname's redirection
+ * (TOA_DIRECT_GETNAME_ASM) and syn_recv_sock's (TOA_SYN_RECV_DIRECT_ASM),
+ * and where a function's call site is (toa_direct_site_of/_ok). Included
+ * by internal.h only; direct_arm64.h is the same for arm64.
+ *
+ * At a call site's call, %rdi, %rsi, %rdx, %rcx, %r8, %r9 hold the
+ * function's arguments, (%rsp) is the return into the function and
+ * 8(%rsp) the function's own return address.
+ */
+#ifndef TOA_DIRECT_X86_H
+#define TOA_DIRECT_X86_H
+
+#define TOA_DIRECT_ARCH 1
+
+#include <asm/ibt.h>
+#include <asm/linkage.h>
+#include <asm/nops.h>
+#include <asm/nospec-branch.h>
+#include <asm/text-patching.h>
+#include <linux/uaccess.h>
+
+/* A direct-call trampoline keeps the function's six argument registers
+ * around a C call of its own (the other caller-saved ones are free at a
+ * function's entry). */
+#define TOA_ASM_SAVE_ARGS							\
+	"pushq %rdi\n\t"							\
+	"pushq %rsi\n\t"							\
+	"pushq %rdx\n\t"							\
+	"pushq %rcx\n\t"							\
+	"pushq %r8\n\t"							\
+	"pushq %r9\n\t"
+#define TOA_ASM_RESTORE_ARGS							\
+	"popq %r9\n\t"								\
+	"popq %r8\n\t"								\
+	"popq %rcx\n\t"							\
+	"popq %rdx\n\t"							\
+	"popq %rsi\n\t"							\
+	"popq %rdi\n\t"
+
+#define TOA_ENTRY_DIRECT(handler)						\
+	void handler##_direct(void);						\
+	asm(".pushsection .text.toa_direct, \"ax\", @progbits\n\t"		\
+	    ".p2align 4\n\t"							\
+	    ".type " #handler "_direct, @function\n"				\
+	    #handler "_direct:\n\t"						\
+	    ASM_ENDBR								\
+	    CALL_DEPTH_ACCOUNT							\
+	    TOA_ASM_SAVE_ARGS							\
+	    "call " #handler "\n\t"						\
+	    TOA_ASM_RESTORE_ARGS						\
+	    ASM_RET								\
+	    ".size " #handler "_direct, .-" #handler "_direct\n\t"		\
+	    ".popsection\n\t")
+#define TOA_ENTRY_DIRECT_FN(handler) handler##_direct
+
+/*
+ * For each function FN (inet_getname, inet6_getname), two pieces of code:
+ *
+ * toa_direct_FN: called by FN's tracer call site, at FN's entry: the
+ *   arguments are in %rdi (struct socket *), %rsi (uaddr), %edx (peer);
+ *   (%rsp) is the return into FN, 8(%rsp) FN's own return address. Returns
+ *   into FN unless this is a peer query of a socket whose sk_user_data
+ *   carries toa's tag (TOA_STASH_TAG, stash.rs; toa's Rust decides the rest, in the
+ *   rewrite), or is a socket map's while words are parked (tcp_park.c),
+ *   and the call does not come from toa_redirected_FN: then it
+ *   replaces its return address with toa_redirected_FN and returns there,
+ *   with the stack as at FN's entry. The tests go in the order that lets
+ *   every other socket go soonest (10 instructions for a socket without
+ *   sk_user_data, the return included). Only
+ *   %rax is used (the caller-saved registers are free at a function's
+ *   entry; the arguments are kept).
+ *
+ * toa_redirected_FN: in FN's place: counts the call in
+ *   (toa_redirect_enter() keeps every register), calls FN itself just past
+ *   its tracer call site (TOA_DIRECT_SKIP: the ENDBR and the 5-byte call;
+ *   registration checks the call site is there), so that neither toa's
+ *   trampoline nor any other user of the call site sees this call again,
+ *   and hands the result to toa_redirect_exit_v4/v6(), which rewrites the
+ *   peer, counts the call out and returns the result. The return-address
+ *   check in toa_direct_FN is then only a guard.
+ */
+#define TOA_DIRECT_SKIP (ENDBR_INSN_SIZE + MCOUNT_INSN_SIZE)
+
+#define TOA_DIRECT_GETNAME_ASM(fn, family)						\
+	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"			\
+	".p2align 4\n\t"							\
+	".type toa_direct_" #fn ", @function\n"					\
+	"toa_direct_" #fn ":\n\t"						\
+	ASM_ENDBR								\
+	CALL_DEPTH_ACCOUNT							\
+	"testl %edx, %edx\n\t"							\
+	"jz 1f\n\t"								\
+	"movq toa_off_socket_sk(%rdi), %rax\n\t"				\
+	"testq %rax, %rax\n\t"							\
+	"jz 1f\n\t"								\
+	"movq toa_off_sk_user_data(%rax), %rax\n\t"				\
+	"testq %rax, %rax\n\t"							\
+	"jz 1f\n\t"								\
+	"rolq $8, %rax\n\t"							\
+	"cmpb TOA_STASH_TAG(%rip), %al\n\t"					\
+	"jne 3f\n"								\
+	"2:\n\t"								\
+	"leaq toa_redirected_" #fn "(%rip), %rax\n\t"				\
+	"addq $(.Ltoa_redirected_" #fn "_call - toa_redirected_" #fn "), %rax\n\t" \
+	"cmpq %rax, 8(%rsp)\n\t"						\
+	"je 1f\n\t"								\
+	"leaq toa_redirected_" #fn "(%rip), %rax\n\t"				\
+	"movq %rax, (%rsp)\n"							\
+	"1:\n\t"								\
+	ASM_RET									\
+	/* A socket map's field (SK_USER_DATA_PSOCK, now bit 10): toa's	\
+	 * word may be parked beside it (tcp_park.c). */			\
+	"3:\n\t"								\
+	"testl $0x400, %eax\n\t"						\
+	"jz 1b\n\t"								\
+	"cmpl $0, toa_parked_count(%rip)\n\t"					\
+	"jne 2b\n\t"								\
+	"jmp 1b\n\t"								\
+	".size toa_direct_" #fn ", .-toa_direct_" #fn "\n\t"			\
+	".p2align 4\n\t"							\
+	".type toa_redirected_" #fn ", @function\n"				\
+	"toa_redirected_" #fn ":\n\t"						\
+	ASM_ENDBR								\
+	"pushq %rdi\n\t"							\
+	"pushq %rsi\n\t"							\
+	"call toa_redirect_enter\n\t"						\
+	CALL_DEPTH_ACCOUNT							\
+	"call " #fn " + " __stringify(TOA_DIRECT_SKIP) "\n\t"			\
+	".Ltoa_redirected_" #fn "_call:\n\t"					\
+	"popq %rsi\n\t"								\
+	"popq %rdi\n\t"								\
+	"movl %eax, %edx\n\t"							\
+	"call toa_redirect_exit_" #family "\n\t"				\
+	ASM_RET									\
+	".size toa_redirected_" #fn ", .-toa_redirected_" #fn "\n\t"		\
+	".popsection\n\t"
+
+/*
+ * syn_recv_sock's trampoline: asks toa_syn_recv_check(sk, skb, req, v6)
+ * with the arguments kept, and for a yes returns into the wrapper
+ * toa_syn_recv_vN_wrapper instead of the function, with the stack as at
+ * the function's entry (the seventh argument, if any, included).
+ */
+#define TOA_SYN_RECV_DIRECT_ASM(v, isv6)					\
+	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"		\
+	".p2align 4\n\t"							\
+	".type toa_direct_syn_recv_" #v ", @function\n"			\
+	"toa_direct_syn_recv_" #v ":\n\t"					\
+	ASM_ENDBR								\
+	CALL_DEPTH_ACCOUNT							\
+	TOA_ASM_SAVE_ARGS							\
+	"movl $" #isv6 ", %ecx\n\t"						\
+	"call toa_syn_recv_check\n\t"						\
+	TOA_ASM_RESTORE_ARGS							\
+	"testb %al, %al\n\t"							\
+	"jz 1f\n\t"								\
+	"leaq toa_syn_recv_" #v "_wrapper(%rip), %rax\n\t"			\
+	"movq %rax, (%rsp)\n"							\
+	"1:\n\t"								\
+	ASM_RET									\
+	".size toa_direct_syn_recv_" #v ", .-toa_direct_syn_recv_" #v "\n\t"	\
+	".popsection\n\t"
+
+/* FN's tracer call site, TOA_DIRECT_SKIP - MCOUNT_INSN_SIZE bytes into FN
+ * (toa_redirected_FN calls the instruction after it). With IBT that is no
+ * symbol's start, so ftrace takes the filter only if it is exactly a call
+ * site (else -EINVAL, and toa falls back to hook=ftrace); without IBT it is
+ * FN's start, where -mfentry puts the call site. */
+static inline unsigned long toa_direct_site_of(unsigned long func)
+{
+	return func + ENDBR_INSN_SIZE;
+}
+
+/*
+ * toa_redirected_FN calls FN + TOA_DIRECT_SKIP, so the call site must be
+ * exactly at toa_direct_site_of(FN): its 5 bytes are the tracer's NOP, or
+ * a call when FN is traced already. ftrace alone would not tell: it maps
+ * an address inside a call site to the site's start, so were the site at
+ * FN+0 (a kernel whose FN has no ENDBR), the filter would be taken and the
+ * wrapper would call into the middle of an instruction. Anything else and
+ * hook=direct is refused (auto takes the next mechanism).
+ */
+static inline bool toa_direct_site_ok(unsigned long func)
+{
+	static const u8 nop[MCOUNT_INSN_SIZE] = { BYTES_NOP5 };
+	u8 insn[MCOUNT_INSN_SIZE];
+
+	if (copy_from_kernel_nofault(insn, (void *)toa_direct_site_of(func), sizeof(insn)))
+		return false;
+	return insn[0] == CALL_INSN_OPCODE || !memcmp(insn, nop, sizeof(nop));
+}
+
+#endif /* TOA_DIRECT_X86_H */
