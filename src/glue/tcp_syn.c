@@ -168,7 +168,8 @@ static bool toa_listener_owner_clears(const struct sock *listener)
  * 0, unlike any other request socket an ACK completes (a Fast Open child is
  * made from its SYN). The syncookie bit is set only for cookies a BPF
  * program checked. */
-static __always_inline bool toa_req_syncookie(const struct sk_buff *skb, const struct request_sock *req)
+static __always_inline bool toa_req_syncookie(const struct sk_buff *skb,
+					      const struct request_sock *req)
 {
 	return req && (req->syncookie || (!tcp_hdr(skb)->syn && !tcp_rsk(req)->snt_synack));
 }
