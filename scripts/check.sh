@@ -69,11 +69,12 @@ vm_timeout=${TOA_VM_TIMEOUT:-2400}
 passed=0 failed=0 skipped=0
 start=$SECONDS
 
-# vm_counted NAME RESULTS STATUS: count a test VM (scripts/vm.sh) whose
-# results are in the directory RESULTS and whose exit status was STATUS: its
-# suite's summary, a kernel log without splats, the VM's own exit.
+# vm_counted NAME RESULTS STATUS [shown]: count a test VM (scripts/vm.sh)
+# whose results are in the directory RESULTS and whose exit status was
+# STATUS: its suite's summary, a kernel log without splats, the VM's own
+# exit (shown: as count's).
 vm_counted() {
-    count "$2/output.txt" "$1"
+    count "$2/output.txt" "$1" ${4:-}
     ! [ -s "$2/splats.txt" ]; check "$1: kernel log clean (no WARNING/BUG/Oops/KASAN/lockdep)" $?
     check "$1: VM ran to its end in time, exit 0" "$3"
 }
@@ -195,7 +196,7 @@ stock_finish() {
     wait "$stock_job" || rc=$?
     cat "$TOA_CACHE/stock.err" >&2
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/stock.txt"
-    count "$TOA_CACHE/stock.txt" "stock"
+    count "$TOA_CACHE/stock.txt" "stock" shown
     check "stock: scripts/stock-test.sh exits 0" $rc
     stage_add "stock kernels (beside the others)" "$(cat "$TOA_CACHE/stock.secs" 2>/dev/null || echo 0)"
 }
@@ -208,7 +209,7 @@ sid_run() {
     scripts/debian-kernel-test.sh sid "$SID_PIN" >"$TOA_CACHE/sid.txt" 2>"$TOA_CACHE/sid.err" || rc=$?
     [ "$rc" = 0 ] || tail -n 20 "$TOA_CACHE/sid.err" >&2
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/sid.txt"
-    count "$TOA_CACHE/sid.txt" "sid"
+    count "$TOA_CACHE/sid.txt" "sid" shown
     check "sid: scripts/debian-kernel-test.sh exits 0" $rc
 }
 
@@ -233,7 +234,7 @@ e2e_vm() {
         "$TOA_CACHE/bin/toa_udp_server_c" >/dev/null || rc=$?
     sed -n "$4" "$res/output.txt"
     sed "s/^/$name: /" "$res/output.txt" | grep -E ': (ok|not ok|skip) |: stress'
-    vm_counted "$name" "$res" "$rc"
+    vm_counted "$name" "$res" "$rc" shown
 }
 
 # hooks_finish: count the second VM of kernel $k (every other hook
@@ -334,11 +335,11 @@ for k in $kernels; do
     inst=$TOA_CACHE/install/$k
     scripts/install-test.sh "$kdir" "$TOA_CACHE/module/$k" "$inst" $dkms >"$TOA_CACHE/install-$k.txt"
     sed "s/^/$k install: /" "$TOA_CACHE/install-$k.txt" | grep -v 'passed, '
-    count "$TOA_CACHE/install-$k.txt" "$k install"
+    count "$TOA_CACHE/install-$k.txt" "$k install" shown
     if [ "$k" = 6.12 ] || [ "$k" = 7.3 ]; then
         scripts/preflight-test.sh "$kdir" "$TOA_CACHE/module/preflight" >"$TOA_CACHE/preflight.txt"
         sed "s/^/preflight: /" "$TOA_CACHE/preflight.txt" | grep -v 'passed, '
-        count "$TOA_CACHE/preflight.txt" "preflight"
+        count "$TOA_CACHE/preflight.txt" "preflight" shown
     fi
     # The FULLNAT topology, then backends in pods (the node's kube-proxy
     # and Docker rules, pod IPs, host network).
@@ -356,7 +357,7 @@ if [ "${TOA_ARM64:-1}" != 0 ]; then
     scripts/arm64-stock-test.sh >"$TOA_CACHE/arm64-stock.txt" 2>"$TOA_CACHE/arm64-stock.err" || arm64_rc=$?
     [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64-stock.err" >&2
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/arm64-stock.txt" | cut -c1-220
-    count "$TOA_CACHE/arm64-stock.txt" "arm64 package"
+    count "$TOA_CACHE/arm64-stock.txt" "arm64 package" shown
     check "arm64 package: scripts/arm64-stock-test.sh exits 0" "$arm64_rc"
     # The mechanisms hook=auto can end up with on arm64 (direct, ftrace
     # where direct calls cannot be had, kretprobe where another module
@@ -384,7 +385,7 @@ if [ -n "$fresh_job" ]; then
     wait "$fresh_job" || fresh_rc=$?
     tail -n 30 "$TOA_CACHE/fresh.err" | grep -vE '^\[' >&2 || true
     grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/fresh.txt"
-    count "$TOA_CACHE/fresh.txt" "fresh machine"
+    count "$TOA_CACHE/fresh.txt" "fresh machine" shown
     check "fresh machine: scripts/fresh-test.sh exits 0" "$fresh_rc"
     stage_add "fresh machine (beside everything else)" "$(cat "$TOA_CACHE/fresh.secs" 2>/dev/null || echo 0)"
 fi

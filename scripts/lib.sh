@@ -56,8 +56,9 @@ summary_of() {
 # debian-kernel-test.sh; install-test.sh and preflight-test.sh use check and
 # print their own summary): the script sets passed=0 failed=0 skipped=0, then
 # check NAME STATUS [detail] prints ok/not ok and counts it; count FILE NAME
-# adds FILE's own summary (a FILE without one is a failure) and shows its
-# not ok/skip lines; finish prints `N passed, M failed, K skipped` and exits
+# [shown] adds FILE's own summary (a FILE without one is a failure) and
+# shows its not ok/skip lines (with shown, the caller has shown FILE's lines
+# already: only the tally); finish prints `N passed, M failed, K skipped` and exits
 # non-zero if anything failed. What failed is also listed in the array
 # failures (check.sh names them at its end).
 failures=()
@@ -74,7 +75,7 @@ count() {
     if [ -z "$p" ]; then check "$2: printed no summary" 1; return; fi
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
     [ "$f" = 0 ] || failures+=("$2: $f case(s)")
-    grep -E '^(not ok|skip) ' "$1" | sed "s/^/    $2: /"
+    [ -n "${3:-}" ] || grep -E '^(not ok|skip) ' "$1" | sed "s/^/    $2: /"
     echo "    $2: $p passed, $f failed, $s skipped"
 }
 finish() {

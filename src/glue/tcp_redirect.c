@@ -470,19 +470,18 @@ static void toa_syn_recv_unregister(void)
 #ifdef TOA_DIRECT_ARCH
 #define TOA_HAVE_DIRECT 1
 
-
-
 void toa_direct_inet_getname(void);
 void toa_direct_inet6_getname(void);
 
 /*
  * The two offsets the trampolines read, as assembler symbols. The
- * trampolines are basic asm (the kernel's CALL_DEPTH_ACCOUNT and ASM_RET
- * strings are written for it), which takes no operands.
+ * trampolines are basic asm (x86's CALL_DEPTH_ACCOUNT and ASM_RET strings
+ * are written for it), which takes no operands.
  */
 static void __used toa_direct_offsets(void)
 {
-	/* The socket map's flag the trampolines test (rotated to bit 10). */
+	/* The socket map's flag the trampolines test (bit 2; x86 tests it
+	 * rotated to bit 10). */
 	BUILD_BUG_ON(SK_USER_DATA_PSOCK != 4);
 	asm volatile(".set toa_off_socket_sk, %c0\n\t"
 		     ".set toa_off_sk_user_data, %c1\n\t"
@@ -518,7 +517,6 @@ static unsigned long toa_direct_site(enum toa_redirect_fn fn)
 {
 	return toa_direct_site_of(toa_redirect_func(fn));
 }
-
 
 /*
  * Before 7.x, register_ftrace_direct() replaces the ops' flags, dropping
@@ -577,7 +575,6 @@ static void toa_direct_unregister(void)
 		toa_direct_on[i] = false;
 	}
 }
-
 
 /* Make the tracer call site at ip call tramp, through ops. */
 static int toa_direct_attach(struct ftrace_ops *ops, unsigned long ip, unsigned long tramp)
@@ -640,7 +637,6 @@ bool notrace toa_syn_recv_check(const struct sock *sk, const struct sk_buff *skb
 	toa_redirect_enter();
 	return true;
 }
-
 
 void toa_direct_syn_recv_v4(void);
 void toa_direct_syn_recv_v6(void);
