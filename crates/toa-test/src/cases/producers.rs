@@ -886,8 +886,11 @@ fn syn_flood(ctx: &Ctx) -> Result<()> {
     let flooder = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7);
     let remote = SocketAddr::new(Transport::V6.guest(), port);
     let mut rng = fastrand::Rng::with_seed(0xf100d);
-    // More SYNs than slots: some entries must be evicted.
-    let n = 5000u32;
+    // Enough SYNs that some buckets overflow and entries must be evicted
+    // (2000 into 1024 buckets of 4 overflow about 50 of them): 5000, or
+    // 2000 where `--flood` asks for fewer (the debug kernel, where each SYN
+    // costs 65 ms).
+    let n = (ctx.flood / 20).clamp(2000, 5000);
     for i in 0..n {
         let local = SocketAddr::new(flooder.into(), 1024 + (i % 60000) as u16);
         let c = SocketAddrV6::new(
