@@ -47,7 +47,11 @@ static const struct toa_net *toa_net_of(const struct toa_settings *s)
 	return (const struct toa_net *)((const u8 *)s - offsetof(struct toa_net, settings));
 }
 
-void toa_host_stat_add(unsigned int counter, u64 n)
+/* The load-time settings (toa_settings_load(), fixed), which count as the
+ * host's: set before any namespace or hook exists. */
+static const struct toa_settings *toa_load_settings __read_mostly;
+
+void notrace toa_host_stat_add(unsigned int counter, u64 n)
 {
 	const struct toa_net *tn;
 	struct toa_counters __percpu *c;
@@ -62,12 +66,12 @@ void toa_host_stat_add(unsigned int counter, u64 n)
 	preempt_enable_notrace();
 }
 
-void toa_stat_add(const struct toa_settings *s, unsigned int counter, u64 n)
+void notrace toa_stat_add(const struct toa_settings *s, unsigned int counter, u64 n)
 {
-	if (!s || s == toa_settings_load())
-		toa_host_stat_add(counter, n);
-	else
+	if (likely(s && s != toa_load_settings))
 		toa_net_stat_add(toa_net_of(s), counter, n);
+	else
+		toa_host_stat_add(counter, n);
 }
 
 void toa_sk_stat_add(const struct sock *sk, unsigned int counter, u64 n)
@@ -689,6 +693,7 @@ int toa_admin_register(void)
 	if (WARN_ON(toa_settings_size() > TOA_SETTINGS_MAX))
 		return -EINVAL;
 	memset(toa_gone, 0, sizeof(toa_gone));
+	toa_load_settings = toa_settings_load();
 	err = register_pernet_subsys(&toa_net_ops);
 	if (err) {
 		toa_nr_counters = 0;

@@ -61,20 +61,39 @@
 	"mov x30, x9\n\t"							\
 	"ret x16\n\t"
 
-#define TOA_ENTRY_DIRECT(handler)						\
+#define TOA_ENTRY_DIRECT_UNLESS(handler, skip)				\
 	void handler##_direct(void);						\
 	asm(".pushsection .text.toa_direct, \"ax\", @progbits\n\t"		\
 	    ".p2align 3\n\t"							\
 	    ".type " #handler "_direct, @function\n"				\
 	    #handler "_direct:\n\t"						\
 	    "hint 34\n\t"							\
+	    skip								\
 	    TOA_ASM_SAVE_ARGS							\
 	    "bl " #handler "\n\t"						\
 	    TOA_ASM_RESTORE_ARGS						\
+	    "1:\n\t"								\
 	    TOA_ASM_INTO_FUNCTION						\
 	    ".size " #handler "_direct, .-" #handler "_direct\n\t"		\
 	    ".popsection\n\t")
 #define TOA_ENTRY_DIRECT_FN(handler) handler##_direct
+
+/* The trampolines' early tests (internal.h): a branch to 1f goes on into
+ * the function; only x16 is used. */
+#define TOA_ASM_SKIP_UNLESS_USER_DATA						\
+	"cbz x0, 1f\n\t"							\
+	"ldr x16, [x0, #toa_off_sk_user_data]\n\t"				\
+	"cbnz x16, 2f\n\t"							\
+	"adrp x16, toa_parked_count\n\t"					\
+	"ldr w16, [x16, :lo12:toa_parked_count]\n\t"				\
+	"cbz w16, 1f\n"								\
+	"2:\n\t"
+#define TOA_ASM_SKIP_UNLESS_DEFERRING						\
+	"tst w3, #0xff\n\t"							\
+	"b.ne 1f\n\t"								\
+	"cbz x0, 1f\n\t"							\
+	"ldrb w16, [x0, #toa_off_defer_accept]\n\t"				\
+	"cbz w16, 1f\n\t"
 
 /* Where toa_redirected_FN enters FN: past its call site. */
 #define TOA_DIRECT_SKIP 8

@@ -41,7 +41,7 @@
 	"popq %rsi\n\t"							\
 	"popq %rdi\n\t"
 
-#define TOA_ENTRY_DIRECT(handler)						\
+#define TOA_ENTRY_DIRECT_UNLESS(handler, skip)				\
 	void handler##_direct(void);						\
 	asm(".pushsection .text.toa_direct, \"ax\", @progbits\n\t"		\
 	    ".p2align 4\n\t"							\
@@ -49,13 +49,33 @@
 	    #handler "_direct:\n\t"						\
 	    ASM_ENDBR								\
 	    CALL_DEPTH_ACCOUNT							\
+	    skip								\
 	    TOA_ASM_SAVE_ARGS							\
 	    "call " #handler "\n\t"						\
 	    TOA_ASM_RESTORE_ARGS						\
+	    "1:\n\t"								\
 	    ASM_RET								\
 	    ".size " #handler "_direct, .-" #handler "_direct\n\t"		\
 	    ".popsection\n\t")
 #define TOA_ENTRY_DIRECT_FN(handler) handler##_direct
+
+/* The trampolines' early tests (internal.h): a branch to 1f goes on into
+ * the function; only %rax is used. */
+#define TOA_ASM_SKIP_UNLESS_USER_DATA						\
+	"testq %rdi, %rdi\n\t"							\
+	"jz 1f\n\t"								\
+	"cmpq $0, toa_off_sk_user_data(%rdi)\n\t"				\
+	"jne 2f\n\t"								\
+	"cmpl $0, toa_parked_count(%rip)\n\t"					\
+	"je 1f\n"								\
+	"2:\n\t"
+#define TOA_ASM_SKIP_UNLESS_DEFERRING						\
+	"testb %cl, %cl\n\t"							\
+	"jnz 1f\n\t"								\
+	"testq %rdi, %rdi\n\t"							\
+	"jz 1f\n\t"								\
+	"cmpb $0, toa_off_defer_accept(%rdi)\n\t"				\
+	"je 1f\n\t"
 
 /*
  * For each function FN (inet_getname, inet6_getname), two pieces of code:

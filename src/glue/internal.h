@@ -6,9 +6,11 @@
 #define TOA_GLUE_INTERNAL_H
 
 #include <linux/ftrace.h>
+#include <linux/jiffies.h>
 #include <linux/kprobes.h>
 #include <linux/net.h>
 #include <linux/rcupdate.h>
+#include <net/inet_connection_sock.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
 
@@ -148,6 +150,18 @@ bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
 void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 			const struct request_sock *req, bool checked);
 
+/* The clock toa's tables keep time by (ms since boot; jiffies64_to_msecs()
+ * inline where HZ divides 1000, as on Debian's kernels: every handshake
+ * and datagram hook reads it). */
+static __always_inline u64 toa_now_ms(void)
+{
+#if !(MSEC_PER_SEC % HZ)
+	return (MSEC_PER_SEC / HZ) * get_jiffies_64();
+#else
+	return jiffies64_to_msecs(get_jiffies_64());
+#endif
+}
+
 /* entry.c: handlers at a function's entry (ftrace_ops or kprobes) */
 struct toa_entry_hook {
 	/* Set by the user of the hook. */
@@ -173,15 +187,46 @@ void toa_entry_hooks_use(bool ftrace, bool direct);
  * the function's first four arguments and returns into the function,
  * every argument register kept. TOA_ENTRY_DIRECT_FN(handler) names it
  * for struct toa_entry_hook (NULL where there is none).
+ *
+ * TOA_ENTRY_DIRECT_UNLESS(handler, TOA_ASM_SKIP_...) is the same, with a
+ * test in the trampoline itself that lets the calls with nothing for toa
+ * go on into the function after a few instructions, without the
+ * handler's call (the handler makes the same test again: ftrace_ops and
+ * kprobes call it for every call). The tests (direct_*.h):
+ *
+ *   TOA_ASM_SKIP_UNLESS_USER_DATA   the first argument, a socket, has no
+ *                                   sk_user_data and no word is parked
+ *                                   (tcp_park.c): nothing to free
+ *   TOA_ASM_SKIP_UNLESS_DEFERRING   the first argument, a listener, does
+ *                                   not defer accepting, or the fourth
+ *                                   (tcp_check_req's fastopen) is true
+ *
+ * They read offsets as assembler symbols, which TOA_DIRECT_OFFSETS()
+ * defines in the file that uses them (basic asm takes no operands).
  */
 #if defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) && defined(CONFIG_X86_64)
 #include "direct_x86.h"
 #elif defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) && defined(CONFIG_ARM64)
 #include "direct_arm64.h"
 #endif
-#ifndef TOA_DIRECT_ARCH
+#ifdef TOA_DIRECT_ARCH
+#define TOA_ENTRY_DIRECT(handler) TOA_ENTRY_DIRECT_UNLESS(handler, "")
+#define TOA_DIRECT_OFFSETS()							\
+	static void __used toa_direct_offsets(void)				\
+	{									\
+		asm volatile(".set toa_off_socket_sk, %c0\n\t"			\
+			     ".set toa_off_sk_user_data, %c1\n\t"		\
+			     ".set toa_off_defer_accept, %c2\n\t"		\
+			     : : "i" (offsetof(struct socket, sk)),		\
+			     "i" (offsetof(struct sock, sk_user_data)),		\
+			     "i" (offsetof(struct inet_connection_sock,		\
+					   icsk_accept_queue.rskq_defer_accept))); \
+	}
+#else
 #define TOA_ENTRY_DIRECT(handler)
+#define TOA_ENTRY_DIRECT_UNLESS(handler, skip)
 #define TOA_ENTRY_DIRECT_FN(handler) NULL
+#define TOA_DIRECT_OFFSETS()
 #endif
 bool toa_bench_omits(const char *symbol);
 int toa_entry_hook_register(struct toa_entry_hook *h);

@@ -370,8 +370,9 @@ static struct ftrace_ops toa_syn_recv_ops = {
  * decides), nor for a child that can have no client (toa_syn_recv_quick,
  * which counts it as the wrapper would).
  */
-static bool toa_syn_recv_wanted(const struct sock *sk, const struct sk_buff *skb,
-				const struct request_sock *req, bool v6)
+static __always_inline bool toa_syn_recv_wanted(const struct sock *sk,
+						 const struct sk_buff *skb,
+						 const struct request_sock *req, bool v6)
 {
 	if (!skb || !sk || (v6 && skb->protocol != htons(ETH_P_IPV6)))
 		return false;
@@ -473,21 +474,10 @@ static void toa_syn_recv_unregister(void)
 void toa_direct_inet_getname(void);
 void toa_direct_inet6_getname(void);
 
-/*
- * The two offsets the trampolines read, as assembler symbols. The
- * trampolines are basic asm (x86's CALL_DEPTH_ACCOUNT and ASM_RET strings
- * are written for it), which takes no operands.
- */
-static void __used toa_direct_offsets(void)
-{
-	/* The socket map's flag the trampolines test (bit 2; x86 tests it
-	 * rotated to bit 10). */
-	BUILD_BUG_ON(SK_USER_DATA_PSOCK != 4);
-	asm volatile(".set toa_off_socket_sk, %c0\n\t"
-		     ".set toa_off_sk_user_data, %c1\n\t"
-		     : : "i" (offsetof(struct socket, sk)),
-		     "i" (offsetof(struct sock, sk_user_data)));
-}
+/* The offsets the trampolines read (internal.h). The socket map's flag
+ * they test is bit 2 (x86 tests it rotated to bit 10). */
+static_assert(SK_USER_DATA_PSOCK == 4);
+TOA_DIRECT_OFFSETS()
 
 asm(TOA_DIRECT_GETNAME_ASM(inet_getname, v4));
 #if IS_ENABLED(CONFIG_IPV6)

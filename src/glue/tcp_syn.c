@@ -116,11 +116,6 @@ static __always_inline bool toa_skb_local(const struct sk_buff *skb)
 	return skb->skb_iif == LOOPBACK_IFINDEX;
 }
 
-static u64 toa_now_ms(void)
-{
-	return jiffies64_to_msecs(get_jiffies_64());
-}
-
 static void toa_handshake_fill(struct toa_handshake *hs, const struct sk_buff *skb)
 {
 	const struct tcphdr *th = tcp_hdr(skb);
@@ -323,7 +318,10 @@ enum toa_syn_hook {
 /* Entry hooks (entry.c): ftrace_ops with the default hooks, kprobes
  * with hook=kretprobe/fprobe. */
 TOA_ENTRY_DIRECT(toa_conn_request_entry);
-TOA_ENTRY_DIRECT(toa_check_req_entry);
+/* Its trampoline lets the ACKs of listeners that do not defer (nearly all)
+ * and Fast Open children go at once: toa_check_req_entry's first tests. */
+TOA_DIRECT_OFFSETS()
+TOA_ENTRY_DIRECT_UNLESS(toa_check_req_entry, TOA_ASM_SKIP_UNLESS_DEFERRING);
 
 static struct toa_entry_hook toa_syn_hooks[TOA_NR_SYN_HOOKS] = {
 	[TOA_CONN_REQUEST] = {

@@ -172,11 +172,6 @@ static struct toa_udp_table *toa_udp_table_alloc(unsigned long flows)
 	return t;
 }
 
-static u64 toa_now_ms(void)
-{
-	return jiffies64_to_msecs(get_jiffies_64());
-}
-
 /*
  * Make the table hold `flows` flows (0: no table): a new one is allocated
  * and published, and once no hook can be using the old one any more its
@@ -1110,7 +1105,6 @@ static bool toa_uoa_sockopt_on;
 static bool toa_udp_param = true;
 module_param_named(udp, toa_udp_param, bool, 0444);
 MODULE_PARM_DESC(udp, "Serve UDP clients (netfilter hooks in each namespace that trusts a balancer, UOA_SO_GET_LOOKUP); 0: TCP only (default 1)");
-
 
 int toa_udp_register(void)
 {

@@ -60,6 +60,13 @@ static ANY_KINDS: [AtomicU64; 4] = {
 /// See [`ANY_KINDS`].
 static ANY_CDN: AtomicBool = AtomicBool::new(wire::Rules::DEFAULT.cdn);
 
+/// The first word of [`any_rules`]' kinds (kinds 0 to 63), alone: what
+/// [`wire::may_name_lazy`] reads before it needs the rest.
+#[inline]
+pub fn any_kinds_word0() -> u64 {
+    ANY_KINDS[0].load(Ordering::Relaxed)
+}
+
 /// The rules every namespace's are within (see [`ANY_KINDS`]).
 pub fn any_rules() -> wire::Rules {
     wire::Rules {

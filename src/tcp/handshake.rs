@@ -142,7 +142,7 @@ unsafe fn may_name(options: *const u8, len: usize) -> bool {
     let len = len.min(wire::MAX_OPTIONS_LEN);
     // SAFETY: the caller guarantees `len` readable bytes.
     let options = unsafe { core::slice::from_raw_parts(options, len) };
-    wire::may_name(options, &config::any_rules())
+    wire::may_name_lazy(options, config::any_kinds_word0(), config::any_rules)
 }
 
 /// The quick path of [`toa_on_child`]: when the packet creating `child`

@@ -470,7 +470,16 @@ pub fn scan_pick(
 /// TOA kind). Never reads outside `options`.
 #[inline]
 pub fn may_name(options: &[u8], any: &Rules) -> bool {
-    !ordinary(options, any) && may_name_walk(options, any)
+    !ordinary(options, any.kinds.words()[0]) && may_name_walk(options, any)
+}
+
+/// [`may_name`], given the first word of the rules' kinds (kinds 0 to 63)
+/// and where to get the rules only when the list is not one of
+/// [`ordinary`]'s: the rules are five words, which every handshake packet
+/// would otherwise read and lay out for the walk it does not need.
+#[inline]
+pub fn may_name_lazy(options: &[u8], kinds_word0: u64, any: impl FnOnce() -> Rules) -> bool {
+    !ordinary(options, kinds_word0) && may_name_walk(options, &any())
 }
 
 /// The kinds of the option lists [`ordinary`] knows: maximum segment size
@@ -479,13 +488,14 @@ const ORDINARY_KINDS: u64 = 1 << 2 | 1 << 3 | 1 << 4 | 1 << 8;
 
 /// Whether `options` is one of the lists Linux itself puts in a handshake
 /// (`tcp_options_write()`'s order, whatever the values), none of whose
-/// kinds is one of `any`'s: then it names nobody, known in a dozen
-/// instructions instead of a walk of about 20 an option. Most connections
-/// a host makes to itself and to its neighbours carry exactly these.
+/// kinds is one of the rules' (whose kinds 0 to 63 are `kinds_word0`):
+/// then it names nobody, known in a dozen instructions instead of a walk
+/// of about 20 an option. Most connections a host makes to itself and to
+/// its neighbours carry exactly these.
 #[inline]
-fn ordinary(options: &[u8], any: &Rules) -> bool {
+fn ordinary(options: &[u8], kinds_word0: u64) -> bool {
     const NOP: u8 = KIND_NOP;
-    if any.kinds.words()[0] & ORDINARY_KINDS != 0 {
+    if kinds_word0 & ORDINARY_KINDS != 0 {
         return false;
     }
     matches!(
@@ -1335,14 +1345,17 @@ mod properties {
             w[0] = (w[0] & !0x1ff) | small;
             let r = Rules { kinds: Kinds::from_words(w), cdn: r.cdn };
             prop_assert_eq!(may_name(&o, &r), may_name_walk(&o, &r));
+            prop_assert_eq!(may_name_lazy(&o, w[0], || r), may_name_walk(&o, &r));
             if w[0] & ORDINARY_KINDS == 0 {
-                prop_assert!(ordinary(&o, &r));
+                prop_assert!(ordinary(&o, w[0]));
             }
         }
 
         #[test]
         fn may_name_is_its_walk(bytes in proptest::collection::vec(any::<u8>(), 0..24), r in rules()) {
             prop_assert_eq!(may_name(&bytes, &r), may_name_walk(&bytes, &r));
+            let w0 = r.kinds.words()[0];
+            prop_assert_eq!(may_name_lazy(&bytes, w0, || r), may_name_walk(&bytes, &r));
         }
 
         #[test]
