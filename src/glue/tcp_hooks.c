@@ -74,8 +74,8 @@ static bool toa_syn_recv_begin(struct toa_syn_recv_args *args, struct sk_buff *s
 /* syn_recv_sock returned child (or NULL) for skb and req. The IPv6 hook
  * leaves IPv4 packets (to dual-stack listeners) to the IPv4 hook, which
  * tcp_v6_syn_recv_sock calls for them and which has seen them already. */
-void toa_syn_recv_done(struct sock *child, struct sk_buff *skb, struct request_sock *req,
-		       bool v6_hook, bool checked)
+void notrace toa_syn_recv_done(struct sock *child, struct sk_buff *skb,
+			       struct request_sock *req, bool v6_hook, bool checked)
 {
 	if (!child || (v6_hook && skb->protocol != htons(ETH_P_IPV6)))
 		return;

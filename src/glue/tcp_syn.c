@@ -26,6 +26,7 @@
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/tcp.h>
+#include <linux/unaligned.h>
 #include <net/inet_connection_sock.h>
 #include <net/request_sock.h>
 #include <net/tcp.h>
@@ -116,29 +117,50 @@ static __always_inline bool toa_skb_local(const struct sk_buff *skb)
 	return skb->skb_iif == LOOPBACK_IFINDEX;
 }
 
-static void toa_handshake_fill(struct toa_handshake *hs, const struct sk_buff *skb)
+/* An IPv4 address in 16 bytes, zero past its 4 (three stores: a memset of
+ * the 12 is a rep stos here). */
+static __always_inline void toa_ipv4_in16(u8 *dst, __be32 addr)
+{
+	put_unaligned(addr, (__be32 *)dst);
+	put_unaligned(0, (u32 *)(dst + 4));
+	put_unaligned(0, (u64 *)(dst + 8));
+}
+
+/*
+ * Every field of hs from skb and settings (the caller's hs is left
+ * uninitialized, so that neither this nor the kernel's zeroing of locals
+ * costs a rep stos of its 88 bytes; Rust reads no padding). An IPv4
+ * packet's addresses are zero past their 4 bytes (the tables' keys hash
+ * all 16).
+ */
+static __always_inline void toa_handshake_fill(struct toa_handshake *hs, const struct sk_buff *skb,
+					       const struct net *net,
+					       const struct toa_settings *settings)
 {
 	const struct tcphdr *th = tcp_hdr(skb);
 	size_t len;
 
-	memset(hs, 0, sizeof(*hs));
 	hs->local = toa_skb_local(skb);
 	hs->options = toa_skb_options(skb, &len);
 	hs->options_len = len;
 	hs->syn = th->syn;
 	hs->v6 = skb->protocol == htons(ETH_P_IPV6);
+	hs->syncookie = false;
+	hs->owner_clears = false;
 	/* The source as the backend sees it: the balancer (trusted_sources). */
 	if (hs->v6) {
 		memcpy(hs->saddr, &ipv6_hdr(skb)->saddr, 16);
 		memcpy(hs->daddr, &ipv6_hdr(skb)->daddr, 16);
 	} else {
-		memcpy(hs->saddr, &ip_hdr(skb)->saddr, 4);
-		memcpy(hs->daddr, &ip_hdr(skb)->daddr, 4);
+		toa_ipv4_in16(hs->saddr, ip_hdr(skb)->saddr);
+		toa_ipv4_in16(hs->daddr, ip_hdr(skb)->daddr);
 	}
 	memcpy(hs->sport, &th->source, 2);
 	memcpy(hs->dport, &th->dest, 2);
 	hs->isn = ntohl(th->seq);
 	hs->now_ms = toa_now_ms();
+	hs->net = net->net_cookie;
+	hs->settings = settings;
 }
 
 /* Whether the owner of listener's sk_user_data takes its children's field
@@ -198,16 +220,15 @@ bool notrace toa_syn_recv_quick(const struct sock *listener, const struct sk_buf
  * toa_handshake would cost every SYN and ACK that leaves early about 25
  * instructions.
  */
-static noinline void toa_syn_recv_record(struct sock *child, const struct sk_buff *skb,
-					 const struct request_sock *req,
-					 const struct toa_settings *settings, bool syncookie)
+static noinline notrace void toa_syn_recv_record(struct sock *child, const struct sk_buff *skb,
+						 const struct request_sock *req,
+						 const struct toa_settings *settings,
+						 bool syncookie)
 {
-	struct toa_handshake hs;
+	struct toa_handshake hs __uninitialized;
 
 	BUILD_BUG_ON(sizeof(hs) != 88);
-	toa_handshake_fill(&hs, skb);
-	hs.net = sock_net(child)->net_cookie;
-	hs.settings = settings;
+	toa_handshake_fill(&hs, skb, sock_net(child), settings);
 	hs.syncookie = syncookie;
 	if (req) {
 		hs.isn = tcp_rsk(req)->rcv_isn;
@@ -219,8 +240,8 @@ static noinline void toa_syn_recv_record(struct sock *child, const struct sk_buf
 /* The packet skb made syn_recv_sock create child for request req (the
  * request socket of the normal path, of a syncookie, or of a Fast Open SYN);
  * checked: toa_syn_recv_quick() said no at the call's entry. */
-void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
-			const struct request_sock *req, bool checked)
+void notrace toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
+				const struct request_sock *req, bool checked)
 {
 	const struct toa_settings *settings = toa_net_settings(sock_net(child));
 	bool syncookie = toa_req_syncookie(skb, req);
@@ -243,14 +264,12 @@ void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 /* A SYN (req NULL) or an ACK held back for request req, to listener sk,
  * that may name a client: kept in the handshake table for the child (out
  * of line: see toa_syn_recv_record). */
-static noinline void toa_request_record(const struct sock *sk, const struct sk_buff *skb,
-					const struct request_sock *req)
+static noinline notrace void toa_request_record(const struct sock *sk, const struct sk_buff *skb,
+						const struct request_sock *req)
 {
-	struct toa_handshake hs;
+	struct toa_handshake hs __uninitialized;
 
-	toa_handshake_fill(&hs, skb);
-	hs.net = sock_net(sk)->net_cookie;
-	hs.settings = toa_net_settings(sock_net(sk));
+	toa_handshake_fill(&hs, skb, sock_net(sk), toa_net_settings(sock_net(sk)));
 	/* A SYN's sequence is the client's ISN; the request knows it. */
 	if (req)
 		hs.isn = tcp_rsk(req)->rcv_isn;

@@ -93,18 +93,29 @@ impl Prefix {
         out
     }
 
-    /// Whether `src` is inside this prefix.
+    /// Whether `src` is inside this prefix: the address as one integer,
+    /// masked and compared (every handshake that names a client asks, for
+    /// each prefix until one matches).
+    #[inline]
     pub fn contains(&self, src: &Source) -> bool {
-        let bytes = match (src, self.v6) {
+        // The address is the prefix itself (`parse`): no bits past `len`.
+        let len = u32::from(self.len);
+        match (src, self.v6) {
             (Source::V4(a), false) => {
-                let mut b = [0u8; 16];
-                b[..4].copy_from_slice(a);
-                b
+                let p =
+                    u32::from_be_bytes([self.addr[0], self.addr[1], self.addr[2], self.addr[3]]);
+                // len 0: the whole address is past the prefix.
+                let mask = u32::MAX.checked_shl(32u32.saturating_sub(len)).unwrap_or(0);
+                u32::from_be_bytes(*a) & mask == p
             }
-            (Source::V6(a), true) => *a,
-            _ => return false,
-        };
-        self.masked(&bytes) == self.addr
+            (Source::V6(a), true) => {
+                let mask = u128::MAX
+                    .checked_shl(128u32.saturating_sub(len))
+                    .unwrap_or(0);
+                u128::from_be_bytes(*a) & mask == u128::from_be_bytes(self.addr)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -404,6 +415,18 @@ mod tests {
             let mask = if n == 0 { 0 } else { u32::MAX << (32 - n) };
             let l = list(&format!("{}/{n}", Ipv4Addr::from(a & mask))).unwrap();
             prop_assert_eq!(l.contains(&Source::V4(b.to_be_bytes())), (a & mask) == (b & mask));
+            prop_assert!(!l.contains(&Source::V6(u128::from(b).to_be_bytes())));
+        }
+
+        #[test]
+        fn an_ipv6_prefix_contains_exactly_its_addresses(a: u128, b: u128, n in 0u8..=128) {
+            let mask = if n == 0 { 0 } else { u128::MAX << (128 - n) };
+            let l = list(&format!("{}/{n}", Ipv6Addr::from(a & mask))).unwrap();
+            prop_assert_eq!(l.contains(&Source::V6(b.to_be_bytes())), (a & mask) == (b & mask));
+            // An address that shares the prefix's first bits.
+            let inside = (a & mask) | (b & !mask);
+            prop_assert!(l.contains(&Source::V6(inside.to_be_bytes())));
+            prop_assert!(!l.contains(&Source::V4([0; 4])));
         }
     }
 }
