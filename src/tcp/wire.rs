@@ -1347,6 +1347,23 @@ mod properties {
         o[0] == KIND_EXP && o.get(2..4) == Some(&FASTOPEN_EXID[..])
     }
 
+    /// Linux's own handshake list `layout` ([`ordinary`]'s four), its
+    /// values (the bytes that are no kind or length) taken from `values`.
+    fn linux_list(layout: usize, values: &[u8]) -> Vec<u8> {
+        let mut o: Vec<u8> = match layout {
+            0 => vec![1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0],
+            1 => vec![2, 4, 0, 0, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 0],
+            2 => vec![2, 4, 0, 0, 1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 0],
+            _ => vec![2, 4, 0, 0, 1, 1, 4, 2, 1, 3, 3, 0],
+        };
+        for (i, b) in o.iter_mut().enumerate() {
+            if *b == 0 {
+                *b = values[i];
+            }
+        }
+        o
+    }
+
     proptest! {
         #[test]
         fn packed_clients_round_trip(v6: bool, port: [u8; 2], addr: [u8; 16]) {
@@ -1400,17 +1417,7 @@ mod properties {
         ) {
             // Linux's own handshake lists with any values, under rule sets
             // that may hold their kinds too (the low word's low bits).
-            let mut o: Vec<u8> = match layout {
-                0 => vec![1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0],
-                1 => vec![2, 4, 0, 0, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 0],
-                2 => vec![2, 4, 0, 0, 1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 0],
-                _ => vec![2, 4, 0, 0, 1, 1, 4, 2, 1, 3, 3, 0],
-            };
-            for (i, b) in o.iter_mut().enumerate() {
-                if *b == 0 {
-                    *b = values[i];
-                }
-            }
+            let o = linux_list(layout, &values);
             let mut w = r.kinds.words();
             w[0] = (w[0] & !0x1ff) | small;
             let r = Rules { kinds: Kinds::from_words(w), cdn: r.cdn };
@@ -1431,17 +1438,7 @@ mod properties {
         ) {
             // Linux's lists with any values, and with one byte (kind,
             // length or value) changed to anything.
-            let mut o: Vec<u8> = match layout {
-                0 => vec![1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0],
-                1 => vec![2, 4, 0, 0, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 0],
-                2 => vec![2, 4, 0, 0, 1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 0],
-                _ => vec![2, 4, 0, 0, 1, 1, 4, 2, 1, 3, 3, 0],
-            };
-            for (i, b) in o.iter_mut().enumerate() {
-                if *b == 0 {
-                    *b = values[i];
-                }
-            }
+            let mut o = linux_list(layout, &values);
             if mutate {
                 let i = at % o.len();
                 o[i] = byte;
