@@ -66,8 +66,9 @@ if [ "$prog" = toa-bench ]; then
         ${BENCH_REPS:+--reps "$BENCH_REPS"}
     export TOA_ARM64_CPUS=1 TOA_ARM64_QEMU_OPTS="-icount shift=0,sleep=off"
 elif [ $# -eq 0 ]; then
-    # 10 unload cycles under churn per mechanism (100 on amd64: 500 s here).
-    set -- --hooks "${TOA_ARM64_HOOKS:-auto,ftrace,kretprobe,fprobe}" --cycles 10
+    # 10 unload cycles under churn per mechanism (100 on amd64: 500 s
+    # here); TOA_ARM64_CYCLES another count (make check: 5).
+    set -- --hooks "${TOA_ARM64_HOOKS:-auto,ftrace,kretprobe,fprobe}" --cycles "${TOA_ARM64_CYCLES:-10}"
     for o in "${ONLY[@]}"; do set -- "$@" --only "$o"; done
     for s in "${SKIP[@]}"; do set -- "$@" --skip "$s"; done
     # TOA_ARM64_SKIP: more to leave out (space-separated names or groups).

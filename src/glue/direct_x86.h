@@ -2,9 +2,10 @@
 /*
  * hook=direct on x86_64: the direct-call trampolines toa places on the
  * function tracer's call sites (register_ftrace_direct), in assembly:
- * the entry hooks' (TOA_ENTRY_DIRECT), getname's redirection
- * (TOA_DIRECT_GETNAME_ASM) and syn_recv_sock's (TOA_SYN_RECV_DIRECT_ASM),
- * and where a function's call site is (toa_direct_site_of/_ok). Included
+ * the entry hooks' (TOA_ENTRY_DIRECT_UNLESS, with its early tests
+ * TOA_ASM_SKIP_*), getname's redirection (TOA_DIRECT_GETNAME_ASM) and
+ * syn_recv_sock's (TOA_SYN_RECV_DIRECT_ASM), and where a function's call
+ * site is (toa_direct_site_of/_ok). Included
  * by internal.h only; direct_arm64.h is the same for arm64.
  *
  * At a call site's call, %rdi, %rsi, %rdx, %rcx, %r8, %r9 hold the

@@ -167,8 +167,8 @@ struct toa_entry_hook {
 	/* Set by the user of the hook. */
 	const char *symbol;
 	void (*handler)(unsigned long a0, unsigned long a1, unsigned long a2, unsigned long a3);
-	/* For hook=direct (x86_64): the trampoline TOA_ENTRY_DIRECT(handler)
-	 * made for the handler. */
+	/* For hook=direct (x86_64, arm64): the trampoline
+	 * TOA_ENTRY_DIRECT(handler) (or _UNLESS) made for the handler. */
 	void (*direct)(void);
 	/* Kept by entry.c. */
 	struct kprobe kp;
