@@ -361,12 +361,12 @@ if [ "${TOA_ARM64:-1}" != 0 ]; then
     check "arm64 package: scripts/arm64-stock-test.sh exits 0" "$arm64_rc"
     # hook=auto (direct) and ftrace (what auto takes where direct calls
     # cannot be had: a BTI kernel), with 5 unload cycles under churn each
-    # (make arm64-suite: 10), on
-    # the cross-built module in the busybox guest; kretprobe (what auto
-    # takes where another module owns getname) and fprobe (only ever asked
-    # for) run in `make arm64-suite` (and on amd64 in the 6.12 kernel's
-    # second VM), as do the UDP cases (netfilter's: the same under every
-    # mechanism; the package test above runs them on arm64).
+    # (make arm64-suite: 10), on the cross-built module in the busybox
+    # guest; kretprobe (what auto takes where another module owns getname)
+    # and fprobe (only ever asked for) run in `make arm64-suite` (and on
+    # amd64 in the 6.12 kernel's second VM), as do the UDP cases
+    # (netfilter's: the same under every mechanism; the package test above
+    # runs them on arm64).
     stage "arm64: cross-built module, the suite under each hook mechanism"
     arm64_rc=0 res=$TOA_CACHE/results/arm64-suite
     TOA_ARM64_HOOKS=auto,ftrace TOA_ARM64_CYCLES=5 TOA_ARM64_SKIP='udp:' scripts/arm64-suite.sh "$res" >"$TOA_CACHE/arm64.txt" 2>"$TOA_CACHE/arm64.err" || arm64_rc=$?

@@ -470,7 +470,7 @@ pub fn scan_pick(
 /// TOA kind). Never reads outside `options`.
 #[inline]
 pub fn may_name(options: &[u8], any: &Rules) -> bool {
-    !ordinary(options, any.kinds.words()[0]) && may_name_walk(options, any)
+    may_name_lazy(options, any.kinds.words()[0], || *any)
 }
 
 /// [`may_name`], given the first word of the rules' kinds (kinds 0 to 63)
@@ -500,8 +500,9 @@ const ORDINARY_KINDS: u64 = 1 << 2 | 1 << 3 | 1 << 4 | 1 << 8;
 ///   window scale (12 bytes).
 #[inline]
 fn ordinary(options: &[u8], kinds_word0: u64) -> bool {
-    // Four bytes from `at`, the first the most significant; `mask` keeps
-    // the bytes that are kinds and lengths (the others are values).
+    // Four bytes from `at`, the first the most significant. The masks
+    // below keep the bytes that are kinds and lengths (the others are
+    // values).
     fn word<const N: usize>(o: &[u8; N], at: usize) -> u32 {
         u32::from_be_bytes([o[at], o[at + 1], o[at + 2], o[at + 3]])
     }
@@ -529,55 +530,14 @@ fn ordinary(options: &[u8], kinds_word0: u64) -> bool {
 /// [`ordinary`]'s lists, as patterns: what the word compares must agree
 /// with (tests).
 #[cfg(test)]
+#[rustfmt::skip]
 fn ordinary_by_pattern(options: &[u8]) -> bool {
     const NOP: u8 = KIND_NOP;
     matches!(
         *options,
         [NOP, NOP, 8, 10, _, _, _, _, _, _, _, _]
-            | [
-                2,
-                4,
-                _,
-                _,
-                4,
-                2,
-                8,
-                10,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                NOP,
-                3,
-                3,
-                _
-            ]
-            | [
-                2,
-                4,
-                _,
-                _,
-                NOP,
-                NOP,
-                8,
-                10,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                NOP,
-                3,
-                3,
-                _
-            ]
+            | [2, 4, _, _, 4, 2, 8, 10, _, _, _, _, _, _, _, _, NOP, 3, 3, _]
+            | [2, 4, _, _, NOP, NOP, 8, 10, _, _, _, _, _, _, _, _, NOP, 3, 3, _]
             | [2, 4, _, _, NOP, NOP, 4, 2, NOP, 3, 3, _]
     )
 }
