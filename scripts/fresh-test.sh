@@ -12,13 +12,13 @@
 # and `make run` runs there as root with an empty cache: it must install
 # and build everything it needs by itself, and end green; then once more,
 # warm, on what the first run cached (make check runs no other `make run`:
-# this test runs it whenever anything it uses changed).
+# this test runs it whenever anything of how it sets itself up changed).
 #
 #   scripts/fresh-test.sh [--force]
 #
-# Skipped when nothing it exercises changed since its last pass (the key
-# hashes the files `make run` uses, this script and the root's package
-# list); --force (or TOA_FRESH=force) runs it anyway. Prints ok/not ok/skip
+# Skipped when nothing of that changed since its last pass (the key hashes
+# the files that decide how `make run` installs, builds and packages, this
+# script and the root's package list; see `files` below); --force (or TOA_FRESH=force) runs it anyway. Prints ok/not ok/skip
 # lines and `N passed, M failed, K skipped`; the run's transcript is kept
 # in $TOA_CACHE/results/fresh/make-run.log.
 set -uo pipefail
@@ -40,10 +40,21 @@ xz-utils iproute2 dpkg-dev procps file gnupg less"
 
 passed=0 failed=0 skipped=0
 
-# The files `make run` exercises: everything but the in-VM suites' sources
-# of the self-built kernels' path, the docs and the CI entry point.
+# The files that decide whether `make run` can set itself up on a fresh
+# machine: its scripts, the Makefile, the packaging (debian/, dkms.conf,
+# Kbuild), the crates' manifests and lock file (what cargo fetches), the
+# uapi header. Not the code those steps build and run, which every `make
+# check` proves anyway on the same kernels and toolchains: the module's
+# sources (src/: the stock kernels' stage installs the same package, DKMS
+# builds it for Debian's stock kernels and the same FULLNAT test runs on
+# it), the host crates' sources and the example servers (the host checks
+# build them with the same Rust toolchain and gcc), the tests (tests/,
+# the suites' and the stock stage's). Nor the docs and the CI entry point.
+# So a change of code alone does not rerun this quarter-hour of work; a
+# change of how anything is installed, built or packaged does.
 files=$(git ls-files -co --exclude-standard -- . ':!docs' ':!*.md' ':!.ci' \
-    ':!crates/toa-core/fuzz/corpus' | sort)
+    ':!src' ':(exclude,glob)crates/*/src/**' ':(exclude,glob)crates/*/tests/**' \
+    ':(exclude,glob)crates/*/examples/**' ':!crates/toa-core/fuzz' ':!examples' ':!tests' | sort)
 key=$( {
     echo "$FRESH_PACKAGES"
     # shellcheck disable=SC2086

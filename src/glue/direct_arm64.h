@@ -101,7 +101,9 @@
 /*
  * getname (x0 struct socket *, x1 uaddr, w2 peer), as on x86_64: the same
  * tests in the same order (a socket without sk_user_data leaves after
- * four), toa's tag in the word's top byte, a socket map's flag
+ * eight instructions, the landing pad and the return into FN included;
+ * socket->sk read without a NULL test, as on x86_64),
+ * toa's tag in the word's top byte, a socket map's flag
  * (SK_USER_DATA_PSOCK, bit 2) while words are parked; the guard against the
  * wrapper's own call (which enters FN past the call site, so only a
  * guard). toa_redirected_FN keeps the three arguments across
@@ -115,7 +117,6 @@
 	"hint 34\n\t"								\
 	"cbz w2, 1f\n\t"							\
 	"ldr x16, [x0, #toa_off_socket_sk]\n\t"					\
-	"cbz x16, 1f\n\t"							\
 	"ldr x16, [x16, #toa_off_sk_user_data]\n\t"				\
 	"cbz x16, 1f\n\t"							\
 	"adrp x17, TOA_STASH_TAG\n\t"						\

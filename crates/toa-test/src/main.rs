@@ -28,6 +28,9 @@ pub struct Ctx {
     /// Announcements in the UDP flood case (`--flood`, default 100 000; the
     /// debug kernel, where each costs ~100 times more, takes fewer).
     pub flood: u32,
+    /// Random option lists of the stress case (`--lists`, default 3000; the
+    /// debug kernel, where each handshake costs ~100 ms, takes fewer).
+    pub lists: u32,
     /// The wire to the test peer.
     pub tun: tun::Tun,
     /// The example servers (examples/toa_server.c, toa-client's example).
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
     let mut hooks: Vec<Option<String>> = Vec::new();
     let mut cycles = 100;
     let mut flood = 100_000;
+    let mut lists = 3000;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--module" => module = args.next().map(PathBuf::from),
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
             ),
             "--cycles" => cycles = args.next().and_then(|c| c.parse().ok()).unwrap_or(100),
             "--flood" => flood = args.next().and_then(|c| c.parse().ok()).unwrap_or(100_000),
+            "--lists" => lists = args.next().and_then(|c| c.parse().ok()).unwrap_or(3000),
             "--c-server" => c_server = args.next().map(PathBuf::from),
             "--rust-server" => rust_server = args.next().map(PathBuf::from),
             "--c-udp-server" => c_udp_server = args.next().map(PathBuf::from),
@@ -180,7 +185,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(module) = module else {
-        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--flood N] [--only NAME]... [--skip NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
+        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--flood N] [--lists N] [--only NAME]... [--skip NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
         return ExitCode::from(2);
     };
     if hooks.is_empty() {
@@ -199,6 +204,7 @@ fn main() -> ExitCode {
         params: Vec::new(),
         cycles,
         flood,
+        lists,
         tun,
         c_server,
         rust_server,
