@@ -75,7 +75,7 @@ if [ "$demo" != --demo ]; then
     # The suites that need no test module built for this kernel (the
     # hooks' fall-back case does: it runs on the test kernels).
     "$payload/toa-vmtest" --module "$path" --only 'ipv4:' --only 'ipv6:' \
-        --only 'producers:' --only 'handshakes:' --only 'udp:' --only 'stress: 3000' \
+        --only 'producers:' --only 'handshakes:' --only 'udp:' --only 'stress: random' \
         --only 'trust:' --only 'local:' --only 'namespaces:' \
         --only 'hooks: the load line' --only 'hooks: TOA sockets' --only 'hooks: kernel.ftrace' \
         --only 'hooks: shared: a BPF' \
