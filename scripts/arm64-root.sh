@@ -14,19 +14,21 @@
 # and the programs the tests run (iproute2, nftables, nginx, curl, python3,
 # dnsmasq, gcc for the test servers), and the Rust metadata toa-dkms makes
 # for that kernel (in /var/cache/toa-dkms, by the package's own
-# scripts/rust-meta.sh: about N min under emulation, once per root).
+# scripts/rust-meta.sh, once per root).
 #
 # How: `debootstrap --foreign --arch=arm64` on this machine downloads and
-# unpacks the base system (nothing runs); the tree becomes an ext4 image
-# (mkfs.ext4 -d); Debian's stock arm64 kernel boots it under
-# qemu-system-aarch64 (scripts/arm64-boot.sh, TCG, QEMU's user network) and
-# the guest finishes debootstrap's second stage and installs the rest with
-# apt from the mirror (scripts/arm64-root-guest.sh). No binfmt_misc handler
-# is registered: that is the shared host kernel's.
+# unpacks the base system; then the root's own arm64 programs, run one by
+# one under QEMU's user-mode emulator (scripts/arm64-user.sh: PRoot and
+# qemu-user, no VM, no binfmt_misc handler, which would be the shared host
+# kernel's state), finish debootstrap's second stage, install the rest with
+# apt from the mirror and make the Rust metadata
+# (scripts/arm64-root-build.sh); the tree becomes an ext4 image
+# (mkfs.ext4 -d) that scripts/arm64-boot.sh boots with the stock kernel.
+# About 30 minutes; the same steps in an emulated arm64 machine took 80.
 #
 # Cached in $TOA_CACHE/roots/arm64-<key> (key: the pin, the package lists,
-# the mirror, this recipe, the guest's and the metadata scripts); roots of
-# other keys are removed.
+# the mirror, this recipe, the emulation's, the build's and the metadata
+# scripts); roots of other keys are removed.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -43,7 +45,7 @@ command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 missing: apt install e2fsprogs
 key=$( {
     echo "$PIN $TOOLCHAIN $GUEST $SIZE $mirror"
     sed -n '/^# --- recipe ---/,$p' "$0"
-    cat "$TOA_ROOT/scripts/arm64-root-guest.sh" "$TOA_ROOT"/scripts/{rust-meta.sh,rust-meta.mk,kbuild-env.sh}
+    cat "$TOA_ROOT"/scripts/{arm64-root-build.sh,arm64-user.sh,rust-meta.sh,rust-meta.mk,kbuild-env.sh}
 } | sha256sum | cut -c1-12)
 dir=$TOA_CACHE/roots/arm64-$key
 mkdir -p "$TOA_CACHE/roots"
@@ -58,9 +60,14 @@ fi
 
 # --- recipe ---
 start=$SECONDS
-log "building an arm64 trixie root in $dir (first stage here, the rest in an arm64 guest)"
+log "building an arm64 trixie root in $dir (its arm64 programs under user-mode emulation)"
 rm -rf "$dir" && mkdir -p "$dir"
-tree=$dir/tree
+# The tree where every user may reach it: the emulated programs' system
+# calls are checked against their own user (apt, dpkg and maintainer
+# scripts may drop root), and $TOA_CACHE may be private.
+tree=$(mktemp -d /var/tmp/toa-arm64-root.XXXXXX)
+trap 'rm -rf "$tree"' EXIT
+chmod 755 "$tree"
 debootstrap --foreign --arch=arm64 --variant=minbase trixie "$tree" "$mirror" >"$dir/debootstrap.log" 2>&1 \
     || { tail -n 20 "$dir/debootstrap.log" >&2; die "debootstrap --foreign failed"; }
 
@@ -76,14 +83,17 @@ EOF
 # No daemon starts while packages are installed (nginx's postinst would).
 printf '#!/bin/sh\nexit 101\n' >"$tree/usr/sbin/policy-rc.d"
 chmod +x "$tree/usr/sbin/policy-rc.d"
-# A test machine: no recommends, dpkg without fsync.
+# A test machine: no recommends, dpkg without fsync; apt's methods as root
+# (dropping to _apt, they fail to run sqv under PRoot: exit 123).
 cat >"$tree/etc/apt/apt.conf.d/90toa-test" <<EOF
 APT::Install-Recommends "false";
+APT::Sandbox::User "root";
 DPkg::Options { "--force-unsafe-io"; };
 Acquire::Retries "3";
 EOF
 echo toa-arm64 >"$tree/etc/hostname"
-echo "nameserver 10.0.2.3" >"$tree/etc/resolv.conf"
+# The host's resolver while apt runs here (QEMU's user network's after).
+cp /etc/resolv.conf "$tree/etc/resolv.conf"
 # The stub that stands in for an initramfs generator: the kernel boots
 # with scripts/arm64-boot.sh's initramfs.
 stub=$dir/stub
@@ -97,24 +107,26 @@ Provides: linux-initramfs-tool
 Description: test root only: the kernel boots with the test's own initramfs
 EOF
 mkdir -p "$tree/tmp/toa-root"
+chmod 1777 "$tree/tmp"
 dpkg-deb -b "$stub" "$tree/tmp/toa-root/toa-test-no-initramfs.deb" >/dev/null
 rm -rf "$stub"
 
+cp "$TOA_ROOT"/scripts/{arm64-root-build.sh,rust-meta.sh,rust-meta.mk,kbuild-env.sh} "$tree/tmp/toa-root/"
+log "first stage done in $((SECONDS - start)) s; second stage, apt and the Rust metadata under user-mode emulation"
+
+rc=0
+timeout --kill-after=60 "${TOA_ARM64_ROOT_TIMEOUT:-5400}" "$TOA_ROOT/scripts/arm64-user.sh" "$tree" \
+    sh /tmp/toa-root/arm64-root-build.sh "$PIN" "$TOOLCHAIN" "$GUEST" >"$dir/build.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] || { tail -n 30 "$dir/build.log" >&2; die "the arm64 root's build failed (exit $rc; log: $dir/build.log)"; }
+grep -E '^(== |toa: )' "$dir/build.log" >&2 || true
+rel=$(sed -n 's/^TOA-ROOT-RELEASE //p' "$dir/build.log" | tail -n1)
+[ -n "$rel" ] || die "the root's build named no kernel"
+sed -n 's/^TOA-ROOT-PKG //p' "$dir/build.log" >"$dir/packages.txt"
+rm -rf "$tree/tmp/toa-root" "$tree/host-rootfs"
+echo "nameserver 10.0.2.3" >"$tree/etc/resolv.conf"
 truncate -s "$SIZE" "$dir/root.img"
 mkfs.ext4 -q -F -L toa-arm64 -d "$tree" "$dir/root.img" || die "mkfs.ext4 -d failed"
 rm -rf "$tree"
-log "first stage done in $((SECONDS - start)) s; second stage and apt in the arm64 guest"
-
-res=$dir/guest
-rc=0
-TOA_ARM64_DISK=$dir/root.img TOA_ARM64_NET=1 TOA_ARM64_MEM=2G TOA_VM_TIMEOUT=${TOA_ARM64_ROOT_TIMEOUT:-5400} \
-    TOA_ARM64_FILES="$TOA_ROOT/scripts/rust-meta.sh $TOA_ROOT/scripts/rust-meta.mk $TOA_ROOT/scripts/kbuild-env.sh" \
-    "$TOA_ROOT/scripts/arm64-boot.sh" "$res" "$TOA_ROOT/scripts/arm64-root-guest.sh" \
-    "$PIN" "$TOOLCHAIN" "$GUEST" || rc=$?
-[ "$rc" = 0 ] || { tail -n 30 "$res/output.txt" >&2; die "the arm64 root's guest stage failed (exit $rc; log: $res/output.txt)"; }
-rel=$(sed -n 's/^TOA-ROOT-RELEASE //p' "$res/output.txt" | tail -n1)
-[ -n "$rel" ] || die "the guest stage named no kernel"
-sed -n 's/^TOA-ROOT-PKG //p' "$res/output.txt" >"$dir/packages.txt"
 echo "$rel" >"$dir/release"
 log "arm64 root ready in $((SECONDS - start)) s: $rel; $(grep -E '^(rustc|bindgen|gcc-14|dkms) ' "$dir/packages.txt" | tr '\n' ' ')"
 touch "$dir/.complete"

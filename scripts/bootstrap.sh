@@ -81,16 +81,8 @@ done
 command -v qemu-img >/dev/null || qemu+=(qemu-utils)
 if ((${#qemu[@]})); then
     log "installing ${qemu[*]} from bookworm-backports"
-    d=$TOA_CACHE/apt-bookworm-backports
-    mkdir -p "$d/parts" "$d/lists/partial" "$d/cache/archives/partial"
-    cp /etc/apt/sources.list.d/debian.sources "$d/parts/debian.sources"
-    mirror=$(awk '/^URIs:/ && $2 ~ /debian$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-        "${mirror:-http://deb.debian.org/debian}" >"$d/parts/backports.sources"
-    bapt=(-o APT::Sandbox::User=root -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$d/parts"
-        -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache")
-    apt-get -qq "${bapt[@]}" update
-    DEBIAN_FRONTEND=noninteractive apt-get -y -qq "${bapt[@]}" install -t bookworm-backports \
+    apt_bookworm_backports -qq update
+    DEBIAN_FRONTEND=noninteractive apt_bookworm_backports -y -qq install -t bookworm-backports \
         --no-install-recommends "${qemu[@]}" >/dev/null
 fi
 

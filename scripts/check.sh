@@ -106,8 +106,8 @@ esac
 # host checks and the kernels; once cached, only the module's incremental
 # build. The arm64 stage waits for it (and makes it itself if it failed).
 arm64_prep=
-# Then the arm64 root (made in an arm64 guest the first time: mostly
-# emulated dpkg and rustc; cached after).
+# Then the arm64 root (made the first time with its arm64 programs under
+# user-mode emulation: mostly dpkg and rustc; cached after).
 if [ "${TOA_ARM64:-1}" != 0 ]; then
     { scripts/arm64-kernel.sh && scripts/arm64-root.sh; } >"$TOA_CACHE/arm64-prep.txt" 2>"$TOA_CACHE/arm64-prep.err" &
     arm64_prep=$!

@@ -35,6 +35,21 @@ check_toolchain() {
     if [ "${1:-}" = -v ]; then toolchain_versions | sed 's/^/[toa] toolchain /' >&2; fi
 }
 
+# apt-get with the machine's sources plus bookworm-backports, in a private
+# configuration and state under $TOA_CACHE: the machine's apt setup is left
+# alone (QEMU 10 for the VMs, scripts/bootstrap.sh; qemu-user,
+# scripts/arm64-user.sh).
+apt_bookworm_backports() {
+    local d=$TOA_CACHE/apt-bookworm-backports mirror
+    mkdir -p "$d/parts" "$d/lists/partial" "$d/cache/archives/partial"
+    cp /etc/apt/sources.list.d/debian.sources "$d/parts/debian.sources"
+    mirror=$(awk '/^URIs:/ && $2 ~ /debian$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "${mirror:-http://deb.debian.org/debian}" >"$d/parts/backports.sources"
+    apt-get -o APT::Sandbox::User=root -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$d/parts" \
+        -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache" "$@"
+}
+
 # Bootstrap, then build (or find in the cache) test kernel $1 and toa.ko for
 # it; sets KDIR and KO. Host tools go to $CARGO_TARGET_DIR (exported).
 prepare_kernel_and_module() {

@@ -1,15 +1,16 @@
 #!/bin/sh
-# Inside the arm64 guest (scripts/arm64-root.sh through arm64-boot.sh),
-# chrooted in the new root: finish `debootstrap --foreign`, then install
-# with apt what an arm64 backend running toa-dkms has, and what the tests
-# run. Prints TOA-ROOT-RELEASE <kernel> and TOA-ROOT-PKG <package> <version>
-# lines for the host.
+# Inside the new arm64 root, its programs under user-mode emulation
+# (scripts/arm64-root.sh through scripts/arm64-user.sh): finish
+# `debootstrap --foreign`, install with apt what an arm64 backend running
+# toa-dkms has and what the tests run, and make the Rust metadata toa-dkms
+# makes for the stock kernel. Prints TOA-ROOT-RELEASE <kernel> and
+# TOA-ROOT-PKG <package> <version> lines for the host.
 #
-#   arm64-root-guest.sh BOOTED-RELEASE PIN "TOOLCHAIN" "GUEST"
+#   arm64-root-build.sh PIN "TOOLCHAIN" "GUEST"
 set -eu
-pin=${2:?usage: arm64-root-guest.sh BOOTED-RELEASE PIN TOOLCHAIN GUEST}
-toolchain=${3:?}
-guest=${4:?}
+pin=${1:?usage: arm64-root-build.sh PIN TOOLCHAIN GUEST}
+toolchain=${2:?}
+guest=${3:?}
 export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
 t0=$(date +%s)
 step() { echo "== $(($(date +%s) - t0)) s: $*"; }
@@ -20,9 +21,6 @@ if ! /debootstrap/debootstrap --second-stage >/tmp/second-stage.log 2>&1; then
     [ -e /debootstrap/debootstrap.log ] && tail -n 30 /debootstrap/debootstrap.log
     exit 1
 fi
-# The second stage unmounts the /proc it found.
-mountpoint -q /proc || mount -t proc proc /proc
-echo "nameserver 10.0.2.3" >/etc/resolv.conf
 apt_get() {
     if ! apt-get -q -y "$@" >/tmp/apt.log 2>&1; then
         tail -n 40 /tmp/apt.log
@@ -47,14 +45,13 @@ apt_get install /tmp/toa-root/toa-test-no-initramfs.deb $toolchain $guest
 step "installing linux-image-$rel, linux-headers-$rel, linux-source-$series (trixie-backports)"
 apt_get install -t trixie-backports "linux-image-$rel" "linux-headers-$rel" "linux-source-$series"
 apt_get clean
-rm -rf /tmp/toa-root
 [ -e "/lib/modules/$rel/build/include/config/auto.conf" ] || { echo "no headers for $rel"; exit 1; }
 # The Rust metadata the stock headers lack, made as toa-dkms makes it
 # (its rust-meta.sh, into its cache): DKMS finds it there, as on a server
-# where toa was built once for this kernel. Under emulation this is the
-# long part; the root caches it (its key has these scripts).
+# where toa was built once for this kernel. The long part; the root keeps
+# it (its key has these scripts).
 step "the Rust metadata for $rel (scripts/rust-meta.sh, as DKMS runs it)"
-if ! TOA_META_CACHE=/var/cache/toa-dkms sh /toa/rust-meta.sh "/lib/modules/$rel/build" >/tmp/meta.log 2>&1; then
+if ! TOA_META_CACHE=/var/cache/toa-dkms sh /tmp/toa-root/rust-meta.sh "/lib/modules/$rel/build" >/tmp/meta.log 2>&1; then
     tail -n 30 /tmp/meta.log
     echo "rust-meta.sh failed"
     exit 1
