@@ -15,11 +15,9 @@
 # TOA_ARM64_DISK=IMAGE: the guest's root is that disk image (an arm64 root
 # made by scripts/arm64-root.sh; give a per-run qcow2 overlay over it to
 # keep it as it is): the initramfs loads the stock kernel's virtio_blk and
-# ext4 (and virtio_net), mounts it, moves /proc, /sys, /dev and /toa into
+# ext4, mounts it, moves /proc, /sys, /dev and /toa into
 # it, and switches to it (switch_root) to run the script with the root's
 # /bin/sh; nothing is cross-built (the root builds its own toa.ko: DKMS).
-# TOA_ARM64_NET=1 gives the guest QEMU's user network (10.0.2.15/24,
-# gateway 10.0.2.2, DNS 10.0.2.3), for apt.
 #
 # The CPU is QEMU's `max` with pointer authentication's implementation-
 # defined algorithm (pauth-impdef): the kernel and Debian's arm64 programs
@@ -39,7 +37,6 @@ shift $(($# < 2 ? $# : 2))
 command -v qemu-system-aarch64 >/dev/null || die "qemu-system-aarch64 missing: run scripts/bootstrap.sh"
 [ -r "$script" ] || die "no guest script $script"
 disk=${TOA_ARM64_DISK:-}
-net=${TOA_ARM64_NET:-}
 
 RELEASE='' IMAGE='' BUSYBOX='' KO='' MODULES=''
 while IFS='=' read -r k v; do
@@ -78,7 +75,7 @@ if [ -n "$disk" ]; then
     cp -rs "$MODULES" "$tree/lib/modules/$RELEASE"
     depmod -b "$tree" "$RELEASE"
     i=0
-    for m in virtio_blk ext4 virtio_net; do
+    for m in virtio_blk ext4; do
         while read -r _ ko _; do
             i=$((i + 1))
             case $ko in
@@ -113,7 +110,6 @@ exec switch_root /newroot /toa/busybox sh /toa/disk-init"
     case $disk in *.qcow2) fmt=qcow2 ;; *) fmt=raw ;; esac
     qemu_extra+=(-drive "file=$disk,format=$fmt,if=virtio,cache=unsafe")
 fi
-[ "$net" = 1 ] && qemu_extra+=(-nic user,model=virtio-net-pci)
 # The guest's /init.
 cat >"$ird/init" <<EOF
 #!/bin/busybox sh
@@ -123,9 +119,6 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in /mods/*.ko; do [ -e "\$m" ] && insmod "\$m"; done
 ip link set lo up
-if [ "$net" = 1 ]; then
-    ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
-fi
 $start_run
 poweroff -f
 EOF
