@@ -55,7 +55,7 @@ cp "$out/toa-vmtest" "$out/toa-balancer" "$out/examples/toa_server" "$out/exampl
 mkdir -p "$stage/uapi" && cp -r include/uapi/. "$stage/uapi/"
 
 vars=$(scripts/arm64-root.sh)
-check "arm64 trixie root with Debian's stock arm64 kernel (debootstrap --foreign, finished in an arm64 guest; cached)" $?
+check "arm64 trixie root with Debian's stock arm64 kernel (debootstrap --foreign, finished under user-mode emulation; cached)" $?
 DISK='' RELEASE=''
 while IFS='=' read -r k v; do
     case $k in DISK | RELEASE) printf -v "$k" '%s' "$v" ;; esac

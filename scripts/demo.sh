@@ -18,7 +18,8 @@
 # TOA_ARCH=arm64 runs it on Debian's stock arm64 kernel under
 # qemu-system-aarch64, in an arm64 trixie root where apt installs the same
 # package and DKMS builds toa.ko (scripts/arm64-stock-test.sh --demo; the
-# first run makes the root in an arm64 guest: see README, "Where it runs").
+# first run makes the root under user-mode emulation: see README, "Where it
+# runs").
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$TOA_ROOT"
