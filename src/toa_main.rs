@@ -81,7 +81,7 @@ impl kernel::Module for Toa {
         );
         if !load.trust().configured() {
             toa_warn!(
-                "no balancer is trusted yet: no client is taken from any packet until net.toa.trusted_sources names the balancers' prefixes\n"
+                "no balancer is trusted yet: no client is taken from any packet, and no new connection is hooked, until net.toa.trusted_sources names the balancers' prefixes\n"
             );
         }
         Ok(Toa)

@@ -9,6 +9,7 @@
 
 #include <linux/capability.h>
 #include <linux/cpumask.h>
+#include <linux/ctype.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
@@ -398,22 +399,45 @@ void toa_trust_unset_warn(const u8 *addr, bool v6)
 				    addr);
 }
 
+/* Whether a list's text names nobody (the empty list). */
+static bool toa_trust_text_blank(const u8 *text, size_t len)
+{
+	while (len && (isspace(*text) || !*text)) {
+		text++;
+		len--;
+	}
+	return !len;
+}
+
 /* A write of net's list (NULL: the parameter). */
 static int toa_trust_set(const struct net *net, const u8 *text, size_t len)
 {
+	bool names = !toa_trust_text_blank(text, len);
 	int err;
 
 	err = toa_may_write(net, TOA_SET_TRUST);
 	if (err)
 		return err;
-	mutex_lock(&toa_trust_mutex);
 	net = toa_param_net(net);
+	/* A list that names a balancer needs new connections hooked: if they
+	 * cannot be, the write is refused (the log says why). Before the
+	 * module is up (a load's parameter) its bring-up does it. */
+	if (names && net) {
+		err = toa_intake_want();
+		if (err)
+			return err;
+	}
+	mutex_lock(&toa_trust_mutex);
 	err = toa_trust_write(toa_settings_of(net), text, len);
 	mutex_unlock(&toa_trust_mutex);
+	if (err || !net)
+		return err;
+	/* Again, for a write that raced with the bring-up. */
+	if (names)
+		toa_intake_want();
 	/* UDP hooks are registered where a balancer is trusted. */
-	if (!err && net)
-		toa_udp_trust_changed(net);
-	return err;
+	toa_udp_trust_changed(net);
+	return 0;
 }
 
 /* net's list as text, without a final newline, into buf (size bytes). */

@@ -7,7 +7,8 @@
  *
  *   admin.c    counters, /proc/net/toa_stats, sysctls, parameters
  *   tcp_records.c  sk_user_data and the IPv6 client records
- *   tcp_hooks.c    probes, the TOA_SO_GET_LOOKUP getsockopt
+ *   tcp_hooks.c    probes, the TOA_SO_GET_LOOKUP getsockopt, and when
+ *                  new connections are hooked
  *   tcp_syn.c      the handshake table and the SYN-side probes
  *   udp_nf.c      UDP clients: the flow table, netfilter hooks, the UOA
  *                   getsockopt, /proc/net/toa_udp
@@ -60,13 +61,17 @@ int toa_glue_register(void)
 	err = toa_udp_register();
 	if (err)
 		goto unregister_hooks;
-	/* Feeding the handshake table last: whatever it gets has a consumer. */
-	err = toa_syn_hooks_register();
-	if (err)
-		goto unregister_udp;
+	/* New connections are hooked once a balancer is trusted: now, if
+	 * the load's trusted_sources names one. */
+	if (toa_settings_trust_anyone(toa_net_settings(&init_net))) {
+		err = toa_intake_want();
+		if (err)
+			goto unregister_udp;
+	}
 	return 0;
 
 unregister_udp:
+	toa_intake_close();
 	toa_udp_unregister();
 unregister_hooks:
 	toa_hooks_unregister();
@@ -83,7 +88,7 @@ exit_table:
 
 void toa_glue_unregister(void)
 {
-	toa_syn_hooks_unregister();
+	toa_intake_close();
 	toa_udp_unregister();
 	toa_hooks_unregister();
 	toa_records_exit();

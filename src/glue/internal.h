@@ -246,6 +246,8 @@ void toa_udp_trust_changed(const struct net *net);
 /* tcp_hooks.c: probes and the getsockopt */
 int toa_hooks_register(void);
 void toa_hooks_unregister(void);
+int toa_intake_want(void);	/* a balancer is trusted: hook new connections */
+void toa_intake_close(void);
 unsigned long toa_probes_missed(void);
 void toa_getname_rewrite(struct socket *sock, struct sockaddr *uaddr, int ret, bool v6);
 void toa_syn_recv_done(struct sock *child, struct sk_buff *skb, struct request_sock *req,

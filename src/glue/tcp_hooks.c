@@ -381,13 +381,33 @@ static int toa_register_probe(size_t i)
 	return register_kretprobe(&toa_kretprobes[i]);
 }
 
-static int toa_register_probes(void)
+/* Unregister the probes of one side (getname's, or syn_recv_sock's). */
+static void toa_unregister_probe_side(bool getname)
+{
+	size_t i = TOA_NR_PROBES;
+
+	while (i--) {
+		if (!toa_probe_on[i] || toa_probe_is_getname(i) != getname)
+			continue;
+		if (toa_use_fprobe)
+			unregister_fprobe(&toa_fprobes[i]);
+		else
+			unregister_kretprobe(&toa_kretprobes[i]);
+		toa_probe_on[i] = false;
+	}
+}
+
+/* Probe one side's functions (getname's at load, syn_recv_sock's when new
+ * connections are hooked), unless that side is redirected. */
+static int toa_register_probes(bool getname)
 {
 	int getname_max = max_t(int, 256, 16 * num_possible_cpus());
 	int syn_recv_max = max_t(int, 64, 4 * num_possible_cpus());
 	size_t i;
 	int err;
 
+	if (getname ? toa_getname_redirected : toa_syn_recv_redirected)
+		return 0;
 	/* Return hooks hold an instance while the function runs, and
 	 * inet_getname may sleep in lock_sock(): size the pools for many
 	 * concurrent callers (a miss leaves the kernel's answer and shows in
@@ -399,10 +419,10 @@ static int toa_register_probes(void)
 		toa_fprobes[i].nr_maxactive = toa_probe_is_getname(i) ? getname_max : syn_recv_max;
 #endif
 
-	if (toa_use_fprobe)
+	if (toa_use_fprobe && getname)
 		pr_info("hooks placed with fprobes\n");
 	for (i = 0; i < TOA_NR_PROBES; i++) {
-		if (toa_probe_is_getname(i) ? toa_getname_redirected : toa_syn_recv_redirected)
+		if (toa_probe_is_getname(i) != getname)
 			continue;
 		err = toa_register_probe(i);
 		if (!err) {
@@ -412,7 +432,7 @@ static int toa_register_probes(void)
 				toa_probe_symbol(i), err);
 		} else {
 			pr_err("cannot probe %s with %s: %d\n", toa_probe_symbol(i), hook, err);
-			toa_unregister_probes();
+			toa_unregister_probe_side(getname);
 			return err;
 		}
 	}
@@ -455,7 +475,7 @@ static int toa_parse_hook(void)
 
 static void toa_choose_redirects(void)
 {
-	int err_direct = -EOPNOTSUPP, err_ftrace = -EOPNOTSUPP, err;
+	int err_direct = -EOPNOTSUPP, err_ftrace = -EOPNOTSUPP;
 
 	if (!toa_hook_plan.direct && !toa_hook_plan.ftrace)
 		return;
@@ -473,18 +493,10 @@ static void toa_choose_redirects(void)
 	 * a live patch, a BPF trampoline, another module). */
 	pr_warn("getpeername()/accept() hooked with kretprobes instead (direct call: %d, ftrace: %d)\n",
 		err_direct, err_ftrace);
-	goto syn_recv;
+	return;
 
 getname_redirected:
 	toa_getname_redirected = true;
-syn_recv:
-	/* New connections: after getname, so that every client recorded is
-	 * shown. */
-	err = toa_redirect_syn_recv_register();
-	if (!err)
-		toa_syn_recv_redirected = true;
-	else
-		pr_warn("new connections hooked with kretprobes instead (ftrace: %d)\n", err);
 }
 
 /* Mirrors kapi::hook_name. */
@@ -503,6 +515,12 @@ static void toa_unregister_redirects(void)
 	toa_syn_recv_redirected = false;
 	toa_use_fprobe = false;
 }
+
+static DEFINE_MUTEX(toa_intake_mutex);
+/* Under toa_intake_mutex: hooked; the other hooks are up (a write during
+ * the bring-up waits for it: the bring-up looks at the lists after);
+ * unloading (no more hooks). */
+static bool toa_intake_on, toa_intake_ready, toa_intake_closed;
 
 int toa_hooks_register(void)
 {
@@ -526,7 +544,7 @@ int toa_hooks_register(void)
 			toa_park_hook.symbol, err);
 #endif
 	toa_choose_redirects();
-	err = toa_register_probes();
+	err = toa_register_probes(true);
 	if (err)
 		goto unregister_redirects;
 	err = nf_register_sockopt(&toa_sockopt_ops);
@@ -534,6 +552,9 @@ int toa_hooks_register(void)
 		pr_err("cannot register getsockopt %d: %d\n", TOA_SO_GET_LOOKUP, err);
 		goto unregister_probes;
 	}
+	mutex_lock(&toa_intake_mutex);
+	toa_intake_ready = true;
+	mutex_unlock(&toa_intake_mutex);
 	return 0;
 
 unregister_probes:
@@ -543,6 +564,57 @@ unregister_redirects:
 	toa_entry_hook_unregister(&toa_park_hook);
 	toa_entry_hook_unregister(&toa_destruct_hook);
 	return err;
+}
+
+
+/* ------------------------------------------------------------------------ */
+/* New connections: hooked once a balancer is trusted.                      */
+
+/*
+ * The hooks every new connection passes (syn_recv_sock here, the SYN and
+ * deferred-ACK hooks of tcp_syn.c) are placed the first time any namespace
+ * trusts a balancer (at load with trusted_sources=, or by a write of a
+ * trusted_sources), and stay until unload: while nobody is trusted no
+ * option can name a client, so connections pay nothing for toa but the
+ * destructor's test (the load's log line says nobody is trusted yet).
+ * They are never removed earlier, so that no writer of a namespace's list
+ * can make the host patch its functions again and again.
+ */
+int toa_intake_want(void)
+{
+	int err = 0;
+
+	mutex_lock(&toa_intake_mutex);
+	if (toa_intake_on || !toa_intake_ready || toa_intake_closed)
+		goto out;
+	/* After getname, so that every client recorded is shown. */
+	if (toa_hook_plan.direct || toa_hook_plan.ftrace) {
+		err = toa_redirect_syn_recv_register();
+		if (!err)
+			toa_syn_recv_redirected = true;
+		else
+			pr_warn("new connections hooked with kretprobes instead (ftrace: %d)\n", err);
+	}
+	err = toa_register_probes(false);
+	if (err)
+		goto out;
+	/* Feeding the handshake table last: whatever it gets has a consumer. */
+	toa_syn_hooks_register();
+	toa_intake_on = true;
+	pr_info("new connections hooked: a balancer is trusted\n");
+out:
+	mutex_unlock(&toa_intake_mutex);
+	return err;
+}
+
+/* Unloading: the SYN hooks go first, and no write places them again
+ * (syn_recv_sock's hook goes with the others, toa_hooks_unregister). */
+void toa_intake_close(void)
+{
+	mutex_lock(&toa_intake_mutex);
+	toa_intake_closed = true;
+	toa_syn_hooks_unregister();
+	mutex_unlock(&toa_intake_mutex);
 }
 
 /* Each unregistration returns once no handler of its runs anywhere. */

@@ -21,7 +21,7 @@ const FORGER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 1, 0, 3);
 pub fn cases() -> Vec<Case> {
     vec![
         Case::new(
-            "trust: empty list (default) trusts nobody, and says so at load and when it ignores a client",
+            "trust: empty list (default) trusts nobody and hooks no connection; naming a balancer hooks them (once), and a client ignored then is logged",
             default_trusts_nobody,
         ),
         Case::new(
@@ -68,28 +68,67 @@ fn default_trusts_nobody(ctx: &Ctx) -> Result<()> {
         kmod::rmmod()?;
     }
     let load_line = "no balancer is trusted yet";
+    let hooked_line = "new connections hooked: a balancer is trusted";
+    let ignored_line = "client named by 10.0.0.2 ignored: no balancer is trusted yet";
     let loads = kmod::log_count(load_line)?;
+    let hooked = kmod::log_count(hooked_line)?;
     ctx.insmod_default_trust(&[])?;
     let result = (|| -> Result<()> {
         ensure_eq!(kmod::sysctl("trusted_sources")?, "", "default list");
         ensure_eq!(kmod::log_count(load_line)?, loads + 1, "the load says so");
-        let ignored = kmod::log_count("client named by 10.0.0.2 ignored")?;
+        ensure_eq!(kmod::log_count(hooked_line)?, hooked, "nothing hooked yet");
+        // Nobody trusted: new connections are not hooked at all, so
+        // nothing is counted, and nothing is shown.
+        let ignored = kmod::log_count(ignored_line)?;
         let before = kmod::stats()?;
         let (seen, lb) = seen_from(ctx, LB.into(), opt4(200, client(50)))?;
         ensure_eq!(seen, lb, "not even the balancer, until it is named");
+        kmod::expect_delta(&before, &[])?;
+        // An unprivileged write is refused and hooks nothing.
+        let out = toa_test::sh(&format!(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \
+             'echo 10.0.0.2 > {TRUSTED}' 2>&1; echo status=$?"
+        ))?;
+        if out.contains("status=0") {
+            bail!("an unprivileged user wrote the host's list: {out:?}");
+        }
+        ensure_eq!(
+            kmod::sysctl("trusted_sources")?,
+            "",
+            "after the refused write"
+        );
+        ensure_eq!(
+            kmod::log_count(hooked_line)?,
+            hooked,
+            "still nothing hooked"
+        );
+        // Named: new connections are hooked (said once), and the client
+        // is taken.
+        kmod::set_sysctl("trusted_sources", "10.0.0.2")?;
+        ensure_eq!(
+            kmod::log_count(hooked_line)?,
+            hooked + 1,
+            "hooked when named"
+        );
+        let (seen, _) = seen_from(ctx, LB.into(), opt4(200, client(53)))?;
+        ensure_eq!(seen, SocketAddr::from(client(53)), "once named");
+        kmod::set_sysctl("trusted_sources", "10.0.0.0/24")?;
+        ensure_eq!(kmod::log_count(hooked_line)?, hooked + 1, "hooked once");
+        // Cleared again: the hooks stay, and a client named while nobody
+        // is trusted is ignored, counted and logged.
+        kmod::set_sysctl("trusted_sources", "\n")?;
+        let before = kmod::stats()?;
+        let (seen, lb) = seen_from(ctx, LB.into(), opt4(200, client(54)))?;
+        ensure_eq!(seen, lb, "nobody trusted again");
         kmod::expect_delta(
             &before,
             &[("syn_recv_sock_no_toa", 1), ("toa_untrusted", 1)],
         )?;
         ensure_eq!(
-            kmod::log_count("client named by 10.0.0.2 ignored")?,
+            kmod::log_count(ignored_line)?,
             ignored + 1,
             "the ignored client is logged"
         );
-        // Named: taken.
-        kmod::set_sysctl("trusted_sources", "10.0.0.2")?;
-        let (seen, _) = seen_from(ctx, LB.into(), opt4(200, client(53)))?;
-        ensure_eq!(seen, SocketAddr::from(client(53)), "once named");
         Ok(())
     })();
     kmod::rmmod()?;
