@@ -18,7 +18,8 @@
 #     release, the package lists, the mirror, this recipe);
 #  2. `make deb`, then `apt install ./toa-dkms_<version>_all.deb` in a
 #     per-run overlay of it: DKMS builds toa for RELEASE (the Rust metadata
-#     rebuilt from linux-source);
+#     rebuilt from linux-source, or the last run's reused while rust-meta.sh's
+#     stamp matches: lib.sh's meta_seed);
 #  3. the unmodified kernel booted under QEMU on that root
 #     (scripts/stock-boot.sh): modprobe, modinfo, dmesg, the in-VM suite's
 #     cases, the FULLNAT end-to-end test.
@@ -144,6 +145,7 @@ rm -rf "$run" && mkdir -p "$run/upper" "$run/work" "$run/merged"
 mount -t overlay overlay -o "lowerdir=$root,upperdir=$run/upper,workdir=$run/work" "$run/merged"
 check "per-run overlay over the cached root" $?
 cp "$deb" "$run/merged/tmp/"
+meta_seed "$dir/meta" "$run/merged"
 start=$SECONDS
 in_root "$run/merged" apt-get install -y "/tmp/$(basename "$deb")" >"$res/install.log" 2>&1
 check "apt install ./$(basename "$deb") exits 0 ($((SECONDS - start)) s)" $? "$(tail -n 5 "$res/install.log")"
@@ -152,6 +154,8 @@ for f in "$run/merged"/var/lib/dkms/toa/*/build/make.log "$run/merged"/var/lib/d
     [ -e "$f" ] && cp "$f" "$res/make.log"
 done
 grep -h '^toa: ' "$res/make.log" 2>/dev/null | sed 's/^/    /'
+meta_said "$rel" "$res/make.log"
+meta_keep "$dir/meta" "$run/merged"
 warnings=$(grep -E '(^|[^a-z])warning(\[|:)' "$res/make.log" 2>/dev/null)
 check "DKMS's build of toa for $rel: no compiler warning" "$([ -z "$warnings" ]; echo $?)" "$(head -n 3 <<<"$warnings")"
 status=$(in_root "$run/merged" dkms status toa)

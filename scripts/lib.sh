@@ -59,6 +59,35 @@ prepare_kernel_and_module() {
     KO=$("$TOA_ROOT/scripts/build-module.sh" "$KDIR" "$TOA_CACHE/module/$1")
 }
 
+# The Rust metadata toa-dkms builds on first install (/var/cache/toa-dkms in
+# a test root) depends only on the kernel, its source, the toolchain and
+# the package's rust-meta.sh/rust-meta.mk, never on toa's code: a warm run
+# hands the last run's back to the new root, and rust-meta.sh itself reuses
+# a kernel's only while its stamp (all of the above) matches, rebuilding
+# it otherwise. meta_seed KEEP ROOT before the package goes in; meta_keep
+# KEEP ROOT once DKMS has built; KEEP is a directory beside the cached root
+# (keyed with it). meta_said REL LOG...: what the package did, from DKMS's
+# make.logs, for the output.
+meta_seed() {
+    [ -d "$1" ] || return 0
+    mkdir -p "$2/var/cache/toa-dkms" && cp -a "$1/." "$2/var/cache/toa-dkms/"
+}
+meta_keep() {
+    [ -d "$2/var/cache/toa-dkms" ] || return 0
+    rm -rf "$1.new" && mkdir -p "$1.new" && cp -a "$2/var/cache/toa-dkms/." "$1.new/" \
+        && rm -rf "$1" && mv "$1.new" "$1"
+}
+meta_said() {
+    local rel=$1 t
+    shift
+    t=$(cat "$@" 2>/dev/null | tr -d '\r' | sed -n "s/^toa: kernel $rel: Rust metadata ready in \([0-9]*\) s.*/\1/p" | tail -n1)
+    if [ -n "$t" ]; then
+        echo "    Rust metadata for $rel: built from linux-source in $t s (kept for the next run)"
+    else
+        echo "    Rust metadata for $rel: the last run's, reused (rust-meta.sh's stamp matched: same kernel, source, toolchain and scripts)"
+    fi
+}
+
 # summary_of FILE: "PASSED FAILED SKIPPED" from the last line of FILE that
 # is a test summary (`N passed, M failed`, maybe `, K skipped`); nothing if
 # FILE has none.

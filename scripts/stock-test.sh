@@ -8,7 +8,8 @@
 #     linux-source-7.2: it ends well, DKMS skipping 7.2 with one line naming
 #     it (and 6.12 with one line); then `apt install linux-source-7.2`: the
 #     package's dpkg trigger builds toa for 7.2 (rebuilding the Rust
-#     metadata its headers lack from it); the system's headers are left
+#     metadata its headers lack from it, or reusing the last run's while
+#     its stamp matches: lib.sh's meta_seed); the system's headers are left
 #     untouched;
 #  3. boot the unmodified 7.2 kernel on that root: modprobe toa, modinfo,
 #     dmesg, the FULLNAT test;
@@ -64,6 +65,10 @@ in_root apt-get remove -y "linux-source-$series" >"$res/remove-source.log" 2>&1
 check "apt remove linux-source-$series (toa-dkms goes in without it)" $? "$(tail -n 5 "$res/remove-source.log")"
 log "apt install ./$debname without linux-source-$series (DKMS skips $OLD and $NORUST, one line each)"
 cp "$deb" "$root/tmp/"
+# The last run's Rust metadata (lib.sh, meta_seed): reused by DKMS only
+# while its stamp matches; the wait for linux-source below comes first
+# either way.
+meta_seed "$dir/meta" "$root"
 start=$SECONDS
 in_root apt-get install -y "/tmp/$debname" >"$res/install.log" 2>&1
 check "apt install ./$debname exits 0 ($((SECONDS - start)) s)" $? "$(tail -n 5 "$res/install.log")"
@@ -105,8 +110,9 @@ skips=$(grep -c "^toa: skipping kernel $NORUST" "$res/install.log")
 check "DKMS skips $NORUST (no CONFIG_RUST) with one line, no error" \
     "$([ "$skips" = 1 ] && ! grep -q "$NORUST.*installed" <<<"$status"; echo $?)" "$skips skip lines; $status"
 grep "^toa: skipping kernel" "$res/install.log" | sed 's/^/    /'
-check "Rust metadata rebuilt from linux-source into /var/cache/toa-dkms/$OLD" \
+check "Rust metadata from linux-source in /var/cache/toa-dkms/$OLD" \
     "$([ -e "$root/var/cache/toa-dkms/$OLD/debian/rust/libkernel.rmeta" ]; echo $?)"
+meta_said "$OLD" "$res"/make-install-*.log
 # The overlay's upper layer holds every file this run wrote.
 touched=$(cd "$run/upper" && ls -d usr/src/linux-headers-* usr/lib/linux-kbuild-* 2>/dev/null)
 check "the system's kernel headers are untouched" "$([ -z "$touched" ]; echo $?)" "$touched"
@@ -153,6 +159,8 @@ keep_logs upgrade "$NEW"
 status=$(in_root dkms status toa)
 check "DKMS built toa for $NEW on its own (kernel hook, autoinstall)" \
     "$(grep -q "$NEW.*installed" <<<"$status" && grep -q "Autoinstall of module toa" "$res/upgrade.log"; echo $?)" "$status"
+meta_said "$NEW" "$res"/make-upgrade-*.log
+meta_keep "$dir/meta" "$root"
 boot "$NEW" boot-new --hooks
 
 # --- purge -------------------------------------------------------------------

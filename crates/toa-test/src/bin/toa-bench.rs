@@ -89,7 +89,7 @@ impl Variant {
 
     /// Whether the balancer is trusted: not with `+trusted_sources=`, the
     /// defaults (nobody trusted: no client is shown, no UDP hook is
-    /// registered), measured as they are.
+    /// registered and no new connection is hooked), measured as they are.
     fn trusts(&self) -> bool {
         !self.params.iter().any(|p| p == "trusted_sources=")
     }
