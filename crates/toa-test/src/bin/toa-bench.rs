@@ -697,7 +697,12 @@ fn main() -> Result<()> {
     let plain: OwnedFd = plain_l.accept()?.0.into();
     let l = sock::listen("0.0.0.0:0".parse()?)?;
     let l6 = sock::listen6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0), false)?;
-    set_state(&module, &variants[1])?;
+    // Made by a load that trusts the balancer: the first loaded variant's,
+    // without its `trusted_sources=` (a load that trusts nobody names no
+    // client).
+    let mut setup = variants[1].clone();
+    setup.params.retain(|p| p != "trusted_sources=");
+    set_state(&module, &setup)?;
     let client4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 999);
     let (_toa_conn, toa_fd) = toa_connection(&tun, &l, false, opt4(KIND4, client4))?;
     if verify && sock::getpeername(toa_fd.as_raw_fd())? != SocketAddr::from(client4) {
@@ -781,7 +786,7 @@ fn main() -> Result<()> {
         }
     }
 
-    let (v4, v6) = allocations(&tun, &module, &variants[1], 200)?;
+    let (v4, v6) = allocations(&tun, &module, &setup, 200)?;
     if with_scaling {
         scaling(&tun, &module, &variants, reps.min(5))?;
     }
