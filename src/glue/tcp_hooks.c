@@ -566,7 +566,6 @@ unregister_redirects:
 	return err;
 }
 
-
 /* ------------------------------------------------------------------------ */
 /* New connections: hooked once a balancer is trusted.                      */
 
@@ -607,8 +606,9 @@ out:
 	return err;
 }
 
-/* Unloading: the SYN hooks go first, and no write places them again
- * (syn_recv_sock's hook goes with the others, toa_hooks_unregister). */
+/* Unloading (or a load failing after toa_hooks_register): the SYN hooks go
+ * first, and no write places them again (syn_recv_sock's hook goes with
+ * the others, toa_hooks_unregister). Idempotent. */
 void toa_intake_close(void)
 {
 	mutex_lock(&toa_intake_mutex);
@@ -620,6 +620,8 @@ void toa_intake_close(void)
 /* Each unregistration returns once no handler of its runs anywhere. */
 void toa_hooks_unregister(void)
 {
+	/* No write may hook new connections from here on. */
+	toa_intake_close();
 	nf_unregister_sockopt(&toa_sockopt_ops);
 	toa_unregister_probes();
 	toa_unregister_redirects();
