@@ -357,21 +357,6 @@ static const char *toa_probe_symbol(size_t i)
 	return toa_kretprobes[i].kp.symbol_name;
 }
 
-static void toa_unregister_probes(void)
-{
-	size_t i = TOA_NR_PROBES;
-
-	while (i--) {
-		if (toa_probe_on[i]) {
-			if (toa_use_fprobe)
-				unregister_fprobe(&toa_fprobes[i]);
-			else
-				unregister_kretprobe(&toa_kretprobes[i]);
-		}
-		toa_probe_on[i] = false;
-	}
-}
-
 static int toa_register_probe(size_t i)
 {
 	const char *sym = toa_probe_symbol(i);
@@ -395,6 +380,14 @@ static void toa_unregister_probe_side(bool getname)
 			unregister_kretprobe(&toa_kretprobes[i]);
 		toa_probe_on[i] = false;
 	}
+}
+
+/* Every probe: syn_recv_sock's, then getname's (the reverse of their
+ * registration). */
+static void toa_unregister_probes(void)
+{
+	toa_unregister_probe_side(false);
+	toa_unregister_probe_side(true);
 }
 
 /* Probe one side's functions (getname's at load, syn_recv_sock's when new

@@ -155,3 +155,20 @@ pub fn connect<'t>(
     let l = sock::listen(listen)?;
     handshake_to(ctx, &l, Transport::V4, hs, how)
 }
+
+/// The unprivileged user the cases act as (`nobody`).
+pub const NOBODY: &str = "65534";
+
+/// As an unprivileged user (`nobody`) in the host's namespace, write
+/// `list` to the host's `trusted_sources`: an error unless the write was
+/// refused.
+pub fn unprivileged_trust_write_refused(list: &str) -> Result<()> {
+    let out = toa_test::sh(&format!(
+        "setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups sh -c \
+         'echo {list} > /proc/sys/net/toa/trusted_sources' 2>&1; echo status=$?"
+    ))?;
+    if out.contains("status=0") {
+        anyhow::bail!("an unprivileged user wrote the host's list: {out:?}");
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::common::{unprivileged_trust_write_refused, NOBODY};
 use crate::{ensure_eq, Case, Ctx};
 use toa_test::kmod::{self, SysctlGuard};
 use toa_test::udp::Announce;
@@ -20,8 +21,6 @@ const HOST: &str = "10.0.0.1";
 /// The client the attacker names (on the test device's network, so that
 /// the host can send to it).
 const FORGED: &str = "10.0.0.77:4242";
-/// The unprivileged user (nobody).
-const NOBODY: &str = "65534";
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -264,13 +263,7 @@ fn other_namespace_writes(ctx: &Ctx) -> Result<()> {
         );
     }
     // The same user in the host's namespace may not write the host's.
-    let host_user = toa_test::sh(&format!(
-        "setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups sh -c \
-         'echo 0.0.0.0/0 > /proc/sys/net/toa/trusted_sources' 2>&1; echo status=$?"
-    ))?;
-    if host_user.contains("status=0") {
-        bail!("an unprivileged user wrote the host's list: {host_user:?}");
-    }
+    unprivileged_trust_write_refused("0.0.0.0/0")?;
     ensure_eq!(
         kmod::sysctl("trusted_sources")?,
         "10.0.0.2/32",

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
-use super::common::{client, client6, handshake_from, mapped, opt4, opt6, with_ack, LB, LB6};
+use super::common::{
+    client, client6, handshake_from, mapped, opt4, opt6, unprivileged_trust_write_refused,
+    with_ack, LB, LB6,
+};
 use crate::{ensure_eq, Case, Ctx};
 use toa_test::kmod::{self, SysctlGuard};
 use toa_test::sock::{self, Accept};
@@ -85,13 +88,7 @@ fn default_trusts_nobody(ctx: &Ctx) -> Result<()> {
         ensure_eq!(seen, lb, "not even the balancer, until it is named");
         kmod::expect_delta(&before, &[])?;
         // An unprivileged write is refused and hooks nothing.
-        let out = toa_test::sh(&format!(
-            "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \
-             'echo 10.0.0.2 > {TRUSTED}' 2>&1; echo status=$?"
-        ))?;
-        if out.contains("status=0") {
-            bail!("an unprivileged user wrote the host's list: {out:?}");
-        }
+        unprivileged_trust_write_refused("10.0.0.2")?;
         ensure_eq!(
             kmod::sysctl("trusted_sources")?,
             "",
