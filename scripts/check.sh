@@ -36,7 +36,8 @@
 #     in a fresh Debian 12 root with nothing cached, then once more warm
 #     (scripts/fresh-test.sh; skipped, and said so, when nothing of how
 #     `make run` sets itself up changed since it last passed: a change of
-#     code alone is proven by the other stages).
+#     code alone is proven by the other stages; left to the next run, and
+#     said so, on a cold run: one that finds no test kernel cached).
 #
 # Ends with one line `N passed, M failed, K skipped`; exits non-zero if
 # M > 0. Every suite's own summary, every VM's and every test binary's exit
@@ -101,17 +102,28 @@ scripts/bootstrap.sh || { echo "0 passed, 1 failed"; exit 1; }
 case " $kernels " in
     *" stock "*) scripts/stock-root.sh >"$TOA_CACHE/stock-root.log" 2>&1 & ;;
 esac
-# So is the arm64 stage's cross root (with the arm64 kernel's packages),
+# So is the arm64 stages' cross root (with the arm64 kernel's packages),
 # then its Rust metadata and toa.ko: prepared from the start, beside the
 # host checks and the kernels; once cached, only the module's incremental
-# build. The arm64 stage waits for it (and makes it itself if it failed).
-arm64_prep=
-# Then the arm64 root (made the first time with its arm64 programs under
-# user-mode emulation: mostly dpkg and rustc; cached after).
+# build. The arm64 stages wait for it (and make it themselves if it failed).
+# Beside it from the start too, the arm64 root (made the first time with
+# its arm64 programs under user-mode emulation, mostly dpkg and rustc: the
+# longest job of a cold run, half an hour alone; cached after), which only
+# the arm64 package stage needs, the last of the foreground.
+arm64_cross= arm64_root=
 if [ "${TOA_ARM64:-1}" != 0 ]; then
-    { scripts/arm64-kernel.sh && scripts/arm64-root.sh; } >"$TOA_CACHE/arm64-prep.txt" 2>"$TOA_CACHE/arm64-prep.err" &
-    arm64_prep=$!
+    scripts/arm64-kernel.sh >"$TOA_CACHE/arm64-prep.txt" 2>"$TOA_CACHE/arm64-prep.err" &
+    arm64_cross=$!
+    scripts/arm64-root.sh >"$TOA_CACHE/arm64-root.txt" 2>"$TOA_CACHE/arm64-root.err" &
+    arm64_root=$!
 fi
+# A cold run: no test kernel in toa's cache (a new machine, or a cache
+# removed). Such a run sets everything up from nothing itself, so the fresh
+# machine's own setup from nothing (a quarter of an hour of both cores) is
+# left to the next run, and said so: it has no pass recorded, so the next
+# run takes it (TOA_FRESH=force runs it now).
+cold=1
+for d in "$TOA_CACHE"/kernels/*/; do [ -e "$d.complete" ] && cold= && break; done
 # The fresh machine: network-bound too, and independent of everything
 # else; it says at once when it is skipped.
 fresh_job=
@@ -125,7 +137,10 @@ timed() {
     echo $((SECONDS - t0)) >"$f"
     return "$rc"
 }
-if [ "${TOA_FRESH:-1}" != 0 ]; then
+if [ -n "$cold" ] && [ "${TOA_FRESH:-1}" = 1 ]; then
+    echo "skip - fresh machine: make run from a clean clone: left to the next run (this one found no test kernel cached and sets everything up from nothing itself; TOA_FRESH=force runs it now)"
+    skipped=$((skipped + 1))
+elif [ "${TOA_FRESH:-1}" != 0 ]; then
     rm -f "$TOA_CACHE/fresh.secs"
     timed "$TOA_CACHE/fresh.secs" scripts/fresh-test.sh >"$TOA_CACHE/fresh.txt" 2>"$TOA_CACHE/fresh.err" &
     fresh_job=$!
@@ -361,25 +376,20 @@ for k in $kernels; do
 done
 
 # Debian's stock arm64 kernel under qemu-system-aarch64 (TOA_ARM64=0 leaves
-# it out).
+# it out): first the cross-built module in a busybox guest, then sid's
+# kernel, then the package in the arm64 root, so that a cold run's
+# foreground has work while the root is being made.
 if [ "${TOA_ARM64:-1}" != 0 ]; then
-    stage "arm64: the package on Debian's stock arm64 kernel (apt, DKMS in the guest)"
-    [ -z "$arm64_prep" ] || wait "$arm64_prep" || log "arm64: preparing beside the others failed; again now"
-    arm64_rc=0
-    scripts/arm64-stock-test.sh >"$TOA_CACHE/arm64-stock.txt" 2>"$TOA_CACHE/arm64-stock.err" || arm64_rc=$?
-    [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64-stock.err" >&2
-    grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/arm64-stock.txt" | cut -c1-220
-    count "$TOA_CACHE/arm64-stock.txt" "arm64 package" shown
-    check "arm64 package: scripts/arm64-stock-test.sh exits 0" "$arm64_rc"
     # hook=auto (direct) and ftrace (what auto takes where direct calls
     # cannot be had: a BTI kernel), with 5 unload cycles under churn each
     # (make arm64-suite: 10), on the cross-built module in the busybox
     # guest; kretprobe (what auto takes where another module owns getname)
     # and fprobe (only ever asked for) run in `make arm64-suite` (and on
     # amd64 in the 6.12 kernel's second VM), as do the UDP cases
-    # (netfilter's: the same under every mechanism; the package test above
+    # (netfilter's: the same under every mechanism; the package test below
     # runs them on arm64).
     stage "arm64: cross-built module, the suite under each hook mechanism"
+    [ -z "$arm64_cross" ] || wait "$arm64_cross" || log "arm64: preparing beside the others failed; again now"
     arm64_rc=0 res=$TOA_CACHE/results/arm64-suite
     TOA_ARM64_HOOKS=auto,ftrace TOA_ARM64_CYCLES=5 TOA_ARM64_SKIP='udp:' scripts/arm64-suite.sh "$res" >"$TOA_CACHE/arm64.txt" 2>"$TOA_CACHE/arm64.err" || arm64_rc=$?
     [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64.err" >&2
@@ -389,6 +399,17 @@ if [ "${TOA_ARM64:-1}" != 0 ]; then
 fi
 
 [ -z "$want_stock" ] || sid_run
+
+if [ "${TOA_ARM64:-1}" != 0 ]; then
+    stage "arm64: the package on Debian's stock arm64 kernel (apt, DKMS in the guest)"
+    [ -z "$arm64_root" ] || wait "$arm64_root" || log "arm64: making the root beside the others failed; again now"
+    arm64_rc=0
+    scripts/arm64-stock-test.sh >"$TOA_CACHE/arm64-stock.txt" 2>"$TOA_CACHE/arm64-stock.err" || arm64_rc=$?
+    [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64-stock.err" >&2
+    grep -vE '^[0-9]+ passed, [0-9]+ failed' "$TOA_CACHE/arm64-stock.txt" | cut -c1-220
+    count "$TOA_CACHE/arm64-stock.txt" "arm64 package" shown
+    check "arm64 package: scripts/arm64-stock-test.sh exits 0" "$arm64_rc"
+fi
 [ -z "$stock_job" ] || stock_finish
 [ -z "$debug_vm" ] || debug_finish
 

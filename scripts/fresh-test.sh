@@ -12,7 +12,9 @@
 # and `make run` runs there as root with an empty cache: it must install
 # and build everything it needs by itself, and end green; then once more,
 # warm, on what the first run cached (make check runs no other `make run`:
-# this test runs it whenever anything of how it sets itself up changed).
+# this test runs it whenever anything of how it sets itself up changed,
+# except on a cold run of make check, which sets everything up from nothing
+# itself and leaves this one to the next run: scripts/check.sh).
 #
 #   scripts/fresh-test.sh [--force]
 #
