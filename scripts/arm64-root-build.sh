@@ -50,12 +50,22 @@ apt_get clean
 # (its rust-meta.sh, into its cache): DKMS finds it there, as on a server
 # where toa was built once for this kernel. The long part; the root keeps
 # it (its key has these scripts).
+# Once more if the emulation failed to start a program (PRoot's exec under
+# load: "Bad address", make's "Error 126"; seen once in a cold run, 20
+# minutes into it), rather than the whole root again.
 step "the Rust metadata for $rel (scripts/rust-meta.sh, as DKMS runs it)"
-if ! TOA_META_CACHE=/var/cache/toa-dkms sh /tmp/toa-root/rust-meta.sh "/lib/modules/$rel/build" >/tmp/meta.log 2>&1; then
+for attempt in 1 2; do
+    if TOA_META_CACHE=/var/cache/toa-dkms sh /tmp/toa-root/rust-meta.sh "/lib/modules/$rel/build" >/tmp/meta.log 2>&1; then
+        break
+    fi
     tail -n 30 /tmp/meta.log
+    if [ "$attempt" = 1 ] && grep -qE 'Bad address|Error 126' /tmp/meta.log; then
+        step "rust-meta.sh failed to start a program under emulation: once more"
+        continue
+    fi
     echo "rust-meta.sh failed"
     exit 1
-fi
+done
 grep '^toa: ' /tmp/meta.log
 step "done"
 echo "TOA-ROOT-RELEASE $rel"
