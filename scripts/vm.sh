@@ -9,8 +9,6 @@
 # read-only; scripts/stock-boot.sh: a trixie root with a stock kernel); the
 # command then runs in / and RESULTS_DIR is /toa-results in the guest.
 #
-# TOA_VM_APPEND adds to the guest kernel's command line.
-#
 # RESULTS_DIR gets output.txt (the command's output), rc, dmesg.txt (the
 # guest's kernel log after the command) and console.log (QEMU's console).
 # Exits non-zero if the command did, if the VM timed out or died, or if the
@@ -68,8 +66,7 @@ guest="/bin/sh '$gres/guest.sh'"
 # vng prints in a form this does not recognize (TOA_VM_UDEV=1: udev too).
 vng_args=(--run "$image" "${root_opts[@]}" --disable-kvm --force-9p --memory "$memory"
     --cpus "${TOA_VM_CPUS:-2}" --qemu-opts="-accel $accel${TOA_QEMU_OPTS:+ $TOA_QEMU_OPTS}"
-    --rwdir "$gres=$results" --verbose --exec "$guest"
-    ${TOA_VM_APPEND:+--append "$TOA_VM_APPEND"})
+    --rwdir "$gres=$results" --verbose --exec "$guest")
 qemu_cmd=
 if [ -z "${TOA_VM_ROOT:-}" ] && [ -z "${TOA_VM_UDEV:-}" ]; then
     dry=$(vng --dry-run "${vng_args[@]}" 2>&1 | grep '^/' | tail -n 1) || dry=
