@@ -389,7 +389,8 @@ if [ "${TOA_ARM64:-1}" != 0 ]; then
     # (netfilter's: the same under every mechanism; the package test below
     # runs them on arm64).
     stage "arm64: cross-built module, the suite under each hook mechanism"
-    [ -z "$arm64_cross" ] || wait "$arm64_cross" || log "arm64: preparing beside the others failed; again now"
+    [ -z "$arm64_cross" ] || wait "$arm64_cross" \
+        || { tail -n 5 "$TOA_CACHE/arm64-prep.err" >&2; log "arm64: preparing beside the others failed (above); again now"; }
     arm64_rc=0 res=$TOA_CACHE/results/arm64-suite
     TOA_ARM64_HOOKS=auto,ftrace TOA_ARM64_CYCLES=5 TOA_ARM64_SKIP='udp:' scripts/arm64-suite.sh "$res" >"$TOA_CACHE/arm64.txt" 2>"$TOA_CACHE/arm64.err" || arm64_rc=$?
     [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64.err" >&2
@@ -402,7 +403,8 @@ fi
 
 if [ "${TOA_ARM64:-1}" != 0 ]; then
     stage "arm64: the package on Debian's stock arm64 kernel (apt, DKMS in the guest)"
-    [ -z "$arm64_root" ] || wait "$arm64_root" || log "arm64: making the root beside the others failed; again now"
+    [ -z "$arm64_root" ] || wait "$arm64_root" \
+        || { tail -n 5 "$TOA_CACHE/arm64-root.err" >&2; log "arm64: making the root beside the others failed (above); again now"; }
     arm64_rc=0
     scripts/arm64-stock-test.sh >"$TOA_CACHE/arm64-stock.txt" 2>"$TOA_CACHE/arm64-stock.err" || arm64_rc=$?
     [ "$arm64_rc" = 0 ] || tail -n 20 "$TOA_CACHE/arm64-stock.err" >&2
