@@ -301,12 +301,14 @@ for k in $kernels; do
     # cycles under churn: the mechanism, not the count, is what differs),
     # in a second VM beside the first: each VM runs on one host thread.
     # The cases where the mechanism matters: loading, the hooks, IPv4 and
-    # IPv6 clients, handshakes, stress, other owners of sk_user_data. Not
-    # UDP (netfilter's, the same code under every mechanism), nor the
-    # policy groups (producers, trust, local users, namespaces: decided in
-    # Rust on the facts the same glue gathers): they run with the default
-    # mechanism here and on the other kernels. The stock kernels' stage
-    # starts when this VM ends.
+    # IPv6 clients, handshakes, stress, other owners of sk_user_data, UDP
+    # (its protocol-level hooks are entry hooks of each mechanism); then
+    # the UDP cases once more with udp_hooks=netfilter (what a namespace
+    # that forwards gets; the suite's namespace does not forward). Not
+    # the policy groups (producers, trust, local users, namespaces:
+    # decided in Rust on the facts the same glue gathers): they run with
+    # the default mechanism here and on the other kernels. The stock
+    # kernels' stage starts when this VM ends.
     hooks_vm=
     if [ "$k" != 7.3-debug ]; then
         # Its end marked by a file: the stock stage's start signal.
@@ -316,8 +318,8 @@ for k in $kernels; do
         (
             rc=0
             TOA_VM_TIMEOUT=$vm_timeout scripts/vm.sh "$kdir" "$TOA_CACHE/results/$k-hooks" "${vmtest[@]}" \
-                --hooks ftrace,kretprobe,fprobe "${only[@]}" --cycles 5 \
-                --skip 'udp:' --skip 'producers:' --skip 'trust:' --skip 'local:' \
+                --hooks ftrace,kretprobe,fprobe,auto+udp_hooks=netfilter/udp: "${only[@]}" --cycles 5 \
+                --skip 'producers:' --skip 'trust:' --skip 'local:' \
                 --skip 'namespaces:' >/dev/null 2>&1 || rc=$?
             touch "$done_file"
             exit "$rc"

@@ -479,6 +479,19 @@ static int toa_trust_sysctl(const struct ctl_table *table, int write, void *buff
 	return err;
 }
 
+/* Which hooks serve the namespace's UDP clients (read only, udp_nf.c). */
+static int toa_udp_hooks_sysctl(const struct ctl_table *table, int write, void *buffer,
+				size_t *lenp, loff_t *ppos)
+{
+	struct ctl_table tmp = *table;
+	char text[16];
+
+	strscpy(text, toa_udp_hooks_of(table->extra2), sizeof(text));
+	tmp.data = text;
+	tmp.maxlen = sizeof(text);
+	return proc_dostring(&tmp, write, buffer, lenp, ppos);
+}
+
 /* The template each namespace copies (extra2: the namespace). */
 static const struct ctl_table toa_sysctl_table[] = {
 	{
@@ -539,6 +552,11 @@ static const struct ctl_table toa_sysctl_table[] = {
 		.mode = 0644,
 		.proc_handler = toa_kind_sysctl,
 		.extra1 = (void *)TOA_SET_UDP_MAX_FLOWS,
+	},
+	{
+		.procname = "udp_hooks",
+		.mode = 0444,
+		.proc_handler = toa_udp_hooks_sysctl,
 	},
 };
 

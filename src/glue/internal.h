@@ -233,8 +233,9 @@ int toa_entry_hook_register(struct toa_entry_hook *h);
 void toa_entry_hook_unregister(struct toa_entry_hook *h);
 unsigned long toa_entry_hook_missed(const struct toa_entry_hook *h);
 
-/* udp_nf.c: the flow table, the netfilter hooks, UOA_SO_GET_LOOKUP,
- * /proc/net/toa_udp */
+/* udp_nf.c: the flow table, which hooks serve a namespace, the netfilter
+ * hooks, UOA_SO_GET_LOOKUP, /proc/net/toa_udp (udp_entry.c: the
+ * protocol-level hooks; udp_net.h: what the two share) */
 int toa_udp_table_init(void);
 void toa_udp_table_exit(void);
 int toa_udp_register(void);
@@ -242,6 +243,7 @@ void toa_udp_unregister(void);
 int toa_udp_resize(unsigned long flows);
 void toa_udp_config_changed(const struct net *net);	/* NULL: the host's settings only */
 void toa_udp_trust_changed(const struct net *net);
+const char *toa_udp_hooks_of(const struct net *net);	/* protocol, netfilter or none */
 
 /* tcp_hooks.c: probes and the getsockopt */
 int toa_hooks_register(void);

@@ -1,16 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * UDP clients (src/udp/mod.rs): the flow table's memory and locks, the
- * netfilter hooks of every network namespace that trusts a balancer, the
- * packet surgery they do, the UOA_SO_GET_LOOKUP getsockopt and
- * /proc/net/toa_udp. What a packet
- * is and what to do with it is decided on the Rust side (udp/packet.rs);
- * this file reads packets, writes them and keeps memory and locks.
+ * UDP clients (src/udp/mod.rs): the flow table's memory and locks, each
+ * network namespace's UDP state and which hooks serve it, the packet
+ * surgery both kinds of hook do, the netfilter hooks, the UOA_SO_GET_LOOKUP
+ * getsockopt and /proc/net/toa_udp. What a packet is and what to do with it
+ * is decided on the Rust side (udp/packet.rs); this file reads packets,
+ * writes them and keeps memory and locks.
+ *
+ * A namespace that trusts a balancer is served by one of two sets of
+ * hooks (toa_udp_net_sync):
+ *
+ * - one that does not forward (most backends, a container's namespace):
+ *   the protocol-level hooks of udp_entry.c, which only UDP, ICMP and
+ *   protocol 248 packets pass, and only on their way to or from a local
+ *   socket; a TCP connection passes none of them;
+ * - one that forwards (a node with pods or containers behind NAT), or every
+ *   one with udp_hooks=netfilter: its own copy of the netfilter hooks,
+ *   which every packet of the namespace passes:
  *
  *   PRE_ROUTING  IPv4, IPv6   after defragmentation, before the raw table
  *                             and conntrack: announcements (ICMP), UOA
  *                             (IPv4 options, option protocol 248 turned
  *                             back into UDP), the client shown as source
+ *                             (so that a pod behind the node's DNAT sees
+ *                             it, and conntrack and the rules with it)
  *   POST_ROUTING IPv4, IPv6   after conntrack, NAT and the filter table:
  *                             a datagram to a client goes to the balancer
  *                             (LIP:lport) and is routed again, whether a
@@ -26,16 +39,16 @@
  * to the namespace that receives it: flows are kept where the datagrams
  * are addressed, before any DNAT there, so that the replies find them.
  *
- * Each namespace that trusts a balancer (toa_udp_net_sync) registers its
- * own copy of the hooks, whose private pointer is its state: the hooks
- * find it without a lookup, and return
- * after a few loads for anything that is not UDP, ICMP or protocol 248, for
- * UDP when the namespace had no flow within the timeout, and for datagrams
+ * The hooks find the namespace's state without a lookup (the netfilter
+ * hooks' private pointer, net_generic() for the others) and return after
+ * a few loads for anything that is not UDP, ICMP or protocol 248, for UDP
+ * when the namespace had no flow within the timeout, and for datagrams
  * whose backend port never had a flow (a bitmap per namespace).
  */
 #define pr_fmt(fmt) "TOA: " fmt
 
 #include <linux/icmp.h>
+#include <linux/inetdevice.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/jiffies.h>
@@ -65,6 +78,7 @@
 
 #include "glue.h"
 #include "internal.h"
+#include "udp_net.h"
 
 /* The option protocol's IP protocol number (udp/uoa.rs). */
 #define TOA_IPPROTO_OPP 248
@@ -89,7 +103,7 @@ static struct toa_udp_table __rcu *toa_udp_tab;
 static bool toa_udp_ready;
 
 /* Fast-path copies of udp/config.rs, refreshed on every write. */
-static unsigned long toa_udp_live_jiffies __read_mostly = 331 * HZ;
+unsigned long toa_udp_live_jiffies __read_mostly = 331 * HZ;
 
 /* Serializes table replacements (a sysctl write, unload) and guards
  * toa_udp_hooked. */
@@ -98,7 +112,7 @@ static DEFINE_MUTEX(toa_udp_table_mutex);
  * data): written under toa_udp_table_mutex. */
 static bool toa_udp_hooked;
 /* The host's udp_rewrite, for namespaces that follow it. */
-static bool toa_udp_host_rewrite __read_mostly = true;
+bool toa_udp_host_rewrite __read_mostly = true;
 static void toa_udp_rewrite_changed(const struct net *net);
 
 /* A setting was written (config mutex held): net's, or the host's only. */
@@ -245,65 +259,12 @@ void toa_udp_table_exit(void)
 /* ------------------------------------------------------------------------ */
 /* Per network namespace: its hooks, and whether it had a flow lately.      */
 
-enum {
-	TOA_UDP_IN4,
-	TOA_UDP_OUT4,
-	TOA_UDP_IN6,
-	TOA_UDP_OUT6,
-	TOA_UDP_NR_HOOKS,
-};
-
-/* Backend ports with flows, as a filter: a datagram whose backend-side
- * port (its destination on receive, its source on send) has no bit is not
- * looked up. Bits are set by every flow recorded and never cleared (a
- * stale bit only costs a lookup). */
-#define TOA_UDP_PORT_BITS 2048
-
-struct toa_udp_net {
-	struct nf_hook_ops ops[TOA_UDP_NR_HOOKS];
-	u64 cookie;
-	const struct toa_settings *settings;	/* the namespace's (admin.c) */
-	s8 rewrite;				/* its udp_rewrite; -1: the host's */
-	/* jiffies of the last flow recorded or refreshed in the namespace */
-	unsigned long last_active;
-	bool had_flow;
-	/* Under toa_udp_table_mutex: whether the hooks are registered (while
-	 * the namespace trusts a balancer), and the namespaces with hooks
-	 * that may be (toa_udp_nets). */
-	bool hooked;
-	bool v6_hooks;
-	struct net *net;
-	struct list_head node;
-	DECLARE_BITMAP(ports, TOA_UDP_PORT_BITS);
-};
-
 /* Every namespace's toa_udp_net, under toa_udp_table_mutex. */
 static LIST_HEAD(toa_udp_nets);
 
-static unsigned int toa_udp_net_id __read_mostly;
+unsigned int toa_udp_net_id __read_mostly;
 
-/* Whether the namespace may have a live flow. */
-static __always_inline bool toa_udp_live(const struct toa_udp_net *pn)
-{
-	/* Acquire: a namespace seen with a flow is seen with its stamp. */
-	return smp_load_acquire(&pn->had_flow) &&
-	       time_before(jiffies, READ_ONCE(pn->last_active) + READ_ONCE(toa_udp_live_jiffies));
-}
-
-/* Whether datagrams are to be looked up (rewriting on, a flow lately). */
-static __always_inline bool toa_udp_looking(const struct toa_udp_net *pn)
-{
-	s8 rewrite = READ_ONCE(pn->rewrite);
-
-	if (rewrite < 0)
-		rewrite = READ_ONCE(toa_udp_host_rewrite);
-	return rewrite && toa_udp_live(pn);
-}
-
-static __always_inline bool toa_udp_port_maybe(const struct toa_udp_net *pn, __be16 port)
-{
-	return test_bit(ntohs(port) % TOA_UDP_PORT_BITS, pn->ports);
-}
+static void toa_udp_mode_check(struct toa_udp_net *pn);
 
 /* A flow was recorded or refreshed: the namespace is live (one store a
  * second at most, as flows are refreshed). */
@@ -316,6 +277,7 @@ static void toa_udp_activity(struct toa_udp_net *pn, const struct toa_udp_verdic
 
 		if (!test_bit(bit, pn->ports))
 			set_bit(bit, pn->ports);
+		toa_udp_mode_check(pn);
 	}
 	if (!v->active)
 		return;
@@ -545,23 +507,23 @@ static const u8 *toa_udp_opp_bytes(const struct sk_buff *skb, unsigned int off,
 /* The hooks.                                                                */
 
 /* After toa_udp_rx: strip, rewrite the source, note the activity. */
-static unsigned int toa_udp_in_finish(struct toa_udp_net *pn, struct sk_buff *skb,
-				      const struct toa_udp_verdict *v, unsigned int nhlen, bool v6)
+static bool toa_udp_in_finish(struct toa_udp_net *pn, struct sk_buff *skb,
+			      const struct toa_udp_verdict *v, unsigned int nhlen, bool v6)
 {
 	toa_udp_activity(pn, v);
 	if (v->strip && toa_udp_strip(skb, nhlen, v->strip))
-		return NF_ACCEPT;	/* left as it came: the kernel drops it */
+		return false;	/* left as it came: the kernel drops it */
 	if (v->rewrite) {
 		if (v6)
 			toa_udp_rewrite6(skb, true, v->addr, v->port);
 		else
 			toa_udp_rewrite4(skb, true, v->addr, v->port);
 	}
-	return NF_ACCEPT;
+	return v->strip;
 }
 
-static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_buff *skb,
-					      const struct nf_hook_state *state)
+noinline bool toa_udp_in4_packet(struct toa_udp_net *pn, struct sk_buff *skb, struct net *net,
+				 bool lo)
 {
 	const struct iphdr *iph = ip_hdr(skb);
 	unsigned int ihl = iph->ihl * 4;
@@ -575,16 +537,16 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 	if (ip_is_fragment(iph)) {
 		if (iph->protocol != IPPROTO_ICMP)
 			toa_udp_fragment(pn->settings);
-		return NF_ACCEPT;
+		return false;
 	}
 	if (iph->protocol == IPPROTO_UDP) {
 		uh = skb_header_pointer(skb, ihl, sizeof(_uh), &_uh);
 		/* Without options (a UOA), only a backend port with flows
 		 * needs a look. */
 		if (!uh || (ihl == sizeof(*iph) && !toa_udp_port_maybe(pn, uh->dest)))
-			return NF_ACCEPT;
+			return false;
 	}
-	toa_udp_packet_init(&p, pn, toa_udp_from_lo(state));
+	toa_udp_packet_init(&p, pn, lo);
 	memcpy(p.saddr, &iph->saddr, 4);
 	memcpy(p.daddr, &iph->daddr, 4);
 	switch (iph->protocol) {
@@ -594,22 +556,22 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 		p.hdr_len = min_t(unsigned int, p.msg_len, TOA_ICMP_MAX);
 		p.hdr = skb_header_pointer(skb, ihl, p.hdr_len, buf);
 		if (!p.hdr)
-			return NF_ACCEPT;
+			return false;
 		/* Only an echo request can be an announcement. */
 		if (p.hdr[0] == ICMP_ECHO) {
-			if (toa_udp_foreign4(state->net, iph->daddr))
-				return NF_ACCEPT;
+			if (toa_udp_foreign4(net, iph->daddr))
+				return false;
 			if (!p.local)
-				p.local = toa_udp_source_local4(state->net, iph->saddr);
+				p.local = toa_udp_source_local4(net, iph->saddr);
 		}
 		toa_udp_rx(&p, &v);
 		toa_udp_activity(pn, &v);
-		return NF_ACCEPT;
+		return false;
 	case TOA_IPPROTO_OPP:
 		p.kind = TOA_UDP_OPP;
 		toa_udp_opp_bytes(skb, ihl, &p, buf);
 		if (!p.hdr)
-			return NF_ACCEPT;
+			return false;
 		break;
 	default:
 		memcpy(p.sport, &uh->source, 2);
@@ -622,20 +584,13 @@ static noinline unsigned int toa_udp_in4_slow(struct toa_udp_net *pn, struct sk_
 		}
 	}
 	if (p.kind != TOA_UDP_PLAIN) {
-		if (toa_udp_foreign4(state->net, iph->daddr))
-			return NF_ACCEPT;
+		if (toa_udp_foreign4(net, iph->daddr))
+			return false;
 		if (!p.local)
-			p.local = toa_udp_source_local4(state->net, iph->saddr);
+			p.local = toa_udp_source_local4(net, iph->saddr);
 	}
 	toa_udp_rx(&p, &v);
 	return toa_udp_in_finish(pn, skb, &v, ihl, false);
-}
-
-/* The UDP header at `off`, read cheaply; NULL if the packet is shorter. */
-static __always_inline const struct udphdr *toa_udp_header(const struct sk_buff *skb,
-							   unsigned int off, struct udphdr *buf)
-{
-	return skb_header_pointer(skb, off, sizeof(*buf), buf);
 }
 
 static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
@@ -662,13 +617,14 @@ static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf
 	default:
 		return NF_ACCEPT;
 	}
-	return toa_udp_in4_slow(pn, skb, state);
+	toa_udp_in4_packet(pn, skb, state->net, toa_udp_from_lo(state));
+	return NF_ACCEPT;
 }
 
 /* IPv6: UDP or the option protocol right after the fixed header (DPVS puts
  * it there); packets with extension headers are left alone. */
-static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_buff *skb,
-					      const struct nf_hook_state *state)
+noinline bool toa_udp_in6_packet(struct toa_udp_net *pn, struct sk_buff *skb, struct net *net,
+				 bool lo)
 {
 	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
 	const struct udphdr *uh = NULL;
@@ -680,9 +636,9 @@ static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_
 	if (ip6h->nexthdr == IPPROTO_UDP) {
 		uh = skb_header_pointer(skb, sizeof(*ip6h), sizeof(_uh), &_uh);
 		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
-			return NF_ACCEPT;
+			return false;
 	}
-	toa_udp_packet_init(&p, pn, toa_udp_from_lo(state));
+	toa_udp_packet_init(&p, pn, lo);
 	p.v6 = true;
 	memcpy(p.saddr, &ip6h->saddr, 16);
 	memcpy(p.daddr, &ip6h->daddr, 16);
@@ -692,10 +648,10 @@ static noinline unsigned int toa_udp_in6_slow(struct toa_udp_net *pn, struct sk_
 	} else {
 		p.kind = TOA_UDP_OPP;
 		toa_udp_opp_bytes(skb, sizeof(*ip6h), &p, buf);
-		if (!p.hdr || toa_udp_foreign6(state->net, &ip6h->daddr))
-			return NF_ACCEPT;
+		if (!p.hdr || toa_udp_foreign6(net, &ip6h->daddr))
+			return false;
 		if (!p.local)
-			p.local = toa_udp_source_local6(state->net, &ip6h->saddr);
+			p.local = toa_udp_source_local6(net, &ip6h->saddr);
 	}
 	toa_udp_rx(&p, &v);
 	return toa_udp_in_finish(pn, skb, &v, sizeof(*ip6h), true);
@@ -720,7 +676,8 @@ static unsigned int toa_udp_in6(void *priv, struct sk_buff *skb, const struct nf
 	default:
 		return NF_ACCEPT;
 	}
-	return toa_udp_in6_slow(pn, skb, state);
+	toa_udp_in6_packet(pn, skb, state->net, toa_udp_from_lo(state));
+	return NF_ACCEPT;
 }
 
 /*
@@ -737,9 +694,8 @@ static bool toa_udp_forwarded_reply(const struct sk_buff *skb)
 }
 
 /* uh: the datagram's UDP header, as the hook read it (a port with flows). */
-static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk_buff *skb,
-					       const struct nf_hook_state *state,
-					       const struct udphdr *uh)
+noinline unsigned int toa_udp_out4_packet(struct toa_udp_net *pn, struct sk_buff *skb,
+					  struct net *net, struct sock *sk, const struct udphdr *uh)
 {
 	const struct iphdr *iph = ip_hdr(skb);
 	struct toa_udp_verdict v;
@@ -761,7 +717,7 @@ static noinline unsigned int toa_udp_out4_slow(struct toa_udp_net *pn, struct sk
 		return NF_ACCEPT;
 	if (toa_udp_rewrite4(skb, false, v.addr, v.port))
 		return NF_DROP;
-	err = ip_route_me_harder(state->net, state->sk, skb, RTN_UNSPEC);
+	err = ip_route_me_harder(net, sk, skb, RTN_UNSPEC);
 	if (err < 0)
 		return NF_DROP_ERR(err);
 	return NF_ACCEPT;
@@ -778,13 +734,12 @@ static unsigned int toa_udp_out4(void *priv, struct sk_buff *skb, const struct n
 	uh = toa_udp_header(skb, ip_hdrlen(skb), &_uh);
 	if (!uh || !toa_udp_port_maybe(pn, uh->source))
 		return NF_ACCEPT;
-	return toa_udp_out4_slow(pn, skb, state, uh);
+	return toa_udp_out4_packet(pn, skb, state->net, state->sk, uh);
 }
 
 /* uh: the datagram's UDP header, as the hook read it (a port with flows). */
-static noinline unsigned int toa_udp_out6_slow(struct toa_udp_net *pn, struct sk_buff *skb,
-					       const struct nf_hook_state *state,
-					       const struct udphdr *uh)
+noinline unsigned int toa_udp_out6_packet(struct toa_udp_net *pn, struct sk_buff *skb,
+					  struct net *net, struct sock *sk, const struct udphdr *uh)
 {
 	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
 	struct toa_udp_verdict v;
@@ -805,7 +760,7 @@ static noinline unsigned int toa_udp_out6_slow(struct toa_udp_net *pn, struct sk
 		return NF_ACCEPT;
 	if (toa_udp_rewrite6(skb, false, v.addr, v.port))
 		return NF_DROP;
-	err = nf_ip6_route_me_harder(state->net, state->sk, skb);
+	err = nf_ip6_route_me_harder(net, sk, skb);
 	if (err < 0)
 		return NF_DROP_ERR(err);
 	return NF_ACCEPT;
@@ -822,7 +777,7 @@ static unsigned int toa_udp_out6(void *priv, struct sk_buff *skb, const struct n
 	uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
 	if (!uh || !toa_udp_port_maybe(pn, uh->source))
 		return NF_ACCEPT;
-	return toa_udp_out6_slow(pn, skb, state, uh);
+	return toa_udp_out6_packet(pn, skb, state->net, state->sk, uh);
 }
 
 static const struct nf_hook_ops toa_udp_ops_template[TOA_UDP_NR_HOOKS] = {
@@ -950,9 +905,11 @@ static void toa_udp_net_forget(struct toa_udp_net *pn)
 	}
 }
 
-/* Unregister the namespace's hooks (toa_udp_table_mutex held). */
+/* Unregister the namespace's netfilter hooks (toa_udp_table_mutex held). */
 static void toa_udp_net_unhook(struct toa_udp_net *pn)
 {
+	if (!pn->hooked)
+		return;
 	if (pn->v6_hooks)
 		nf_unregister_net_hooks(pn->net, &pn->ops[TOA_UDP_IN6], 2);
 	nf_unregister_net_hooks(pn->net, &pn->ops[TOA_UDP_IN4], 2);
@@ -960,41 +917,140 @@ static void toa_udp_net_unhook(struct toa_udp_net *pn)
 	pn->hooked = false;
 }
 
+/* Register them; false if IPv4's cannot be (toa_udp_table_mutex held). */
+static bool toa_udp_net_hook(struct toa_udp_net *pn)
+{
+	int err;
+
+	if (pn->hooked)
+		return true;
+	err = nf_register_net_hooks(pn->net, &pn->ops[TOA_UDP_IN4], 2);
+	if (err) {
+		pr_warn_ratelimited("cannot hook UDP in a namespace: %d\n", err);
+		return false;
+	}
+	/* IPv6 may be disabled: then UDP clients are served over IPv4. */
+	pn->v6_hooks = !nf_register_net_hooks(pn->net, &pn->ops[TOA_UDP_IN6], 2);
+	pn->hooked = true;
+	return true;
+}
+
 /*
- * The hooks of a namespace are registered only while it trusts a balancer
- * (its trusted_sources, or the host's it follows, is not empty): a
- * namespace that trusts nobody takes no announcement or UOA and can have no
- * flow, and its packets pay nothing for UDP support (on a host without
- * other netfilter users, a namespace's first hook turns netfilter's
+ * udp_hooks=: which hooks serve a namespace that trusts a balancer.
+ *   auto       the protocol-level hooks (udp_entry.c) where the namespace
+ *              does not forward, its netfilter hooks where it does
+ *   netfilter  its netfilter hooks everywhere (every packet of the
+ *              namespace passes them; conntrack and the filter table see
+ *              the client in every namespace)
+ */
+static char *toa_udp_hooks_param = "auto";
+module_param_named(udp_hooks, toa_udp_hooks_param, charp, 0444);
+MODULE_PARM_DESC(udp_hooks, "Hooks for UDP clients: auto (protocol-level where a namespace does not forward, netfilter where it does; default) or netfilter (everywhere)");
+
+/* Under toa_udp_table_mutex: udp_hooks=netfilter, or the protocol-level
+ * hooks could not be placed. */
+static bool toa_udp_nf_only;
+/* Under toa_udp_table_mutex: unloading (no hook is placed any more). */
+static bool toa_udp_closing;
+
+/*
+ * Whether net forwards IPv4 or IPv6 packets (conf/all/forwarding, which
+ * Docker, Kubernetes' CNIs and routers set): then its datagrams may go on
+ * to a pod or container behind NAT, which only netfilter's PRE_ROUTING
+ * (before the DNAT) lets see the client. A namespace that forwards only
+ * on some devices (conf/DEV/forwarding with all at 0) is not seen as one.
+ */
+static bool toa_udp_net_forwards(struct net *net)
+{
+	if (IPV4_DEVCONF_ALL_RO(net, FORWARDING))
+		return true;
+#if IS_ENABLED(CONFIG_IPV6)
+	if (net->ipv6.devconf_all && READ_ONCE(net->ipv6.devconf_all->forwarding))
+		return true;
+#endif
+	return false;
+}
+
+/*
+ * A flow was recorded: if the namespace's forwarding changed since its
+ * hooks were chosen (Docker or a CNI switched it on after toa was set up),
+ * they are chosen again, in process context (a new flow at most does this
+ * test; queueing work that is queued already does nothing).
+ */
+static void toa_udp_mode_check(struct toa_udp_net *pn)
+{
+	bool entry = READ_ONCE(pn->entry);
+
+	if (READ_ONCE(toa_udp_nf_only) && !entry)
+		return;
+	if (entry == toa_udp_net_forwards(pn->net))
+		queue_work(system_wq, &pn->resync);
+}
+
+/*
+ * The hooks of a namespace are there only while it trusts a balancer (its
+ * trusted_sources, or the host's it follows, is not empty): a namespace
+ * that trusts nobody takes no announcement or UOA and can have no flow,
+ * and its packets pay nothing for UDP support (on a host without other
+ * netfilter users, a namespace's first netfilter hook turns netfilter's
  * dispatch on for every packet, TCP's included). Out of the box nobody is
- * trusted. When a namespace stops trusting, its hooks and flows go.
+ * trusted. A namespace that trusts is served by the protocol-level hooks
+ * unless it forwards (or udp_hooks=netfilter, or they cannot be placed):
+ * then by its netfilter hooks. Moving from one to the other, the new hooks
+ * come before the old ones go (a packet both see is harmless: each looks
+ * its datagrams up by the balancer's address, which the first rewrote).
+ * When a namespace stops trusting, its hooks and flows go.
  * toa_udp_table_mutex held.
  */
 static void toa_udp_net_sync(struct toa_udp_net *pn)
 {
-	bool want = toa_settings_trust_anyone(pn->settings);
+	bool trusts = toa_settings_trust_anyone(pn->settings);
+	bool entry = trusts && !toa_udp_nf_only && !toa_udp_net_forwards(pn->net);
 
-	if (want == pn->hooked)
+	if (toa_udp_closing)
 		return;
-	if (want) {
-		int err = nf_register_net_hooks(pn->net, &pn->ops[TOA_UDP_IN4], 2);
-
-		if (err) {
-			pr_warn_ratelimited("cannot hook UDP in a namespace: %d\n", err);
-			return;
-		}
-		/* IPv6 may be disabled: then UDP clients are served over IPv4. */
-		pn->v6_hooks = !nf_register_net_hooks(pn->net, &pn->ops[TOA_UDP_IN6], 2);
-		pn->hooked = true;
+	if (entry && toa_udp_entry_up()) {
+		WRITE_ONCE(toa_udp_nf_only, true);
+		pr_warn("UDP clients served by netfilter hooks in every namespace: the protocol-level hooks cannot be placed\n");
+		entry = false;
+	}
+	if (entry) {
+		WRITE_ONCE(pn->entry, true);
+		toa_udp_net_unhook(pn);
 		return;
 	}
-	toa_udp_net_unhook(pn);
-	toa_udp_net_forget(pn);
+	if (trusts) {
+		/* Without netfilter hooks the namespace's flows stay, unused
+		 * until a packet or a write tries again. */
+		toa_udp_net_hook(pn);
+	} else {
+		toa_udp_net_unhook(pn);
+	}
+	if (READ_ONCE(pn->entry)) {
+		WRITE_ONCE(pn->entry, false);
+		/* No protocol-level hook serves it any more once in-flight
+		 * ones are done. */
+		synchronize_net();
+	}
+	if (!trusts)
+		toa_udp_net_forget(pn);
+}
+
+static void toa_udp_net_resync(struct work_struct *work)
+{
+	struct toa_udp_net *pn = container_of(work, struct toa_udp_net, resync);
+
+	mutex_lock(&toa_udp_table_mutex);
+	/* Unloading, or the namespace is going: its hooks are going anyway. */
+	if (toa_udp_hooked && !pn->gone)
+		toa_udp_net_sync(pn);
+	mutex_unlock(&toa_udp_table_mutex);
 }
 
 /* net's trusted_sources was written: only the host's can change what the
  * others trust (those that follow it), so only then are they all looked
- * at; a guest's write touches its own namespace's hooks only. */
+ * at; a guest's write touches its own namespace's hooks only. A write also
+ * looks at the namespaces' forwarding again. */
 void toa_udp_trust_changed(const struct net *net)
 {
 	struct toa_udp_net *pn;
@@ -1006,6 +1062,28 @@ void toa_udp_trust_changed(const struct net *net)
 	mutex_unlock(&toa_udp_table_mutex);
 }
 
+/* What serves net's UDP clients: "protocol" (udp_entry.c), "netfilter" or
+ * "none" (it trusts nobody; udp=0). Process context. */
+const char *toa_udp_hooks_of(const struct net *net)
+{
+	const char *what = "none";
+	const struct toa_udp_net *pn;
+
+	mutex_lock(&toa_udp_table_mutex);
+	/* Only while the namespaces' state is registered. */
+	if (toa_udp_hooked) {
+		rcu_read_lock();
+		pn = net_generic(net, toa_udp_net_id);
+		if (pn->entry)
+			what = "protocol";
+		else if (pn->hooked)
+			what = "netfilter";
+		rcu_read_unlock();
+	}
+	mutex_unlock(&toa_udp_table_mutex);
+	return what;
+}
+
 static int __net_init toa_udp_net_init(struct net *net)
 {
 	struct toa_udp_net *pn = net_generic(net, toa_udp_net_id);
@@ -1014,6 +1092,7 @@ static int __net_init toa_udp_net_init(struct net *net)
 	pn->cookie = net->net_cookie;
 	pn->settings = toa_net_settings(net);
 	pn->net = net;
+	INIT_WORK(&pn->resync, toa_udp_net_resync);
 	toa_udp_rewrite_changed(net);
 	for (i = 0; i < TOA_UDP_NR_HOOKS; i++) {
 		pn->ops[i] = toa_udp_ops_template[i];
@@ -1033,11 +1112,19 @@ static void __net_exit toa_udp_net_exit_one(struct net *net)
 {
 	struct toa_udp_net *pn = net_generic(net, toa_udp_net_id);
 
+	bool entry;
+
 	mutex_lock(&toa_udp_table_mutex);
+	pn->gone = true;
 	list_del(&pn->node);
-	if (pn->hooked)
-		toa_udp_net_unhook(pn);
+	toa_udp_net_unhook(pn);
+	entry = pn->entry;
+	WRITE_ONCE(pn->entry, false);
 	mutex_unlock(&toa_udp_table_mutex);
+	/* No hook runs for it any more, so none queues its work again. */
+	if (entry)
+		synchronize_net();
+	cancel_work_sync(&pn->resync);
 	remove_proc_entry("toa_udp", net->proc_net);
 	/* Its flows go with it (they could never match again: a cookie is
 	 * never reused). */
@@ -1099,24 +1186,33 @@ static struct nf_sockopt_ops toa_uoa_sockopt_ops = {
 
 static bool toa_uoa_sockopt_on;
 
-/* udp=0: TCP only. No netfilter hook is registered anywhere (with udp=1,
- * only in namespaces that trust a balancer), so packets pay nothing for UDP
+/* udp=0: TCP only. No UDP hook is placed anywhere (with udp=1, only for
+ * namespaces that trust a balancer), so packets pay nothing for UDP
  * support. */
 static bool toa_udp_param = true;
 module_param_named(udp, toa_udp_param, bool, 0444);
-MODULE_PARM_DESC(udp, "Serve UDP clients (netfilter hooks in each namespace that trusts a balancer, UOA_SO_GET_LOOKUP); 0: TCP only (default 1)");
+MODULE_PARM_DESC(udp, "Serve UDP clients (hooks for each namespace that trusts a balancer, UOA_SO_GET_LOOKUP); 0: TCP only (default 1)");
 
 int toa_udp_register(void)
 {
 	int err;
 
 	if (!toa_udp_param) {
-		pr_info("UDP clients off (udp=0): no netfilter hook\n");
+		pr_info("UDP clients off (udp=0): no UDP hook\n");
 		return 0;
+	}
+	if (!strcmp(toa_udp_hooks_param, "netfilter")) {
+		toa_udp_nf_only = true;
+	} else if (strcmp(toa_udp_hooks_param, "auto")) {
+		pr_err("unknown udp_hooks=%s (auto or netfilter)\n", toa_udp_hooks_param);
+		return -EINVAL;
 	}
 	err = register_pernet_subsys(&toa_udp_net_ops);
 	if (err) {
 		pr_err("cannot hook UDP: %d\n", err);
+		mutex_lock(&toa_udp_table_mutex);
+		toa_udp_entry_down();
+		mutex_unlock(&toa_udp_table_mutex);
 		return err;
 	}
 	/* DPVS's uoa.ko answers the same option: one of them may. */
@@ -1134,10 +1230,19 @@ int toa_udp_register(void)
 /* Returns once no hook runs and no getsockopt is in toa. */
 void toa_udp_unregister(void)
 {
+	struct toa_udp_net *pn;
+
 	if (!toa_udp_hooked)
 		return;
+	/* The protocol-level hooks first: they find the namespaces' state,
+	 * which goes with the namespaces' hooks below. */
 	mutex_lock(&toa_udp_table_mutex);
 	toa_udp_hooked = false;
+	toa_udp_closing = true;
+	toa_udp_entry_down();
+	/* None of them runs any more: no namespace needs to wait for them. */
+	list_for_each_entry(pn, &toa_udp_nets, node)
+		WRITE_ONCE(pn->entry, false);
 	mutex_unlock(&toa_udp_table_mutex);
 	if (toa_uoa_sockopt_on)
 		nf_unregister_sockopt(&toa_uoa_sockopt_ops);

@@ -185,7 +185,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(module) = module else {
-        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H,H...] [--cycles N] [--flood N] [--lists N] [--only NAME]... [--skip NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
+        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H[+P=V...][/NAME],...] [--cycles N] [--flood N] [--lists N] [--only NAME]... [--skip NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
         return ExitCode::from(2);
     };
     if hooks.is_empty() {
@@ -221,9 +221,21 @@ fn main() -> ExitCode {
     // time from an unloaded module.
     for hook in &hooks {
         ctx.params = params.clone();
+        let mut this_pass: Option<&str> = None;
         let prefix = match hook {
+            // `auto+udp_hooks=netfilter/udp:`: a mechanism, more
+            // parameters, and the cases of this pass (names containing
+            // the text after `/`).
             Some(h) => {
-                ctx.params.push(format!("hook={h}"));
+                let (h, pass_only) = match h.split_once('/') {
+                    Some((h, o)) => (h, Some(o)),
+                    None => (h.as_str(), None),
+                };
+                let mut parts = h.split('+');
+                ctx.params
+                    .push(format!("hook={}", parts.next().unwrap_or_default()));
+                ctx.params.extend(parts.map(str::to_owned));
+                this_pass = pass_only;
                 format!("[hook={h}] ")
             }
             None => String::new(),
@@ -232,6 +244,9 @@ fn main() -> ExitCode {
             let _ = kmod::rmmod();
         }
         for case in &selected {
+            if this_pass.is_some_and(|o| !case.name.contains(o)) {
+                continue;
+            }
             n += 1;
             let start = Instant::now();
             ctx.tun.drain();

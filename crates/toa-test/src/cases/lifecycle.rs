@@ -144,6 +144,8 @@ fn bad_parameters(ctx: &Ctx) -> Result<()> {
         "tcpopt_kinds=200,8",
         "tcpopt_kinds=0",
         "tcpopt_cdn=2",
+        "udp_hooks=bogus",
+        "udp_hooks=",
     ] {
         if ctx.insmod(&[bad]).is_ok() {
             kmod::rmmod()?;

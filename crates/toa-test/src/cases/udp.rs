@@ -37,6 +37,10 @@ pub fn cases() -> Vec<Case> {
             hooks_follow_trust,
         ),
         Case::new(
+            "udp: protocol-level hooks serve a namespace that does not forward; once it forwards (ip_forward=1), netfilter's from its next flow or trusted_sources write; clients seen throughout",
+            hooks_follow_forwarding,
+        ),
+        Case::new(
             "udp: DPVS UOA as an IPv4 option (ipo) -> the client, also for the flow's later datagrams",
             uoa_ipo,
         ),
@@ -456,6 +460,87 @@ fn hooks_follow_trust(ctx: &Ctx) -> Result<()> {
     // Trusted again (the guard put the list back): the hooks are back.
     let f = flow4(6004);
     roundtrip(ctx, &s, &f, &f.announce().packet())
+}
+
+/// What serves the namespace's UDP clients (`net.toa.udp_hooks`).
+fn udp_hooks() -> Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/net/toa/udp_hooks")?
+        .trim()
+        .to_owned())
+}
+
+/// Wait (a few seconds at most) until `udp_hooks` reads `want`: a new flow
+/// has work queued that chooses the hooks again.
+fn udp_hooks_become(want: &str, why: &str) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let got = udp_hooks()?;
+        if got == want {
+            return Ok(());
+        }
+        if start.elapsed() > TIMEOUT {
+            bail!("udp_hooks is {got}, want {want}: {why}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn hooks_follow_forwarding(ctx: &Ctx) -> Result<()> {
+    setup(ctx)?;
+    let s = bind(flow4(6032).rs)?;
+    // Whatever the namespace's udp_hooks= says: this pass's own choice.
+    let netfilter_only = ctx.params.iter().any(|p| p == "udp_hooks=netfilter");
+    let (quiet, forwarding) = if netfilter_only {
+        ("netfilter", "netfilter")
+    } else {
+        ("protocol", "netfilter")
+    };
+    ensure_eq!(
+        udp_hooks()?,
+        quiet,
+        "a namespace that trusts and does not forward"
+    );
+    let f = flow4(6032);
+    roundtrip(ctx, &s, &f, &f.announce().packet())?;
+    let trust = "/proc/sys/net/toa/trusted_sources";
+    let list = std::fs::read_to_string(trust)?;
+    {
+        let _fwd = SysctlGuard::set("/proc/sys/net/ipv4/ip_forward", "1")?;
+        // The next flow notices (and is served either way).
+        let f = flow4(6032);
+        roundtrip(ctx, &s, &f, &f.announce().packet())?;
+        udp_hooks_become(forwarding, "the namespace forwards and had a new flow")?;
+        // Served by the netfilter hooks: a new flow, and the old one.
+        let g = flow4(6032);
+        roundtrip(ctx, &s, &g, &g.announce().packet())?;
+        ctx.tun.send(&wire::datagram(f.lip, f.rs, b"ping"))?;
+        ensure_eq!(
+            recv(&s)?,
+            (b"ping".to_vec(), f.client),
+            "an older flow, netfilter's hooks"
+        );
+    }
+    // Forwarding off again: the next flow brings the protocol-level
+    // hooks back.
+    let f = flow4(6032);
+    roundtrip(ctx, &s, &f, &f.announce().packet())?;
+    udp_hooks_become(quiet, "the namespace stopped forwarding and had a new flow")?;
+    let g = flow4(6032);
+    roundtrip(ctx, &s, &g, &g.announce().packet())?;
+    // A trusted_sources write chooses at once.
+    {
+        let _fwd = SysctlGuard::set("/proc/sys/net/ipv4/ip_forward", "1")?;
+        kmod::write_file(trust, list.trim())?;
+        ensure_eq!(udp_hooks()?, forwarding, "a write while forwarding");
+        let f = flow4(6032);
+        roundtrip(ctx, &s, &f, &f.announce().packet())?;
+    }
+    kmod::write_file(trust, list.trim())?;
+    ensure_eq!(udp_hooks()?, quiet, "a write after forwarding stopped");
+    // Trusting nobody: no hook.
+    let _g = SysctlGuard::set(trust, "\n")?;
+    ensure_eq!(udp_hooks()?, "none", "trusting nobody");
+    Ok(())
 }
 
 fn uoa_ipo(ctx: &Ctx) -> Result<()> {
@@ -1348,6 +1433,7 @@ fn udp_off_checks(ctx: &Ctx) -> Result<()> {
         false,
         "/proc/net/toa_udp with udp=0"
     );
+    ensure_eq!(udp_hooks()?, "none", "net.toa.udp_hooks with udp=0");
     let before = kmod::stats()?;
     let f = flow4(6029);
     let s = bind(f.rs)?;

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * UDP clients without netfilter (src/udp/mod.rs): the protocol-level hooks
+ * that serve the network namespaces which trust a balancer and do not
+ * forward (udp_nf.c chooses, toa_udp_net_sync). Only the packets that can
+ * matter pass them, and only on their way to or from a local socket:
+ *
+ *   udp_rcv, udpv6_rcv     a datagram for a local socket: a UOA in IPv4
+ *                          options, the client shown as source
+ *   icmp_rcv               an ICMP message for the host: an announcement
+ *                          (ip_vs_ca's echo request; the kernel answers it
+ *                          as ever)
+ *   protocol 248's handler DPVS's option protocol, for the host: turned
+ *   (IPv4 and IPv6)        back into UDP and handed to UDP (the kernel's
+ *                          resubmission, as for UDP encapsulations)
+ *   ip_send_skb,           a datagram a local socket sends to a client:
+ *   ip6_send_skb           to the balancer (LIP:lport) and routed again
+ *
+ * A TCP connection passes none of them (a netfilter hook costs every
+ * packet of every protocol some 60 instructions). What they leave to the
+ * netfilter hooks of a namespace that forwards: conntrack and the filter
+ * table see the balancer here, not the client (they run before the UDP
+ * layer), and a datagram for a pod behind the namespace's NAT is not
+ * rewritten (the pod's own namespace serves it, if it trusts).
+ *
+ * The entry hooks are entry.c's (direct calls with hook=direct, ftrace_ops
+ * or kprobes otherwise); each finds its namespace's state by net_generic()
+ * and leaves at once unless these hooks serve it. The packet work is
+ * udp_nf.c's, with the IP header pushed back in front of skb->data for it
+ * (the protocols get the packet with skb->data at their own header).
+ * Placed for the first namespace that wants them, and kept until unload,
+ * so that no namespace's root can make the host patch its functions over
+ * and over.
+ */
+#define pr_fmt(fmt) "TOA: " fmt
+
+#include <linux/icmp.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/netdevice.h>
+#include <linux/percpu.h>
+#include <linux/skbuff.h>
+#include <linux/udp.h>
+#include <net/ip.h>
+#include <net/ipv6.h>
+#include <net/protocol.h>
+
+#include "glue.h"
+#include "internal.h"
+#include "udp_net.h"
+
+/* The option protocol's IP protocol number (udp/uoa.rs). */
+#define TOA_IPPROTO_OPP 248
+
+/*
+ * The datagram protocol 248's handler has just handed to UDP (this CPU's
+ * softirq goes straight on to udp_rcv or udpv6_rcv with it): UDP's hook
+ * leaves it alone, its work done (looked at again, a NAT64 client's
+ * datagram, which keeps the balancer as its source, would be counted
+ * twice).
+ */
+static DEFINE_PER_CPU(const struct sk_buff *, toa_udp_resubmitted);
+
+/* Whether skb is the one just handed over (softirq: this CPU's own). */
+static __always_inline bool toa_udp_was_resubmitted(const struct sk_buff *skb)
+{
+	const struct sk_buff *r = __this_cpu_read(toa_udp_resubmitted);
+
+	if (likely(!r))
+		return false;
+	__this_cpu_write(toa_udp_resubmitted, NULL);
+	return r == skb;
+}
+
+/* Whether skb, for a local socket, came in on a loopback device: every
+ * packet a local process sends to a local address does. */
+static __always_inline bool toa_udp_entry_lo(const struct sk_buff *skb)
+{
+	return skb->dev->flags & IFF_LOOPBACK;
+}
+
+/*
+ * The packet work on skb, whose data begins at its transport header: the
+ * IP header is pushed back for it and pulled again after (the work may
+ * have reallocated the head, or taken an option protocol header off: the
+ * transport header is the UDP header then). Returns whether the packet is
+ * UDP now.
+ */
+static bool toa_udp_entry_in(struct toa_udp_net *pn, struct sk_buff *skb, struct net *net, bool v6)
+{
+	bool udp;
+
+	__skb_push(skb, skb_network_header_len(skb));
+	if (v6)
+		udp = toa_udp_in6_packet(pn, skb, net, toa_udp_entry_lo(skb));
+	else
+		udp = toa_udp_in4_packet(pn, skb, net, toa_udp_entry_lo(skb));
+	__skb_pull(skb, skb_network_header_len(skb));
+	return udp;
+}
+
+/* udp_rcv(skb): softirq, RCU held. */
+static void toa_udp_rcv4_entry(unsigned long a0, unsigned long a1, unsigned long a2,
+			       unsigned long a3)
+{
+	struct sk_buff *skb = (struct sk_buff *)a0;
+	struct net *net = dev_net(skb->dev);
+	struct toa_udp_net *pn = toa_udp_net_of(net);
+	const struct udphdr *uh;
+	struct udphdr _uh;
+
+	if (toa_udp_was_resubmitted(skb) || !READ_ONCE(pn->entry))
+		return;
+	/* With options it may be a UOA; without, only a datagram to a
+	 * backend port with flows needs a look (never the host's own). */
+	if (ip_hdr(skb)->ihl == 5) {
+		if (!toa_udp_looking(pn) || toa_udp_entry_lo(skb))
+			return;
+		uh = toa_udp_header(skb, 0, &_uh);
+		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
+			return;
+	}
+	toa_udp_entry_in(pn, skb, net, false);
+}
+
+/* udpv6_rcv(skb): softirq, RCU held. Only UDP right after the fixed
+ * header (as the netfilter hook). */
+static void toa_udp_rcv6_entry(unsigned long a0, unsigned long a1, unsigned long a2,
+			       unsigned long a3)
+{
+	struct sk_buff *skb = (struct sk_buff *)a0;
+	struct net *net = dev_net(skb->dev);
+	struct toa_udp_net *pn = toa_udp_net_of(net);
+	const struct udphdr *uh;
+	struct udphdr _uh;
+
+	if (toa_udp_was_resubmitted(skb) || !READ_ONCE(pn->entry) || !toa_udp_looking(pn) ||
+	    toa_udp_entry_lo(skb))
+		return;
+	if (skb_network_header_len(skb) != sizeof(struct ipv6hdr) ||
+	    ipv6_hdr(skb)->nexthdr != IPPROTO_UDP)
+		return;
+	uh = toa_udp_header(skb, 0, &_uh);
+	if (!uh || !toa_udp_port_maybe(pn, uh->dest))
+		return;
+	toa_udp_entry_in(pn, skb, net, true);
+}
+
+/* icmp_rcv(skb): softirq, RCU held. The work only reads the message. */
+static void toa_udp_icmp4_entry(unsigned long a0, unsigned long a1, unsigned long a2,
+				unsigned long a3)
+{
+	struct sk_buff *skb = (struct sk_buff *)a0;
+	struct net *net = dev_net(skb->dev);
+	struct toa_udp_net *pn = toa_udp_net_of(net);
+
+	if (READ_ONCE(pn->entry))
+		toa_udp_entry_in(pn, skb, net, false);
+}
+
+/* ip_send_skb(net, skb): process context, the IP header built and the
+ * route chosen (to the client); skb->data at the IP header. A datagram
+ * that cannot be sent through the balancer (no route to it) goes out
+ * addressed to the balancer on the client's route, where it is lost: the
+ * hook cannot drop it. */
+static void toa_udp_send4_entry(unsigned long a0, unsigned long a1, unsigned long a2,
+				unsigned long a3)
+{
+	struct net *net = (struct net *)a0;
+	struct sk_buff *skb = (struct sk_buff *)a1;
+	struct toa_udp_net *pn;
+	const struct udphdr *uh;
+	struct udphdr _uh;
+
+	if (ip_hdr(skb)->protocol != IPPROTO_UDP)
+		return;
+	pn = toa_udp_net_of(net);
+	if (!READ_ONCE(pn->entry) || !toa_udp_looking(pn))
+		return;
+	uh = toa_udp_header(skb, ip_hdrlen(skb), &_uh);
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+		return;
+	rcu_read_lock();
+	toa_udp_out4_packet(pn, skb, net, skb->sk, uh);
+	rcu_read_unlock();
+}
+
+/* ip6_send_skb(skb): the same for IPv6 (UDP right after the fixed header;
+ * skb->sk is the sending socket, as ip6_send_skb itself assumes). */
+static void toa_udp_send6_entry(unsigned long a0, unsigned long a1, unsigned long a2,
+				unsigned long a3)
+{
+	struct sk_buff *skb = (struct sk_buff *)a0;
+	struct toa_udp_net *pn;
+	const struct udphdr *uh;
+	struct udphdr _uh;
+	struct net *net;
+
+	if (ipv6_hdr(skb)->nexthdr != IPPROTO_UDP || !skb->sk)
+		return;
+	net = sock_net(skb->sk);
+	pn = toa_udp_net_of(net);
+	if (!READ_ONCE(pn->entry) || !toa_udp_looking(pn))
+		return;
+	uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
+	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+		return;
+	rcu_read_lock();
+	toa_udp_out6_packet(pn, skb, net, skb->sk, uh);
+	rcu_read_unlock();
+}
+
+TOA_ENTRY_DIRECT(toa_udp_rcv4_entry);
+TOA_ENTRY_DIRECT(toa_udp_rcv6_entry);
+TOA_ENTRY_DIRECT(toa_udp_icmp4_entry);
+TOA_ENTRY_DIRECT(toa_udp_send4_entry);
+TOA_ENTRY_DIRECT(toa_udp_send6_entry);
+
+enum {
+	TOA_UDP_E_RCV4,
+	TOA_UDP_E_RCV6,
+	TOA_UDP_E_ICMP4,
+	TOA_UDP_E_SEND4,
+	TOA_UDP_E_SEND6,
+	TOA_UDP_NR_ENTRY,
+};
+
+static struct toa_entry_hook toa_udp_entry_hooks[TOA_UDP_NR_ENTRY] = {
+	[TOA_UDP_E_RCV4] = {
+		.symbol = "udp_rcv",
+		.handler = toa_udp_rcv4_entry,
+		.direct = TOA_ENTRY_DIRECT_FN(toa_udp_rcv4_entry),
+	},
+	[TOA_UDP_E_RCV6] = {
+		.symbol = "udpv6_rcv",
+		.handler = toa_udp_rcv6_entry,
+		.direct = TOA_ENTRY_DIRECT_FN(toa_udp_rcv6_entry),
+	},
+	[TOA_UDP_E_ICMP4] = {
+		.symbol = "icmp_rcv",
+		.handler = toa_udp_icmp4_entry,
+		.direct = TOA_ENTRY_DIRECT_FN(toa_udp_icmp4_entry),
+	},
+	[TOA_UDP_E_SEND4] = {
+		.symbol = "ip_send_skb",
+		.handler = toa_udp_send4_entry,
+		.direct = TOA_ENTRY_DIRECT_FN(toa_udp_send4_entry),
+	},
+	[TOA_UDP_E_SEND6] = {
+		.symbol = "ip6_send_skb",
+		.handler = toa_udp_send6_entry,
+		.direct = TOA_ENTRY_DIRECT_FN(toa_udp_send6_entry),
+	},
+};
+
+/*
+ * Protocol 248 for the host (softirq, RCU held; skb->data at its header):
+ * in a namespace these hooks serve, a valid one is turned back into UDP
+ * and handed to UDP (a negative return resubmits to that protocol in
+ * IPv4, a positive one in IPv6). Any other is dropped, as without a
+ * handler (less the ICMP protocol-unreachable error).
+ */
+static int toa_opp4_rcv(struct sk_buff *skb)
+{
+	struct net *net = dev_net(skb->dev);
+	struct toa_udp_net *pn = toa_udp_net_of(net);
+
+	if (READ_ONCE(pn->entry) && toa_udp_entry_in(pn, skb, net, false)) {
+		__this_cpu_write(toa_udp_resubmitted, skb);
+		return -IPPROTO_UDP;
+	}
+	kfree_skb(skb);
+	return 0;
+}
+
+static int toa_opp6_rcv(struct sk_buff *skb)
+{
+	struct net *net = dev_net(skb->dev);
+	struct toa_udp_net *pn = toa_udp_net_of(net);
+
+	/* Right after the fixed header, as DPVS puts it (as the netfilter
+	 * hook takes it). */
+	if (READ_ONCE(pn->entry) && skb_network_header_len(skb) == sizeof(struct ipv6hdr) &&
+	    ipv6_hdr(skb)->nexthdr == TOA_IPPROTO_OPP && toa_udp_entry_in(pn, skb, net, true)) {
+		__this_cpu_write(toa_udp_resubmitted, skb);
+		return IPPROTO_UDP;
+	}
+	kfree_skb(skb);
+	return 0;
+}
+
+static const struct net_protocol toa_opp4_protocol = {
+	.handler = toa_opp4_rcv,
+	/* UDP checks the policy of what it is turned into. */
+	.no_policy = 1,
+};
+
+#if IS_ENABLED(CONFIG_IPV6)
+static const struct inet6_protocol toa_opp6_protocol = {
+	.handler = toa_opp6_rcv,
+	/* Final: the resubmission goes straight to UDP, as for UDP in an
+	 * encapsulation. */
+	.flags = INET6_PROTO_NOPOLICY | INET6_PROTO_FINAL,
+};
+#endif
+
+/* Under toa_udp_table_mutex. */
+static bool toa_udp_entry_on, toa_opp4_on, toa_opp6_on;
+
+/*
+ * Place the hooks (once; toa_udp_table_mutex held). Every one of the IPv4
+ * ones is needed, and udp_rcv's IPv6 twin and ip6_send_skb where IPv6 is
+ * there; protocol 248 may be another module's (then DPVS's option protocol
+ * is not taken here, and the load says so). On failure nothing stays
+ * placed and the caller uses netfilter hooks.
+ */
+int toa_udp_entry_up(void)
+{
+	int err = 0, i;
+
+	if (toa_udp_entry_on)
+		return 0;
+	for (i = 0; i < TOA_UDP_NR_ENTRY; i++) {
+		err = toa_entry_hook_register(&toa_udp_entry_hooks[i]);
+		if (err) {
+			pr_warn("cannot hook %s: %d\n", toa_udp_entry_hooks[i].symbol, err);
+			goto unwind;
+		}
+	}
+	err = inet_add_protocol(&toa_opp4_protocol, TOA_IPPROTO_OPP);
+	toa_opp4_on = !err;
+#if IS_ENABLED(CONFIG_IPV6)
+	if (!inet6_add_protocol(&toa_opp6_protocol, TOA_IPPROTO_OPP))
+		toa_opp6_on = true;
+	else
+		err = -EBUSY;
+#endif
+	if (err)
+		pr_warn("IP protocol 248 has another handler: DPVS's option protocol is not taken in namespaces without netfilter hooks\n");
+	pr_info("UDP clients served by protocol-level hooks in namespaces that do not forward\n");
+	toa_udp_entry_on = true;
+	return 0;
+
+unwind:
+	while (--i >= 0)
+		toa_entry_hook_unregister(&toa_udp_entry_hooks[i]);
+	return err;
+}
+
+/* Returns once no hook of these runs anywhere (toa_udp_table_mutex held). */
+void toa_udp_entry_down(void)
+{
+	int i;
+
+	if (!toa_udp_entry_on)
+		return;
+	if (toa_opp4_on)
+		inet_del_protocol(&toa_opp4_protocol, TOA_IPPROTO_OPP);
+#if IS_ENABLED(CONFIG_IPV6)
+	if (toa_opp6_on)
+		inet6_del_protocol(&toa_opp6_protocol, TOA_IPPROTO_OPP);
+#endif
+	toa_opp4_on = toa_opp6_on = false;
+	for (i = 0; i < TOA_UDP_NR_ENTRY; i++)
+		toa_entry_hook_unregister(&toa_udp_entry_hooks[i]);
+	/* The protocol handlers run under RCU. */
+	synchronize_net();
+	toa_udp_entry_on = false;
+}
