@@ -10,8 +10,11 @@
  *   tcp_hooks.c    probes, the TOA_SO_GET_LOOKUP getsockopt, and when
  *                  new connections are hooked
  *   tcp_syn.c      the handshake table and the SYN-side probes
- *   udp_nf.c      UDP clients: the flow table, netfilter hooks, the UOA
- *                   getsockopt, /proc/net/toa_udp
+ *   udp_nf.c       UDP clients: the flow table, which hooks serve a
+ *                  namespace, netfilter hooks, the UOA getsockopt,
+ *                  /proc/net/toa_udp
+ *   udp_entry.c    UDP clients: the protocol-level hooks (namespaces that
+ *                  do not forward)
  *
  * This file brings them up and down in order.
  */

@@ -95,6 +95,63 @@
 	"ldrb w16, [x0, #toa_off_defer_accept]\n\t"				\
 	"cbz w16, 1f\n\t"
 
+/* UDP's protocol-level hooks: the same tests as on x86_64 (direct_x86.h),
+ * with x16 and x17. The port, in network order, in w16. */
+#define TOA_ASM_UDP_PORT_BIT_TEST						\
+	"rev16 w16, w16\n\t"							\
+	"and w16, w16, #2047\n\t"						\
+	"adrp x17, toa_udp_ports_seen\n\t"					\
+	"add x17, x17, :lo12:toa_udp_ports_seen\n\t"				\
+	"add x17, x17, x16, lsr #3\n\t"					\
+	"ldrb w17, [x17]\n\t"							\
+	"and w16, w16, #7\n\t"							\
+	"lsr w17, w17, w16\n\t"						\
+	"tbz w17, #0, 1f\n\t"
+#define TOA_ASM_UDP_HEADLEN_OK(skb)						\
+	"ldr w16, [" skb ", #toa_off_skb_len]\n\t"				\
+	"ldr w17, [" skb ", #toa_off_skb_data_len]\n\t"			\
+	"sub w16, w16, w17\n\t"						\
+	"cmp w16, #8\n\t"							\
+	"b.lo 2f\n\t"
+#define TOA_ASM_SKIP_UNLESS_UDP_RCV4						\
+	"ldr x16, [x0, #toa_off_skb_head]\n\t"				\
+	"ldrh w17, [x0, #toa_off_skb_nh]\n\t"					\
+	"ldrb w16, [x16, x17]\n\t"						\
+	"cmp w16, #0x45\n\t"							\
+	"b.ne 2f\n\t"								\
+	TOA_ASM_UDP_HEADLEN_OK("x0")						\
+	"ldr x16, [x0, #toa_off_skb_data]\n\t"				\
+	"ldrh w16, [x16, #2]\n\t"						\
+	TOA_ASM_UDP_PORT_BIT_TEST						\
+	"2:\n\t"
+#define TOA_ASM_SKIP_UNLESS_UDP_RCV6						\
+	TOA_ASM_UDP_HEADLEN_OK("x0")						\
+	"ldr x16, [x0, #toa_off_skb_data]\n\t"				\
+	"ldrh w16, [x16, #2]\n\t"						\
+	TOA_ASM_UDP_PORT_BIT_TEST						\
+	"2:\n\t"
+#define TOA_ASM_SKIP_UNLESS_UDP_SEND4						\
+	"ldr x16, [x1, #toa_off_skb_head]\n\t"				\
+	"ldrh w17, [x1, #toa_off_skb_nh]\n\t"					\
+	"add x16, x16, x17\n\t"						\
+	"ldrb w17, [x16, #9]\n\t"						\
+	"cmp w17, #17\n\t"							\
+	"b.ne 1f\n\t"								\
+	"ldrb w17, [x16]\n\t"							\
+	"and w17, w17, #15\n\t"						\
+	"add x16, x16, x17, lsl #2\n\t"					\
+	"ldrh w16, [x16]\n\t"							\
+	TOA_ASM_UDP_PORT_BIT_TEST
+#define TOA_ASM_SKIP_UNLESS_UDP_SEND6						\
+	"ldr x16, [x0, #toa_off_skb_head]\n\t"				\
+	"ldrh w17, [x0, #toa_off_skb_nh]\n\t"					\
+	"add x16, x16, x17\n\t"						\
+	"ldrb w17, [x16, #6]\n\t"						\
+	"cmp w17, #17\n\t"							\
+	"b.ne 1f\n\t"								\
+	"ldrh w16, [x16, #40]\n\t"						\
+	TOA_ASM_UDP_PORT_BIT_TEST
+
 /* Where toa_redirected_FN enters FN: past its call site. */
 #define TOA_DIRECT_SKIP 8
 

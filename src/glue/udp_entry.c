@@ -61,6 +61,15 @@
  */
 static DEFINE_PER_CPU(const struct sk_buff *, toa_udp_resubmitted);
 
+/* skb is handed to UDP: its hook must see it (the trampolines' early test
+ * lets datagrams to ports without a bit go: this one gets its bit, which
+ * a recorded flow has set already). */
+static void toa_udp_resubmit(const struct sk_buff *skb)
+{
+	toa_udp_port_seen(ntohs(udp_hdr(skb)->dest));
+	__this_cpu_write(toa_udp_resubmitted, skb);
+}
+
 /* Whether skb is the one just handed over (softirq: this CPU's own). */
 static __always_inline bool toa_udp_was_resubmitted(const struct sk_buff *skb)
 {
@@ -210,11 +219,29 @@ static void toa_udp_send6_entry(unsigned long a0, unsigned long a1, unsigned lon
 	rcu_read_unlock();
 }
 
-TOA_ENTRY_DIRECT(toa_udp_rcv4_entry);
-TOA_ENTRY_DIRECT(toa_udp_rcv6_entry);
+/* The direct-call trampolines let a datagram whose backend port never had
+ * a flow anywhere go on after a dozen instructions (direct_x86.h), without
+ * the handler's call; the handlers make every test again. */
+#ifdef TOA_DIRECT_ARCH
+static void __used toa_udp_direct_offsets(void)
+{
+	asm volatile(".set toa_off_skb_head, %c0\n\t"
+		     ".set toa_off_skb_data, %c1\n\t"
+		     ".set toa_off_skb_len, %c2\n\t"
+		     ".set toa_off_skb_data_len, %c3\n\t"
+		     ".set toa_off_skb_nh, %c4\n\t"
+		     : : "i" (offsetof(struct sk_buff, head)),
+		     "i" (offsetof(struct sk_buff, data)),
+		     "i" (offsetof(struct sk_buff, len)),
+		     "i" (offsetof(struct sk_buff, data_len)),
+		     "i" (offsetof(struct sk_buff, network_header)));
+}
+#endif
+TOA_ENTRY_DIRECT_UNLESS(toa_udp_rcv4_entry, TOA_ASM_SKIP_UNLESS_UDP_RCV4);
+TOA_ENTRY_DIRECT_UNLESS(toa_udp_rcv6_entry, TOA_ASM_SKIP_UNLESS_UDP_RCV6);
 TOA_ENTRY_DIRECT(toa_udp_icmp4_entry);
-TOA_ENTRY_DIRECT(toa_udp_send4_entry);
-TOA_ENTRY_DIRECT(toa_udp_send6_entry);
+TOA_ENTRY_DIRECT_UNLESS(toa_udp_send4_entry, TOA_ASM_SKIP_UNLESS_UDP_SEND4);
+TOA_ENTRY_DIRECT_UNLESS(toa_udp_send6_entry, TOA_ASM_SKIP_UNLESS_UDP_SEND6);
 
 enum {
 	TOA_UDP_E_RCV4,
@@ -266,7 +293,7 @@ static int toa_opp4_rcv(struct sk_buff *skb)
 	struct toa_udp_net *pn = toa_udp_net_of(net);
 
 	if (READ_ONCE(pn->entry) && toa_udp_entry_in(pn, skb, net, false)) {
-		__this_cpu_write(toa_udp_resubmitted, skb);
+		toa_udp_resubmit(skb);
 		return -IPPROTO_UDP;
 	}
 	kfree_skb(skb);
@@ -282,7 +309,7 @@ static int toa_opp6_rcv(struct sk_buff *skb)
 	 * hook takes it). */
 	if (READ_ONCE(pn->entry) && skb_network_header_len(skb) == sizeof(struct ipv6hdr) &&
 	    ipv6_hdr(skb)->nexthdr == TOA_IPPROTO_OPP && toa_udp_entry_in(pn, skb, net, true)) {
-		__this_cpu_write(toa_udp_resubmitted, skb);
+		toa_udp_resubmit(skb);
 		return IPPROTO_UDP;
 	}
 	kfree_skb(skb);

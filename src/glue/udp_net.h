@@ -69,6 +69,19 @@ struct toa_udp_net {
 };
 
 extern unsigned int toa_udp_net_id;
+/* Every backend port any namespace had a flow on (bits as in ports above,
+ * never cleared): the direct-call trampolines' early test (udp_entry.c). */
+extern unsigned long toa_udp_ports_seen[BITS_TO_LONGS(TOA_UDP_PORT_BITS)];
+
+/* A flow on port (host order), or a datagram handed to UDP for it: its
+ * bit, here. */
+static __always_inline void toa_udp_port_seen(u16 port)
+{
+	unsigned int bit = port % TOA_UDP_PORT_BITS;
+
+	if (!test_bit(bit, toa_udp_ports_seen))
+		set_bit(bit, toa_udp_ports_seen);
+}
 extern unsigned long toa_udp_live_jiffies;
 extern bool toa_udp_host_rewrite;
 

@@ -263,6 +263,7 @@ void toa_udp_table_exit(void)
 static LIST_HEAD(toa_udp_nets);
 
 unsigned int toa_udp_net_id __read_mostly;
+unsigned long toa_udp_ports_seen[BITS_TO_LONGS(TOA_UDP_PORT_BITS)];
 
 static void toa_udp_mode_check(struct toa_udp_net *pn);
 
@@ -277,6 +278,7 @@ static void toa_udp_activity(struct toa_udp_net *pn, const struct toa_udp_verdic
 
 		if (!test_bit(bit, pn->ports))
 			set_bit(bit, pn->ports);
+		toa_udp_port_seen(get_unaligned_be16(v->rsport));
 		toa_udp_mode_check(pn);
 	}
 	if (!v->active)

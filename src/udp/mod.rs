@@ -12,14 +12,18 @@
 //!   (`ipo`) or in an "option protocol" header (`opp`, IP protocol 248)
 //!   ([`uoa`]).
 //!
-//! Either way the flow goes into the [`flow_table`]. The glue hooks every
-//! network namespace with netfilter (`glue/udp_nf.c`): before conntrack and
-//! the filter tables it reads announcements and UOAs, turns option protocol
-//! packets back into plain UDP, and shows every datagram of a flow as coming
-//! from its client; on output it sends every datagram to a client with a
-//! flow back to the balancer's address and port. Unmodified applications
-//! then see and answer the client on every receive and send path
-//! ([`packet`]). Applications written for DPVS ask with the UOA getsockopt
+//! Either way the flow goes into the [`flow_table`]. The glue's hooks read
+//! announcements and UOAs, turn option protocol packets back into plain
+//! UDP, and show every datagram of a flow as coming from its client; on
+//! output they send every datagram to a client with a flow back to the
+//! balancer's address and port. Two sets of hooks do it, for the network
+//! namespaces that trust a balancer: protocol-level ones where the
+//! namespace does not forward (`glue/udp_entry.c`: `udp_rcv`, `icmp_rcv`,
+//! protocol 248, `ip_send_skb`..., which only such packets pass), netfilter
+//! ones where it does (`glue/udp_nf.c`: before conntrack and DNAT, so that
+//! pods behind the node see the client). Unmodified applications then see
+//! and answer the client on every receive and send path ([`packet`]).
+//! Applications written for DPVS ask with the UOA getsockopt
 //! ([`sockopt`]).
 //!
 //! - [`announce`], [`uoa`], [`flow_table`]: pure Rust, host-tested by

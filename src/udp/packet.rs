@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the UDP hooks do with a packet (the glue's netfilter hooks in
-//! `glue/udp_nf.c`, in every network namespace):
+//! What the UDP hooks do with a packet (the glue's protocol-level hooks in
+//! `glue/udp_entry.c` or netfilter hooks in `glue/udp_nf.c`, for every
+//! network namespace that trusts a balancer):
 //!
-//! - on receive (`PRE_ROUTING`, after defragmentation, before conntrack and
-//!   the filter tables), [`toa_udp_rx`]: an ICMP announcement records its
+//! - on receive (`udp_rcv`/`icmp_rcv`/protocol 248, or `PRE_ROUTING`
+//!   after defragmentation, before conntrack and the filter tables),
+//!   [`toa_udp_rx`]: an ICMP announcement records its
 //!   flow; a UOA (in the IPv4 options of a UDP datagram, or in an option
 //!   protocol header, which the glue then removes) records its flow; then a
 //!   datagram of a live flow is shown as coming from its client;
-//! - on send (`POST_ROUTING`, after NAT), [`toa_udp_tx`]: a datagram to a
+//! - on send (`ip_send_skb`, or `POST_ROUTING` after NAT), [`toa_udp_tx`]: a datagram to a
 //!   client with a live flow goes to the balancer's address and port
 //!   instead, whether a local socket sent it or the namespace forwards it
 //!   (a pod's reply behind the node's DNAT, the DNAT undone).

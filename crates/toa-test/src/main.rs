@@ -185,7 +185,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(module) = module else {
-        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H[+P=V...][/NAME],...] [--cycles N] [--flood N] [--lists N] [--only NAME]... [--skip NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
+        eprintln!("usage: toa-vmtest --module toa.ko [--param P=V]... [--hooks H[+P=V...][/[!]NAME],...] [--cycles N] [--flood N] [--lists N] [--only NAME]... [--skip NAME]... [--c-server PATH] [--rust-server PATH] [--c-udp-server PATH] [--claim-module PATH]");
         return ExitCode::from(2);
     };
     if hooks.is_empty() {
@@ -225,7 +225,7 @@ fn main() -> ExitCode {
         let prefix = match hook {
             // `auto+udp_hooks=netfilter/udp:`: a mechanism, more
             // parameters, and the cases of this pass (names containing
-            // the text after `/`).
+            // the text after `/`; `/!udp:` all but those).
             Some(h) => {
                 let (h, pass_only) = match h.split_once('/') {
                     Some((h, o)) => (h, Some(o)),
@@ -244,7 +244,14 @@ fn main() -> ExitCode {
             let _ = kmod::rmmod();
         }
         for case in &selected {
-            if this_pass.is_some_and(|o| !case.name.contains(o)) {
+            let in_pass = match this_pass {
+                Some(o) => match o.strip_prefix('!') {
+                    Some(not) => !case.name.contains(not),
+                    None => case.name.contains(o),
+                },
+                None => true,
+            };
+            if !in_pass {
                 continue;
             }
             n += 1;
