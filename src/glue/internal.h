@@ -200,9 +200,13 @@ void toa_entry_hooks_use(bool ftrace, bool direct);
  *   TOA_ASM_SKIP_UNLESS_DEFERRING   the first argument, a listener, does
  *                                   not defer accepting, or the fourth
  *                                   (tcp_check_req's fastopen) is true
+ *   TOA_ASM_SKIP_UNLESS_UDP_*       a datagram received (RCV4, RCV6) or
+ *                                   sent (SEND4, SEND6) whose backend
+ *                                   port never had a flow (udp_entry.c)
  *
- * They read offsets as assembler symbols, which TOA_DIRECT_OFFSETS()
- * defines in the file that uses them (basic asm takes no operands).
+ * They read offsets as assembler symbols, which TOA_DIRECT_OFFSETS() (or
+ * udp_entry.c's own, for the skb's) defines in the file that uses them
+ * (basic asm takes no operands).
  */
 #if defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) && defined(CONFIG_X86_64)
 #include "direct_x86.h"
