@@ -115,20 +115,15 @@ static void toa_udp_rcv4_entry(unsigned long a0, unsigned long a1, unsigned long
 	struct sk_buff *skb = (struct sk_buff *)a0;
 	struct net *net = dev_net(skb->dev);
 	struct toa_udp_net *pn = toa_udp_net_of(net);
-	const struct udphdr *uh;
 	struct udphdr _uh;
 
 	if (toa_udp_was_resubmitted(skb) || !READ_ONCE(pn->entry))
 		return;
 	/* With options it may be a UOA; without, only a datagram to a
 	 * backend port with flows needs a look (never the host's own). */
-	if (ip_hdr(skb)->ihl == 5) {
-		if (!toa_udp_looking(pn) || toa_udp_entry_lo(skb))
-			return;
-		uh = toa_udp_header(skb, 0, &_uh);
-		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
-			return;
-	}
+	if (ip_hdr(skb)->ihl == 5 &&
+	    (toa_udp_entry_lo(skb) || !toa_udp_wanted(pn, skb, 0, true, &_uh)))
+		return;
 	toa_udp_entry_in(pn, skb, net, false);
 }
 
@@ -140,17 +135,12 @@ static void toa_udp_rcv6_entry(unsigned long a0, unsigned long a1, unsigned long
 	struct sk_buff *skb = (struct sk_buff *)a0;
 	struct net *net = dev_net(skb->dev);
 	struct toa_udp_net *pn = toa_udp_net_of(net);
-	const struct udphdr *uh;
 	struct udphdr _uh;
 
-	if (toa_udp_was_resubmitted(skb) || !READ_ONCE(pn->entry) || !toa_udp_looking(pn) ||
-	    toa_udp_entry_lo(skb))
+	if (toa_udp_was_resubmitted(skb) || !READ_ONCE(pn->entry) || toa_udp_entry_lo(skb))
 		return;
 	if (skb_network_header_len(skb) != sizeof(struct ipv6hdr) ||
-	    ipv6_hdr(skb)->nexthdr != IPPROTO_UDP)
-		return;
-	uh = toa_udp_header(skb, 0, &_uh);
-	if (!uh || !toa_udp_port_maybe(pn, uh->dest))
+	    ipv6_hdr(skb)->nexthdr != IPPROTO_UDP || !toa_udp_wanted(pn, skb, 0, true, &_uh))
 		return;
 	toa_udp_entry_in(pn, skb, net, true);
 }
@@ -184,10 +174,10 @@ static void toa_udp_send4_entry(unsigned long a0, unsigned long a1, unsigned lon
 	if (ip_hdr(skb)->protocol != IPPROTO_UDP)
 		return;
 	pn = toa_udp_net_of(net);
-	if (!READ_ONCE(pn->entry) || !toa_udp_looking(pn))
+	if (!READ_ONCE(pn->entry))
 		return;
-	uh = toa_udp_header(skb, ip_hdrlen(skb), &_uh);
-	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+	uh = toa_udp_wanted(pn, skb, ip_hdrlen(skb), false, &_uh);
+	if (!uh)
 		return;
 	rcu_read_lock();
 	toa_udp_out4_packet(pn, skb, net, skb->sk, uh);
@@ -209,10 +199,10 @@ static void toa_udp_send6_entry(unsigned long a0, unsigned long a1, unsigned lon
 		return;
 	net = sock_net(skb->sk);
 	pn = toa_udp_net_of(net);
-	if (!READ_ONCE(pn->entry) || !toa_udp_looking(pn))
+	if (!READ_ONCE(pn->entry))
 		return;
-	uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
-	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+	uh = toa_udp_wanted(pn, skb, sizeof(struct ipv6hdr), false, &_uh);
+	if (!uh)
 		return;
 	rcu_read_lock();
 	toa_udp_out6_packet(pn, skb, net, skb->sk, uh);

@@ -130,6 +130,27 @@ static __always_inline const struct udphdr *toa_udp_header(const struct sk_buff 
 }
 
 /*
+ * Whether a datagram of pn's namespace needs a look, its UDP header `off`
+ * bytes from skb->data (read into buf): rewriting is on, the namespace had
+ * a flow lately, and the backend-side port (the destination on receive,
+ * `rx`; the source on send) had a flow. Returns the header, or NULL.
+ */
+static __always_inline const struct udphdr *toa_udp_wanted(const struct toa_udp_net *pn,
+							   const struct sk_buff *skb,
+							   unsigned int off, bool rx,
+							   struct udphdr *buf)
+{
+	const struct udphdr *uh;
+
+	if (!toa_udp_looking(pn))
+		return NULL;
+	uh = toa_udp_header(skb, off, buf);
+	if (!uh || !toa_udp_port_maybe(pn, rx ? uh->dest : uh->source))
+		return NULL;
+	return uh;
+}
+
+/*
  * The packet work, with skb->data at the IP header (as at PRE_ROUTING and
  * POST_ROUTING; the protocol-level hooks push the header back first). `lo`:
  * the packet came in on a loopback device. Receive: true when an option

@@ -599,7 +599,6 @@ static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf
 {
 	struct toa_udp_net *pn = priv;
 	const struct iphdr *iph = ip_hdr(skb);
-	const struct udphdr *uh;
 	struct udphdr _uh;
 
 	switch (iph->protocol) {
@@ -607,10 +606,7 @@ static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf
 		if (iph->ihl != 5)
 			break;	/* options: maybe a UOA */
 		/* The host's own datagrams are never shown as a client's. */
-		if (!toa_udp_looking(pn) || toa_udp_from_lo(state))
-			return NF_ACCEPT;
-		uh = toa_udp_header(skb, sizeof(*iph), &_uh);
-		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
+		if (toa_udp_from_lo(state) || !toa_udp_wanted(pn, skb, sizeof(*iph), true, &_uh))
 			return NF_ACCEPT;
 		break;
 	case IPPROTO_ICMP:
@@ -662,15 +658,12 @@ noinline bool toa_udp_in6_packet(struct toa_udp_net *pn, struct sk_buff *skb, st
 static unsigned int toa_udp_in6(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
 {
 	struct toa_udp_net *pn = priv;
-	const struct udphdr *uh;
 	struct udphdr _uh;
 
 	switch (ipv6_hdr(skb)->nexthdr) {
 	case IPPROTO_UDP:
-		if (!toa_udp_looking(pn) || toa_udp_from_lo(state))
-			return NF_ACCEPT;
-		uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
-		if (!uh || !toa_udp_port_maybe(pn, uh->dest))
+		if (toa_udp_from_lo(state) ||
+		    !toa_udp_wanted(pn, skb, sizeof(struct ipv6hdr), true, &_uh))
 			return NF_ACCEPT;
 		break;
 	case TOA_IPPROTO_OPP:
@@ -731,10 +724,10 @@ static unsigned int toa_udp_out4(void *priv, struct sk_buff *skb, const struct n
 	const struct udphdr *uh;
 	struct udphdr _uh;
 
-	if (ip_hdr(skb)->protocol != IPPROTO_UDP || !toa_udp_looking(pn))
+	if (ip_hdr(skb)->protocol != IPPROTO_UDP)
 		return NF_ACCEPT;
-	uh = toa_udp_header(skb, ip_hdrlen(skb), &_uh);
-	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+	uh = toa_udp_wanted(pn, skb, ip_hdrlen(skb), false, &_uh);
+	if (!uh)
 		return NF_ACCEPT;
 	return toa_udp_out4_packet(pn, skb, state->net, state->sk, uh);
 }
@@ -774,10 +767,10 @@ static unsigned int toa_udp_out6(void *priv, struct sk_buff *skb, const struct n
 	const struct udphdr *uh;
 	struct udphdr _uh;
 
-	if (ipv6_hdr(skb)->nexthdr != IPPROTO_UDP || !toa_udp_looking(pn))
+	if (ipv6_hdr(skb)->nexthdr != IPPROTO_UDP)
 		return NF_ACCEPT;
-	uh = toa_udp_header(skb, sizeof(struct ipv6hdr), &_uh);
-	if (!uh || !toa_udp_port_maybe(pn, uh->source))
+	uh = toa_udp_wanted(pn, skb, sizeof(struct ipv6hdr), false, &_uh);
+	if (!uh)
 		return NF_ACCEPT;
 	return toa_udp_out6_packet(pn, skb, state->net, state->sk, uh);
 }
