@@ -115,7 +115,7 @@ static void toa_udp_rcv4_entry(unsigned long a0, unsigned long a1, unsigned long
 	struct sk_buff *skb = (struct sk_buff *)a0;
 	struct net *net = dev_net(skb->dev);
 	struct toa_udp_net *pn = toa_udp_net_of(net);
-	struct udphdr _uh;
+	struct udphdr _uh __uninitialized;
 
 	if (toa_udp_was_resubmitted(skb) || !READ_ONCE(pn->entry))
 		return;
@@ -135,7 +135,7 @@ static void toa_udp_rcv6_entry(unsigned long a0, unsigned long a1, unsigned long
 	struct sk_buff *skb = (struct sk_buff *)a0;
 	struct net *net = dev_net(skb->dev);
 	struct toa_udp_net *pn = toa_udp_net_of(net);
-	struct udphdr _uh;
+	struct udphdr _uh __uninitialized;
 
 	if (toa_udp_was_resubmitted(skb) || !READ_ONCE(pn->entry) || toa_udp_entry_lo(skb))
 		return;
@@ -169,7 +169,7 @@ static void toa_udp_send4_entry(unsigned long a0, unsigned long a1, unsigned lon
 	struct sk_buff *skb = (struct sk_buff *)a1;
 	struct toa_udp_net *pn;
 	const struct udphdr *uh;
-	struct udphdr _uh;
+	struct udphdr _uh __uninitialized;
 
 	if (ip_hdr(skb)->protocol != IPPROTO_UDP)
 		return;
@@ -192,7 +192,7 @@ static void toa_udp_send6_entry(unsigned long a0, unsigned long a1, unsigned lon
 	struct sk_buff *skb = (struct sk_buff *)a0;
 	struct toa_udp_net *pn;
 	const struct udphdr *uh;
-	struct udphdr _uh;
+	struct udphdr _uh __uninitialized;
 	struct net *net;
 
 	if (ipv6_hdr(skb)->nexthdr != IPPROTO_UDP || !skb->sk)

@@ -530,10 +530,10 @@ noinline bool toa_udp_in4_packet(struct toa_udp_net *pn, struct sk_buff *skb, st
 	const struct iphdr *iph = ip_hdr(skb);
 	unsigned int ihl = iph->ihl * 4;
 	const struct udphdr *uh = NULL;
-	struct toa_udp_verdict v;
-	struct toa_udp_packet p;
-	u8 buf[TOA_OPP_MAX + sizeof(struct udphdr)];
-	struct udphdr _uh;
+	struct toa_udp_verdict v __uninitialized;
+	struct toa_udp_packet p __uninitialized;
+	u8 buf[TOA_OPP_MAX + sizeof(struct udphdr)] __uninitialized;
+	struct udphdr _uh __uninitialized;
 
 	BUILD_BUG_ON(sizeof(p) != 80 || sizeof(v) != 28 || sizeof(struct toa_udp_view) != 88);
 	if (ip_is_fragment(iph)) {
@@ -599,7 +599,7 @@ static unsigned int toa_udp_in4(void *priv, struct sk_buff *skb, const struct nf
 {
 	struct toa_udp_net *pn = priv;
 	const struct iphdr *iph = ip_hdr(skb);
-	struct udphdr _uh;
+	struct udphdr _uh __uninitialized;
 
 	switch (iph->protocol) {
 	case IPPROTO_UDP:
@@ -626,10 +626,10 @@ noinline bool toa_udp_in6_packet(struct toa_udp_net *pn, struct sk_buff *skb, st
 {
 	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
 	const struct udphdr *uh = NULL;
-	struct toa_udp_verdict v;
-	struct toa_udp_packet p;
-	u8 buf[TOA_OPP_MAX + sizeof(struct udphdr)];
-	struct udphdr _uh;
+	struct toa_udp_verdict v __uninitialized;
+	struct toa_udp_packet p __uninitialized;
+	u8 buf[TOA_OPP_MAX + sizeof(struct udphdr)] __uninitialized;
+	struct udphdr _uh __uninitialized;
 
 	if (ip6h->nexthdr == IPPROTO_UDP) {
 		uh = skb_header_pointer(skb, sizeof(*ip6h), sizeof(_uh), &_uh);
@@ -658,7 +658,7 @@ noinline bool toa_udp_in6_packet(struct toa_udp_net *pn, struct sk_buff *skb, st
 static unsigned int toa_udp_in6(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
 {
 	struct toa_udp_net *pn = priv;
-	struct udphdr _uh;
+	struct udphdr _uh __uninitialized;
 
 	switch (ipv6_hdr(skb)->nexthdr) {
 	case IPPROTO_UDP:
@@ -693,8 +693,8 @@ noinline unsigned int toa_udp_out4_packet(struct toa_udp_net *pn, struct sk_buff
 					  struct net *net, struct sock *sk, const struct udphdr *uh)
 {
 	const struct iphdr *iph = ip_hdr(skb);
-	struct toa_udp_verdict v;
-	struct toa_udp_packet p;
+	struct toa_udp_verdict v __uninitialized;
+	struct toa_udp_packet p __uninitialized;
 	int err;
 
 	if (ip_is_fragment(iph))
@@ -722,7 +722,7 @@ static unsigned int toa_udp_out4(void *priv, struct sk_buff *skb, const struct n
 {
 	struct toa_udp_net *pn = priv;
 	const struct udphdr *uh;
-	struct udphdr _uh;
+	struct udphdr _uh __uninitialized;
 
 	if (ip_hdr(skb)->protocol != IPPROTO_UDP)
 		return NF_ACCEPT;
@@ -737,8 +737,8 @@ noinline unsigned int toa_udp_out6_packet(struct toa_udp_net *pn, struct sk_buff
 					  struct net *net, struct sock *sk, const struct udphdr *uh)
 {
 	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
-	struct toa_udp_verdict v;
-	struct toa_udp_packet p;
+	struct toa_udp_verdict v __uninitialized;
+	struct toa_udp_packet p __uninitialized;
 	int err;
 
 	if ((IP6CB(skb)->flags & IP6SKB_FORWARDED) && !toa_udp_forwarded_reply(skb))
@@ -765,7 +765,7 @@ static unsigned int toa_udp_out6(void *priv, struct sk_buff *skb, const struct n
 {
 	struct toa_udp_net *pn = priv;
 	const struct udphdr *uh;
-	struct udphdr _uh;
+	struct udphdr _uh __uninitialized;
 
 	if (ipv6_hdr(skb)->nexthdr != IPPROTO_UDP)
 		return NF_ACCEPT;
