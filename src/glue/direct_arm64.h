@@ -107,48 +107,42 @@
 	"and w16, w16, #7\n\t"							\
 	"lsr w17, w17, w16\n\t"						\
 	"tbz w17, #0, 1f\n\t"
-#define TOA_ASM_UDP_HEADLEN_OK(skb)						\
-	"ldr w16, [" skb ", #toa_off_skb_len]\n\t"				\
-	"ldr w17, [" skb ", #toa_off_skb_data_len]\n\t"			\
+/* The destination port, from a linear UDP header at skb->data. */
+#define TOA_ASM_SKIP_UNLESS_UDP_RCV6						\
+	"ldr w16, [x0, #toa_off_skb_len]\n\t"					\
+	"ldr w17, [x0, #toa_off_skb_data_len]\n\t"				\
 	"sub w16, w16, w17\n\t"						\
 	"cmp w16, #8\n\t"							\
-	"b.lo 2f\n\t"
+	"b.lo 2f\n\t"								\
+	"ldr x16, [x0, #toa_off_skb_data]\n\t"				\
+	"ldrh w16, [x16, #2]\n\t"						\
+	TOA_ASM_UDP_PORT_BIT_TEST						\
+	"2:\n\t"
 #define TOA_ASM_SKIP_UNLESS_UDP_RCV4						\
 	"ldr x16, [x0, #toa_off_skb_head]\n\t"				\
 	"ldrh w17, [x0, #toa_off_skb_nh]\n\t"					\
 	"ldrb w16, [x16, x17]\n\t"						\
 	"cmp w16, #0x45\n\t"							\
 	"b.ne 2f\n\t"								\
-	TOA_ASM_UDP_HEADLEN_OK("x0")						\
-	"ldr x16, [x0, #toa_off_skb_data]\n\t"				\
-	"ldrh w16, [x16, #2]\n\t"						\
-	TOA_ASM_UDP_PORT_BIT_TEST						\
-	"2:\n\t"
-#define TOA_ASM_SKIP_UNLESS_UDP_RCV6						\
-	TOA_ASM_UDP_HEADLEN_OK("x0")						\
-	"ldr x16, [x0, #toa_off_skb_data]\n\t"				\
-	"ldrh w16, [x16, #2]\n\t"						\
-	TOA_ASM_UDP_PORT_BIT_TEST						\
-	"2:\n\t"
-#define TOA_ASM_SKIP_UNLESS_UDP_SEND4						\
-	"ldr x16, [x1, #toa_off_skb_head]\n\t"				\
-	"ldrh w17, [x1, #toa_off_skb_nh]\n\t"					\
+	TOA_ASM_SKIP_UNLESS_UDP_RCV6
+/* x16: the IP header of skb (a register), which must be UDP (the
+ * protocol's byte at `proto`). */
+#define TOA_ASM_UDP_SEND_HEADER(skb, proto)					\
+	"ldr x16, [" skb ", #toa_off_skb_head]\n\t"				\
+	"ldrh w17, [" skb ", #toa_off_skb_nh]\n\t"				\
 	"add x16, x16, x17\n\t"						\
-	"ldrb w17, [x16, #9]\n\t"						\
+	"ldrb w17, [x16, #" proto "]\n\t"					\
 	"cmp w17, #17\n\t"							\
-	"b.ne 1f\n\t"								\
+	"b.ne 1f\n\t"
+#define TOA_ASM_SKIP_UNLESS_UDP_SEND4						\
+	TOA_ASM_UDP_SEND_HEADER("x1", "9")					\
 	"ldrb w17, [x16]\n\t"							\
 	"and w17, w17, #15\n\t"						\
 	"add x16, x16, x17, lsl #2\n\t"					\
 	"ldrh w16, [x16]\n\t"							\
 	TOA_ASM_UDP_PORT_BIT_TEST
 #define TOA_ASM_SKIP_UNLESS_UDP_SEND6						\
-	"ldr x16, [x0, #toa_off_skb_head]\n\t"				\
-	"ldrh w17, [x0, #toa_off_skb_nh]\n\t"					\
-	"add x16, x16, x17\n\t"						\
-	"ldrb w17, [x16, #6]\n\t"						\
-	"cmp w17, #17\n\t"							\
-	"b.ne 1f\n\t"								\
+	TOA_ASM_UDP_SEND_HEADER("x0", "6")					\
 	"ldrh w16, [x16, #40]\n\t"						\
 	TOA_ASM_UDP_PORT_BIT_TEST
 

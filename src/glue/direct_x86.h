@@ -82,12 +82,12 @@
  * UDP's protocol-level hooks (udp_entry.c): a datagram whose backend-side
  * port has no bit in toa_udp_ports_seen (every port any namespace ever had
  * a flow on; udp_net.h) goes on at once, without the handler's call. On
- * receive (%rdi: the skb, its data at the UDP header) only an IPv4 header
- * without options qualifies (options may carry a UOA), and only with the
- * UDP header in the linear part; on send (the skb's data at the IP header,
+ * receive (%rdi: the skb, its data at the UDP header) only with the UDP
+ * header in the linear part, and for IPv4 only a header without options
+ * (options may carry a UOA); on send (the skb's data at the IP header,
  * which the kernel built with the UDP header after it) only UDP is looked
- * at. %rax, %r10 and %r11 are used (free at a function's entry). The
- * offsets come from TOA_UDP_DIRECT_OFFSETS().
+ * at. %rax and %r10 are used (free at a function's entry). The offsets
+ * come from udp_entry.c's toa_udp_direct_offsets().
  */
 #define TOA_ASM_UDP_PORT_BIT_TEST(port_load)					\
 	port_load								\
@@ -95,40 +95,36 @@
 	"andl $2047, %eax\n\t"							\
 	"btl %eax, toa_udp_ports_seen(%rip)\n\t"				\
 	"jnc 1f\n"
-#define TOA_ASM_UDP_HEADLEN_OK(skb)						\
-	"movl toa_off_skb_len(" skb "), %r10d\n\t"				\
-	"subl toa_off_skb_data_len(" skb "), %r10d\n\t"			\
+/* The destination port, from a linear UDP header at skb->data. */
+#define TOA_ASM_SKIP_UNLESS_UDP_RCV6						\
+	"movl toa_off_skb_len(%rdi), %r10d\n\t"				\
+	"subl toa_off_skb_data_len(%rdi), %r10d\n\t"			\
 	"cmpl $8, %r10d\n\t"							\
-	"jb 2f\n\t"
+	"jb 2f\n\t"								\
+	TOA_ASM_UDP_PORT_BIT_TEST("movq toa_off_skb_data(%rdi), %rax\n\t"	\
+				  "movzwl 2(%rax), %eax\n\t")			\
+	"2:\n\t"
 #define TOA_ASM_SKIP_UNLESS_UDP_RCV4						\
 	"movq toa_off_skb_head(%rdi), %rax\n\t"				\
 	"movzwl toa_off_skb_nh(%rdi), %r10d\n\t"				\
 	"cmpb $0x45, (%rax,%r10)\n\t"						\
 	"jne 2f\n\t"								\
-	TOA_ASM_UDP_HEADLEN_OK("%rdi")						\
-	TOA_ASM_UDP_PORT_BIT_TEST("movq toa_off_skb_data(%rdi), %rax\n\t"	\
-				  "movzwl 2(%rax), %eax\n\t")			\
-	"2:\n\t"
-#define TOA_ASM_SKIP_UNLESS_UDP_RCV6						\
-	TOA_ASM_UDP_HEADLEN_OK("%rdi")						\
-	TOA_ASM_UDP_PORT_BIT_TEST("movq toa_off_skb_data(%rdi), %rax\n\t"	\
-				  "movzwl 2(%rax), %eax\n\t")			\
-	"2:\n\t"
-#define TOA_ASM_SKIP_UNLESS_UDP_SEND4						\
-	"movq toa_off_skb_head(%rsi), %rax\n\t"				\
-	"movzwl toa_off_skb_nh(%rsi), %r10d\n\t"				\
+	TOA_ASM_SKIP_UNLESS_UDP_RCV6
+/* %rax: the IP header of skb (a register), which must be UDP (the
+ * protocol's byte at `proto`). */
+#define TOA_ASM_UDP_SEND_HEADER(skb, proto)					\
+	"movq toa_off_skb_head(" skb "), %rax\n\t"				\
+	"movzwl toa_off_skb_nh(" skb "), %r10d\n\t"				\
 	"addq %r10, %rax\n\t"							\
-	"cmpb $17, 9(%rax)\n\t"						\
-	"jne 1f\n\t"								\
+	"cmpb $17, " proto "(%rax)\n\t"					\
+	"jne 1f\n\t"
+#define TOA_ASM_SKIP_UNLESS_UDP_SEND4						\
+	TOA_ASM_UDP_SEND_HEADER("%rsi", "9")					\
 	TOA_ASM_UDP_PORT_BIT_TEST("movzbl (%rax), %r10d\n\t"			\
 				  "andl $15, %r10d\n\t"				\
 				  "movzwl (%rax,%r10,4), %eax\n\t")
 #define TOA_ASM_SKIP_UNLESS_UDP_SEND6						\
-	"movq toa_off_skb_head(%rdi), %rax\n\t"				\
-	"movzwl toa_off_skb_nh(%rdi), %r10d\n\t"				\
-	"addq %r10, %rax\n\t"							\
-	"cmpb $17, 6(%rax)\n\t"						\
-	"jne 1f\n\t"								\
+	TOA_ASM_UDP_SEND_HEADER("%rdi", "6")					\
 	TOA_ASM_UDP_PORT_BIT_TEST("movzwl 40(%rax), %eax\n\t")
 
 /*

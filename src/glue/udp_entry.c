@@ -49,9 +49,6 @@
 #include "internal.h"
 #include "udp_net.h"
 
-/* The option protocol's IP protocol number (udp/uoa.rs). */
-#define TOA_IPPROTO_OPP 248
-
 /*
  * The datagram protocol 248's handler has just handed to UDP (this CPU's
  * softirq goes straight on to udp_rcv or udpv6_rcv with it): UDP's hook
@@ -290,6 +287,13 @@ static int toa_opp4_rcv(struct sk_buff *skb)
 	return 0;
 }
 
+static const struct net_protocol toa_opp4_protocol = {
+	.handler = toa_opp4_rcv,
+	/* UDP checks the policy of what it is turned into. */
+	.no_policy = 1,
+};
+
+#if IS_ENABLED(CONFIG_IPV6)
 static int toa_opp6_rcv(struct sk_buff *skb)
 {
 	struct net *net = dev_net(skb->dev);
@@ -306,13 +310,6 @@ static int toa_opp6_rcv(struct sk_buff *skb)
 	return 0;
 }
 
-static const struct net_protocol toa_opp4_protocol = {
-	.handler = toa_opp4_rcv,
-	/* UDP checks the policy of what it is turned into. */
-	.no_policy = 1,
-};
-
-#if IS_ENABLED(CONFIG_IPV6)
 static const struct inet6_protocol toa_opp6_protocol = {
 	.handler = toa_opp6_rcv,
 	/* Final: the resubmission goes straight to UDP, as for UDP in an
@@ -325,11 +322,10 @@ static const struct inet6_protocol toa_opp6_protocol = {
 static bool toa_udp_entry_on, toa_opp4_on, toa_opp6_on;
 
 /*
- * Place the hooks (once; toa_udp_table_mutex held). Every one of the IPv4
- * ones is needed, and udp_rcv's IPv6 twin and ip6_send_skb where IPv6 is
- * there; protocol 248 may be another module's (then DPVS's option protocol
- * is not taken here, and the load says so). On failure nothing stays
- * placed and the caller uses netfilter hooks.
+ * Place the hooks (once; toa_udp_table_mutex held). All five entry hooks
+ * are needed; protocol 248 may be another module's (then DPVS's option
+ * protocol is not taken here, and the load says so). On failure nothing
+ * stays placed and the caller uses netfilter hooks.
  */
 int toa_udp_entry_up(void)
 {

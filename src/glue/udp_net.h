@@ -34,6 +34,9 @@ enum {
 	TOA_UDP_NR_HOOKS,
 };
 
+/* The option protocol's IP protocol number (udp/uoa.rs). */
+#define TOA_IPPROTO_OPP 248
+
 /* Backend ports with flows, as a filter: a datagram whose backend-side
  * port (its destination on receive, its source on send) has no bit is not
  * looked up. Bits are set by every flow recorded and never cleared (a

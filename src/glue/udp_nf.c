@@ -80,8 +80,6 @@
 #include "internal.h"
 #include "udp_net.h"
 
-/* The option protocol's IP protocol number (udp/uoa.rs). */
-#define TOA_IPPROTO_OPP 248
 /* Most option protocol bytes read: the fixed header and 40 of options. */
 #define TOA_OPP_MAX 44
 /* Most ICMP bytes read: an announcement is at most 24 (and one more says
