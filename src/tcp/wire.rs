@@ -389,7 +389,71 @@ pub struct Picked {
 /// [`scan`], taking the `pick` client option of a well-formed list, and
 /// telling whether its client options disagree. Never panics and never
 /// reads outside `options`, whatever it holds.
+///
+/// A list that is one IPv4 TOA option, alone or beside the timestamps a
+/// client's ACK carries ([`lone_v4`]: what balancers send), is answered
+/// without the walk ([`scan_pick_walk`]); property tests hold the two to
+/// the same answers.
 pub fn scan_pick(
+    options: &[u8],
+    rules: &Rules,
+    packet: Packet,
+    port: [u8; 2],
+    pick: Pick,
+) -> Picked {
+    match lone_v4(options, rules, packet) {
+        // One client option in a well-formed list: every pick takes it,
+        // and it cannot disagree with another.
+        Some(client) => Picked {
+            scan: if is_unspecified(&client) {
+                Scan::Malformed(Malformed::Unspecified)
+            } else {
+                Scan::Found(Found {
+                    client,
+                    format: Format::Toa,
+                })
+            },
+            conflict: false,
+        },
+        None => scan_pick_walk(options, rules, packet, port, pick),
+    }
+}
+
+/// The client of `options` if the list is exactly one IPv4 TOA option
+/// (length 8) of one of the rules' kinds: alone (8 bytes), or beside the
+/// NOP, NOP, timestamps of a Linux client's ACK, ahead of them or behind
+/// (20 bytes). `None` for every other list, which the walk decides, and
+/// under rules that hold NOP's or the timestamps' kind (no configurable
+/// rule set does), or for Fast Open's experimental option in a SYN.
+#[inline]
+fn lone_v4(options: &[u8], rules: &Rules, packet: Packet) -> Option<ClientAddr> {
+    /// NOP, NOP, timestamps' kind and length.
+    const NOP_NOP_TS: [u8; 4] = [KIND_NOP, KIND_NOP, 8, 10];
+    if rules.kinds.words()[0] & (1 << KIND_NOP | 1 << 8) != 0 {
+        return None;
+    }
+    let o: &[u8] = match options.len() {
+        8 => options,
+        20 if options[..4] == NOP_NOP_TS => &options[12..],
+        20 if options[8..12] == NOP_NOP_TS => &options[..8],
+        _ => return None,
+    };
+    let [kind, LEN_V4, p0, p1, a0, a1, a2, a3] = *o else {
+        return None;
+    };
+    if !rules.kinds.contains(kind)
+        || (packet == Packet::Syn && kind == KIND_EXP && [p0, p1] == FASTOPEN_EXID)
+    {
+        return None;
+    }
+    Some(ClientAddr::V4 {
+        port: [p0, p1],
+        addr: [a0, a1, a2, a3],
+    })
+}
+
+/// [`scan_pick`]'s walk of the list, option by option.
+fn scan_pick_walk(
     options: &[u8],
     rules: &Rules,
     packet: Packet,
@@ -1338,6 +1402,60 @@ mod properties {
                 prop_assert_eq!(&paddr[4..], &[0u8; 12][..]);
             }
             prop_assert_eq!(ClientAddr::unpack(pv6, pport, &paddr), c);
+        }
+
+        #[test]
+        fn the_lone_option_is_the_walks_answer(
+            bytes in proptest::collection::vec(any::<u8>(), 0..48),
+            values in proptest::collection::vec(any::<u8>(), 20),
+            shape in 0usize..3,
+            kind in prop_oneof![Just(KIND_EXP), Just(200), any::<u8>()],
+            exid: bool,
+            change in proptest::option::of((0usize..20, any::<u8>())),
+            r in rules(),
+            p in packet(),
+            port: [u8; 2],
+        ) {
+            // The lone option's shapes with any values and kind (the kind
+            // in the rules or not, the rules' low word as drawn; Fast Open's
+            // experiment identifier or not), and any bytes; and the shapes
+            // with one byte changed (`mutated`).
+            let mut toa = vec![kind, LEN_V4];
+            toa.extend(if exid { &FASTOPEN_EXID[..] } else { &values[..2] });
+            toa.extend(&values[2..6]);
+            let mut ts = vec![KIND_NOP, KIND_NOP, 8, 10];
+            ts.extend(&values[6..14]);
+            let shaped = match shape {
+                0 => toa,
+                1 => [toa, ts].concat(),
+                _ => [ts, toa].concat(),
+            };
+            let mut mutated = shaped.clone();
+            if let Some((at, byte)) = change {
+                let at = at % mutated.len();
+                mutated[at] = byte;
+            }
+            let with = Rules { kinds: r.kinds.with(kind), cdn: r.cdn };
+            for options in [&bytes, &shaped, &mutated] {
+                for rules in [r, with, Rules::DEFAULT] {
+                    for pick in [Pick::First, Pick::Last, Pick::Only] {
+                        prop_assert_eq!(
+                            scan_pick(options, &rules, p, port, pick),
+                            scan_pick_walk(options, &rules, p, port, pick)
+                        );
+                    }
+                }
+            }
+            // The shapes are taken for every kind a rule set may hold.
+            let d = Rules { kinds: Kinds::DEFAULT.with(kind), cdn: true };
+            prop_assert_eq!(
+                lone_v4(&shaped, &d, Packet::Ack).is_some(),
+                ![KIND_EOL, KIND_NOP, 8].contains(&kind)
+            );
+            prop_assert_eq!(
+                lone_v4(&shaped, &d, Packet::Syn).is_some(),
+                !([KIND_EOL, KIND_NOP, 8].contains(&kind) || exid && kind == KIND_EXP)
+            );
         }
 
         #[test]

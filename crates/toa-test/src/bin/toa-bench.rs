@@ -51,6 +51,12 @@
 //! module parameters after `+` (`direct+udp=0`), and another build of the
 //! module after `@` (`direct+udp=0@/tmp/toa-omit.ko`: the breakdowns of
 //! `BENCH_OMIT`, scripts/bench.sh).
+//!
+//! `--profile conn4|gp4|gp6|udp-flow N` measures nothing: with the first
+//! variant loaded it runs that operation N times and unloads the module.
+//! For one-off instrumented builds that count their own instructions
+//! (under icount the guest's TSC counts instructions) and print them at
+//! unload; docs/performance.md says how.
 
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
@@ -495,6 +501,31 @@ fn threaded_rate(fds: &[OwnedFd], dur: Duration) -> Result<f64> {
     Ok(total as f64 / dur.as_secs_f64())
 }
 
+/// `--profile OP N`: operation `op` run `n` times with variant `v` loaded,
+/// then the module unloaded (an instrumented build reports at unload).
+fn run_profile(
+    (op, n): (&str, u32),
+    tun: &Tun,
+    (l, l6): (&TcpListener, &TcpListener),
+    (toa_fd, client6): (&OwnedFd, SocketAddrV6),
+    module: &Path,
+    v: &Variant,
+) -> Result<()> {
+    set_state(module, v)?;
+    let (conn6, fd6) = toa_connection(tun, l6, true, opt6(KIND6, client6))?;
+    match op {
+        "conn4" => drop(setup_rate(tun, l, n, false)?),
+        "gp4" => drop(peer_rate(toa_fd, n)?),
+        "gp6" => drop(peer_rate(&fd6, n)?),
+        "udp-flow" => drop(udp_rates(tun, n, v, false)?),
+        other => bail!("--profile {other}: conn4, gp4, gp6 or udp-flow"),
+    }
+    drop((conn6, fd6));
+    kmod::rmmod()?;
+    println!("profile: {op} x {n} done");
+    Ok(())
+}
+
 /// How getpeername() on IPv6 sockets with a client scales from 1 to 2
 /// threads, per variant: the ratio rate(2 threads) / rate(1 thread), median
 /// of `reps`.
@@ -617,7 +648,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut module, mut reps, mut hooks) = (None, None, "ftrace,kretprobe,fprobe".to_owned());
     let (mut icount, mut with_scaling, mut verify) = (false, false, true);
-    let mut netfilter = false;
+    let (mut netfilter, mut profile) = (false, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--module" => module = args.next().map(PathBuf::from),
@@ -636,6 +667,11 @@ fn main() -> Result<()> {
             },
             "--scaling" => with_scaling = true,
             "--netfilter" => netfilter = true,
+            "--profile" => {
+                let op = args.next().context("--profile OP N")?;
+                let n = args.next().and_then(|n| n.parse().ok());
+                profile = Some((op, n.context("--profile OP N")?));
+            }
             // For experiments with hooks that deliberately show nothing.
             "--no-verify" => verify = false,
             other => bail!("unknown argument {other}\n{usage}"),
@@ -709,6 +745,10 @@ fn main() -> Result<()> {
         bail!("the connection naming {client4} shows no client");
     }
     let client6 = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 6, 9), 998, 0, 0);
+    if let Some((op, n)) = profile {
+        let op = (op.as_str(), n);
+        return run_profile(op, &tun, (&l, &l6), (&toa_fd, client6), &module, &setup);
+    }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
     let (n_setup, n_peer, n_udp) = if icount {
         (100, 20_000, 3_000)
