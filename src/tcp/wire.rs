@@ -121,11 +121,11 @@ impl ClientAddr {
     pub fn to_v6(self) -> ([u8; 2], [u8; 16]) {
         match self {
             ClientAddr::V4 { port, addr } => {
-                let mut mapped = [0u8; 16];
-                mapped[10] = 0xff;
-                mapped[11] = 0xff;
-                mapped[12..].copy_from_slice(&addr);
-                (port, mapped)
+                let [a0, a1, a2, a3] = addr;
+                (
+                    port,
+                    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a0, a1, a2, a3],
+                )
             }
             ClientAddr::V6 { port, addr } => (port, addr),
         }
@@ -137,8 +137,8 @@ impl ClientAddr {
     pub fn pack(&self) -> (bool, [u8; 2], [u8; 16]) {
         match *self {
             ClientAddr::V4 { port, addr } => {
-                let mut a = [0u8; 16];
-                a[..4].copy_from_slice(&addr);
+                let [a0, a1, a2, a3] = addr;
+                let a = [a0, a1, a2, a3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
                 (false, port, a)
             }
             ClientAddr::V6 { port, addr } => (true, port, addr),

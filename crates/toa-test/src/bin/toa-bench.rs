@@ -517,7 +517,16 @@ fn run_profile(
         "conn4" => drop(setup_rate(tun, l, n, false)?),
         "gp4" => drop(peer_rate(toa_fd, n)?),
         "gp6" => drop(peer_rate(&fd6, n)?),
-        "udp-flow" => drop(udp_rates(tun, n, v, false)?),
+        "udp-flow" => {
+            // The flow alone: announced, then round trips on it.
+            let flowed = UdpSocket::bind("0.0.0.0:0")?;
+            flowed.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let rs = SocketAddrV4::new(GUEST, flowed.local_addr()?.port());
+            let announce = Announce::lvs(SocketAddrV4::new(LB, LPORT_FLOW), rs, UDP_CLIENT);
+            tun.send(&announce.packet())?;
+            let lip = SocketAddr::new(LB.into(), LPORT_FLOW);
+            udp_wire_rate(tun, &flowed, lip, None, n)?;
+        }
         other => bail!("--profile {other}: conn4, gp4, gp6 or udp-flow"),
     }
     drop((conn6, fd6));
@@ -745,10 +754,6 @@ fn main() -> Result<()> {
         bail!("the connection naming {client4} shows no client");
     }
     let client6 = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 6, 9), 998, 0, 0);
-    if let Some((op, n)) = profile {
-        let op = (op.as_str(), n);
-        return run_profile(op, &tun, (&l, &l6), (&toa_fd, client6), &module, &setup);
-    }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
     let (n_setup, n_peer, n_udp) = if icount {
         (100, 20_000, 3_000)
@@ -761,6 +766,10 @@ fn main() -> Result<()> {
         "ip route replace 198.51.100.0/24 dev {}",
         tun.name
     ))?;
+    if let Some((op, n)) = profile {
+        let op = (op.as_str(), n);
+        return run_profile(op, &tun, (&l, &l6), (&toa_fd, client6), &module, &setup);
+    }
 
     println!(
         "# clock {}: {reps} repetitions of {} variants: {n_setup} connections of each kind, {n_peer} getpeername() per socket, {n_udp} UDP round trips per kind",
