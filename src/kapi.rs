@@ -136,8 +136,11 @@ pub struct UdpVerdict {
     pub active: bool,
     /// Whether a flow was recorded (its backend port in `rsport`).
     pub recorded: bool,
+    /// Send, before the datagram is built: several flows' ways back fit,
+    /// and only its source tells which.
+    pub ambiguous: bool,
     /// Padding, zero.
-    pub pad: [u8; 3],
+    pub pad: [u8; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<UdpVerdict>() == 28);

@@ -141,6 +141,10 @@
 	"add x16, x16, x17, lsl #2\n\t"					\
 	"ldrh w16, [x16]\n\t"							\
 	TOA_ASM_UDP_PORT_BIT_TEST
+/* udp_sendmsg(sk, ...): the socket's own port (inet_sport). */
+#define TOA_ASM_SKIP_UNLESS_UDP_SENDMSG					\
+	"ldrh w16, [x0, #toa_off_inet_sport]\n\t"				\
+	TOA_ASM_UDP_PORT_BIT_TEST
 #define TOA_ASM_SKIP_UNLESS_UDP_SEND6						\
 	TOA_ASM_UDP_SEND_HEADER("x0", "6")					\
 	"ldrh w16, [x16, #40]\n\t"						\

@@ -123,6 +123,9 @@
 	TOA_ASM_UDP_PORT_BIT_TEST("movzbl (%rax), %r10d\n\t"			\
 				  "andl $15, %r10d\n\t"				\
 				  "movzwl (%rax,%r10,4), %eax\n\t")
+/* udp_sendmsg(sk, ...): the socket's own port (inet_sport). */
+#define TOA_ASM_SKIP_UNLESS_UDP_SENDMSG					\
+	TOA_ASM_UDP_PORT_BIT_TEST("movzwl toa_off_inet_sport(%rdi), %eax\n\t")
 #define TOA_ASM_SKIP_UNLESS_UDP_SEND6						\
 	TOA_ASM_UDP_SEND_HEADER("%rdi", "6")					\
 	TOA_ASM_UDP_PORT_BIT_TEST("movzwl 40(%rax), %eax\n\t")

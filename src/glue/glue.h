@@ -79,7 +79,8 @@ struct toa_udp_verdict {
 	bool rewrite;
 	bool active;
 	bool recorded;
-	u8 pad[3];
+	bool ambiguous;
+	u8 pad[2];
 };
 
 /* Mirrors kapi::UdpView (88 bytes). */
@@ -154,6 +155,7 @@ const char *toa_stat_name(unsigned int index);
 /* udp/packet.rs: in a netfilter hook (RCU held) */
 void toa_udp_rx(const struct toa_udp_packet *p, struct toa_udp_verdict *v);
 void toa_udp_tx(const struct toa_udp_packet *p, struct toa_udp_verdict *v);
+void toa_udp_tx_named(const struct toa_udp_packet *p, struct toa_udp_verdict *v);
 void toa_udp_fragment(const struct toa_settings *s);
 /* udp/sockopt.rs: RCU held; 0, -EINVAL or -ENOENT */
 int toa_uoa_lookup(const struct toa_settings *s, u64 net, u64 now_ms, struct uoa_param_map *map);

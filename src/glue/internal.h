@@ -200,9 +200,11 @@ void toa_entry_hooks_use(bool ftrace, bool direct);
  *   TOA_ASM_SKIP_UNLESS_DEFERRING   the first argument, a listener, does
  *                                   not defer accepting, or the fourth
  *                                   (tcp_check_req's fastopen) is true
- *   TOA_ASM_SKIP_UNLESS_UDP_*       a datagram received (RCV4, RCV6) or
- *                                   sent (SEND4, SEND6) whose backend
- *                                   port never had a flow (udp_entry.c)
+ *   TOA_ASM_SKIP_UNLESS_UDP_*       a datagram received (RCV4, RCV6),
+ *                                   sent (SEND4, SEND6) or about to be
+ *                                   (SENDMSG: the socket's port) whose
+ *                                   backend port never had a flow
+ *                                   (udp_entry.c)
  *
  * They read offsets as assembler symbols, which TOA_DIRECT_OFFSETS() (or
  * udp_entry.c's own, for the skb's) defines in the file that uses them

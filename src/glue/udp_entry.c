@@ -13,8 +13,14 @@
  *   protocol 248's handler DPVS's option protocol, for the host: turned
  *   (IPv4 and IPv6)        back into UDP and handed to UDP (the kernel's
  *                          resubmission, as for UDP encapsulations)
- *   ip_send_skb,           a datagram a local socket sends to a client:
- *   ip6_send_skb           to the balancer (LIP:lport) and routed again
+ *   udp_sendmsg            a datagram a user socket is about to send to
+ *                          a client it names (sendto, sendmsg): the
+ *                          balancer (LIP:lport) named instead, before the
+ *                          kernel routes and builds it
+ *   ip_send_skb,           a datagram a local socket sends to a client
+ *   ip6_send_skb           otherwise (a connected socket, IPv6, a corked
+ *                          or ambiguous one): to the balancer, and routed
+ *                          again
  *
  * A TCP connection passes none of them (a netfilter hook costs every
  * packet of every protocol some 60 instructions). What they leave to the
@@ -154,6 +160,79 @@ static void toa_udp_icmp4_entry(unsigned long a0, unsigned long a1, unsigned lon
 		toa_udp_entry_in(pn, skb, net, false);
 }
 
+/*
+ * What udp_sendmsg's hook settled last on this CPU: the task, its socket,
+ * the destination it left (the balancer it named, or a client no flow
+ * leads back to from the socket) and when (jiffies). ip_send_skb's hook
+ * lets that datagram go without a lookup if it comes in the same jiffy;
+ * any other (the task migrated meanwhile, or the hook left the datagram to
+ * ip_send_skb) is looked up as ever. Written with preemption off, read
+ * without: a note that does not match only costs the lookup.
+ */
+struct toa_udp_named_note {
+	const struct task_struct *task;
+	const struct sock *sk;
+	unsigned long when;
+	__be32 addr;
+	__be16 port;
+};
+static DEFINE_PER_CPU(struct toa_udp_named_note, toa_udp_named);
+
+/*
+ * udp_sendmsg(sk, msg, len): process context, before anything is routed
+ * or built. Only a user socket's datagram to an IPv4 address it names,
+ * without control messages (IP_PKTINFO may choose another source: the
+ * datagram's own hook decides then) and not appended to corked data
+ * (whose destination is the cork's), from a port with flows. msg_name is
+ * the kernel's own copy of the caller's address (sendto, sendmsg,
+ * sendmmsg, io_uring; IPv4-mapped sends from udpv6_sendmsg: its stack);
+ * kernel sockets are left alone (their callers may keep the address).
+ */
+static void toa_udp_sendmsg4_entry(unsigned long a0, unsigned long a1, unsigned long a2,
+				   unsigned long a3)
+{
+	struct sock *sk = (struct sock *)a0;
+	struct msghdr *msg = (struct msghdr *)a1;
+	struct toa_udp_named_note *note;
+	struct sockaddr_in *usin;
+	struct toa_udp_net *pn;
+
+	if (!sk || !msg || sk->sk_kern_sock || msg->msg_controllen)
+		return;
+	usin = msg->msg_name;
+	if (!usin || msg->msg_namelen < sizeof(*usin) || usin->sin_family != AF_INET ||
+	    READ_ONCE(udp_sk(sk)->pending))
+		return;
+	pn = toa_udp_net_of(sock_net(sk));
+	if (!READ_ONCE(pn->entry) || !toa_udp_port_maybe(pn, inet_sk(sk)->inet_sport))
+		return;
+	if (!toa_udp_named4(pn, sk, usin))
+		return;
+	preempt_disable();
+	note = this_cpu_ptr(&toa_udp_named);
+	note->task = current;
+	note->sk = sk;
+	note->when = jiffies;
+	note->addr = usin->sin_addr.s_addr;
+	note->port = usin->sin_port;
+	preempt_enable();
+}
+
+/* Whether skb is the datagram udp_sendmsg's hook has just settled, for
+ * its task and socket, to where it goes, in the same jiffy (the note is
+ * then spent). */
+static __always_inline bool toa_udp_was_named(const struct sk_buff *skb, const struct udphdr *uh)
+{
+	struct toa_udp_named_note *note = raw_cpu_ptr(&toa_udp_named);
+
+	if (READ_ONCE(note->task) != current || READ_ONCE(note->sk) != skb->sk ||
+	    READ_ONCE(note->addr) != ip_hdr(skb)->daddr || READ_ONCE(note->port) != uh->dest ||
+	    READ_ONCE(note->when) != jiffies)
+		return false;
+	WRITE_ONCE(note->task, NULL);
+	return true;
+}
+
 /* ip_send_skb(net, skb): process context, the IP header built and the
  * route chosen (to the client); skb->data at the IP header. A datagram
  * that cannot be sent through the balancer (no route to it) goes out
@@ -174,7 +253,7 @@ static void toa_udp_send4_entry(unsigned long a0, unsigned long a1, unsigned lon
 	if (!READ_ONCE(pn->entry))
 		return;
 	uh = toa_udp_wanted(pn, skb, ip_hdrlen(skb), false, &_uh);
-	if (!uh)
+	if (!uh || toa_udp_was_named(skb, uh))
 		return;
 	rcu_read_lock();
 	toa_udp_out4_packet(pn, skb, net, skb->sk, uh);
@@ -222,11 +301,14 @@ static void __used toa_udp_direct_offsets(void)
 		     "i" (offsetof(struct sk_buff, len)),
 		     "i" (offsetof(struct sk_buff, data_len)),
 		     "i" (offsetof(struct sk_buff, network_header)));
+	asm volatile(".set toa_off_inet_sport, %c0\n\t"
+		     : : "i" (offsetof(struct inet_sock, inet_sport)));
 }
 #endif
 TOA_ENTRY_DIRECT_UNLESS(toa_udp_rcv4_entry, TOA_ASM_SKIP_UNLESS_UDP_RCV4);
 TOA_ENTRY_DIRECT_UNLESS(toa_udp_rcv6_entry, TOA_ASM_SKIP_UNLESS_UDP_RCV6);
 TOA_ENTRY_DIRECT(toa_udp_icmp4_entry);
+TOA_ENTRY_DIRECT_UNLESS(toa_udp_sendmsg4_entry, TOA_ASM_SKIP_UNLESS_UDP_SENDMSG);
 TOA_ENTRY_DIRECT_UNLESS(toa_udp_send4_entry, TOA_ASM_SKIP_UNLESS_UDP_SEND4);
 TOA_ENTRY_DIRECT_UNLESS(toa_udp_send6_entry, TOA_ASM_SKIP_UNLESS_UDP_SEND6);
 
@@ -234,6 +316,7 @@ enum {
 	TOA_UDP_E_RCV4,
 	TOA_UDP_E_RCV6,
 	TOA_UDP_E_ICMP4,
+	TOA_UDP_E_SENDMSG4,
 	TOA_UDP_E_SEND4,
 	TOA_UDP_E_SEND6,
 	TOA_UDP_NR_ENTRY,
@@ -254,6 +337,11 @@ static struct toa_entry_hook toa_udp_entry_hooks[TOA_UDP_NR_ENTRY] = {
 		.symbol = "icmp_rcv",
 		.handler = toa_udp_icmp4_entry,
 		.direct = TOA_ENTRY_DIRECT_FN(toa_udp_icmp4_entry),
+	},
+	[TOA_UDP_E_SENDMSG4] = {
+		.symbol = "udp_sendmsg",
+		.handler = toa_udp_sendmsg4_entry,
+		.direct = TOA_ENTRY_DIRECT_FN(toa_udp_sendmsg4_entry),
 	},
 	[TOA_UDP_E_SEND4] = {
 		.symbol = "ip_send_skb",
@@ -322,7 +410,7 @@ static const struct inet6_protocol toa_opp6_protocol = {
 static bool toa_udp_entry_on, toa_opp4_on, toa_opp6_on;
 
 /*
- * Place the hooks (once; toa_udp_table_mutex held). All five entry hooks
+ * Place the hooks (once; toa_udp_table_mutex held). All six entry hooks
  * are needed; protocol 248 may be another module's (then DPVS's option
  * protocol is not taken here, and the load says so). On failure nothing
  * stays placed and the caller uses netfilter hooks.

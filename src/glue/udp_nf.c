@@ -716,6 +716,39 @@ noinline unsigned int toa_udp_out4_packet(struct toa_udp_net *pn, struct sk_buff
 	return NF_ACCEPT;
 }
 
+/*
+ * A datagram user socket sk is about to send to usin, the kernel's copy of
+ * the address its sender named (udp_sendmsg; process context): if a flow's
+ * way back fits, name the balancer (LIP:lport) there instead, so that the
+ * kernel routes and builds the datagram for the balancer itself. Returns
+ * whether the datagram's own hook (ip_send_skb) has nothing left to do:
+ * the balancer was named, or no flow leads back to that client from the
+ * socket's address (from any address of its port, for a socket bound to
+ * none); not when the client is behind several balancer addresses.
+ */
+noinline bool toa_udp_named4(struct toa_udp_net *pn, const struct sock *sk,
+			     struct sockaddr_in *usin)
+{
+	const struct inet_sock *inet = inet_sk(sk);
+	struct toa_udp_verdict v __uninitialized;
+	struct toa_udp_packet p __uninitialized;
+
+	toa_udp_packet_init(&p, pn, false);
+	memcpy(p.saddr, &inet->inet_saddr, 4);
+	memcpy(p.sport, &inet->inet_sport, 2);
+	memcpy(p.daddr, &usin->sin_addr.s_addr, 4);
+	memcpy(p.dport, &usin->sin_port, 2);
+	rcu_read_lock();
+	toa_udp_tx_named(&p, &v);
+	rcu_read_unlock();
+	toa_udp_activity(pn, &v);
+	if (!v.rewrite)
+		return !v.ambiguous;
+	memcpy(&usin->sin_addr.s_addr, v.addr, 4);
+	memcpy(&usin->sin_port, v.port, 2);
+	return true;
+}
+
 static unsigned int toa_udp_out4(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
 {
 	struct toa_udp_net *pn = priv;

@@ -982,6 +982,33 @@ impl<'a, L: Locks> Table<'a, L> {
         Some(hit)
     }
 
+    /// [`Self::send`] for a datagram not built yet, its destination as the
+    /// sender named it: `q` is the way back from the RS to that client
+    /// ([`Query::reverse`]; [`Query::any_rs`] when the socket is bound to
+    /// no address and does not know its source yet). A hit with `matches`
+    /// above 1 (the client behind several balancer addresses, or from
+    /// several of the port's addresses) is not one the sender may be sent
+    /// to: only the datagram's source tells which; it refreshes nothing.
+    pub fn send_named(&self, q: &Query, now: u64, timeout: u64) -> Option<Hit> {
+        if !q.rev {
+            return None;
+        }
+        let hit = self.find(q, None, now, timeout)?;
+        if hit.matches == 1 && now.saturating_sub(hit.seen) >= REFRESH_MS {
+            self.touch(&hit, now);
+            let key = FlowKey {
+                net: q.net,
+                proto: if q.tcp { Proto::Tcp } else { Proto::Udp },
+                lip: hit.peer,
+                rs: hit.rs,
+            };
+            if let Some(f) = self.find(&Query::forward(&key), Some(&q.a), now, timeout) {
+                self.touch(&f, now);
+            }
+        }
+        Some(hit)
+    }
+
     /// A lookup without side effects (the UOA getsockopt, the TCP
     /// fallback): the live half `q` names.
     pub fn lookup(&self, q: &Query, now: u64, timeout: u64) -> Option<Hit> {
@@ -1232,6 +1259,79 @@ mod tests {
             );
             assert!(a.new && !a.refused, "{a:?}");
         }
+    }
+
+    /// The way back from `rs` (any of its port's addresses if `any`) to
+    /// `client`.
+    fn named(net: u64, proto: Proto, rs: &Endpoint, any: bool, client: &Endpoint) -> Query {
+        let q = Query::reverse(net, proto, client, rs);
+        if any {
+            q.any_rs()
+        } else {
+            q
+        }
+    }
+
+    #[test]
+    fn a_named_destination_finds_its_way_back() {
+        let m = Mem::new(16);
+        let t = m.table();
+        let k = key(5000);
+        let c = client4(7);
+        t.announce(&k, &c, Via::Icmp, 1000, T);
+        let unbound = Endpoint::v4([0; 4], k.rs.port);
+        // From the RS address, or from its port on any address.
+        for (rs, any) in [(k.rs, false), (unbound, true)] {
+            let back = t
+                .send_named(&named(NET, Proto::Udp, &rs, any, &c), 1001, T)
+                .unwrap();
+            assert_eq!((back.peer, back.rs, back.matches), (k.lip, k.rs, 1));
+        }
+        // Not from another address, another port, or in another namespace
+        // or protocol; not to another client.
+        let other = [
+            (NET, Proto::Udp, ep4(9, 53), false, c),
+            (NET, Proto::Udp, ep4(1, 54), false, c),
+            (NET, Proto::Udp, Endpoint::v4([0; 4], [0, 54]), true, c),
+            (NET + 1, Proto::Udp, unbound, true, c),
+            (NET, Proto::Tcp, unbound, true, c),
+            (NET, Proto::Udp, unbound, true, client4(8)),
+        ];
+        for (net, proto, rs, any, client) in other {
+            assert!(t
+                .send_named(&named(net, proto, &rs, any, &client), 1001, T)
+                .is_none());
+        }
+        // The same client's flow to a second RS address of the port: from
+        // an unbound socket the way back is ambiguous (the datagram's own
+        // hook decides, its source known); from either address it is not.
+        let k2 = FlowKey {
+            lip: ep4(3, 5001),
+            rs: ep4(4, 53),
+            ..k
+        };
+        t.announce(&k2, &c, Via::Icmp, 1002, T);
+        let both = t.send_named(&named(NET, Proto::Udp, &unbound, true, &c), 1003, T);
+        assert_eq!(both.map(|h| h.matches), Some(2));
+        for kk in [k, k2] {
+            let back = t
+                .send_named(&named(NET, Proto::Udp, &kk.rs, false, &c), 1003, T)
+                .unwrap();
+            assert_eq!(back.peer, kk.lip);
+        }
+        // Refreshed like a datagram's way back: still live a timeout after
+        // the announcement, when a named send a while after refreshed it.
+        let back = t.send_named(
+            &named(NET, Proto::Udp, &k.rs, false, &c),
+            1000 + REFRESH_MS,
+            T,
+        );
+        // Only a way back answers a named send.
+        assert!(t
+            .send_named(&Query::forward(&k), 1000 + REFRESH_MS, T)
+            .is_none());
+        assert!(back.is_some());
+        assert!(t.receive(&k, 1000 + T + 10, T).is_some());
     }
 
     #[test]

@@ -186,6 +186,32 @@ pub unsafe fn send(net: u64, rs: &Endpoint, client: &Endpoint, now: u64) -> Opti
     ))
 }
 
+/// [`send`] for a datagram a socket is about to build, to `client` as the
+/// sender named it, from `rs` (from its port on any address if `any_rs`):
+/// [`Table::send_named`].
+///
+/// # Safety
+///
+/// The caller must be in an RCU read-side critical section.
+pub unsafe fn send_named(
+    net: u64,
+    rs: &Endpoint,
+    any_rs: bool,
+    client: &Endpoint,
+    now: u64,
+) -> Option<(Hit, bool)> {
+    let mut q = Query::reverse(net, Proto::Udp, client, rs);
+    if any_rs {
+        q = q.any_rs();
+    }
+    // SAFETY: the caller holds RCU.
+    let hit = unsafe { with_table(|t| t.send_named(&q, now, config::timeout_ms())) }??;
+    Some((
+        hit,
+        hit.matches == 1 && now.saturating_sub(hit.seen) >= super::flow_table::REFRESH_MS,
+    ))
+}
+
 /// What `q` names, without side effects.
 ///
 /// # Safety

@@ -262,6 +262,47 @@ pub unsafe extern "C" fn toa_udp_tx(p: *const UdpPacket, v: *mut UdpVerdict) {
     }
 }
 
+/// A datagram a socket is about to send (`udp_sendmsg`), to the
+/// destination its sender named (`p.daddr`, `p.dport`), from `p.sport` and
+/// `p.saddr` (all zero: a socket bound to no address, which does not know
+/// its source yet): the balancer address to name instead, so that the
+/// kernel builds and routes the datagram for the balancer itself. Answers
+/// only when one flow's way back fits; several (`ambiguous`): the
+/// datagram's own hook decides, with its source known.
+///
+/// # Safety
+///
+/// As for [`toa_udp_rx`].
+#[no_mangle]
+pub unsafe extern "C" fn toa_udp_tx_named(p: *const UdpPacket, v: *mut UdpVerdict) {
+    // SAFETY: the caller guarantees both.
+    let (p, v) = unsafe { (&*p, &mut *v) };
+    // SAFETY: the caller guarantees the settings are live.
+    let settings = unsafe { p.settings() };
+    *v = UdpVerdict::default();
+    if !settings.rewrite() {
+        return;
+    }
+    let rs = p.endpoint(&p.saddr, p.sport);
+    let any_rs = p.saddr == [0; 16];
+    let client = p.endpoint(&p.daddr, p.dport);
+    // SAFETY: the caller holds RCU.
+    let Some((hit, refreshed)) =
+        (unsafe { flows::send_named(p.net, &rs, any_rs, &client, p.now_ms) })
+    else {
+        return;
+    };
+    if hit.matches > 1 {
+        v.ambiguous = true;
+        return;
+    }
+    v.active = refreshed;
+    v.rewrite = true;
+    v.addr = hit.peer.addr;
+    v.port = hit.peer.port;
+    stats::inc(settings, Counter::UdpTxRewrite);
+}
+
 /// An IP fragment of a UDP or option protocol packet was left alone, in
 /// the namespace whose settings are `s`.
 ///

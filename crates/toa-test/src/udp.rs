@@ -441,6 +441,59 @@ pub fn sendmsg(fd: RawFd, payload: &[u8], to: &SocketAddr) -> Result<()> {
     Ok(())
 }
 
+/// sendmsg(2) of `payload` to `to` with `flags` (`MSG_MORE`: corked), and
+/// with an `IP_PKTINFO` control message choosing the source `pktinfo` if
+/// given; the address as the caller's buffer reads after the call.
+pub fn sendmsg_with(
+    fd: RawFd,
+    payload: &[u8],
+    to: &SocketAddr,
+    flags: libc::c_int,
+    pktinfo: Option<Ipv4Addr>,
+) -> Result<SocketAddr> {
+    let (mut ss, len) = to_sockaddr(to);
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut _,
+        iov_len: payload.len(),
+    };
+    // Room for one cmsg of a struct in_pktinfo, u64-aligned.
+    let mut control = [0u64; 8];
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = len;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(src) = pktinfo {
+        let info = libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(src).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        let size = std::mem::size_of::<libc::in_pktinfo>() as u32;
+        msg.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a size.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size) } as usize;
+        // SAFETY: the control buffer holds one cmsg of `size` bytes
+        // (CMSG_SPACE of it is 32 of its 64 bytes); CMSG_FIRSTHDR of a
+        // msghdr with that buffer is its start.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::IPPROTO_IP;
+            (*c).cmsg_type = libc::IP_PKTINFO;
+            (*c).cmsg_len = libc::CMSG_LEN(size) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
+        }
+    }
+    // SAFETY: msg describes readable buffers that outlive the call.
+    if unsafe { libc::sendmsg(fd, &msg, flags) } < 0 {
+        bail!("sendmsg to {to}: {}", std::io::Error::last_os_error());
+    }
+    from_sockaddr(&ss)
+}
+
 /// recvmmsg(2) of up to `n` datagrams (waiting for the first).
 pub fn recvmmsg(fd: RawFd, n: usize) -> Result<Vec<(Vec<u8>, SocketAddr)>> {
     wait_readable(fd)?;

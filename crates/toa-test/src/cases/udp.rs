@@ -97,6 +97,11 @@ pub fn cases() -> Vec<Case> {
             two_lips,
         ),
         Case::new(
+            "udp: replies from a socket bound to every address are named before they are built: sendto, corked (MSG_MORE), with IP_PKTINFO -> each to LIP:lport, counted once; the caller's address unchanged; a client without a flow answered directly",
+            named_replies,
+        ),
+
+        Case::new(
             "udp: expiry with udp_timeout=3 -> the balancer again after 4.5 s unseen; traffic keeps a flow alive (gaps measured by the guest)",
             expiry,
         ),
@@ -933,6 +938,40 @@ fn two_lips(ctx: &Ctx) -> Result<()> {
     s.send_to(b"which", a.client)?;
     expect_back(ctx, a.rs, b.lip, b"which")?;
     counts(&before, &[("udp_tx_ambiguous", 1), ("udp_tx_rewrite", 1)])
+}
+
+fn named_replies(ctx: &Ctx) -> Result<()> {
+    setup(ctx)?;
+    let f = flow4(6031);
+    // Bound to every address: the socket does not know its source before
+    // the kernel routes the datagram (the flow is found by its port).
+    let s = bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), f.rs.port()))?;
+    let fd = s.as_raw_fd();
+    ctx.tun.send(&f.announce().packet())?;
+    ctx.tun.send(&wire::datagram(f.lip, f.rs, b"hello"))?;
+    ensure_eq!(recv(&s)?.1, f.client, "the datagram's source");
+    let before = kmod::stats()?;
+    let after = wire::sendmsg_with(fd, b"named", &f.client, 0, None)?;
+    ensure_eq!(after, f.client, "the caller's address after sendmsg");
+    expect_back(ctx, f.rs, f.lip, b"named")?;
+    counts(&before, &[("udp_tx_rewrite", 1), ("udp_tx_ambiguous", 0)])?;
+    // Corked: the first part names the client, the rest is appended.
+    let before = kmod::stats()?;
+    wire::sendmsg_with(fd, b"cor", &f.client, libc::MSG_MORE, None)?;
+    wire::sendmsg_with(fd, b"ked", &f.client, 0, None)?;
+    expect_back(ctx, f.rs, f.lip, b"corked")?;
+    counts(&before, &[("udp_tx_rewrite", 1)])?;
+    // IP_PKTINFO chooses the source: left to the datagram's own hook.
+    let before = kmod::stats()?;
+    wire::sendmsg_with(fd, b"pktinfo", &f.client, 0, Some(GUEST))?;
+    expect_back(ctx, f.rs, f.lip, b"pktinfo")?;
+    counts(&before, &[("udp_tx_rewrite", 1)])?;
+    // A client no flow names: answered directly, nothing counted.
+    let other = flow4(6031).client;
+    let before = kmod::stats()?;
+    s.send_to(b"direct", other)?;
+    expect_back(ctx, f.rs, other, b"direct")?;
+    counts(&before, &[("udp_tx_rewrite", 0)])
 }
 
 fn expiry(ctx: &Ctx) -> Result<()> {
