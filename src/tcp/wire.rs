@@ -120,13 +120,12 @@ impl ClientAddr {
     /// client as its IPv4-mapped address, `::ffff:a.b.c.d`.
     pub fn to_v6(self) -> ([u8; 2], [u8; 16]) {
         match self {
-            ClientAddr::V4 { port, addr } => {
-                let [a0, a1, a2, a3] = addr;
-                (
-                    port,
-                    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a0, a1, a2, a3],
-                )
-            }
+            // As one 128-bit value: element by element, rustc 1.85 wrote
+            // both arms' 16 bytes one at a time.
+            ClientAddr::V4 { port, addr } => (
+                port,
+                (0xffff_u128 << 32 | u128::from(u32::from_be_bytes(addr))).to_be_bytes(),
+            ),
             ClientAddr::V6 { port, addr } => (port, addr),
         }
     }
@@ -136,11 +135,11 @@ impl ClientAddr {
     /// rest zero). [`ClientAddr::unpack`] is the inverse.
     pub fn pack(&self) -> (bool, [u8; 2], [u8; 16]) {
         match *self {
-            ClientAddr::V4 { port, addr } => {
-                let [a0, a1, a2, a3] = addr;
-                let a = [a0, a1, a2, a3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-                (false, port, a)
-            }
+            ClientAddr::V4 { port, addr } => (
+                false,
+                port,
+                (u128::from(u32::from_be_bytes(addr)) << 96).to_be_bytes(),
+            ),
             ClientAddr::V6 { port, addr } => (true, port, addr),
         }
     }

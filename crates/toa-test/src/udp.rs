@@ -475,7 +475,7 @@ pub fn sendmsg_with(
         let size = std::mem::size_of::<libc::in_pktinfo>() as u32;
         msg.msg_control = control.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE only computes a size.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size) } as usize;
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size) } as _;
         // SAFETY: the control buffer holds one cmsg of `size` bytes
         // (CMSG_SPACE of it is 32 of its 64 bytes); CMSG_FIRSTHDR of a
         // msghdr with that buffer is its start.
@@ -483,7 +483,7 @@ pub fn sendmsg_with(
             let c = libc::CMSG_FIRSTHDR(&msg);
             (*c).cmsg_level = libc::IPPROTO_IP;
             (*c).cmsg_type = libc::IP_PKTINFO;
-            (*c).cmsg_len = libc::CMSG_LEN(size) as usize;
+            (*c).cmsg_len = libc::CMSG_LEN(size) as _;
             std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
         }
     }
