@@ -23,6 +23,11 @@ use crate::tcp::wire::{ClientAddr, Format, Found};
 /// The hash key, drawn at load.
 static SEED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
+/// The host's network namespace (the initial one's cookie, fixed from
+/// boot), read at load: the table gives the other namespaces a share of
+/// each bucket, and every lookup asks.
+static HOST: AtomicU64 = AtomicU64::new(0);
+
 /// Forward halves in the table (flows), for the `udp_flows` row of
 /// `/proc/net/toa_stats`.
 static FLOWS: AtomicI64 = AtomicI64::new(0);
@@ -32,12 +37,15 @@ static FLOWS: AtomicI64 = AtomicI64::new(0);
 /// handshake looks nothing up.
 static LAST_TCP: Recent = Recent::new();
 
-/// Draw the hash key; called at load, before any hook can run.
+/// Draw the hash key and note the host's namespace; called at load,
+/// before any hook can run.
 pub fn init() {
     for s in &SEED {
         // SAFETY: `toa_random_u64` may be called from any context.
         s.store(unsafe { kapi::toa_random_u64() }, Ordering::Relaxed);
     }
+    // SAFETY: `toa_host_net` may be called from any context.
+    HOST.store(unsafe { kapi::toa_host_net() }, Ordering::Relaxed);
 }
 
 fn seed() -> [u64; 2] {
@@ -88,8 +96,7 @@ unsafe fn table_at<R>(
     // to them is atomic.
     let slice = unsafe { core::slice::from_raw_parts(buckets.cast::<Bucket>(), n as usize) };
     let locks = GlueLocks(handle);
-    // SAFETY: `toa_host_net` may be called from any context.
-    let host = unsafe { kapi::toa_host_net() };
+    let host = HOST.load(Ordering::Relaxed);
     let table = Table::new(slice, &locks, seed(), host)?;
     Some(f(&table))
 }
