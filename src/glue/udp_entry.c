@@ -180,7 +180,7 @@ static DEFINE_PER_CPU(struct toa_udp_named_note, toa_udp_named);
 
 /*
  * udp_sendmsg(sk, msg, len): process context, before anything is routed
- * or built. Only a user socket's datagram to an IPv4 address it names,
+ * or built. Only a user UDP socket's datagram to an IPv4 address it names,
  * without control messages (IP_PKTINFO may choose another source: the
  * datagram's own hook decides then) and not appended to corked data
  * (whose destination is the cork's), from a port with flows. msg_name is
@@ -197,7 +197,10 @@ static void toa_udp_sendmsg4_entry(unsigned long a0, unsigned long a1, unsigned 
 	struct sockaddr_in *usin;
 	struct toa_udp_net *pn;
 
-	if (!sk || !msg || sk->sk_kern_sock || msg->msg_controllen)
+	/* UDP-Lite shares udp_sendmsg; its datagrams are not a flow's (as at
+	 * ip_send_skb, whose hook takes UDP only). */
+	if (!sk || !msg || sk->sk_kern_sock || sk->sk_protocol != IPPROTO_UDP ||
+	    msg->msg_controllen)
 		return;
 	usin = msg->msg_name;
 	if (!usin || msg->msg_namelen < sizeof(*usin) || usin->sin_family != AF_INET ||
