@@ -79,6 +79,7 @@ impl Locks for GlueLocks {
 /// `handle` must be NULL or a table of the glue's that stays allocated for
 /// the call, whose buckets are `n` zero-initialized (or written only by
 /// this module) [`Bucket`]s at `buckets`.
+#[inline(always)]
 unsafe fn table_at<R>(
     handle: *const c_void,
     buckets: *const c_void,
@@ -107,6 +108,7 @@ unsafe fn table_at<R>(
 ///
 /// The caller must be in an RCU read-side critical section (netfilter
 /// hooks are), which keeps the table it finds allocated.
+#[inline(always)]
 pub unsafe fn with_table<R>(f: impl FnOnce(&Table<'_, GlueLocks>) -> R) -> Option<R> {
     let mut buckets: *mut c_void = core::ptr::null_mut();
     let mut n: c_uint = 0;
@@ -168,6 +170,7 @@ pub unsafe fn announce(
 /// # Safety
 ///
 /// The caller must be in an RCU read-side critical section.
+#[inline(always)]
 pub unsafe fn receive(key: &FlowKey, now: u64) -> Option<(Hit, bool)> {
     // SAFETY: the caller holds RCU.
     let hit = unsafe { with_table(|t| t.receive(key, now, config::timeout_ms())) }??;
@@ -183,6 +186,7 @@ pub unsafe fn receive(key: &FlowKey, now: u64) -> Option<(Hit, bool)> {
 /// # Safety
 ///
 /// The caller must be in an RCU read-side critical section.
+#[inline(always)]
 pub unsafe fn send(net: u64, rs: &Endpoint, client: &Endpoint, now: u64) -> Option<(Hit, bool)> {
     // SAFETY: the caller holds RCU.
     let hit =
@@ -200,6 +204,7 @@ pub unsafe fn send(net: u64, rs: &Endpoint, client: &Endpoint, now: u64) -> Opti
 /// # Safety
 ///
 /// The caller must be in an RCU read-side critical section.
+#[inline(always)]
 pub unsafe fn send_named(
     net: u64,
     rs: &Endpoint,
