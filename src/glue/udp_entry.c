@@ -13,14 +13,14 @@
  *   protocol 248's handler DPVS's option protocol, for the host: turned
  *   (IPv4 and IPv6)        back into UDP and handed to UDP (the kernel's
  *                          resubmission, as for UDP encapsulations)
- *   udp_sendmsg            a datagram a user socket is about to send to
- *                          a client it names (sendto, sendmsg): the
+ *   udp_sendmsg,           a datagram a user socket is about to send to
+ *   udpv6_sendmsg          a client it names (sendto, sendmsg): the
  *                          balancer (LIP:lport) named instead, before the
  *                          kernel routes and builds it
  *   ip_send_skb,           a datagram a local socket sends to a client
- *   ip6_send_skb           otherwise (a connected socket, IPv6, a corked
- *                          or ambiguous one): to the balancer, and routed
- *                          again
+ *   ip6_send_skb           otherwise (a connected socket, a corked or
+ *                          ambiguous one, one with control messages): to
+ *                          the balancer, and routed again
  *
  * A TCP connection passes none of them (a netfilter hook costs every
  * packet of every protocol some 60 instructions). What they leave to the
@@ -173,10 +173,28 @@ struct toa_udp_named_note {
 	const struct task_struct *task;
 	const struct sock *sk;
 	unsigned long when;
-	__be32 addr;
+	struct in6_addr addr;	/* IPv4: the first word, the rest zero */
 	__be16 port;
+	bool v6;
 };
 static DEFINE_PER_CPU(struct toa_udp_named_note, toa_udp_named);
+
+/* Note that this task's datagram from sk to addr:port (of family v6) is
+ * settled (process context). */
+static void toa_udp_note(const struct sock *sk, const struct in6_addr *addr, __be16 port, bool v6)
+{
+	struct toa_udp_named_note *note;
+
+	preempt_disable();
+	note = this_cpu_ptr(&toa_udp_named);
+	note->task = current;
+	note->sk = sk;
+	note->when = jiffies;
+	note->addr = *addr;
+	note->port = port;
+	note->v6 = v6;
+	preempt_enable();
+}
 
 /*
  * udp_sendmsg(sk, msg, len): process context, before anything is routed
@@ -193,7 +211,6 @@ static void toa_udp_sendmsg4_entry(unsigned long a0, unsigned long a1, unsigned 
 {
 	struct sock *sk = (struct sock *)a0;
 	struct msghdr *msg = (struct msghdr *)a1;
-	struct toa_udp_named_note *note;
 	struct sockaddr_in *usin;
 	struct toa_udp_net *pn;
 
@@ -211,26 +228,50 @@ static void toa_udp_sendmsg4_entry(unsigned long a0, unsigned long a1, unsigned 
 		return;
 	if (!toa_udp_named4(pn, sk, usin))
 		return;
-	preempt_disable();
-	note = this_cpu_ptr(&toa_udp_named);
-	note->task = current;
-	note->sk = sk;
-	note->when = jiffies;
-	note->addr = usin->sin_addr.s_addr;
-	note->port = usin->sin_port;
-	preempt_enable();
+	toa_udp_note(sk, &(struct in6_addr){ .s6_addr32 = { usin->sin_addr.s_addr } },
+		     usin->sin_port, false);
 }
 
-/* Whether skb is the datagram udp_sendmsg's hook has just settled, for
- * its task and socket, to where it goes, in the same jiffy (the note is
- * then spent). */
-static __always_inline bool toa_udp_was_named(const struct sk_buff *skb, const struct udphdr *uh)
+/* udpv6_sendmsg(sk, msg, len): the same for an IPv6 address (an
+ * IPv4-mapped one is udp_sendmsg's: udpv6_sendmsg hands it over). Without
+ * IPv6 there is no such function: placing the hooks fails, as for
+ * udpv6_rcv's, and netfilter's serve. */
+static void toa_udp_sendmsg6_entry(unsigned long a0, unsigned long a1, unsigned long a2,
+				   unsigned long a3)
+{
+#if IS_ENABLED(CONFIG_IPV6)
+	struct sock *sk = (struct sock *)a0;
+	struct msghdr *msg = (struct msghdr *)a1;
+	struct sockaddr_in6 *sin6;
+	struct toa_udp_net *pn;
+
+	if (!sk || !msg || sk->sk_kern_sock || sk->sk_protocol != IPPROTO_UDP ||
+	    msg->msg_controllen)
+		return;
+	sin6 = msg->msg_name;
+	if (!sin6 || msg->msg_namelen < SIN6_LEN_RFC2133 || sin6->sin6_family != AF_INET6 ||
+	    ipv6_addr_v4mapped(&sin6->sin6_addr) || READ_ONCE(udp_sk(sk)->pending))
+		return;
+	pn = toa_udp_net_of(sock_net(sk));
+	if (!READ_ONCE(pn->entry) || !toa_udp_port_maybe(pn, inet_sk(sk)->inet_sport))
+		return;
+	if (!toa_udp_named6(pn, sk, sin6))
+		return;
+	toa_udp_note(sk, &sin6->sin6_addr, sin6->sin6_port, true);
+#endif
+}
+
+/* Whether skb, to addr:port of family v6, is the datagram a sendmsg hook
+ * has just settled for its task and socket, in the same jiffy (the note
+ * is then spent). */
+static __always_inline bool toa_udp_was_named(const struct sk_buff *skb,
+					      const struct in6_addr *addr, __be16 port, bool v6)
 {
 	struct toa_udp_named_note *note = raw_cpu_ptr(&toa_udp_named);
 
 	if (READ_ONCE(note->task) != current || READ_ONCE(note->sk) != skb->sk ||
-	    READ_ONCE(note->addr) != ip_hdr(skb)->daddr || READ_ONCE(note->port) != uh->dest ||
-	    READ_ONCE(note->when) != jiffies)
+	    READ_ONCE(note->v6) != v6 || READ_ONCE(note->port) != port ||
+	    READ_ONCE(note->when) != jiffies || !ipv6_addr_equal(&note->addr, addr))
 		return false;
 	WRITE_ONCE(note->task, NULL);
 	return true;
@@ -256,7 +297,8 @@ static void toa_udp_send4_entry(unsigned long a0, unsigned long a1, unsigned lon
 	if (!READ_ONCE(pn->entry))
 		return;
 	uh = toa_udp_wanted(pn, skb, ip_hdrlen(skb), false, &_uh);
-	if (!uh || toa_udp_was_named(skb, uh))
+	if (!uh || toa_udp_was_named(skb, &(struct in6_addr){ .s6_addr32 = { ip_hdr(skb)->daddr } },
+				     uh->dest, false))
 		return;
 	rcu_read_lock();
 	toa_udp_out4_packet(pn, skb, net, skb->sk, uh);
@@ -281,7 +323,7 @@ static void toa_udp_send6_entry(unsigned long a0, unsigned long a1, unsigned lon
 	if (!READ_ONCE(pn->entry))
 		return;
 	uh = toa_udp_wanted(pn, skb, sizeof(struct ipv6hdr), false, &_uh);
-	if (!uh)
+	if (!uh || toa_udp_was_named(skb, &ipv6_hdr(skb)->daddr, uh->dest, true))
 		return;
 	rcu_read_lock();
 	toa_udp_out6_packet(pn, skb, net, skb->sk, uh);
@@ -312,6 +354,7 @@ TOA_ENTRY_DIRECT_UNLESS(toa_udp_rcv4_entry, TOA_ASM_SKIP_UNLESS_UDP_RCV4);
 TOA_ENTRY_DIRECT_UNLESS(toa_udp_rcv6_entry, TOA_ASM_SKIP_UNLESS_UDP_RCV6);
 TOA_ENTRY_DIRECT(toa_udp_icmp4_entry);
 TOA_ENTRY_DIRECT_UNLESS(toa_udp_sendmsg4_entry, TOA_ASM_SKIP_UNLESS_UDP_SENDMSG);
+TOA_ENTRY_DIRECT_UNLESS(toa_udp_sendmsg6_entry, TOA_ASM_SKIP_UNLESS_UDP_SENDMSG);
 TOA_ENTRY_DIRECT_UNLESS(toa_udp_send4_entry, TOA_ASM_SKIP_UNLESS_UDP_SEND4);
 TOA_ENTRY_DIRECT_UNLESS(toa_udp_send6_entry, TOA_ASM_SKIP_UNLESS_UDP_SEND6);
 
@@ -320,6 +363,7 @@ enum {
 	TOA_UDP_E_RCV6,
 	TOA_UDP_E_ICMP4,
 	TOA_UDP_E_SENDMSG4,
+	TOA_UDP_E_SENDMSG6,
 	TOA_UDP_E_SEND4,
 	TOA_UDP_E_SEND6,
 	TOA_UDP_NR_ENTRY,
@@ -345,6 +389,11 @@ static struct toa_entry_hook toa_udp_entry_hooks[TOA_UDP_NR_ENTRY] = {
 		.symbol = "udp_sendmsg",
 		.handler = toa_udp_sendmsg4_entry,
 		.direct = TOA_ENTRY_DIRECT_FN(toa_udp_sendmsg4_entry),
+	},
+	[TOA_UDP_E_SENDMSG6] = {
+		.symbol = "udpv6_sendmsg",
+		.handler = toa_udp_sendmsg6_entry,
+		.direct = TOA_ENTRY_DIRECT_FN(toa_udp_sendmsg6_entry),
 	},
 	[TOA_UDP_E_SEND4] = {
 		.symbol = "ip_send_skb",
@@ -413,7 +462,7 @@ static const struct inet6_protocol toa_opp6_protocol = {
 static bool toa_udp_entry_on, toa_opp4_on, toa_opp6_on;
 
 /*
- * Place the hooks (once; toa_udp_table_mutex held). All six entry hooks
+ * Place the hooks (once; toa_udp_table_mutex held). All seven entry hooks
  * are needed; protocol 248 may be another module's (then DPVS's option
  * protocol is not taken here, and the load says so). On failure nothing
  * stays placed and the caller uses netfilter hooks.

@@ -172,9 +172,11 @@ unsigned int toa_udp_out4_packet(struct toa_udp_net *pn, struct sk_buff *skb, st
 				 struct sock *sk, const struct udphdr *uh);
 unsigned int toa_udp_out6_packet(struct toa_udp_net *pn, struct sk_buff *skb, struct net *net,
 				 struct sock *sk, const struct udphdr *uh);
-/* Before a datagram is built (udp_sendmsg): the balancer named in place of
- * a flow's client, in the sender's address; whether it was. */
+/* Before a datagram is built (udp_sendmsg, udpv6_sendmsg): the balancer
+ * named in place of a flow's client, in the sender's address; whether the
+ * datagram's own hook has nothing left to do. */
 bool toa_udp_named4(struct toa_udp_net *pn, const struct sock *sk, struct sockaddr_in *usin);
+bool toa_udp_named6(struct toa_udp_net *pn, const struct sock *sk, struct sockaddr_in6 *sin6);
 
 /* udp_entry.c: the protocol-level hooks, placed for the first namespace
  * that wants them and kept until unload (toa_udp_table_mutex held). */

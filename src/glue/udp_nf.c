@@ -749,6 +749,33 @@ noinline bool toa_udp_named4(struct toa_udp_net *pn, const struct sock *sk,
 	return true;
 }
 
+#if IS_ENABLED(CONFIG_IPV6)
+/* The same for an IPv6 socket's datagram to an IPv6 address it names
+ * (udpv6_sendmsg). */
+noinline bool toa_udp_named6(struct toa_udp_net *pn, const struct sock *sk,
+			     struct sockaddr_in6 *sin6)
+{
+	struct toa_udp_verdict v __uninitialized;
+	struct toa_udp_packet p __uninitialized;
+
+	toa_udp_packet_init(&p, pn, false);
+	p.v6 = true;
+	memcpy(p.saddr, &sk->sk_v6_rcv_saddr, 16);
+	memcpy(p.sport, &inet_sk(sk)->inet_sport, 2);
+	memcpy(p.daddr, &sin6->sin6_addr, 16);
+	memcpy(p.dport, &sin6->sin6_port, 2);
+	rcu_read_lock();
+	toa_udp_tx_named(&p, &v);
+	rcu_read_unlock();
+	toa_udp_activity(pn, &v);
+	if (!v.rewrite)
+		return !v.ambiguous;
+	memcpy(&sin6->sin6_addr, v.addr, 16);
+	memcpy(&sin6->sin6_port, v.port, 2);
+	return true;
+}
+#endif
+
 static unsigned int toa_udp_out4(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
 {
 	struct toa_udp_net *pn = priv;

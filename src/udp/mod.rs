@@ -19,8 +19,9 @@
 //! balancer's address and port. Two sets of hooks do it, for the network
 //! namespaces that trust a balancer: protocol-level ones where the
 //! namespace does not forward (`glue/udp_entry.c`: `udp_rcv`, `icmp_rcv`,
-//! protocol 248, `udp_sendmsg` (a reply's destination named before the
-//! kernel routes it), `ip_send_skb`..., which only such packets pass), netfilter
+//! protocol 248, `udp_sendmsg` and `udpv6_sendmsg` (a reply's destination
+//! named before the kernel routes it), `ip_send_skb`..., which only such
+//! packets pass), netfilter
 //! ones where it does (`glue/udp_nf.c`: before conntrack and DNAT, so that
 //! pods behind the node see the client). Unmodified applications then see
 //! and answer the client on every receive and send path ([`packet`]).

@@ -97,7 +97,7 @@ pub fn cases() -> Vec<Case> {
             two_lips,
         ),
         Case::new(
-            "udp: replies from a socket bound to every address are named before they are built: sendto, corked (MSG_MORE), with IP_PKTINFO -> each to LIP:lport, counted once; the caller's address unchanged; a client without a flow answered directly",
+            "udp: replies from a socket bound to every address are named before they are built: sendto, corked (MSG_MORE), with IP_PKTINFO, over IPv4 and IPv6 -> each to LIP:lport, counted once; the caller's address unchanged; a client without a flow answered directly",
             named_replies,
         ),
 
@@ -971,7 +971,26 @@ fn named_replies(ctx: &Ctx) -> Result<()> {
     let before = kmod::stats()?;
     s.send_to(b"direct", other)?;
     expect_back(ctx, f.rs, other, b"direct")?;
-    counts(&before, &[("udp_tx_rewrite", 0)])
+    counts(&before, &[("udp_tx_rewrite", 0)])?;
+    // IPv6 (the flow a DPVS UOA named), from an AF_INET6 socket bound to
+    // every address.
+    let f6 = flow6(6032);
+    let s6 = bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), f6.rs.port()))?;
+    let fd6 = s6.as_raw_fd();
+    ctx.tun
+        .send(&wire::opp(f6.lip, f6.rs, f6.client, b"first"))?;
+    ensure_eq!(recv(&s6)?.1, f6.client, "the IPv6 datagram's source");
+    let before = kmod::stats()?;
+    let after = wire::sendmsg_with(fd6, b"named6", &f6.client, 0, None)?;
+    ensure_eq!(after, f6.client, "the caller's IPv6 address after sendmsg");
+    expect_back(ctx, f6.rs, f6.lip, b"named6")?;
+    wire::sendmsg_with(fd6, b"cor", &f6.client, libc::MSG_MORE, None)?;
+    wire::sendmsg_with(fd6, b"ked6", &f6.client, 0, None)?;
+    expect_back(ctx, f6.rs, f6.lip, b"corked6")?;
+    let other6 = flow6(6032).client;
+    s6.send_to(b"direct6", other6)?;
+    expect_back(ctx, f6.rs, other6, b"direct6")?;
+    counts(&before, &[("udp_tx_rewrite", 2), ("udp_tx_ambiguous", 0)])
 }
 
 fn expiry(ctx: &Ctx) -> Result<()> {
