@@ -197,6 +197,28 @@ static void toa_udp_note(const struct sock *sk, const struct in6_addr *addr, __b
 }
 
 /*
+ * What both sendmsg hooks ask first: a user UDP socket's send naming an
+ * address, without control messages, not appended to corked data, in a
+ * namespace these hooks serve, from a port with flows. Its namespace's
+ * state, or NULL. UDP-Lite shares the functions; its datagrams are not a
+ * flow's (as at ip_send_skb, whose hook takes UDP only).
+ */
+static __always_inline struct toa_udp_net *toa_udp_sendmsg_net(const struct sock *sk,
+								const struct msghdr *msg)
+{
+	struct toa_udp_net *pn;
+
+	if (!sk || !msg || !msg->msg_name || sk->sk_kern_sock ||
+	    sk->sk_protocol != IPPROTO_UDP || msg->msg_controllen ||
+	    READ_ONCE(udp_sk(sk)->pending))
+		return NULL;
+	pn = toa_udp_net_of(sock_net(sk));
+	if (!READ_ONCE(pn->entry) || !toa_udp_port_maybe(pn, inet_sk(sk)->inet_sport))
+		return NULL;
+	return pn;
+}
+
+/*
  * udp_sendmsg(sk, msg, len): process context, before anything is routed
  * or built. Only a user UDP socket's datagram to an IPv4 address it names,
  * without control messages (IP_PKTINFO may choose another source: the
@@ -211,20 +233,13 @@ static void toa_udp_sendmsg4_entry(unsigned long a0, unsigned long a1, unsigned 
 {
 	struct sock *sk = (struct sock *)a0;
 	struct msghdr *msg = (struct msghdr *)a1;
+	struct toa_udp_net *pn = toa_udp_sendmsg_net(sk, msg);
 	struct sockaddr_in *usin;
-	struct toa_udp_net *pn;
 
-	/* UDP-Lite shares udp_sendmsg; its datagrams are not a flow's (as at
-	 * ip_send_skb, whose hook takes UDP only). */
-	if (!sk || !msg || sk->sk_kern_sock || sk->sk_protocol != IPPROTO_UDP ||
-	    msg->msg_controllen)
+	if (!pn)
 		return;
 	usin = msg->msg_name;
-	if (!usin || msg->msg_namelen < sizeof(*usin) || usin->sin_family != AF_INET ||
-	    READ_ONCE(udp_sk(sk)->pending))
-		return;
-	pn = toa_udp_net_of(sock_net(sk));
-	if (!READ_ONCE(pn->entry) || !toa_udp_port_maybe(pn, inet_sk(sk)->inet_sport))
+	if (msg->msg_namelen < sizeof(*usin) || usin->sin_family != AF_INET)
 		return;
 	if (!toa_udp_named4(pn, sk, usin))
 		return;
@@ -242,18 +257,14 @@ static void toa_udp_sendmsg6_entry(unsigned long a0, unsigned long a1, unsigned 
 #if IS_ENABLED(CONFIG_IPV6)
 	struct sock *sk = (struct sock *)a0;
 	struct msghdr *msg = (struct msghdr *)a1;
+	struct toa_udp_net *pn = toa_udp_sendmsg_net(sk, msg);
 	struct sockaddr_in6 *sin6;
-	struct toa_udp_net *pn;
 
-	if (!sk || !msg || sk->sk_kern_sock || sk->sk_protocol != IPPROTO_UDP ||
-	    msg->msg_controllen)
+	if (!pn)
 		return;
 	sin6 = msg->msg_name;
-	if (!sin6 || msg->msg_namelen < SIN6_LEN_RFC2133 || sin6->sin6_family != AF_INET6 ||
-	    ipv6_addr_v4mapped(&sin6->sin6_addr) || READ_ONCE(udp_sk(sk)->pending))
-		return;
-	pn = toa_udp_net_of(sock_net(sk));
-	if (!READ_ONCE(pn->entry) || !toa_udp_port_maybe(pn, inet_sk(sk)->inet_sport))
+	if (msg->msg_namelen < SIN6_LEN_RFC2133 || sin6->sin6_family != AF_INET6 ||
+	    ipv6_addr_v4mapped(&sin6->sin6_addr))
 		return;
 	if (!toa_udp_named6(pn, sk, sin6))
 		return;

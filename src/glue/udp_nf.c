@@ -717,6 +717,29 @@ noinline unsigned int toa_udp_out4_packet(struct toa_udp_net *pn, struct sk_buff
 }
 
 /*
+ * The sendmsg hooks' verdict on p (filled in from the socket and the
+ * address named): when the balancer is to be named, it is written to
+ * addr (alen bytes) and port. Returns whether the datagram's own hook has
+ * nothing left to do (see toa_udp_named4).
+ */
+static __always_inline bool toa_udp_name(struct toa_udp_net *pn,
+					 const struct toa_udp_packet *p, void *addr,
+					 size_t alen, __be16 *port)
+{
+	struct toa_udp_verdict v __uninitialized;
+
+	rcu_read_lock();
+	toa_udp_tx_named(p, &v);
+	rcu_read_unlock();
+	toa_udp_activity(pn, &v);
+	if (!v.rewrite)
+		return !v.ambiguous;
+	memcpy(addr, v.addr, alen);
+	memcpy(port, v.port, 2);
+	return true;
+}
+
+/*
  * A datagram user socket sk is about to send to usin, the kernel's copy of
  * the address its sender named (udp_sendmsg; process context): if a flow's
  * way back fits, name the balancer (LIP:lport) there instead, so that the
@@ -730,7 +753,6 @@ noinline bool toa_udp_named4(struct toa_udp_net *pn, const struct sock *sk,
 			     struct sockaddr_in *usin)
 {
 	const struct inet_sock *inet = inet_sk(sk);
-	struct toa_udp_verdict v __uninitialized;
 	struct toa_udp_packet p __uninitialized;
 
 	toa_udp_packet_init(&p, pn, false);
@@ -738,15 +760,7 @@ noinline bool toa_udp_named4(struct toa_udp_net *pn, const struct sock *sk,
 	memcpy(p.sport, &inet->inet_sport, 2);
 	memcpy(p.daddr, &usin->sin_addr.s_addr, 4);
 	memcpy(p.dport, &usin->sin_port, 2);
-	rcu_read_lock();
-	toa_udp_tx_named(&p, &v);
-	rcu_read_unlock();
-	toa_udp_activity(pn, &v);
-	if (!v.rewrite)
-		return !v.ambiguous;
-	memcpy(&usin->sin_addr.s_addr, v.addr, 4);
-	memcpy(&usin->sin_port, v.port, 2);
-	return true;
+	return toa_udp_name(pn, &p, &usin->sin_addr.s_addr, 4, &usin->sin_port);
 }
 
 #if IS_ENABLED(CONFIG_IPV6)
@@ -755,7 +769,6 @@ noinline bool toa_udp_named4(struct toa_udp_net *pn, const struct sock *sk,
 noinline bool toa_udp_named6(struct toa_udp_net *pn, const struct sock *sk,
 			     struct sockaddr_in6 *sin6)
 {
-	struct toa_udp_verdict v __uninitialized;
 	struct toa_udp_packet p __uninitialized;
 
 	toa_udp_packet_init(&p, pn, false);
@@ -764,15 +777,7 @@ noinline bool toa_udp_named6(struct toa_udp_net *pn, const struct sock *sk,
 	memcpy(p.sport, &inet_sk(sk)->inet_sport, 2);
 	memcpy(p.daddr, &sin6->sin6_addr, 16);
 	memcpy(p.dport, &sin6->sin6_port, 2);
-	rcu_read_lock();
-	toa_udp_tx_named(&p, &v);
-	rcu_read_unlock();
-	toa_udp_activity(pn, &v);
-	if (!v.rewrite)
-		return !v.ambiguous;
-	memcpy(&sin6->sin6_addr, v.addr, 16);
-	memcpy(&sin6->sin6_port, v.port, 2);
-	return true;
+	return toa_udp_name(pn, &p, &sin6->sin6_addr, 16, &sin6->sin6_port);
 }
 #endif
 

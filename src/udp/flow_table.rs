@@ -960,18 +960,32 @@ impl<'a, L: Locks> Table<'a, L> {
     ) -> Option<Hit> {
         let hit = self.find(&Query::reverse(net, proto, client, rs), None, now, timeout)?;
         if now.saturating_sub(hit.seen) >= REFRESH_MS {
-            self.touch(&hit, now);
-            let key = FlowKey {
-                net,
-                proto,
-                lip: hit.peer,
-                rs: *rs,
-            };
-            if let Some(f) = self.find(&Query::forward(&key), Some(client), now, timeout) {
-                self.touch(&f, now);
-            }
+            self.refresh_way_back(&hit, net, proto, client, now, timeout);
         }
         Some(hit)
+    }
+
+    /// Mark `hit`, a way back from its RS to `client`, and its flow's
+    /// forward half as seen `now`.
+    fn refresh_way_back(
+        &self,
+        hit: &Hit,
+        net: u64,
+        proto: Proto,
+        client: &Endpoint,
+        now: u64,
+        timeout: u64,
+    ) {
+        self.touch(hit, now);
+        let key = FlowKey {
+            net,
+            proto,
+            lip: hit.peer,
+            rs: hit.rs,
+        };
+        if let Some(f) = self.find(&Query::forward(&key), Some(client), now, timeout) {
+            self.touch(&f, now);
+        }
     }
 
     /// [`Self::send`] for a datagram not built yet, its destination as the
@@ -987,16 +1001,8 @@ impl<'a, L: Locks> Table<'a, L> {
         }
         let hit = self.find(q, None, now, timeout)?;
         if hit.matches == 1 && now.saturating_sub(hit.seen) >= REFRESH_MS {
-            self.touch(&hit, now);
-            let key = FlowKey {
-                net: q.net,
-                proto: if q.tcp { Proto::Tcp } else { Proto::Udp },
-                lip: hit.peer,
-                rs: hit.rs,
-            };
-            if let Some(f) = self.find(&Query::forward(&key), Some(&q.a), now, timeout) {
-                self.touch(&f, now);
-            }
+            let proto = if q.tcp { Proto::Tcp } else { Proto::Udp };
+            self.refresh_way_back(&hit, q.net, proto, &q.a, now, timeout);
         }
         Some(hit)
     }

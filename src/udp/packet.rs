@@ -238,28 +238,8 @@ pub unsafe extern "C" fn toa_udp_rx(p: *const UdpPacket, v: *mut UdpVerdict) {
 /// As for [`toa_udp_rx`].
 #[no_mangle]
 pub unsafe extern "C" fn toa_udp_tx(p: *const UdpPacket, v: *mut UdpVerdict) {
-    // SAFETY: the caller guarantees both.
-    let (p, v) = unsafe { (&*p, &mut *v) };
-    // SAFETY: the caller guarantees the settings are live.
-    let settings = unsafe { p.settings() };
-    *v = UdpVerdict::default();
-    if !settings.rewrite() {
-        return;
-    }
-    let rs = p.endpoint(&p.saddr, p.sport);
-    let client = p.endpoint(&p.daddr, p.dport);
-    // SAFETY: the caller holds RCU.
-    let Some((hit, refreshed)) = (unsafe { flows::send(p.net, &rs, &client, p.now_ms) }) else {
-        return;
-    };
-    v.active = refreshed;
-    v.rewrite = true;
-    v.addr = hit.peer.addr;
-    v.port = hit.peer.port;
-    stats::inc(settings, Counter::UdpTxRewrite);
-    if hit.matches > 1 {
-        stats::inc(settings, Counter::UdpTxAmbiguous);
-    }
+    // SAFETY: the caller's guarantees.
+    unsafe { tx(p, v, false) }
 }
 
 /// A datagram a socket is about to send (`udp_sendmsg`), to the
@@ -275,6 +255,18 @@ pub unsafe extern "C" fn toa_udp_tx(p: *const UdpPacket, v: *mut UdpVerdict) {
 /// As for [`toa_udp_rx`].
 #[no_mangle]
 pub unsafe extern "C" fn toa_udp_tx_named(p: *const UdpPacket, v: *mut UdpVerdict) {
+    // SAFETY: the caller's guarantees.
+    unsafe { tx(p, v, true) }
+}
+
+/// [`toa_udp_tx`] for a datagram built, [`toa_udp_tx_named`] for one
+/// about to be (`named`).
+///
+/// # Safety
+///
+/// As for [`toa_udp_rx`].
+#[inline(always)]
+unsafe fn tx(p: *const UdpPacket, v: *mut UdpVerdict, named: bool) {
     // SAFETY: the caller guarantees both.
     let (p, v) = unsafe { (&*p, &mut *v) };
     // SAFETY: the caller guarantees the settings are live.
@@ -284,15 +276,19 @@ pub unsafe extern "C" fn toa_udp_tx_named(p: *const UdpPacket, v: *mut UdpVerdic
         return;
     }
     let rs = p.endpoint(&p.saddr, p.sport);
-    let any_rs = p.saddr == [0; 16];
     let client = p.endpoint(&p.daddr, p.dport);
-    // SAFETY: the caller holds RCU.
-    let Some((hit, refreshed)) =
-        (unsafe { flows::send_named(p.net, &rs, any_rs, &client, p.now_ms) })
-    else {
+    let found = if named {
+        // SAFETY: the caller holds RCU.
+        unsafe { flows::send_named(p.net, &rs, p.saddr == [0; 16], &client, p.now_ms) }
+    } else {
+        // SAFETY: the caller holds RCU.
+        unsafe { flows::send(p.net, &rs, &client, p.now_ms) }
+    };
+    let Some((hit, refreshed)) = found else {
         return;
     };
-    if hit.matches > 1 {
+    let ambiguous = hit.matches > 1;
+    if named && ambiguous {
         v.ambiguous = true;
         return;
     }
@@ -301,6 +297,9 @@ pub unsafe extern "C" fn toa_udp_tx_named(p: *const UdpPacket, v: *mut UdpVerdic
     v.addr = hit.peer.addr;
     v.port = hit.peer.port;
     stats::inc(settings, Counter::UdpTxRewrite);
+    if ambiguous {
+        stats::inc(settings, Counter::UdpTxAmbiguous);
+    }
 }
 
 /// An IP fragment of a UDP or option protocol packet was left alone, in
