@@ -34,14 +34,16 @@ programs=("$target/toa-balancer" "$TOA_CACHE/bin/toa_server_c" "$TOA_CACHE/bin/t
     "$TOA_ROOT/tests/e2e/stock-guest.sh")
 [ "$demo" = --demo ] || programs+=("$target/toa-vmtest" "$target/examples/toa_server" "$target/examples/toa_udp_server")
 cp "${programs[@]}" "$root$payload/"
-# The sockops program of tests/e2e/sockmap.sh (run by the --hooks boot
-# only), built here with clang's BPF target and this machine's uapi headers.
-# `make run` (--demo) needs neither, nor clang: bootstrap.sh --run does not
-# install it.
+# The BPF programs of tests/e2e/sockmap.sh (run by the --hooks boot only:
+# the sockops program and the getpeername ones), built here with clang's
+# BPF target and this machine's uapi headers. `make run` (--demo) needs
+# neither, nor clang: bootstrap.sh --run does not install it.
 if [ "$demo" = --hooks ]; then
-    clang-19 -target bpf -O2 -g -Wall -I/usr/include/x86_64-linux-gnu \
-        -c "$TOA_ROOT/tests/bpf/sockmap.bpf.c" -o "$root$payload/sockmap.bpf.o" \
-        || die "tests/bpf/sockmap.bpf.c does not build"
+    for prog in sockmap getpeername; do
+        clang-19 -target bpf -O2 -g -Wall -I/usr/include/x86_64-linux-gnu \
+            -c "$TOA_ROOT/tests/bpf/$prog.bpf.c" -o "$root$payload/$prog.bpf.o" \
+            || die "tests/bpf/$prog.bpf.c does not build"
+    done
 fi
 
 # A boot that never reaches the command (QEMU's TCG has hung in early boot,

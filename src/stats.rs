@@ -157,6 +157,10 @@ pub enum Counter {
     ToaSockmapParkFailed,
 }
 
+// The glue's direct getname path (internal.h, TOA_GETNAME_ANSWERED) tells
+// an answered call by this counter's number.
+const _: () = assert!(Counter::GetnameToaOk as u32 == 2);
+
 impl Counter {
     /// Every counter, in index order.
     pub const ALL: [Counter; 48] = [

@@ -161,8 +161,10 @@
  * toa's tag in the word's top byte, a socket map's flag
  * (SK_USER_DATA_PSOCK, bit 2) while words are parked; the guard against the
  * wrapper's own call (which enters FN past the call site, so only a
- * guard). toa_redirected_FN keeps the three arguments across
- * toa_redirect_enter() (an ordinary C function here) and calls FN + 8.
+ * guard). toa_redirected_FN returns toa_getname_answer_FAMILY()'s answer
+ * unless it is TOA_GETNAME_WRAP (as on x86_64); then it keeps the three
+ * arguments across toa_redirect_enter() (an ordinary C function here) and
+ * calls FN + 8.
  */
 #define TOA_DIRECT_GETNAME_ASM(fn, family)					\
 	".pushsection .text.toa_direct, \"ax\", @progbits\n\t"			\
@@ -203,6 +205,11 @@
 	"mov x29, sp\n\t"							\
 	"stp x0, x1, [sp, #16]\n\t"						\
 	"str x2, [sp, #32]\n\t"							\
+	"bl toa_getname_answer_" #family "\n\t"				\
+	"cmp w0, #" __stringify(TOA_GETNAME_WRAP) "\n\t"			\
+	"b.ne 4f\n\t"								\
+	"ldp x0, x1, [sp, #16]\n\t"						\
+	"ldr x2, [sp, #32]\n\t"							\
 	"bl toa_redirect_enter\n\t"						\
 	"ldp x0, x1, [sp, #16]\n\t"						\
 	"ldr x2, [sp, #32]\n\t"							\
@@ -210,7 +217,8 @@
 	".Ltoa_redirected_" #fn "_call:\n\t"					\
 	"mov w2, w0\n\t"							\
 	"ldp x0, x1, [sp, #16]\n\t"						\
-	"bl toa_redirect_exit_" #family "\n\t"					\
+	"bl toa_redirect_exit_" #family "\n"					\
+	"4:\n\t"								\
 	"ldp x29, x30, [sp], #48\n\t"						\
 	"hint 29\n\t"								\
 	"ret\n\t"								\

@@ -150,7 +150,10 @@
  *   %rax is used (the caller-saved registers are free at a function's
  *   entry; the arguments are kept).
  *
- * toa_redirected_FN: in FN's place: counts the call in
+ * toa_redirected_FN: in FN's place: returns toa_getname_answer_FAMILY()'s
+ *   answer (tcp_redirect.c: a connected TOA socket's peer, from its
+ *   record, FN not called) unless that is TOA_GETNAME_WRAP; then counts
+ *   the call in
  *   (toa_redirect_enter() keeps every register), calls FN itself just past
  *   its tracer call site (TOA_DIRECT_SKIP: the ENDBR and the 5-byte call;
  *   registration checks the call site is there), so that neither toa's
@@ -201,6 +204,15 @@
 	ASM_ENDBR								\
 	"pushq %rdi\n\t"							\
 	"pushq %rsi\n\t"							\
+	"pushq %rdx\n\t"							\
+	"call toa_getname_answer_" #family "\n\t"				\
+	"popq %rdx\n\t"							\
+	"popq %rsi\n\t"							\
+	"popq %rdi\n\t"							\
+	"cmpl $" __stringify(TOA_GETNAME_WRAP) ", %eax\n\t"			\
+	"jne 4f\n\t"								\
+	"pushq %rdi\n\t"							\
+	"pushq %rsi\n\t"							\
 	"call toa_redirect_enter\n\t"						\
 	CALL_DEPTH_ACCOUNT							\
 	"call " #fn " + " __stringify(TOA_DIRECT_SKIP) "\n\t"			\
@@ -208,7 +220,8 @@
 	"popq %rsi\n\t"								\
 	"popq %rdi\n\t"								\
 	"movl %eax, %edx\n\t"							\
-	"call toa_redirect_exit_" #family "\n\t"				\
+	"call toa_redirect_exit_" #family "\n"				\
+	"4:\n\t"								\
 	ASM_RET									\
 	".size toa_redirected_" #fn ", .-toa_redirected_" #fn "\n\t"		\
 	".popsection\n\t"

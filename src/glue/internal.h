@@ -179,6 +179,15 @@ struct toa_entry_hook {
 };
 void toa_entry_hooks_use(bool ftrace, bool direct);
 
+/* What toa_getname_answer_v4/v6 (tcp_redirect.c) return for a call they
+ * leave to the kernel's function, wrapped: no answer of getname is 1. */
+#define TOA_GETNAME_WRAP 1
+/* The counter toa_getname_v4/v6 return for a client shown (stats.rs,
+ * Counter::GetnameToaOk; a const assertion there keeps the two equal). */
+#define TOA_GETNAME_ANSWERED 2
+int toa_getname_answer_v4(struct socket *sock, struct sockaddr *uaddr, int peer);
+int toa_getname_answer_v6(struct socket *sock, struct sockaddr *uaddr, int peer);
+
 /*
  * TOA_ENTRY_DIRECT(handler) (at file scope, handler a static function of
  * the file taking four unsigned longs) makes handler##_direct: a

@@ -3,7 +3,9 @@
  * getpeername()/accept() at the cost of a function-entry check: for sockets
  * carrying a client, and for them only, inet_getname / inet6_getname are
  * redirected to a wrapper of toa's that calls the original and rewrites the
- * peer it wrote; every other call goes on into the original at once.
+ * peer it wrote (or, with hook=direct, answers in the original's place:
+ * toa_getname_answer_v4/v6 below); every other call goes on into the
+ * original at once.
  *
  * Two ways to redirect, both through the function tracer's call site at the
  * start of each function (docs/performance.md has their cost):
@@ -40,12 +42,14 @@
  * in lock_sock()). Each redirected call counts itself in before it calls
  * the original and out after its last use of toa's data; unregistering
  * waits for an RCU-tasks grace period (after which every redirected call
- * has counted itself in), then unload waits for the count to reach zero,
+ * has counted itself in, or been answered by hook=direct's own answer,
+ * which does not sleep, and left), then unload waits for the count to reach zero,
  * and for another grace period, after which no task can be on the
  * wrapper's last instructions.
  */
 #define pr_fmt(fmt) "TOA: " fmt
 
+#include <linux/bpf-cgroup.h>
 #include <linux/delay.h>
 #include <linux/ftrace.h>
 #include <linux/hash.h>
@@ -104,6 +108,67 @@ int notrace toa_redirect_exit_v6(struct socket *sock, struct sockaddr *uaddr, in
 	this_cpu_dec(toa_redirects_in_flight);
 	return ret;
 }
+
+/*
+ * hook=direct answers most redirected calls itself (toa_redirected_FN,
+ * direct_ARCH.h, calls these first): a peer query of a connected TOA
+ * socket gets what FN would have written, the client in the kernel's
+ * place (family, the client's port and address, sin_zero zeroed, or
+ * IPv6's flow information and no scope; the length), without FN's call.
+ * FN's own work there is mostly its socket lock, taken around the cgroup
+ * BPF programs that may see getpeername(): with none attached, the lock
+ * guards nothing toa reads (the socket's state and port, read once each,
+ * as FN reads them, and toa's own record). Nothing here sleeps, so such a
+ * call needs no count (toa_redirects_drain()'s grace periods cover it).
+ * Every other call gets TOA_GETNAME_WRAP and is wrapped: counted in, FN
+ * called, its answer rewritten, counted out. Those are the calls with a
+ * cgroup BPF program on getpeername (it sees the kernel's address, and
+ * toa's rewrite comes after it, as with the other mechanisms), sockets FN
+ * answers -ENOTCONN, a client the socket cannot show (an IPv6 client on
+ * an IPv4 socket) and words that are not toa's (the rewrite counts them).
+ */
+static __always_inline bool toa_getname_connected(const struct sock *sk, int peer)
+{
+	return READ_ONCE(inet_sk(sk)->inet_dport) &&
+	       !(((1 << READ_ONCE(sk->sk_state)) & (TCPF_CLOSE | TCPF_SYN_SENT)) && peer == 1);
+}
+
+int notrace toa_getname_answer_v4(struct socket *sock, struct sockaddr *uaddr, int peer)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)uaddr;
+	struct sock *sk = sock->sk;
+	unsigned int counter;
+
+	if (cgroup_bpf_enabled(CGROUP_INET4_GETPEERNAME) || !toa_getname_connected(sk, peer))
+		return TOA_GETNAME_WRAP;
+	counter = toa_getname_v4(sk, toa_sk_word(sk), sin);
+	if (counter != TOA_GETNAME_ANSWERED)
+		return TOA_GETNAME_WRAP;
+	sin->sin_family = AF_INET;
+	memset(sin->sin_zero, 0, sizeof(sin->sin_zero));
+	toa_getname_stat_inc(sk, counter);
+	return sizeof(*sin);
+}
+
+#if IS_ENABLED(CONFIG_IPV6)
+int notrace toa_getname_answer_v6(struct socket *sock, struct sockaddr *uaddr, int peer)
+{
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)uaddr;
+	struct sock *sk = sock->sk;
+	unsigned int counter;
+
+	if (cgroup_bpf_enabled(CGROUP_INET6_GETPEERNAME) || !toa_getname_connected(sk, peer))
+		return TOA_GETNAME_WRAP;
+	/* Port, address, and no scope: the client is on none of our links. */
+	counter = toa_getname_v6(sk, toa_sk_word(sk), sin6);
+	if (counter != TOA_GETNAME_ANSWERED)
+		return TOA_GETNAME_WRAP;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_flowinfo = inet6_test_bit(SNDFLOW, sk) ? inet6_sk(sk)->flow_label : 0;
+	toa_getname_stat_inc(sk, counter);
+	return sizeof(*sin6);
+}
+#endif
 
 /* After the registrations are gone: wait until no redirected call runs
  * toa's code any more. Sleeps. */

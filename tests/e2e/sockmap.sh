@@ -2,14 +2,17 @@
 # TOA sockets in a BPF socket map, inside a VM on one of Debian's stock
 # kernels (the test kernels have no bpf()): a sockops program that puts
 # every passively established TCP socket into a BPF_MAP_TYPE_SOCKHASH, as
-# socket-acceleration users run one (tests/bpf/sockmap.bpf.c, loaded and
-# attached to the root cgroup with bpftool), while tests/e2e/fullnat.sh
-# runs its FULLNAT rounds (nginx, Python's http.server, NAT64, UDP, a
-# stress round). Every check of fullnat.sh must hold with its servers'
-# sockets in the map (the client shown), and the program must have put
-# them there: no insertion refused (EBUSY is what a socket whose
-# sk_user_data toa holds got before toa parked its word), and toa's
-# counter of parked words moved.
+# socket-acceleration users run one (tests/bpf/sockmap.bpf.c), and cgroup
+# getpeername programs as socket load balancers attach them
+# (tests/bpf/getpeername.bpf.c), loaded and attached to the root cgroup
+# with bpftool, while tests/e2e/fullnat.sh runs its FULLNAT rounds (nginx,
+# Python's http.server, NAT64, UDP, a stress round). Every check of
+# fullnat.sh must hold with its servers' sockets in the map and their
+# getpeername() calls passing the programs (the client shown), and the
+# programs must have run: the sockets put in the map, no insertion refused
+# (EBUSY is what a socket whose sk_user_data toa holds got before toa
+# parked its word), toa's counter of parked words moved, the getpeername
+# programs called for both families.
 #
 #   sockmap.sh PAYLOAD LOAD_CMD UNLOAD_CMD BALANCER C_SERVER C_UDP_SERVER
 set -uo pipefail
@@ -23,6 +26,7 @@ check() {
     failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
 }
 pin=/sys/fs/bpf/toa_sockops maps=/sys/fs/bpf/toa_sockmap cg=/sys/fs/cgroup
+gpin=/sys/fs/bpf/toa_getpeername gmaps=/sys/fs/bpf/toa_getpeername_maps
 
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 grep -q "^cgroup2 $cg " /proc/mounts || mount -t cgroup2 none $cg
@@ -31,6 +35,16 @@ out=$(bpftool prog load "$payload/sockmap.bpf.o" "$pin" type sockops pinmaps "$m
 check "bpftool loads the sockops program (SOCKHASH insertion)" $? "$out"
 out=$(bpftool cgroup attach $cg sock_ops pinned "$pin" 2>&1)
 check "bpftool attaches it to the root cgroup" $? "$out"
+# Beside it, cgroup getpeername programs (tests/bpf/getpeername.bpf.c):
+# with them attached, toa lets the kernel's getname answer and rewrites
+# after it (hook=direct answers in its place only without them).
+rm -rf "$gpin" "$gmaps"
+out=$(bpftool prog loadall "$payload/getpeername.bpf.o" "$gpin" pinmaps "$gmaps" 2>&1)
+check "bpftool loads the cgroup getpeername programs" $? "$out"
+for f in 4 6; do
+    out=$(bpftool cgroup attach $cg getpeername$f pinned "$gpin/toa_getpeername$f" 2>&1)
+    check "bpftool attaches the getpeername$f program to the root cgroup" $? "$out"
+done
 
 TOA_E2E_STRESS=${TOA_SOCKMAP_STRESS:-500} "$payload/fullnat.sh" "$@" >/tmp/toa-sockmap-e2e.txt 2>&1
 rc=$?
@@ -58,7 +72,23 @@ parked=$(sed -nE 's/.*toa_stats:.* toa_sockmap_parked=([0-9]+).*/\1/p' /tmp/toa-
 echo "toa_sockmap_parked (the largest change in a round): ${parked:-none}"
 check "toa parked the TOA sockets' words for the map (toa_sockmap_parked)" "$([ "${parked:-0}" -gt 0 ]; echo $?)" "${parked:-none}"
 
+# The getpeername programs ran for the servers' calls of both families
+# (IPv4 sockets, and the dual-stack and IPv6 ones).
+read -r gp4 gp6 <<<"$(bpftool -j map dump pinned "$gmaps/toa_getpeername_calls" 2>/dev/null | python3 -c '
+import json, sys
+v = {}
+for e in json.load(sys.stdin):
+    k, x = e.get("key"), e.get("value")
+    if isinstance(k, list): k = int.from_bytes(bytes(int(b, 16) for b in k), "little")
+    if isinstance(x, list): x = int.from_bytes(bytes(int(b, 16) for b in x), "little")
+    v[k] = x
+print(v.get(0, -1), v.get(1, -1))')"
+echo "cgroup getpeername programs' calls: ${gp4:-?} IPv4, ${gp6:-?} IPv6"
+check "the getpeername4 program ran for the IPv4 servers' calls" "$([ "${gp4:-0}" -gt 0 ]; echo $?)" "${gp4:-none}"
+check "the getpeername6 program ran for the IPv6 servers' calls" "$([ "${gp6:-0}" -gt 0 ]; echo $?)" "${gp6:-none}"
+
 bpftool cgroup detach $cg sock_ops pinned "$pin" 2>/dev/null
-rm -rf "$pin" "$maps"
+for f in 4 6; do bpftool cgroup detach $cg getpeername$f pinned "$gpin/toa_getpeername$f" 2>/dev/null; done
+rm -rf "$pin" "$maps" "$gpin" "$gmaps"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

@@ -112,6 +112,42 @@ pub fn getpeername_errno(fd: RawFd) -> Result<std::result::Result<SocketAddr, i3
     Ok(Ok(to_socket_addr(&ss, len)?))
 }
 
+/// getpeername(2) into a buffer filled with 0xa5 first: the bytes the
+/// kernel wrote (as many as the length it returned), or the errno.
+pub fn getpeername_bytes(fd: RawFd) -> Result<std::result::Result<Vec<u8>, i32>> {
+    let mut buf = [0xa5u8; 128];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` and `len` describe 128 writable bytes.
+    if unsafe { libc::getpeername(fd, buf.as_mut_ptr().cast(), &mut len) } < 0 {
+        return Ok(Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(0)));
+    }
+    Ok(Ok(buf[..(len as usize).min(buf.len())].to_vec()))
+}
+
+/// The bytes of the `sockaddr_in` or `sockaddr_in6` the kernel writes for
+/// `addr` (zeroed `sin_zero`; the flow information and scope of `addr`).
+pub fn sockaddr_bytes(addr: SocketAddr) -> Vec<u8> {
+    match addr {
+        SocketAddr::V4(a) => {
+            let mut v = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+            v.extend(a.port().to_be_bytes());
+            v.extend(a.ip().octets());
+            v.extend([0u8; 8]);
+            v
+        }
+        SocketAddr::V6(a) => {
+            let mut v = (libc::AF_INET6 as u16).to_ne_bytes().to_vec();
+            v.extend(a.port().to_be_bytes());
+            v.extend(a.flowinfo().to_be_bytes());
+            v.extend(a.ip().octets());
+            v.extend(a.scope_id().to_ne_bytes());
+            v
+        }
+    }
+}
+
 /// getpeername(2) through libc.
 pub fn getpeername(fd: RawFd) -> Result<SocketAddr> {
     // SAFETY: all-zero is a valid sockaddr_storage.

@@ -7,7 +7,7 @@ use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::common::{
     client, client6, handshake_to, mapped, opt4, opt6, with_ack, Transport, GUEST,
@@ -72,6 +72,10 @@ pub fn cases() -> Vec<Case> {
         }
     }
     v.extend([
+        Case::new(
+            "ipv6: getpeername()'s whole answer on every listener (length, sin_zero, flow information, scope), ENOTCONN once reset",
+            whole_answer,
+        ),
         Case::new(
             "ipv6: TOA_SO_GET_LOOKUP with a short buffer: EINVAL, len untouched",
             short_len,
@@ -185,6 +189,70 @@ pub fn matrix(
         want.push(("ip6_address_alloc", 1));
     }
     kmod::expect_delta(&before, &want)
+}
+
+/// The bytes getpeername() writes for a TOA socket, on every listener and
+/// client family it can show, are those the kernel writes for a socket
+/// connected from the client itself: the length, the family, `sin_zero`
+/// zeroed, IPv6's flow information and scope (hook=direct answers these
+/// calls in the kernel's function's place). Once the peer resets the
+/// connection, ENOTCONN (the kernel's own answer), counted as before.
+fn whole_answer(ctx: &Ctx) -> Result<()> {
+    ctx.require_loaded()?;
+    let mut n = 20u16;
+    for (listener, transport) in Listener::COMBOS {
+        for family in [Client::V4, Client::V6] {
+            // NAT64 (an IPv6 client on an IPv4 socket) shows the balancer:
+            // the matrix's case.
+            if listener == Listener::Inet && family == Client::V6 {
+                continue;
+            }
+            n += 1;
+            let (option, real): (Vec<u8>, SocketAddr) = match family {
+                Client::V4 => (opt4(254, client(n as u8)), client(n as u8).into()),
+                Client::V6 => (opt6(254, client6(n)), client6(n).into()),
+            };
+            let shown = match listener {
+                Listener::Inet => real,
+                _ => mapped(real),
+            };
+            let what = format!("{family:?} client, {listener:?} listener over {transport:?}");
+            let l = listener.open()?;
+            let before = settle()?;
+            let a = handshake_to(ctx, &l, transport, &with_ack(option), Accept::Accept4)?;
+            let fd = a.fd.as_raw_fd();
+            ensure_eq!(
+                sock::getpeername_bytes(fd)?,
+                Ok(sock::sockaddr_bytes(shown)),
+                "getpeername()'s bytes, {what}"
+            );
+            a.conn.reset()?;
+            // accept4(), the handshake's getpeername() and ours, then each
+            // call answered before the reset is taken in.
+            let mut shown_calls = 3;
+            let deadline = Instant::now() + Duration::from_secs(3);
+            let after = loop {
+                match sock::getpeername_bytes(fd)? {
+                    Ok(_) if Instant::now() < deadline => {
+                        shown_calls += 1;
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    other => break other,
+                }
+            };
+            ensure_eq!(
+                after,
+                Err(libc::ENOTCONN),
+                "getpeername() once reset, {what}"
+            );
+            let mut want = vec![("syn_recv_sock_toa", 1), ("getname_toa_ok", shown_calls)];
+            if family == Client::V6 {
+                want.push(("ip6_address_alloc", 1));
+            }
+            kmod::expect_delta(&before, &want).with_context(|| what.clone())?;
+        }
+    }
+    Ok(())
 }
 
 fn short_len(ctx: &Ctx) -> Result<()> {
