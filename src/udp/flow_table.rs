@@ -56,7 +56,7 @@
 //!
 //! Pure Rust, no kernel dependency: tested on the host by `toa-core`.
 
-use core::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use super::announce::Proto;
 use crate::siphash::sip13;
@@ -394,12 +394,38 @@ impl Half {
 pub struct Bucket {
     seq: AtomicU32,
     _pad: AtomicU32,
-    tags: [AtomicU16; WAYS],
+    /// The tags, four to a word: way `w`'s in bits `16 * (w % 4)` up of
+    /// word `w / 4`, so a lookup compares four at once ([`Self::tagged`]).
+    tags: [AtomicU64; WAYS / TAGS_PER_WORD],
     _reserved: [AtomicU64; 5],
     slots: [[AtomicU64; WORDS]; WAYS],
 }
 
 const _: () = assert!(core::mem::size_of::<Bucket>() == 64 + WAYS * WORDS * 8);
+
+/// Tags in one of a bucket's tag words.
+const TAGS_PER_WORD: usize = 4;
+const _: () = assert!(WAYS % TAGS_PER_WORD == 0);
+/// The low bit of each of a tag word's four tags.
+const TAG_LOW: u64 = 0x0001_0001_0001_0001;
+/// The high bit of each.
+const TAG_HIGH: u64 = 0x8000_8000_8000_8000;
+
+/// The ways whose tag in tag word `word` (ways `first..first + 4`) may be
+/// the one `broadcast` holds four times, as a bit set of ways: every way
+/// whose tag it is, and perhaps a way above one of those (a lane's borrow
+/// in the zero-lane test; the caller compares the slot itself anyway).
+#[inline(always)]
+fn tagged_in(word: u64, broadcast: u64, first: usize) -> u32 {
+    let x = word ^ broadcast;
+    let mut zero = x.wrapping_sub(TAG_LOW) & !x & TAG_HIGH;
+    let mut ways = 0u32;
+    while zero != 0 {
+        ways |= 1 << (first + zero.trailing_zeros() as usize / 16);
+        zero &= zero - 1;
+    }
+    ways
+}
 
 impl Bucket {
     /// An empty bucket (host tests; the kernel's come zeroed from the glue).
@@ -407,10 +433,30 @@ impl Bucket {
         Bucket {
             seq: AtomicU32::new(0),
             _pad: AtomicU32::new(0),
-            tags: [const { AtomicU16::new(0) }; WAYS],
+            tags: [const { AtomicU64::new(0) }; WAYS / TAGS_PER_WORD],
             _reserved: [const { AtomicU64::new(0) }; 5],
             slots: [const { [const { AtomicU64::new(0) }; WORDS] }; WAYS],
         }
+    }
+
+    /// Slot `way`'s tag (0: free).
+    #[cfg(test)]
+    fn tag(&self, way: usize) -> u16 {
+        let shift = 16 * (way % TAGS_PER_WORD);
+        (self.tags[way / TAGS_PER_WORD].load(Ordering::Relaxed) >> shift) as u16
+    }
+
+    /// The ways whose tag may be `tag` (non-zero), as a bit set: every way
+    /// whose tag it is, and perhaps others (see [`tagged_in`]); four tags
+    /// compared at once.
+    #[inline(always)]
+    fn tagged(&self, tag: u16) -> u32 {
+        let broadcast = u64::from(tag).wrapping_mul(TAG_LOW);
+        let mut ways = 0;
+        for (i, word) in self.tags.iter().enumerate() {
+            ways |= tagged_in(word.load(Ordering::Relaxed), broadcast, i * TAGS_PER_WORD);
+        }
+        ways
     }
 
     fn load(&self, way: usize) -> [u64; WORDS] {
@@ -434,7 +480,9 @@ impl Bucket {
         for (dst, src) in self.slots[way].iter().zip(words) {
             dst.store(src, Ordering::Relaxed);
         }
-        self.tags[way].store(tag, Ordering::Relaxed);
+        let (word, shift) = (&self.tags[way / TAGS_PER_WORD], 16 * (way % TAGS_PER_WORD));
+        let others = word.load(Ordering::Relaxed) & !(0xffff << shift);
+        word.store(others | (u64::from(tag) << shift), Ordering::Relaxed);
         self.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
@@ -601,10 +649,10 @@ impl<'a, L: Locks> Table<'a, L> {
             }
             let mut best: Option<Hit> = None;
             let mut matches = 0;
-            for way in 0..WAYS {
-                if b.tags[way].load(Ordering::Relaxed) != tag {
-                    continue;
-                }
+            let mut ways = b.tagged(tag);
+            while ways != 0 {
+                let way = ways.trailing_zeros() as usize;
+                ways &= ways - 1;
                 let slot = &b.slots[way];
                 let load = |i: usize| slot[i].load(Ordering::Relaxed);
                 if !w.held_by(load) {
@@ -667,7 +715,7 @@ impl<'a, L: Locks> Table<'a, L> {
             let mut best: Option<Hit> = None;
             let mut matches = 0;
             for way in 0..WAYS {
-                if b.tags[way].load(Ordering::Relaxed) != tag {
+                if b.tag(way) != tag {
                     continue;
                 }
                 let Some(h) = Half::decode(&b.load(way)) else {
@@ -1712,6 +1760,35 @@ mod tests {
         }
 
         proptest! {
+            /// The ways a bucket's tag words say may hold a tag are every
+            /// way that does, and only ways that do unless a lower way of
+            /// the same word does (the zero-lane test's borrow): for any
+            /// tags, with the tag looked for placed in any ways.
+            #[test]
+            fn tagged_ways_are_the_tags_ways(
+                tags: [u16; WAYS],
+                tag in any::<u16>().prop_map(|t| t | 1),
+                placed: [bool; WAYS],
+            ) {
+                let b = Bucket::new();
+                for way in 0..WAYS {
+                    let t = if placed[way] { tag } else { tags[way] };
+                    let (word, shift) = (&b.tags[way / TAGS_PER_WORD], 16 * (way % TAGS_PER_WORD));
+                    word.store(word.load(Ordering::Relaxed) | (u64::from(t) << shift), Ordering::Relaxed);
+                    prop_assert_eq!(b.tag(way), t);
+                }
+                let got = b.tagged(tag);
+                for way in 0..WAYS {
+                    let first = way - way % TAGS_PER_WORD;
+                    let below = (first..way).any(|w| b.tag(w) == tag);
+                    if b.tag(way) == tag {
+                        prop_assert!(got & (1 << way) != 0, "way {} missed", way);
+                    } else if !below {
+                        prop_assert!(got & (1 << way) == 0, "way {} taken", way);
+                    }
+                }
+            }
+
             /// An endpoint's words give the endpoint back.
             #[test]
             fn endpoint_words_round_trip(addr: [u8; 16], port: [u8; 2], v6: bool, a4: [u8; 4]) {
