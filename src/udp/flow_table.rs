@@ -405,7 +405,7 @@ const _: () = assert!(core::mem::size_of::<Bucket>() == 64 + WAYS * WORDS * 8);
 
 /// Tags in one of a bucket's tag words.
 const TAGS_PER_WORD: usize = 4;
-const _: () = assert!(WAYS % TAGS_PER_WORD == 0);
+const _: () = assert!(WAYS / TAGS_PER_WORD * TAGS_PER_WORD == WAYS);
 /// The low bit of each of a tag word's four tags.
 const TAG_LOW: u64 = 0x0001_0001_0001_0001;
 /// The high bit of each.

@@ -100,6 +100,10 @@ pub fn cases() -> Vec<Case> {
             "udp: replies from a socket bound to every address are named before they are built: sendto, corked (MSG_MORE), with IP_PKTINFO, over IPv4 and IPv6 -> each to LIP:lport, counted once; the caller's address unchanged; a client without a flow answered directly",
             named_replies,
         ),
+        Case::new(
+            "udp: an unprivileged local user cannot send as a flow's server: its datagrams to the flow's client from another port go to the client directly, nothing counted; the flow's port cannot be bound (EADDRINUSE), even with SO_REUSEADDR/SO_REUSEPORT",
+            unprivileged_sender,
+        ),
 
         Case::new(
             "udp: expiry with udp_timeout=3 -> the balancer again after 4.5 s unseen; traffic keeps a flow alive (gaps measured by the guest)",
@@ -991,6 +995,64 @@ fn named_replies(ctx: &Ctx) -> Result<()> {
     s6.send_to(b"direct6", other6)?;
     expect_back(ctx, f6.rs, other6, b"direct6")?;
     counts(&before, &[("udp_tx_rewrite", 2), ("udp_tx_ambiguous", 0)])
+}
+
+/// What a local user (`nobody`, no capabilities) can make the send hooks
+/// do with a flow's client: a socket of its own (its own port) sending to
+/// the client through `sendto()` (the sendmsg hook) is not named to the
+/// balancer (the flow is the server's socket's port); and it cannot bind
+/// the server's port to send from it, whatever socket options it sets
+/// (the kernel shares a port only between sockets of one user that all
+/// ask for it).
+fn unprivileged_sender(ctx: &Ctx) -> Result<()> {
+    setup(ctx)?;
+    let f = flow4(6033);
+    let s = bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), f.rs.port()))?;
+    ctx.tun.send(&f.announce().packet())?;
+    ctx.tun.send(&wire::datagram(f.lip, f.rs, b"hello"))?;
+    ensure_eq!(recv(&s)?.1, f.client, "the datagram's source");
+    // A port that shares the flow's bit in the trampolines' bitmap of
+    // ports with flows (2048 bits): the hook's own lookup says no.
+    let port = f.rs.port() + 2048;
+    let (client_ip, client_port) = (f.client.ip(), f.client.port());
+    let before = kmod::stats()?;
+    let out = toa_test::sh(&format!(
+        "setpriv --reuid={nobody} --regid={nobody} --clear-groups --inh-caps=-all python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((\"0.0.0.0\", {port}))
+s.sendto(b\"from nobody\", (\"{client_ip}\", {client_port}))
+for opt in (None, socket.SO_REUSEADDR, socket.SO_REUSEPORT):
+    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if opt is not None:
+        t.setsockopt(socket.SOL_SOCKET, opt, 1)
+    try:
+        t.bind((\"0.0.0.0\", {rsport}))
+        print(\"bound\", opt)
+    except OSError as e:
+        print(\"refused\", opt, e.errno)
+' 2>&1",
+        nobody = super::common::NOBODY,
+        rsport = f.rs.port(),
+    ))?;
+    expect_back(
+        ctx,
+        SocketAddr::new(GUEST.into(), port),
+        f.client,
+        b"from nobody",
+    )?;
+    counts(&before, &[("udp_tx_rewrite", 0), ("udp_tx_ambiguous", 0)])?;
+    let refused: Vec<&str> = out.lines().filter(|l| l.starts_with("refused")).collect();
+    ensure!(
+        refused.len() == 3
+            && refused
+                .iter()
+                .all(|l| l.ends_with(&libc::EADDRINUSE.to_string())),
+        "binding the flow's port as nobody: {out:?}"
+    );
+    // The server's own socket still answers through the balancer.
+    s.send_to(b"server", f.client)?;
+    expect_back(ctx, f.rs, f.lip, b"server")
 }
 
 fn expiry(ctx: &Ctx) -> Result<()> {
