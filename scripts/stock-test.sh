@@ -136,7 +136,7 @@ boot() { # boot RELEASE NAME [--demo|--hooks]
         count "$r/suite-hooks.txt" "$1 suite, other hooks"
         count "$r/pods.txt" "$1 pods"
         count "$r/sockmap.txt" "$1 sockmap"
-        grep -E '^(sockops insertions|toa_sockmap_parked)' "$r/sockmap.txt" | sed "s/^/    $1: /"
+        grep -E '^(sockops insertions|toa_sockmap_parked|cgroup getpeername)' "$r/sockmap.txt" | sed "s/^/    $1: /"
     fi
     # What the BPF fexit case saw (attach results, toa's mechanism, counts).
     cat "$r/suite.txt" "$r/suite-hooks.txt" 2>/dev/null | grep '^# BPF fexit' | sed "s/^# /    $1: /"
