@@ -379,3 +379,126 @@ pub fn set_defer_accept(l: &TcpListener, seconds: libc::c_int) -> Result<()> {
 pub fn set_fastopen(l: &TcpListener, qlen: libc::c_int) -> Result<()> {
     set_tcp_int(l, libc::TCP_FASTOPEN, qlen, "TCP_FASTOPEN")
 }
+
+/// `sockaddr_in` for `a`.
+fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
+    // SAFETY: all-zero is a valid sockaddr_in.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_port = a.port().to_be();
+    sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+    sin
+}
+
+/// As user and group `id` (no supplementary groups, so no capabilities),
+/// in a child process: a UDP socket bound to `0.0.0.0:port` sends
+/// `payload` to `to`; then three sockets try to bind `0.0.0.0:take`, the
+/// first plainly, the second with SO_REUSEADDR, the third with
+/// SO_REUSEPORT. Returns 0 or the errno of each bind. The child makes raw
+/// system calls only (no allocation: the parent may have other threads).
+pub fn udp_as_user(
+    id: u32,
+    port: u16,
+    to: SocketAddrV4,
+    payload: &[u8],
+    take: u16,
+) -> Result<[i32; 3]> {
+    let from = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
+    let dest = sockaddr_in(to);
+    let taken = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, take));
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
+        bail!("pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: the child below makes system calls only, then _exit()s.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // In the child: [step reached (0 = all done), bind errnos...].
+        let mut out = [-1i32; 4];
+        // SAFETY: raw system calls on values of this frame; the child
+        // ends with _exit().
+        unsafe {
+            let errno = || *libc::__errno_location();
+            'run: {
+                out[0] = 1;
+                if libc::setgroups(0, std::ptr::null()) < 0
+                    || libc::setresgid(id, id, id) < 0
+                    || libc::setresuid(id, id, id) < 0
+                {
+                    break 'run;
+                }
+                out[0] = 2;
+                let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                if s < 0 || libc::bind(s, (&from as *const libc::sockaddr_in).cast(), len) < 0 {
+                    break 'run;
+                }
+                out[0] = 3;
+                if libc::sendto(
+                    s,
+                    payload.as_ptr().cast(),
+                    payload.len(),
+                    0,
+                    (&dest as *const libc::sockaddr_in).cast(),
+                    len,
+                ) < 0
+                {
+                    break 'run;
+                }
+                for (i, opt) in [0, libc::SO_REUSEADDR, libc::SO_REUSEPORT]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let t = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                    let one: libc::c_int = 1;
+                    if opt != 0 {
+                        libc::setsockopt(
+                            t,
+                            libc::SOL_SOCKET,
+                            opt,
+                            (&one as *const libc::c_int).cast(),
+                            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                        );
+                    }
+                    out[i + 1] =
+                        if libc::bind(t, (&taken as *const libc::sockaddr_in).cast(), len) < 0 {
+                            errno()
+                        } else {
+                            0
+                        };
+                }
+                out[0] = 0;
+            }
+            libc::write(fds[1], out.as_ptr().cast(), std::mem::size_of_val(&out));
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: our end of the pipe, closed once.
+    unsafe { libc::close(fds[1]) };
+    let mut out = [0i32; 4];
+    // SAFETY: `out` is writable for its size; fds[0] is ours.
+    let n = unsafe { libc::read(fds[0], out.as_mut_ptr().cast(), std::mem::size_of_val(&out)) };
+    let mut status = 0;
+    // SAFETY: the child we forked; fds[0] closed once.
+    unsafe {
+        libc::close(fds[0]);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    if n != std::mem::size_of_val(&out) as isize {
+        bail!("the child as user {id} reported nothing (status {status})");
+    }
+    const STEPS: [&str; 4] = [
+        "done",
+        "dropping privileges",
+        "binding its own port",
+        "sending",
+    ];
+    if out[0] != 0 {
+        bail!("as user {id}: {} failed", STEPS[out[0] as usize % 4]);
+    }
+    Ok([out[1], out[2], out[3]])
+}

@@ -1014,27 +1014,9 @@ fn unprivileged_sender(ctx: &Ctx) -> Result<()> {
     // A port that shares the flow's bit in the trampolines' bitmap of
     // ports with flows (2048 bits): the hook's own lookup says no.
     let port = f.rs.port() + 2048;
-    let (client_ip, client_port) = (f.client.ip(), f.client.port());
+    let nobody: u32 = super::common::NOBODY.parse()?;
     let before = kmod::stats()?;
-    let out = toa_test::sh(&format!(
-        "setpriv --reuid={nobody} --regid={nobody} --clear-groups --inh-caps=-all python3 -c '
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((\"0.0.0.0\", {port}))
-s.sendto(b\"from nobody\", (\"{client_ip}\", {client_port}))
-for opt in (None, socket.SO_REUSEADDR, socket.SO_REUSEPORT):
-    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    if opt is not None:
-        t.setsockopt(socket.SOL_SOCKET, opt, 1)
-    try:
-        t.bind((\"0.0.0.0\", {rsport}))
-        print(\"bound\", opt)
-    except OSError as e:
-        print(\"refused\", opt, e.errno)
-' 2>&1",
-        nobody = super::common::NOBODY,
-        rsport = f.rs.port(),
-    ))?;
+    let binds = sock::udp_as_user(nobody, port, v4(f.client), b"from nobody", f.rs.port())?;
     expect_back(
         ctx,
         SocketAddr::new(GUEST.into(), port),
@@ -1042,13 +1024,10 @@ for opt in (None, socket.SO_REUSEADDR, socket.SO_REUSEPORT):
         b"from nobody",
     )?;
     counts(&before, &[("udp_tx_rewrite", 0), ("udp_tx_ambiguous", 0)])?;
-    let refused: Vec<&str> = out.lines().filter(|l| l.starts_with("refused")).collect();
-    ensure!(
-        refused.len() == 3
-            && refused
-                .iter()
-                .all(|l| l.ends_with(&libc::EADDRINUSE.to_string())),
-        "binding the flow's port as nobody: {out:?}"
+    ensure_eq!(
+        binds,
+        [libc::EADDRINUSE; 3],
+        "binding the flow's port as nobody: plainly, with SO_REUSEADDR, with SO_REUSEPORT"
     );
     // The server's own socket still answers through the balancer.
     s.send_to(b"server", f.client)?;
