@@ -127,25 +127,18 @@ pub fn getpeername_bytes(fd: RawFd) -> Result<std::result::Result<Vec<u8>, i32>>
 }
 
 /// The bytes of the `sockaddr_in` or `sockaddr_in6` the kernel writes for
-/// `addr` (zeroed `sin_zero`; the flow information and scope of `addr`).
+/// `addr` (zeroed `sin_zero`; the flow information and scope of `addr`):
+/// [`crate::udp::to_sockaddr`]'s, as long as it says.
 pub fn sockaddr_bytes(addr: SocketAddr) -> Vec<u8> {
-    match addr {
-        SocketAddr::V4(a) => {
-            let mut v = (libc::AF_INET as u16).to_ne_bytes().to_vec();
-            v.extend(a.port().to_be_bytes());
-            v.extend(a.ip().octets());
-            v.extend([0u8; 8]);
-            v
-        }
-        SocketAddr::V6(a) => {
-            let mut v = (libc::AF_INET6 as u16).to_ne_bytes().to_vec();
-            v.extend(a.port().to_be_bytes());
-            v.extend(a.flowinfo().to_be_bytes());
-            v.extend(a.ip().octets());
-            v.extend(a.scope_id().to_ne_bytes());
-            v
-        }
-    }
+    let (ss, len) = crate::udp::to_sockaddr(&addr);
+    // SAFETY: `ss` is a whole sockaddr_storage, `len` at most its size.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&ss as *const libc::sockaddr_storage).cast::<u8>(),
+            len as usize,
+        )
+    };
+    bytes.to_vec()
 }
 
 /// getpeername(2) through libc.
@@ -380,16 +373,6 @@ pub fn set_fastopen(l: &TcpListener, qlen: libc::c_int) -> Result<()> {
     set_tcp_int(l, libc::TCP_FASTOPEN, qlen, "TCP_FASTOPEN")
 }
 
-/// `sockaddr_in` for `a`.
-fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
-    // SAFETY: all-zero is a valid sockaddr_in.
-    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sin.sin_family = libc::AF_INET as libc::sa_family_t;
-    sin.sin_port = a.port().to_be();
-    sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-    sin
-}
-
 /// As user and group `id` (no supplementary groups, so no capabilities),
 /// in a child process: a UDP socket bound to `0.0.0.0:port` sends
 /// `payload` to `to`; then three sockets try to bind `0.0.0.0:take`, the
@@ -403,10 +386,10 @@ pub fn udp_as_user(
     payload: &[u8],
     take: u16,
 ) -> Result<[i32; 3]> {
-    let from = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
-    let dest = sockaddr_in(to);
-    let taken = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, take));
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let any = |port| SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
+    let (from, len) = crate::udp::to_sockaddr(&any(port));
+    let (dest, _) = crate::udp::to_sockaddr(&to.into());
+    let (taken, _) = crate::udp::to_sockaddr(&any(take));
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
@@ -434,7 +417,8 @@ pub fn udp_as_user(
                 }
                 out[0] = 2;
                 let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-                if s < 0 || libc::bind(s, (&from as *const libc::sockaddr_in).cast(), len) < 0 {
+                if s < 0 || libc::bind(s, (&from as *const libc::sockaddr_storage).cast(), len) < 0
+                {
                     break 'run;
                 }
                 out[0] = 3;
@@ -443,7 +427,7 @@ pub fn udp_as_user(
                     payload.as_ptr().cast(),
                     payload.len(),
                     0,
-                    (&dest as *const libc::sockaddr_in).cast(),
+                    (&dest as *const libc::sockaddr_storage).cast(),
                     len,
                 ) < 0
                 {
@@ -465,7 +449,8 @@ pub fn udp_as_user(
                         );
                     }
                     out[i + 1] =
-                        if libc::bind(t, (&taken as *const libc::sockaddr_in).cast(), len) < 0 {
+                        if libc::bind(t, (&taken as *const libc::sockaddr_storage).cast(), len) < 0
+                        {
                             errno()
                         } else {
                             0
