@@ -439,11 +439,19 @@ impl Bucket {
         }
     }
 
+    /// The tag word holding slot `way`'s tag, and the tag's shift in it.
+    fn tag_at(&self, way: usize) -> (&AtomicU64, u32) {
+        (
+            &self.tags[way / TAGS_PER_WORD],
+            16 * (way % TAGS_PER_WORD) as u32,
+        )
+    }
+
     /// Slot `way`'s tag (0: free).
     #[cfg(test)]
     fn tag(&self, way: usize) -> u16 {
-        let shift = 16 * (way % TAGS_PER_WORD);
-        (self.tags[way / TAGS_PER_WORD].load(Ordering::Relaxed) >> shift) as u16
+        let (word, shift) = self.tag_at(way);
+        (word.load(Ordering::Relaxed) >> shift) as u16
     }
 
     /// The ways whose tag may be `tag` (non-zero), as a bit set: every way
@@ -480,7 +488,7 @@ impl Bucket {
         for (dst, src) in self.slots[way].iter().zip(words) {
             dst.store(src, Ordering::Relaxed);
         }
-        let (word, shift) = (&self.tags[way / TAGS_PER_WORD], 16 * (way % TAGS_PER_WORD));
+        let (word, shift) = self.tag_at(way);
         let others = word.load(Ordering::Relaxed) & !(0xffff << shift);
         word.store(others | (u64::from(tag) << shift), Ordering::Relaxed);
         self.seq.store(s.wrapping_add(2), Ordering::Release);
@@ -1773,7 +1781,7 @@ mod tests {
                 let b = Bucket::new();
                 for way in 0..WAYS {
                     let t = if placed[way] { tag } else { tags[way] };
-                    let (word, shift) = (&b.tags[way / TAGS_PER_WORD], 16 * (way % TAGS_PER_WORD));
+                    let (word, shift) = b.tag_at(way);
                     word.store(word.load(Ordering::Relaxed) | (u64::from(t) << shift), Ordering::Relaxed);
                     prop_assert_eq!(b.tag(way), t);
                 }
