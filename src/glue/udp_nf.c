@@ -354,16 +354,22 @@ static bool toa_udp_csum_is_seed(const struct sk_buff *skb)
 	return skb->ip_summed == CHECKSUM_PARTIAL || skb_is_gso(skb);
 }
 
-/* Replace `words` 32-bit words `from` by `to` in a pseudo-header sum. */
-static void toa_udp_seed_replace(__sum16 *sum, const __be32 *from, const __be32 *to,
-				 unsigned int words)
+/* Sum `s` with `words` 32-bit words `from` in it replaced by `to`. */
+static __always_inline __wsum toa_csum_words_replace(__wsum s, const __be32 *from,
+						      const __be32 *to, unsigned int words)
 {
-	__wsum s = csum_unfold(*sum);
 	unsigned int i;
 
 	for (i = 0; i < words; i++)
 		s = csum_add(csum_sub(s, (__force __wsum)from[i]), (__force __wsum)to[i]);
-	*sum = ~csum_fold(s);
+	return s;
+}
+
+/* Replace `words` 32-bit words `from` by `to` in a pseudo-header sum. */
+static void toa_udp_seed_replace(__sum16 *sum, const __be32 *from, const __be32 *to,
+				 unsigned int words)
+{
+	*sum = ~csum_fold(toa_csum_words_replace(csum_unfold(*sum), from, to, words));
 }
 
 /* GRO's frag lists keep a header per segment: left alone. */
@@ -383,7 +389,8 @@ static __always_inline int toa_udp_writable(struct sk_buff *skb, unsigned int le
 
 /*
  * A UDP checksum (the datagram's own, not a seed) after the address in its
- * pseudo-header changed by `addr` (what the change adds to a sum) and the
+ * pseudo-header changed by `addr` (what the change adds to a sum:
+ * toa_csum_words_replace() from 0) and the
  * port in its header from `pfrom` to `pto`: one incremental update
  * (RFC 1624) for both, as NAT's two inet_proto_csum_replace calls make it
  * (out of line, those cost a flow's datagram some 50 instructions). A sum
@@ -427,8 +434,8 @@ static int toa_udp_rewrite4(struct sk_buff *skb, bool src, const u8 *addr, const
 		toa_udp_seed_replace(&uh->check, ip, &newip, 1);
 	} else if (uh->check) {
 		/* An IPv4 datagram may go without a checksum (0). */
-		toa_udp_check_update(skb, &uh->check,
-				     csum_sub((__force __wsum)newip, (__force __wsum)*ip), *pt, newport);
+		toa_udp_check_update(skb, &uh->check, toa_csum_words_replace(0, ip, &newip, 1),
+				     *pt, newport);
 	}
 	*ip = newip;
 	*pt = newport;
@@ -458,13 +465,9 @@ static int toa_udp_rewrite6(struct sk_buff *skb, bool src, const u8 *addr, const
 	if (toa_udp_csum_is_seed(skb)) {
 		toa_udp_seed_replace(&uh->check, ip->s6_addr32, newip.s6_addr32, 4);
 	} else {
-		__wsum addr = 0;
-		unsigned int i;
-
-		for (i = 0; i < 4; i++)
-			addr = csum_add(csum_sub(addr, (__force __wsum)ip->s6_addr32[i]),
-					(__force __wsum)newip.s6_addr32[i]);
-		toa_udp_check_update(skb, &uh->check, addr, *pt, newport);
+		toa_udp_check_update(skb, &uh->check,
+				     toa_csum_words_replace(0, ip->s6_addr32, newip.s6_addr32, 4),
+				     *pt, newport);
 	}
 	*ip = newip;
 	*pt = newport;
