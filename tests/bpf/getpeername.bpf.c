@@ -12,12 +12,7 @@
  *
  *   clang -target bpf -O2 -g -c tests/bpf/getpeername.bpf.c
  */
-#include <linux/bpf.h>
-
-#define SEC(name) __attribute__((section(name), used))
-/* BTF-defined maps, as libbpf (and so bpftool) reads them. */
-#define __uint(name, val) int (*name)[val]
-#define __type(name, val) typeof(val) *name
+#include "toa_bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -26,7 +21,6 @@ struct {
 	__type(value, __u64);
 } toa_getpeername_calls SEC(".maps");
 
-static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 
 static __attribute__((always_inline)) int toa_count(__u32 slot)
 {

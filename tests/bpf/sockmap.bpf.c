@@ -8,12 +8,7 @@
  *
  *   clang -target bpf -O2 -g -c tests/bpf/sockmap.bpf.c
  */
-#include <linux/bpf.h>
-
-#define SEC(name) __attribute__((section(name), used))
-/* BTF-defined maps, as libbpf (and so bpftool) reads them. */
-#define __uint(name, val) int (*name)[val]
-#define __type(name, val) typeof(val) *name
+#include "toa_bpf.h"
 
 #define EBUSY 16
 
@@ -33,7 +28,6 @@ struct {
 
 static long (*bpf_sock_hash_update)(struct bpf_sock_ops *skops, void *map, void *key,
 				    __u64 flags) = (void *)BPF_FUNC_sock_hash_update;
-static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 
 SEC("sockops")
 int toa_sockops(struct bpf_sock_ops *skops)

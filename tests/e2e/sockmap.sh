@@ -26,6 +26,20 @@ check() {
     failed=$((failed + 1)); echo "not ok - $1${3:+: $3}"
 }
 pin=/sys/fs/bpf/toa_sockops maps=/sys/fs/bpf/toa_sockmap cg=/sys/fs/cgroup
+# array_values PINNED N: the values of a pinned BPF array's keys 0..N-1
+# (-1 for a key it lacks), space-separated. bpftool prints the array with
+# its BTF (key and value as numbers), or without it as byte lists.
+array_values() {
+    bpftool -j map dump pinned "$1" 2>/dev/null | python3 -c '
+import json, sys
+v = {}
+for e in json.load(sys.stdin):
+    k, x = e.get("key"), e.get("value")
+    if isinstance(k, list): k = int.from_bytes(bytes(int(b, 16) for b in k), "little")
+    if isinstance(x, list): x = int.from_bytes(bytes(int(b, 16) for b in x), "little")
+    v[k] = x
+print(*(v.get(i, -1) for i in range(int(sys.argv[1]))))' "$2"
+}
 gpin=/sys/fs/bpf/toa_getpeername gmaps=/sys/fs/bpf/toa_getpeername_maps
 
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
@@ -53,17 +67,8 @@ read -r p f <<<"$(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' /tmp/t
 check "fullnat.sh with every accepted socket in the SOCKHASH: all its checks hold (${p:-?} passed)" \
     "$([ "$rc" = 0 ] && [ "${f:-1}" = 0 ] && [ "${p:-0}" -gt 0 ]; echo $?)" "$(tail -n1 /tmp/toa-sockmap-e2e.txt)"
 
-# [0] inserted, [1] EBUSY, [2] other errors (bpftool prints the array with
-# its BTF: key and value as numbers).
-read -r inserted busy other <<<"$(bpftool -j map dump pinned "$maps/toa_results" 2>/dev/null | python3 -c '
-import json, sys
-v = {}
-for e in json.load(sys.stdin):
-    k, x = e.get("key"), e.get("value")
-    if isinstance(k, list): k = int.from_bytes(bytes(int(b, 16) for b in k), "little")
-    if isinstance(x, list): x = int.from_bytes(bytes(int(b, 16) for b in x), "little")
-    v[k] = x
-print(v.get(0, -1), v.get(1, -1), v.get(2, -1))')"
+# [0] inserted, [1] EBUSY, [2] other errors.
+read -r inserted busy other <<<"$(array_values "$maps/toa_results" 3)"
 echo "sockops insertions: ${inserted:-?} inserted, ${busy:-?} refused with EBUSY, ${other:-?} refused otherwise"
 check "the program inserted the servers' sockets" "$([ "${inserted:-0}" -gt 500 ]; echo $?)" "${inserted:-none}"
 check "no socket refused with EBUSY (toa's word parked, not in the way)" "$([ "${busy:-1}" = 0 ]; echo $?)" "${busy:-none}"
@@ -74,15 +79,7 @@ check "toa parked the TOA sockets' words for the map (toa_sockmap_parked)" "$([ 
 
 # The getpeername programs ran for the servers' calls of both families
 # (IPv4 sockets, and the dual-stack and IPv6 ones).
-read -r gp4 gp6 <<<"$(bpftool -j map dump pinned "$gmaps/toa_getpeername_calls" 2>/dev/null | python3 -c '
-import json, sys
-v = {}
-for e in json.load(sys.stdin):
-    k, x = e.get("key"), e.get("value")
-    if isinstance(k, list): k = int.from_bytes(bytes(int(b, 16) for b in k), "little")
-    if isinstance(x, list): x = int.from_bytes(bytes(int(b, 16) for b in x), "little")
-    v[k] = x
-print(v.get(0, -1), v.get(1, -1))')"
+read -r gp4 gp6 <<<"$(array_values "$gmaps/toa_getpeername_calls" 2)"
 echo "cgroup getpeername programs' calls: ${gp4:-?} IPv4, ${gp6:-?} IPv6"
 check "the getpeername4 program ran for the IPv4 servers' calls" "$([ "${gp4:-0}" -gt 0 ]; echo $?)" "${gp4:-none}"
 check "the getpeername6 program ran for the IPv6 servers' calls" "$([ "${gp6:-0}" -gt 0 ]; echo $?)" "${gp6:-none}"
