@@ -94,6 +94,9 @@
 	"cbz x0, 1f\n\t"							\
 	"ldrb w16, [x0, #toa_off_defer_accept]\n\t"				\
 	"cbz w16, 1f\n\t"
+/* The handler tests the per-CPU stash itself (a per-CPU address takes
+ * alternatives on arm64: TPIDR_EL1 or _EL2). */
+#define TOA_ASM_SKIP_UNLESS_CHILD_STASHED ""
 
 /* UDP's protocol-level hooks: the same tests as on x86_64 (direct_x86.h),
  * with x16 and x17. The port, in network order, in w16. */

@@ -78,6 +78,13 @@
 	"cmpb $0, toa_off_defer_accept(%rdi)\n\t"				\
 	"je 1f\n\t"
 
+/* Nothing is left on this CPU for a child (tcp_redirect.c's
+ * toa_child_stash, whose first member, the listener, is NULL): a per-CPU
+ * load, addressed as the compiler addresses one (PER_CPU_VAR). */
+#define TOA_ASM_SKIP_UNLESS_CHILD_STASHED					\
+	"cmpq $0, " __stringify(PER_CPU_VAR(toa_child_stash)) "\n\t"		\
+	"je 1f\n\t"
+
 /*
  * UDP's protocol-level hooks (udp_entry.c): a datagram whose backend-side
  * port has no bit in toa_udp_ports_seen (every port any namespace ever had

@@ -107,6 +107,8 @@ bool toa_settings_trust_anyone(const struct toa_settings *s);
 /* handshake.rs */
 void toa_on_child(struct sock *child, const struct toa_handshake *hs);
 bool toa_options_may_name(const u8 *options, size_t len);
+unsigned long toa_child_word_v4(const struct toa_settings *settings, const u8 *options,
+				size_t len, __be32 saddr, u64 now_ms);
 bool toa_child_quick(const struct toa_settings *settings, const u8 *options, size_t len,
 		     bool local, bool v6, bool syncookie, u64 now_ms);
 /* syn.rs: a SYN, or a handshake ACK a TCP_DEFER_ACCEPT listener holds back */
@@ -115,7 +117,7 @@ void toa_syn_table_shape(unsigned int *buckets, size_t *bucket_bytes);
 unsigned long toa_syn_occupied(void);
 /* getname.rs */
 bool toa_getname_peek(const struct sock *sk);
-/* Both return the counter to bump (toa_getname_stat_inc(): inline on this
+/* Both return the counter to bump (toa_sk_stat_inc(): inline on this
  * path, which every getpeername() of a TOA socket takes). */
 unsigned int toa_getname_v4(const struct sock *sk, unsigned long word, struct sockaddr_in *sin);
 unsigned int toa_getname_v6(const struct sock *sk, unsigned long word, struct sockaddr_in6 *sin6);

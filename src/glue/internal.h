@@ -9,7 +9,9 @@
 #include <linux/jiffies.h>
 #include <linux/kprobes.h>
 #include <linux/net.h>
+#include <linux/if_ether.h>
 #include <linux/rcupdate.h>
+#include <linux/tcp.h>
 #include <net/inet_connection_sock.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
@@ -93,15 +95,21 @@ static __always_inline void toa_net_stat_add(const struct toa_net *tn, unsigned 
 	preempt_enable_notrace();
 }
 
+/* Counters the glue bumps itself (stats.rs asserts their numbers). */
+#define TOA_COUNTER_CHILD_TOA 0		/* Counter::SynRecvSockToa */
+#define TOA_COUNTER_CHILD_NO_TOA 1	/* Counter::SynRecvSockNoToa */
+#define TOA_COUNTER_USER_DATA_BUSY 6	/* Counter::ToaUserDataBusy */
+
 /*
- * Count one event of the getpeername() path in sk's namespace, on this
- * CPU (every getpeername() of a TOA socket pays it). The path runs only
+ * Count one event in sk's namespace, on this CPU, inline (every
+ * getpeername() of a TOA socket, and every child whose client the glue
+ * stores, pays it). The paths run only
  * while the hooks are registered, inside the namespaces' registration.
  * net_generic() open-coded in the same preempt-disabled section: the
  * namespace's generic array is replaced under RCU and freed after a grace
  * period, which that section holds off.
  */
-static __always_inline void toa_getname_stat_inc(const struct sock *sk, unsigned int counter)
+static __always_inline void toa_sk_stat_inc(const struct sock *sk, unsigned int counter)
 {
 	const struct toa_net *tn;
 
@@ -145,8 +153,26 @@ void toa_syn_table_exit(void);
 int toa_syn_hooks_register(void);
 void toa_syn_hooks_unregister(void);
 unsigned long toa_syn_probes_missed(void);
+bool toa_listener_owner_clears(const struct sock *listener);
 bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
 			const struct request_sock *req);
+
+/* Sent by the host itself: every packet a local process sends to a local
+ * address arrives on the namespace's loopback device (whose index is the
+ * same in every namespace). A packet from another host or another
+ * namespace (a veth, a tunnel) does not. */
+static __always_inline bool toa_skb_local(const struct sk_buff *skb)
+{
+	return skb->skb_iif == LOOPBACK_IFINDEX;
+}
+
+/* Whether toa_syn_recv_word() may find a word for a child made for skb:
+ * an IPv4 packet from another host that is no SYN (no Fast Open child). */
+static __always_inline bool toa_syn_recv_may_word(const struct sk_buff *skb)
+{
+	return skb->protocol == htons(ETH_P_IP) && !toa_skb_local(skb) && !tcp_hdr(skb)->syn;
+}
+unsigned long toa_syn_recv_word(const struct sock *listener, const struct sk_buff *skb);
 void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 			const struct request_sock *req, bool checked);
 
@@ -206,6 +232,9 @@ int toa_getname_answer_v6(struct socket *sock, struct sockaddr *uaddr, int peer)
  *   TOA_ASM_SKIP_UNLESS_USER_DATA   the first argument, a socket, has no
  *                                   sk_user_data and no word is parked
  *                                   (tcp_park.c): nothing to free
+ *   TOA_ASM_SKIP_UNLESS_CHILD_STASHED  nothing is left on this CPU for a
+ *                                   child (tcp_redirect.c; x86_64 only,
+ *                                   arm64's handler tests it)
  *   TOA_ASM_SKIP_UNLESS_DEFERRING   the first argument, a listener, does
  *                                   not defer accepting, or the fourth
  *                                   (tcp_check_req's fastopen) is true
@@ -322,7 +351,7 @@ static __always_inline void toa_getname_rewrite_v4(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in) && uaddr->sa_family == AF_INET)
-		toa_getname_stat_inc(sk, toa_getname_v4(sk, toa_sk_word(sk),
+		toa_sk_stat_inc(sk, toa_getname_v4(sk, toa_sk_word(sk),
 							(struct sockaddr_in *)uaddr));
 }
 
@@ -332,7 +361,7 @@ static __always_inline void toa_getname_rewrite_v6(struct socket *sock, struct s
 	struct sock *sk = sock->sk;
 
 	if (ret >= (int)sizeof(struct sockaddr_in6) && uaddr->sa_family == AF_INET6)
-		toa_getname_stat_inc(sk, toa_getname_v6(sk, toa_sk_word(sk),
+		toa_sk_stat_inc(sk, toa_getname_v6(sk, toa_sk_word(sk),
 							(struct sockaddr_in6 *)uaddr));
 }
 

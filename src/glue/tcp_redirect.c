@@ -57,6 +57,7 @@
 #include <linux/net.h>
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
+#include <linux/tcp.h>
 #include <linux/uaccess.h>
 #include <net/inet_common.h>
 #include <net/inet_connection_sock.h>
@@ -146,7 +147,7 @@ int notrace toa_getname_answer_v4(struct socket *sock, struct sockaddr *uaddr, i
 		return TOA_GETNAME_WRAP;
 	sin->sin_family = AF_INET;
 	memset(sin->sin_zero, 0, sizeof(sin->sin_zero));
-	toa_getname_stat_inc(sk, counter);
+	toa_sk_stat_inc(sk, counter);
 	return sizeof(*sin);
 }
 
@@ -165,7 +166,7 @@ int notrace toa_getname_answer_v6(struct socket *sock, struct sockaddr *uaddr, i
 		return TOA_GETNAME_WRAP;
 	sin6->sin6_family = AF_INET6;
 	sin6->sin6_flowinfo = inet6_test_bit(SNDFLOW, sk) ? inet6_sk(sk)->flow_label : 0;
-	toa_getname_stat_inc(sk, counter);
+	toa_sk_stat_inc(sk, counter);
 	return sizeof(*sin6);
 }
 #endif
@@ -429,25 +430,165 @@ static struct ftrace_ops toa_syn_recv_ops = {
 };
 
 /*
- * Whether a call of syn_recv_sock (v6: tcp_v6_syn_recv_sock) is to be
- * redirected to the wrapper: not for IPv4 packets to dual-stack listeners
- * (tcp_v6_syn_recv_sock hands them to tcp_v4_syn_recv_sock, whose call
- * decides), nor for a child that can have no client (toa_syn_recv_quick,
- * which counts it as the wrapper would).
+ * The child's client recorded without the wrapper, where it can be: the
+ * kernel's syn_recv_sock, once it has made the child (locked, not yet
+ * hashed: nobody else can see it), calls __inet_inherit_port(listener,
+ * child), whose entry hook (toa_child_inherit_entry) records the client
+ * from what syn_recv_sock's own entry left on this CPU (toa_child_stash):
+ * the word to store, when the packet alone decides the client (an IPv4
+ * ACK naming one trusted client, as balancers send it:
+ * toa_syn_recv_word()), else the packet and request the call was made
+ * for, for toa_syn_recv_child(). No wrapper, no return trampoline, no
+ * second pass through the trampoline.
+ *
+ * Only where softirqs are off (softirq_count(): the kernel's receive path,
+ * and the wrapper's own call): nothing else on this CPU can then run
+ * syn_recv_sock between the two entries (with PREEMPT_RT, the per-CPU
+ * softirq lock keeps every other such section off the CPU, and migration
+ * is off). Every syn_recv_sock entry in such a section first clears the
+ * stash, so what __inet_inherit_port finds was left by the call it is
+ * in; it also checks the listener, the child's protocol, its peer port
+ * and the sequence number it expects (the request's rcv_isn + 1) against
+ * what was left, and takes the stash only if all agree. Called with
+ * softirqs on (a listener's backlog, processed in its owner's task: a
+ * syncookie's or a Fast Open SYN's child), syn_recv_sock is redirected to
+ * the wrapper as before, which turns softirqs off around its call.
+ *
+ * The hook on __inet_inherit_port is placed after syn_recv_sock's and
+ * removed before it (toa_child_stash_on says whether it is there), so
+ * while it is there every syn_recv_sock entry passes toa's check first.
  */
-static __always_inline bool toa_syn_recv_wanted(const struct sock *sk,
-						 const struct sk_buff *skb,
-						 const struct request_sock *req, bool v6)
+struct toa_child_stash {
+	const struct sock *listener;	/* NULL: nothing left (first: the
+					 * x86 trampoline tests it) */
+	unsigned long word;		/* to store; 0: skb and req are left */
+	const struct sk_buff *skb;
+	const struct request_sock *req;
+	u32 rcv_nxt;			/* the child's: the request's rcv_isn + 1 */
+	__be16 dport;			/* the child's: the packet's source port */
+};
+/* Not static: the x86 trampoline reads it (TOA_ASM_SKIP_UNLESS_CHILD_STASHED). */
+DEFINE_PER_CPU(struct toa_child_stash, toa_child_stash);
+static bool toa_child_stash_on;
+
+/* At a syn_recv_sock entry: whether softirqs are off; then nothing is left
+ * from before. */
+static __always_inline bool toa_child_stash_clear(void)
 {
+	if (!softirq_count())
+		return false;
+	this_cpu_write(toa_child_stash.listener, NULL);
+	return true;
+}
+
+/* Leave word (or, if 0, skb and req) for the child syn_recv_sock is about
+ * to make for sk (with softirqs off). */
+static __always_inline void toa_child_stash_put(const struct sock *sk, const struct sk_buff *skb,
+						const struct request_sock *req, unsigned long word)
+{
+	struct toa_child_stash *st = this_cpu_ptr(&toa_child_stash);
+
+	st->word = word;
+	st->skb = skb;
+	st->req = req;
+	st->rcv_nxt = tcp_rsk(req)->rcv_isn + 1;
+	st->dport = tcp_hdr(skb)->source;
+	st->listener = sk;
+}
+
+/* Store word on child, of listener sk, and count it, as toa_on_child()
+ * does for the same client: a busy field keeps its owner's word
+ * (record.rs), and a listener's owner that takes its children's field
+ * back (SMC) keeps it too. */
+static __always_inline void toa_child_store(const struct sock *sk, struct sock *child,
+					    unsigned long word)
+{
+	if (!toa_listener_owner_clears(sk) && toa_sk_claim_user_data(child, word)) {
+		toa_sk_stat_inc(child, TOA_COUNTER_CHILD_TOA);
+	} else {
+		toa_sk_stat_inc(child, TOA_COUNTER_USER_DATA_BUSY);
+		toa_sk_stat_inc(child, TOA_COUNTER_CHILD_NO_TOA);
+	}
+}
+
+/* Something is left on this CPU, with softirqs off: take it if it was
+ * left for child (of listener sk). */
+static noinline void notrace toa_child_inherit(const struct sock *sk, struct sock *child)
+{
+	struct toa_child_stash *st = this_cpu_ptr(&toa_child_stash);
+
+	if (st->listener != sk || !child || child->sk_protocol != IPPROTO_TCP ||
+	    READ_ONCE(tcp_sk(child)->rcv_nxt) != st->rcv_nxt ||
+	    inet_sk(child)->inet_dport != st->dport)
+		return;
+	st->listener = NULL;
+	if (st->word)
+		toa_child_store(sk, child, st->word);
+	else
+		toa_syn_recv_child(child, st->skb, st->req, true);
+}
+
+/* __inet_inherit_port(sk, child): child is the socket syn_recv_sock has
+ * just made for sk. Most calls leave at the first test (on x86_64 in the
+ * trampoline already). */
+static void notrace toa_child_inherit_entry(unsigned long sk_arg, unsigned long child_arg,
+					    unsigned long a2, unsigned long a3)
+{
+	if (likely(!this_cpu_read(toa_child_stash.listener)) || !softirq_count())
+		return;
+	toa_child_inherit((const struct sock *)sk_arg, (struct sock *)child_arg);
+}
+
+TOA_ENTRY_DIRECT_UNLESS(toa_child_inherit_entry, TOA_ASM_SKIP_UNLESS_CHILD_STASHED);
+
+static struct toa_entry_hook toa_child_inherit_hook = {
+	.symbol = "__inet_inherit_port",
+	.handler = toa_child_inherit_entry,
+	.direct = TOA_ENTRY_DIRECT_FN(toa_child_inherit_entry),
+};
+
+/*
+ * Whether a call of syn_recv_sock (sk, skb, req; v6: of
+ * tcp_v6_syn_recv_sock) is redirected to the wrapper (then counted in).
+ * Not for IPv4 packets to dual-stack listeners (tcp_v6_syn_recv_sock
+ * hands them to tcp_v4_syn_recv_sock, whose call decides), nor for a child
+ * that can have no client (counted now, as the wrapper would count it),
+ * nor for one __inet_inherit_port's hook records.
+ */
+static __always_inline bool toa_syn_recv_redirects(const struct sock *sk,
+						   const struct sk_buff *skb,
+						   const struct request_sock *req, bool v6,
+						   bool bh_off)
+{
+	/* What the call needs can be left for __inet_inherit_port's hook. */
+	bool stash = bh_off && req && READ_ONCE(toa_child_stash_on);
+	unsigned long word;
+
 	if (!skb || !sk || (v6 && skb->protocol != htons(ETH_P_IPV6)))
 		return false;
-	return !toa_syn_recv_quick(sk, skb, req);
+	/* First what balancers send: a word settles the child. */
+	if (stash && toa_syn_recv_may_word(skb)) {
+		word = toa_syn_recv_word(sk, skb);
+		if (word) {
+			toa_child_stash_put(sk, skb, req, word);
+			return false;
+		}
+	}
+	if (toa_syn_recv_quick(sk, skb, req))
+		return false;
+	if (stash) {
+		toa_child_stash_put(sk, skb, req, 0);
+		return false;
+	}
+	toa_redirect_enter();
+	return true;
 }
 
 static void notrace toa_syn_recv_ftrace(unsigned long ip, unsigned long parent_ip,
 					struct ftrace_ops *ops, struct ftrace_regs *fregs)
 {
 	unsigned long wrapper = (unsigned long)toa_syn_recv_v4_wrapper;
+	bool bh_off = toa_child_stash_clear();
 	bool v6 = false;
 
 	/* The wrappers' own calls of the originals go through. */
@@ -460,12 +601,11 @@ static void notrace toa_syn_recv_ftrace(unsigned long ip, unsigned long parent_i
 		wrapper = (unsigned long)toa_syn_recv_v6_wrapper;
 		v6 = true;
 	}
-	if (!toa_syn_recv_wanted((const struct sock *)ftrace_regs_get_argument(fregs, 0),
-				 (const struct sk_buff *)ftrace_regs_get_argument(fregs, 1),
-				 (const struct request_sock *)ftrace_regs_get_argument(fregs, 2), v6))
-		return;
-	toa_redirect_enter();
-	ftrace_regs_set_instruction_pointer(fregs, wrapper);
+	if (toa_syn_recv_redirects((const struct sock *)ftrace_regs_get_argument(fregs, 0),
+				   (const struct sk_buff *)ftrace_regs_get_argument(fregs, 1),
+				   (const struct request_sock *)ftrace_regs_get_argument(fregs, 2), v6,
+				   bh_off))
+		ftrace_regs_set_instruction_pointer(fregs, wrapper);
 }
 
 /* The syn_recv_sock of a TCP socket of family, or NULL. */
@@ -486,18 +626,13 @@ static int toa_syn_recv_direct_register(void);
 static void toa_syn_recv_direct_unregister(void);
 static enum toa_redirect_kind toa_redirect_active = TOA_REDIRECT_NONE;
 
-int toa_redirect_syn_recv_register(void)
+/* syn_recv_sock's redirection: direct calls, else the IPMODIFY ops. */
+static int toa_syn_recv_redirect_register(void)
 {
 	unsigned long ips[2];
 	unsigned int n = 0;
 	int err;
 
-	if (toa_bench_omits("syn_recv_sock"))
-		return 0;
-	toa_syn_recv_orig[0] = toa_syn_recv_of(AF_INET);
-	toa_syn_recv_orig[1] = IS_ENABLED(CONFIG_IPV6) ? toa_syn_recv_of(AF_INET6) : NULL;
-	if (!toa_syn_recv_orig[0])
-		return -ENOENT;
 	/* With getname's direct calls, direct calls here too; else (or if
 	 * they cannot be had) the IPMODIFY ops. */
 	if (toa_redirect_active == TOA_REDIRECT_DIRECT) {
@@ -519,8 +654,36 @@ int toa_redirect_syn_recv_register(void)
 	return err;
 }
 
+int toa_redirect_syn_recv_register(void)
+{
+	int err;
+
+	if (toa_bench_omits("syn_recv_sock"))
+		return 0;
+	toa_syn_recv_orig[0] = toa_syn_recv_of(AF_INET);
+	toa_syn_recv_orig[1] = IS_ENABLED(CONFIG_IPV6) ? toa_syn_recv_of(AF_INET6) : NULL;
+	if (!toa_syn_recv_orig[0])
+		return -ENOENT;
+	err = toa_syn_recv_redirect_register();
+	if (err)
+		return err;
+	/* After syn_recv_sock's hook (see toa_child_stash): without it every
+	 * child is recorded by the wrapper. */
+	err = toa_entry_hook_register(&toa_child_inherit_hook);
+	if (!err && toa_child_inherit_hook.on)
+		WRITE_ONCE(toa_child_stash_on, true);
+	else if (err)
+		pr_info("%s not hooked (%d): every new connection's child is recorded by a wrapper\n",
+			toa_child_inherit_hook.symbol, err);
+	return 0;
+}
+
 static void toa_syn_recv_unregister(void)
 {
+	/* Before syn_recv_sock's hook; once it returns, nothing is taken
+	 * from the stash any more. */
+	WRITE_ONCE(toa_child_stash_on, false);
+	toa_entry_hook_unregister(&toa_child_inherit_hook);
 	toa_syn_recv_direct_unregister();
 	if (!toa_syn_recv_on)
 		return;
@@ -683,14 +846,13 @@ bool toa_syn_recv_check(const struct sock *sk, const struct sk_buff *skb,
 bool notrace toa_syn_recv_check(const struct sock *sk, const struct sk_buff *skb,
 				const struct request_sock *req, bool v6)
 {
+	bool bh_off = toa_child_stash_clear();
+
 	if (this_cpu_read(toa_syn_recv_nested) == current) {
 		this_cpu_write(toa_syn_recv_nested, NULL);
 		return false;
 	}
-	if (!toa_syn_recv_wanted(sk, skb, req, v6))
-		return false;
-	toa_redirect_enter();
-	return true;
+	return toa_syn_recv_redirects(sk, skb, req, v6, bh_off);
 }
 
 void toa_direct_syn_recv_v4(void);

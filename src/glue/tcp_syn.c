@@ -108,14 +108,6 @@ static __always_inline const u8 *toa_skb_options(const struct sk_buff *skb, size
 	return (const u8 *)(th + 1);
 }
 
-/* Sent by the host itself: every packet a local process sends to a local
- * address arrives on the namespace's loopback device (whose index is the
- * same in every namespace). A packet from another host or another
- * namespace (a veth, a tunnel) does not. */
-static __always_inline bool toa_skb_local(const struct sk_buff *skb)
-{
-	return skb->skb_iif == LOOPBACK_IFINDEX;
-}
 
 /* An IPv4 address in 16 bytes, zero past its 4 (three stores: a memset of
  * the 12 is a rep stos here). */
@@ -169,7 +161,7 @@ static __always_inline void toa_handshake_fill(struct toa_handshake *hs, const s
  * kernel's syn_recv_sock has returned. The other NOCOPY users, BPF's
  * reuseport arrays and sockmap's psocks, carry a flag of their own and
  * leave children alone. */
-static bool toa_listener_owner_clears(const struct sock *listener)
+bool notrace toa_listener_owner_clears(const struct sock *listener)
 {
 	unsigned long word;
 
@@ -192,12 +184,12 @@ static __always_inline bool toa_req_syncookie(const struct sk_buff *skb,
 }
 
 /*
- * At the entry of syn_recv_sock (hook=direct): whether the child about to
- * be made for skb can have no client (toa_child_quick: nothing in the
- * packet or in toa's tables): then it is counted now, as the child would
- * be, and the call is not redirected. A listener whose accept queue is
- * full makes no child: its calls take the whole path, which counts only
- * children made.
+ * At the entry of syn_recv_sock (hook=direct, hook=ftrace): whether the
+ * child about to be made for skb can have no client (toa_child_quick:
+ * nothing in the packet or in toa's tables): then it is counted now, as
+ * the child would be, and nothing more is done for it. A listener whose
+ * accept queue is full makes no child: its calls take the whole path,
+ * which counts only children made.
  */
 bool notrace toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
 				const struct request_sock *req)
@@ -211,6 +203,24 @@ bool notrace toa_syn_recv_quick(const struct sock *listener, const struct sk_buf
 	return toa_child_quick(toa_net_settings(sock_net(listener)), options, len,
 			       toa_skb_local(skb), skb->protocol == htons(ETH_P_IPV6),
 			       toa_req_syncookie(skb, req), toa_now_ms());
+}
+
+/*
+ * For an IPv4 ACK from another host (toa_syn_recv_may_word()): the word to
+ * store on the child about to be made for skb when the packet alone
+ * decides its client (an IPv4 ACK from another host naming one
+ * trusted client, as balancers send it: toa_child_word_v4), else 0 (then
+ * toa_syn_recv_quick(), and toa_syn_recv_child() once the child exists,
+ * decide).
+ */
+unsigned long notrace toa_syn_recv_word(const struct sock *listener, const struct sk_buff *skb)
+{
+	const u8 *options;
+	size_t len;
+
+	options = toa_skb_options(skb, &len);
+	return toa_child_word_v4(toa_net_settings(sock_net(listener)), options, len,
+				 ip_hdr(skb)->saddr, toa_now_ms());
 }
 
 /*

@@ -25,8 +25,9 @@ use crate::policy::config::{self, NamedIn};
 use crate::settings::Settings;
 use crate::stats::{self, Counter};
 use crate::tcp::record;
+use crate::tcp::stash;
 use crate::tcp::syn;
-use crate::tcp::wire::{self, Format, Found, Packet, Scan};
+use crate::tcp::wire::{self, ClientAddr, Format, Found, Packet, Scan};
 use crate::udp;
 
 impl Handshake {
@@ -181,6 +182,47 @@ pub unsafe extern "C" fn toa_child_quick(
     }
     stats::inc(settings, Counter::SynRecvSockNoToa);
     true
+}
+
+/// The word to record on the child the kernel is about to make for an IPv4
+/// handshake ACK from another host (not a SYN: no Fast Open child), which
+/// [`toa_child_quick`] did not settle, whose `options` are one TOA option
+/// naming a usable client ([`wire::lone_ack_client_v4`]: what balancers
+/// send), from `saddr` (the packet's source, network order), in the
+/// namespace whose settings are `settings`: when that client is trusted,
+/// the namespace takes the completing packet's client, and the handshake
+/// table holds nothing, the child's client is that one, whatever else
+/// [`toa_on_child`] would look at, and the glue stores the word itself
+/// once the child exists (counting as [`toa_on_child`] counts). 0
+/// otherwise: [`toa_on_child`] decides. Callable in softirq.
+///
+/// # Safety
+///
+/// `settings` must point to a live [`Settings`], and `options` to `len`
+/// readable bytes, for the call.
+#[no_mangle]
+pub unsafe extern "C" fn toa_child_word_v4(
+    settings: *const Settings,
+    options: *const u8,
+    len: usize,
+    saddr: u32,
+    now_ms: u64,
+) -> usize {
+    // SAFETY: the caller guarantees the settings are live.
+    let settings = unsafe { &*settings };
+    let o = settings.options();
+    let len = len.min(wire::MAX_OPTIONS_LEN);
+    // SAFETY: the caller guarantees `len` readable bytes.
+    let options = unsafe { core::slice::from_raw_parts(options, len) };
+    match wire::lone_ack_client_v4(options, &o.rules()) {
+        // The SYN's client only: the ACK's option is the client's own.
+        Some(_) if o.named_in() == NamedIn::Syn => 0,
+        // A SYN or held-back ACK may have named someone (agreeing or not).
+        Some(_) if syn::may_hold(now_ms) => 0,
+        Some(_) if !settings.trust().trusted(&Source::V4(saddr.to_ne_bytes())) => 0,
+        Some(ClientAddr::V4 { port, addr }) => stash::encode_v4(port, addr),
+        _ => 0,
+    }
 }
 
 /// Record the client of the connection `child` was created for.

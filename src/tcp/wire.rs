@@ -451,6 +451,17 @@ fn lone_v4(options: &[u8], rules: &Rules, packet: Packet) -> Option<ClientAddr> 
     })
 }
 
+/// The client of a handshake ACK whose `options` are one IPv4 TOA option
+/// ([`lone_v4`]'s shapes: what balancers send), as [`scan_pick`] finds it
+/// on any port and with any pick (found, [`Format::Toa`], no conflict);
+/// `None` for every other list and for an unspecified client (which
+/// [`scan_pick`] calls malformed), which the whole path decides. The
+/// glue's quick path for a new child (`tcp/handshake.rs`).
+#[inline]
+pub fn lone_ack_client_v4(options: &[u8], rules: &Rules) -> Option<ClientAddr> {
+    lone_v4(options, rules, Packet::Ack).filter(|c| !is_unspecified(c))
+}
+
 /// [`scan_pick`]'s walk of the list, option by option.
 fn scan_pick_walk(
     options: &[u8],
@@ -1406,10 +1417,11 @@ mod properties {
         #[test]
         fn the_lone_option_is_the_walks_answer(
             bytes in proptest::collection::vec(any::<u8>(), 0..48),
-            values in proptest::collection::vec(any::<u8>(), 20),
+            mut values in proptest::collection::vec(any::<u8>(), 20),
             shape in 0usize..3,
             kind in prop_oneof![Just(KIND_EXP), Just(200), any::<u8>()],
             exid: bool,
+            zero in 0usize..4,
             change in proptest::option::of((0usize..20, any::<u8>())),
             r in rules(),
             p in packet(),
@@ -1418,7 +1430,13 @@ mod properties {
             // The lone option's shapes with any values and kind (the kind
             // in the rules or not, the rules' low word as drawn; Fast Open's
             // experiment identifier or not), and any bytes; and the shapes
-            // with one byte changed (`mutated`).
+            // with one byte changed (`mutated`). The port or the address
+            // is zero now and then (`zero`).
+            match zero {
+                1 => values[..2].fill(0),
+                2 => values[2..6].fill(0),
+                _ => {}
+            }
             let mut toa = vec![kind, LEN_V4];
             toa.extend(if exid { &FASTOPEN_EXID[..] } else { &values[..2] });
             toa.extend(&values[2..6]);
@@ -1437,16 +1455,32 @@ mod properties {
             let with = Rules { kinds: r.kinds.with(kind), cdn: r.cdn };
             for options in [&bytes, &shaped, &mutated] {
                 for rules in [r, with, Rules::DEFAULT] {
+                    // The ACK's quick answer is the walk's, where it gives one.
+                    let quick = lone_ack_client_v4(options, &rules);
                     for pick in [Pick::First, Pick::Last, Pick::Only] {
-                        prop_assert_eq!(
-                            scan_pick(options, &rules, p, port, pick),
-                            scan_pick_walk(options, &rules, p, port, pick)
-                        );
+                        let walked = scan_pick_walk(options, &rules, p, port, pick);
+                        prop_assert_eq!(scan_pick(options, &rules, p, port, pick), walked);
+                        if let Some(client) = quick {
+                            prop_assert_eq!(
+                                scan_pick_walk(options, &rules, Packet::Ack, port, pick),
+                                Picked {
+                                    scan: Scan::Found(Found { client, format: Format::Toa }),
+                                    conflict: false,
+                                }
+                            );
+                        }
                     }
                 }
             }
-            // The shapes are taken for every kind a rule set may hold.
+            // It answers for every such ACK with a usable client.
             let d = Rules { kinds: Kinds::DEFAULT.with(kind), cdn: true };
+            // (Fast Open's identifier is a port that is not zero.)
+            let usable = values[2..6] != [0; 4] && (exid || values[..2] != [0; 2]);
+            prop_assert_eq!(
+                lone_ack_client_v4(&shaped, &d).is_some(),
+                usable && ![KIND_EOL, KIND_NOP, 8].contains(&kind)
+            );
+            // The shapes are taken for every kind a rule set may hold.
             prop_assert_eq!(
                 lone_v4(&shaped, &d, Packet::Ack).is_some(),
                 ![KIND_EOL, KIND_NOP, 8].contains(&kind)

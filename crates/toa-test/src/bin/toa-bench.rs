@@ -52,7 +52,7 @@
 //! module after `@` (`direct+udp=0@/tmp/toa-omit.ko`: the breakdowns of
 //! `BENCH_OMIT`, scripts/bench.sh).
 //!
-//! `--profile conn4|gp4|gp6|udp-flow N` measures nothing: with the first
+//! `--profile conn4|loop|gp4|gp6|udp-flow N` measures nothing: with the first
 //! variant loaded it runs that operation N times and unloads the module.
 //! For one-off instrumented builds that count their own instructions
 //! (under icount the guest's TSC counts instructions) and print them at
@@ -515,6 +515,7 @@ fn run_profile(
     let (conn6, fd6) = toa_connection(tun, l6, true, opt6(KIND6, client6))?;
     match op {
         "conn4" => drop(setup_rate(tun, l, n, false)?),
+        "loop" => drop(loopback_rate(l, n)?),
         "gp4" => drop(peer_rate(toa_fd, n)?),
         "gp6" => drop(peer_rate(&fd6, n)?),
         "udp-flow" => {
@@ -527,7 +528,7 @@ fn run_profile(
             let lip = SocketAddr::new(LB.into(), LPORT_FLOW);
             udp_wire_rate(tun, &flowed, lip, None, n)?;
         }
-        other => bail!("--profile {other}: conn4, gp4, gp6 or udp-flow"),
+        other => bail!("--profile {other}: conn4, loop, gp4, gp6 or udp-flow"),
     }
     drop((conn6, fd6));
     kmod::rmmod()?;
