@@ -206,6 +206,21 @@ impl PrefixList {
         self.prefixes().iter().any(|p| p.contains(src))
     }
 
+    /// [`PrefixList::contains`] for an IPv4 source `addr`: the same answer
+    /// (a property test holds them to it) with IPv4's arithmetic alone
+    /// (every handshake ACK naming a client asks, on the quick path).
+    #[inline]
+    pub fn contains_v4(&self, addr: [u8; 4]) -> bool {
+        let a = u32::from_be_bytes(addr);
+        self.prefixes().iter().any(|p| {
+            // len 0: the whole address is past the prefix.
+            let mask = u32::MAX
+                .checked_shl(32u32.saturating_sub(u32::from(p.len)))
+                .unwrap_or(0);
+            !p.v6 && a & mask == u32::from_be_bytes([p.addr[0], p.addr[1], p.addr[2], p.addr[3]])
+        })
+    }
+
     /// Write the list, space-separated, into `buf`; how many bytes were
     /// written (the text is cut if `buf` is too small).
     pub fn format(&self, buf: &mut [u8]) -> usize {
@@ -416,6 +431,39 @@ mod tests {
             let l = list(&format!("{}/{n}", Ipv4Addr::from(a & mask))).unwrap();
             prop_assert_eq!(l.contains(&Source::V4(b.to_be_bytes())), (a & mask) == (b & mask));
             prop_assert!(!l.contains(&Source::V6(u128::from(b).to_be_bytes())));
+        }
+
+        #[test]
+        fn the_ipv4_answer_is_the_lists(
+            v4s in proptest::collection::vec((any::<u32>(), 0u8..=32), 0..6),
+            v6s in proptest::collection::vec((any::<u128>(), 0u8..=128), 0..3),
+            probe: u32,
+            near in 0usize..8,
+        ) {
+            // Lists of both families in any order; the probe is any
+            // address, or one sharing a listed prefix's first bits.
+            let mut text = String::new();
+            for (i, (a, n)) in v4s.iter().enumerate() {
+                let masked = if *n == 0 { 0 } else { a & (u32::MAX << (32 - n)) };
+                text += &format!("{}/{n} ", Ipv4Addr::from(masked));
+                if let Some((b, m)) = v6s.get(i) {
+                    let masked = if *m == 0 { 0 } else { b & (u128::MAX << (128 - m)) };
+                    text += &format!("{}/{m},", Ipv6Addr::from(masked));
+                }
+            }
+            let l = list(&text).expect("valid list");
+            // Or the first bytes of a listed IPv6 prefix (no IPv4 source
+            // is inside one).
+            let probe = match (v4s.get(near), v6s.get(near % 4)) {
+                (Some((a, n)), _) if *n > 0 => (a & (u32::MAX << (32 - n))) | (probe & !(u32::MAX << (32 - n))),
+                (_, Some((b, m))) if near >= 4 => {
+                    let masked = if *m == 0 { 0 } else { b & (u128::MAX << (128 - m)) };
+                    (masked >> 96) as u32
+                }
+                _ => probe,
+            };
+            let addr = probe.to_be_bytes();
+            prop_assert_eq!(l.contains_v4(addr), l.contains(&Source::V4(addr)));
         }
 
         #[test]

@@ -102,6 +102,22 @@ impl Trust {
         }
     }
 
+    /// [`Trust::trusted`] for an IPv4 source `addr` ([`PrefixList::contains_v4`]).
+    #[inline]
+    pub fn trusted_v4(&self, addr: [u8; 4]) -> bool {
+        match self.active.load(Ordering::Acquire) {
+            0 => false,
+            n => {
+                let slot = &self.slots[(n - 1) & 1];
+                // SAFETY: the active slot is not written until a grace
+                // period after it stops being active, and the caller is
+                // inside an RCU read-side critical section that began
+                // after this load.
+                unsafe { (*slot.get()).contains_v4(addr) }
+            }
+        }
+    }
+
     /// The list in force (empty: none), as a copy.
     ///
     /// # Safety

@@ -219,7 +219,7 @@ pub unsafe extern "C" fn toa_child_word_v4(
         Some(_) if o.named_in() == NamedIn::Syn => 0,
         // A SYN or held-back ACK may have named someone (agreeing or not).
         Some(_) if syn::may_hold(now_ms) => 0,
-        Some(_) if !settings.trust().trusted(&Source::V4(saddr.to_ne_bytes())) => 0,
+        Some(_) if !settings.trust().trusted_v4(saddr.to_ne_bytes()) => 0,
         Some(ClientAddr::V4 { port, addr }) => stash::encode_v4(port, addr),
         _ => 0,
     }
