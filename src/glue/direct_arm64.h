@@ -79,14 +79,21 @@
 #define TOA_ENTRY_DIRECT_FN(handler) handler##_direct
 
 /* The trampolines' early tests (internal.h): a branch to 1f goes on into
- * the function; only x16 is used. */
+ * the function; only x16 and x17 are used. */
 #define TOA_ASM_SKIP_UNLESS_USER_DATA						\
 	"cbz x0, 1f\n\t"							\
-	"ldr x16, [x0, #toa_off_sk_user_data]\n\t"				\
-	"cbnz x16, 2f\n\t"							\
 	"adrp x16, toa_parked_count\n\t"					\
 	"ldr w16, [x16, :lo12:toa_parked_count]\n\t"				\
-	"cbz w16, 1f\n"								\
+	"cbnz w16, 2f\n\t"							\
+	"ldr x16, [x0, #toa_off_sk_user_data]\n\t"				\
+	"cbz x16, 1f\n\t"							\
+	/* toa's word of an IPv4 client (stash.rs: bit 3, the tag on top) */	\
+	"tbz x16, #3, 2f\n\t"							\
+	"lsr x16, x16, #56\n\t"						\
+	"adrp x17, TOA_STASH_TAG\n\t"						\
+	"ldrb w17, [x17, :lo12:TOA_STASH_TAG]\n\t"				\
+	"cmp x16, x17\n\t"							\
+	"b.eq 1f\n"								\
 	"2:\n\t"
 #define TOA_ASM_SKIP_UNLESS_DEFERRING						\
 	"tst w3, #0xff\n\t"							\

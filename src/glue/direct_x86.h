@@ -65,9 +65,16 @@
 #define TOA_ASM_SKIP_UNLESS_USER_DATA						\
 	"testq %rdi, %rdi\n\t"							\
 	"jz 1f\n\t"								\
-	"cmpq $0, toa_off_sk_user_data(%rdi)\n\t"				\
-	"jne 2f\n\t"								\
 	"cmpl $0, toa_parked_count(%rip)\n\t"					\
+	"jne 2f\n\t"								\
+	"movq toa_off_sk_user_data(%rdi), %rax\n\t"				\
+	"testq %rax, %rax\n\t"							\
+	"jz 1f\n\t"								\
+	/* toa's word of an IPv4 client (stash.rs: bit 3, the tag on top) */	\
+	"testb $8, %al\n\t"							\
+	"jz 2f\n\t"								\
+	"shrq $56, %rax\n\t"							\
+	"cmpb TOA_STASH_TAG(%rip), %al\n\t"					\
 	"je 1f\n"								\
 	"2:\n\t"
 #define TOA_ASM_SKIP_UNLESS_DEFERRING						\

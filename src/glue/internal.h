@@ -230,7 +230,8 @@ int toa_getname_answer_v6(struct socket *sock, struct sockaddr *uaddr, int peer)
  * kprobes call it for every call). The tests (direct_*.h):
  *
  *   TOA_ASM_SKIP_UNLESS_USER_DATA   the first argument, a socket, has no
- *                                   sk_user_data and no word is parked
+ *                                   sk_user_data, or toa's word of an
+ *                                   IPv4 client, and no word is parked
  *                                   (tcp_park.c): nothing to free
  *   TOA_ASM_SKIP_UNLESS_CHILD_STASHED  nothing is left on this CPU for a
  *                                   child (tcp_redirect.c; x86_64 only,

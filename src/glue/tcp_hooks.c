@@ -280,9 +280,9 @@ static void notrace toa_destruct_entry(unsigned long a0, unsigned long a1, unsig
 		toa_on_destruct(sk);
 }
 
-/* The trampoline lets a socket without sk_user_data go at once while no
- * word is parked (the same tests as above, in a few instructions): most
- * sockets. */
+/* The trampoline lets a socket without sk_user_data, or with toa's word of
+ * an IPv4 client (nothing to free), go at once while no word is parked
+ * (what the handler would find, in a few instructions): most sockets. */
 TOA_DIRECT_OFFSETS()
 TOA_ENTRY_DIRECT_UNLESS(toa_destruct_entry, TOA_ASM_SKIP_UNLESS_USER_DATA);
 

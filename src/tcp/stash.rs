@@ -41,6 +41,11 @@
 pub const TAG: u8 = 0x54;
 /// Low byte of a word holding an IPv4 client.
 const LOW_V4: u64 = 0x08;
+// The destructor's trampoline (the glue's TOA_ASM_SKIP_UNLESS_USER_DATA)
+// lets a socket whose word has the tag on top and bit 3 set go without the
+// handler: an IPv4 client, nothing to free. A record's word has bit 3
+// clear (`V6_ADDR_BITS`).
+const _: () = assert!(LOW_V4 == 1 << 3 && V6_ADDR_BITS & LOW_V4 == 0);
 /// The kernel's `sk_user_data` flag bits (`SK_USER_DATA_PTRMASK` is their
 /// complement); toa's words never have any of them set.
 pub const KERNEL_FLAG_BITS: u64 = 0x7;
