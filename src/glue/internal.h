@@ -10,6 +10,7 @@
 #include <linux/kprobes.h>
 #include <linux/net.h>
 #include <linux/if_ether.h>
+#include <linux/ip.h>
 #include <linux/rcupdate.h>
 #include <linux/tcp.h>
 #include <net/inet_connection_sock.h>
@@ -147,6 +148,18 @@ static __always_inline unsigned long toa_sk_word(const struct sock *sk)
 	return word;
 }
 
+/* The clock toa's tables keep time by (ms since boot; jiffies64_to_msecs()
+ * inline where HZ divides 1000, as on Debian's kernels: every handshake
+ * and datagram hook reads it). */
+static __always_inline u64 toa_now_ms(void)
+{
+#if !(MSEC_PER_SEC % HZ)
+	return (MSEC_PER_SEC / HZ) * get_jiffies_64();
+#else
+	return jiffies64_to_msecs(get_jiffies_64());
+#endif
+}
+
 /* tcp_syn.c: the handshake table, the SYN-side probes, the child's facts */
 int toa_syn_table_init(void);
 void toa_syn_table_exit(void);
@@ -156,6 +169,17 @@ unsigned long toa_syn_probes_missed(void);
 bool toa_listener_owner_clears(const struct sock *listener);
 bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
 			const struct request_sock *req);
+
+/* The TCP options of skb. tcp_v{4,6}_rcv() pulled the whole TCP header,
+ * options included, into the linear area and checked doff >= 5 before any
+ * of the functions toa hooks on the handshake runs. */
+static __always_inline const u8 *toa_skb_options(const struct sk_buff *skb, size_t *len)
+{
+	const struct tcphdr *th = tcp_hdr(skb);
+
+	*len = th->doff * 4 - sizeof(*th);
+	return (const u8 *)(th + 1);
+}
 
 /* Sent by the host itself: every packet a local process sends to a local
  * address arrives on the namespace's loopback device (whose index is the
@@ -172,21 +196,27 @@ static __always_inline bool toa_syn_recv_may_word(const struct sk_buff *skb)
 {
 	return skb->protocol == htons(ETH_P_IP) && !toa_skb_local(skb) && !tcp_hdr(skb)->syn;
 }
-unsigned long toa_syn_recv_word(const struct sock *listener, const struct sk_buff *skb);
+
+/*
+ * At the entry of syn_recv_sock for listener, for a packet
+ * toa_syn_recv_may_word() lets through: the word to store on the child
+ * about to be made for skb when the packet alone decides its client (an
+ * IPv4 ACK naming one trusted client, as balancers send it:
+ * toa_child_word_v4), else 0 (then toa_syn_recv_quick(), and
+ * toa_syn_recv_child() once the child exists, decide).
+ */
+static __always_inline unsigned long toa_syn_recv_word(const struct sock *listener,
+						       const struct sk_buff *skb)
+{
+	const u8 *options;
+	size_t len;
+
+	options = toa_skb_options(skb, &len);
+	return toa_child_word_v4(toa_net_settings(sock_net(listener)), options, len,
+				 ip_hdr(skb)->saddr, toa_now_ms());
+}
 void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 			const struct request_sock *req, bool checked);
-
-/* The clock toa's tables keep time by (ms since boot; jiffies64_to_msecs()
- * inline where HZ divides 1000, as on Debian's kernels: every handshake
- * and datagram hook reads it). */
-static __always_inline u64 toa_now_ms(void)
-{
-#if !(MSEC_PER_SEC % HZ)
-	return (MSEC_PER_SEC / HZ) * get_jiffies_64();
-#else
-	return jiffies64_to_msecs(get_jiffies_64());
-#endif
-}
 
 /* entry.c: handlers at a function's entry (ftrace_ops or kprobes) */
 struct toa_entry_hook {

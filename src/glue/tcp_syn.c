@@ -99,16 +99,6 @@ void toa_syn_table_exit(void)
 /* header, options included, into the linear area and checked doff >= 5      */
 /* before any of the probed functions runs.                                  */
 
-/* The TCP options of skb. */
-static __always_inline const u8 *toa_skb_options(const struct sk_buff *skb, size_t *len)
-{
-	const struct tcphdr *th = tcp_hdr(skb);
-
-	*len = th->doff * 4 - sizeof(*th);
-	return (const u8 *)(th + 1);
-}
-
-
 /* An IPv4 address in 16 bytes, zero past its 4 (three stores: a memset of
  * the 12 is a rep stos here). */
 static __always_inline void toa_ipv4_in16(u8 *dst, __be32 addr)
@@ -203,24 +193,6 @@ bool notrace toa_syn_recv_quick(const struct sock *listener, const struct sk_buf
 	return toa_child_quick(toa_net_settings(sock_net(listener)), options, len,
 			       toa_skb_local(skb), skb->protocol == htons(ETH_P_IPV6),
 			       toa_req_syncookie(skb, req), toa_now_ms());
-}
-
-/*
- * For an IPv4 ACK from another host (toa_syn_recv_may_word()): the word to
- * store on the child about to be made for skb when the packet alone
- * decides its client (an IPv4 ACK from another host naming one
- * trusted client, as balancers send it: toa_child_word_v4), else 0 (then
- * toa_syn_recv_quick(), and toa_syn_recv_child() once the child exists,
- * decide).
- */
-unsigned long notrace toa_syn_recv_word(const struct sock *listener, const struct sk_buff *skb)
-{
-	const u8 *options;
-	size_t len;
-
-	options = toa_skb_options(skb, &len);
-	return toa_child_word_v4(toa_net_settings(sock_net(listener)), options, len,
-				 ip_hdr(skb)->saddr, toa_now_ms());
 }
 
 /*
