@@ -477,7 +477,8 @@ static __always_inline bool toa_child_stash_clear(void)
 {
 	if (!softirq_count())
 		return false;
-	this_cpu_write(toa_child_stash.listener, NULL);
+	/* Softirqs off: no migration (nor preemption but with PREEMPT_RT). */
+	__this_cpu_write(toa_child_stash.listener, NULL);
 	return true;
 }
 
@@ -534,7 +535,9 @@ static noinline void notrace toa_child_inherit(const struct sock *sk, struct soc
 static void notrace toa_child_inherit_entry(unsigned long sk_arg, unsigned long child_arg,
 					    unsigned long a2, unsigned long a3)
 {
-	if (likely(!this_cpu_read(toa_child_stash.listener)) || !softirq_count())
+	/* Softirqs off (as syn_recv_sock's entry has them when it leaves
+	 * something): no migration; the per-CPU read needs no more. */
+	if (!softirq_count() || likely(!__this_cpu_read(toa_child_stash.listener)))
 		return;
 	toa_child_inherit((const struct sock *)sk_arg, (struct sock *)child_arg);
 }
