@@ -351,10 +351,12 @@ static int toa_ftrace_register(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The child side: tcp_v{4,6}_syn_recv_sock redirected, every call, to a     */
-/* wrapper that calls the function and records the new child's client.       */
-/* One IPMODIFY ftrace_ops for both, as for getname with hook=ftrace (some   */
-/* 100 instructions per connection where a kretprobe costs some 500).        */
+/* The child side: tcp_v{4,6}_syn_recv_sock's entry decides what the child  */
+/* needs; __inet_inherit_port's hook records it once the child exists (with */
+/* softirqs off), else the call is redirected to a wrapper that calls the   */
+/* function and records the new child's client. Direct calls with          */
+/* hook=direct, else one IPMODIFY ftrace_ops for both functions (some 100   */
+/* instructions per connection where a kretprobe costs some 500).          */
 
 #ifdef TOA_SYN_RECV_OPT_CHILD_INIT
 #define TOA_SYN_RECV_PARAMS							\

@@ -2,15 +2,20 @@
 
 //! A new child socket: find its client and record it.
 //!
-//! Called by the glue's return probes on `tcp_v4_syn_recv_sock` and
-//! `tcp_v6_syn_recv_sock`, which the kernel runs when the packet completing a
-//! handshake reaches a listener: on the normal path (`tcp_check_req`), the
-//! syncookie path (`cookie_v4_check`/`cookie_v6_check`), for a Fast Open SYN
-//! carrying data (`tcp_try_fastopen`: the packet is the SYN itself), and for
-//! IPv4 clients of dual-stack listeners (IPv4 packets are seen once, by the
-//! IPv4 probe). It runs in softirq with the child locked and not yet visible
-//! to userspace: it must not sleep or allocate with `GFP_KERNEL`; IPv4
-//! clients need no allocation, IPv6 clients one `GFP_ATOMIC` record.
+//! For the kernel's `tcp_v4_syn_recv_sock` and `tcp_v6_syn_recv_sock`,
+//! which it runs when the packet completing a handshake reaches a
+//! listener: on the normal path (`tcp_check_req`), the syncookie path
+//! (`cookie_v4_check`/`cookie_v6_check`), for a Fast Open SYN carrying data
+//! (`tcp_try_fastopen`: the packet is the SYN itself), and for IPv4 clients
+//! of dual-stack listeners (IPv4 packets are seen once, by the IPv4
+//! function's hook). At their entry the glue asks [`toa_child_word_v4`]
+//! (what balancers send: the word to store, decided from the packet alone)
+//! and [`toa_child_quick`] (nothing can name a client); once the child
+//! exists (the glue's hook on `__inet_inherit_port`, or a wrapper, or a
+//! return probe) it stores that word or asks [`toa_on_child`]. Both run in
+//! softirq, the child locked and not yet visible to userspace: they must
+//! not sleep or allocate with `GFP_KERNEL`; IPv4 clients need no
+//! allocation, IPv6 clients one `GFP_ATOMIC` record.
 //!
 //! The client is the one the packet's own options name; if they name none,
 //! the one an earlier packet of the handshake named ([`crate::tcp::syn`]); if
