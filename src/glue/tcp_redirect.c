@@ -839,7 +839,9 @@ static int toa_direct_register(void)
  * syn_recv_sock (tcp_v4_syn_recv_sock, tcp_v6_syn_recv_sock), which every
  * new connection passes: toa_direct_syn_recv_vN, called by its tracer
  * call site, saves the argument registers and asks toa_syn_recv_check()
- * (sk, skb, req) whether to redirect; if so it returns into the wrapper
+ * (sk, skb, req) whether to redirect (it leaves a note for
+ * __inet_inherit_port's hook instead wherever it can:
+ * toa_syn_recv_redirects()); if so it returns into the wrapper
  * instead of the function, with the stack as at the function's entry
  * (the seventh argument, if any, included). The wrapper calls the
  * function at its start (tcp_v6_syn_recv_sock is static, and calling past
