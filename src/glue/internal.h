@@ -166,7 +166,32 @@ void toa_syn_table_exit(void);
 int toa_syn_hooks_register(void);
 void toa_syn_hooks_unregister(void);
 unsigned long toa_syn_probes_missed(void);
-bool toa_listener_owner_clears(const struct sock *listener);
+
+/* Whether the owner of listener's sk_user_data takes its children's field
+ * back after the kernel made them: SMC marks its listener's word NOCOPY (so
+ * children do not inherit it) and clears each child's field once the
+ * kernel's syn_recv_sock has returned. The other NOCOPY users, BPF's
+ * reuseport arrays and sockmap's psocks, carry a flag of their own and
+ * leave children alone. */
+static __always_inline bool toa_listener_owner_clears(const struct sock *listener)
+{
+	unsigned long word;
+
+	if (!listener)
+		return false;
+	word = (unsigned long)rcu_access_pointer(listener->sk_user_data);
+	return (word & SK_USER_DATA_NOCOPY) &&
+	       !(word & (SK_USER_DATA_BPF | SK_USER_DATA_PSOCK));
+}
+
+/* Store word in sk's sk_user_data if nobody holds it (Rust's
+ * toa_sk_claim_user_data(), inline where the glue stores a word itself). */
+static __always_inline bool toa_sk_claim_word(struct sock *sk, unsigned long word)
+{
+	unsigned long *slot = (unsigned long *)&sk->sk_user_data;
+
+	return cmpxchg(slot, 0UL, word) == 0UL;
+}
 bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
 			const struct request_sock *req);
 

@@ -30,9 +30,7 @@ unsigned long toa_sk_user_data(const struct sock *sk)
 
 bool toa_sk_claim_user_data(struct sock *sk, unsigned long word)
 {
-	unsigned long *slot = (unsigned long *)&sk->sk_user_data;
-
-	return cmpxchg(slot, 0UL, word) == 0UL;
+	return toa_sk_claim_word(sk, word);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -506,7 +506,7 @@ static __always_inline void toa_child_stash_put(const struct sock *sk, const str
 static __always_inline void toa_child_store(const struct sock *sk, struct sock *child,
 					    unsigned long word)
 {
-	if (!toa_listener_owner_clears(sk) && toa_sk_claim_user_data(child, word)) {
+	if (!toa_listener_owner_clears(sk) && toa_sk_claim_word(child, word)) {
 		toa_sk_stat_inc(child, TOA_COUNTER_CHILD_TOA);
 	} else {
 		toa_sk_stat_inc(child, TOA_COUNTER_USER_DATA_BUSY);

@@ -145,23 +145,6 @@ static __always_inline void toa_handshake_fill(struct toa_handshake *hs, const s
 	hs->settings = settings;
 }
 
-/* Whether the owner of listener's sk_user_data takes its children's field
- * back after the kernel made them: SMC marks its listener's word NOCOPY (so
- * children do not inherit it) and clears each child's field once the
- * kernel's syn_recv_sock has returned. The other NOCOPY users, BPF's
- * reuseport arrays and sockmap's psocks, carry a flag of their own and
- * leave children alone. */
-bool notrace toa_listener_owner_clears(const struct sock *listener)
-{
-	unsigned long word;
-
-	if (!listener)
-		return false;
-	word = (unsigned long)rcu_access_pointer(listener->sk_user_data);
-	return (word & SK_USER_DATA_NOCOPY) &&
-	       !(word & (SK_USER_DATA_BPF | SK_USER_DATA_PSOCK));
-}
-
 /* A syncookie's request socket is made from the completing ACK
  * (cookie_v{4,6}_check): no SYN-ACK was ever sent for it, so snt_synack is
  * 0, unlike any other request socket an ACK completes (a Fast Open child is
