@@ -6,11 +6,11 @@
 #define TOA_GLUE_INTERNAL_H
 
 #include <linux/ftrace.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
 #include <linux/jiffies.h>
 #include <linux/kprobes.h>
 #include <linux/net.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
 #include <linux/rcupdate.h>
 #include <linux/tcp.h>
 #include <net/inet_connection_sock.h>
@@ -148,6 +148,15 @@ static __always_inline unsigned long toa_sk_word(const struct sock *sk)
 	return word;
 }
 
+/* Store word in sk's sk_user_data if nobody holds it (Rust's
+ * toa_sk_claim_user_data(), inline where the glue stores a word itself). */
+static __always_inline bool toa_sk_claim_word(struct sock *sk, unsigned long word)
+{
+	unsigned long *slot = (unsigned long *)&sk->sk_user_data;
+
+	return cmpxchg(slot, 0UL, word) == 0UL;
+}
+
 /* The clock toa's tables keep time by (ms since boot; jiffies64_to_msecs()
  * inline where HZ divides 1000, as on Debian's kernels: every handshake
  * and datagram hook reads it). */
@@ -166,7 +175,13 @@ void toa_syn_table_exit(void);
 int toa_syn_hooks_register(void);
 void toa_syn_hooks_unregister(void);
 unsigned long toa_syn_probes_missed(void);
+bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
+			const struct request_sock *req);
+void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
+			const struct request_sock *req, bool checked);
 
+/* The facts of a handshake packet and its listener, inline where the
+ * hooks read them (tcp_syn.c, tcp_redirect.c). */
 /* Whether the owner of listener's sk_user_data takes its children's field
  * back after the kernel made them: SMC marks its listener's word NOCOPY (so
  * children do not inherit it) and clears each child's field once the
@@ -183,17 +198,6 @@ static __always_inline bool toa_listener_owner_clears(const struct sock *listene
 	return (word & SK_USER_DATA_NOCOPY) &&
 	       !(word & (SK_USER_DATA_BPF | SK_USER_DATA_PSOCK));
 }
-
-/* Store word in sk's sk_user_data if nobody holds it (Rust's
- * toa_sk_claim_user_data(), inline where the glue stores a word itself). */
-static __always_inline bool toa_sk_claim_word(struct sock *sk, unsigned long word)
-{
-	unsigned long *slot = (unsigned long *)&sk->sk_user_data;
-
-	return cmpxchg(slot, 0UL, word) == 0UL;
-}
-bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
-			const struct request_sock *req);
 
 /* The TCP options of skb. tcp_v{4,6}_rcv() pulled the whole TCP header,
  * options included, into the linear area and checked doff >= 5 before any
@@ -240,8 +244,6 @@ static __always_inline unsigned long toa_syn_recv_word(const struct sock *listen
 	return toa_child_word_v4(toa_net_settings(sock_net(listener)), options, len,
 				 ip_hdr(skb)->saddr, toa_now_ms());
 }
-void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
-			const struct request_sock *req, bool checked);
 
 /* entry.c: handlers at a function's entry (ftrace_ops or kprobes) */
 struct toa_entry_hook {

@@ -95,9 +95,8 @@ void toa_syn_table_exit(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The facts of a handshake packet. tcp_v{4,6}_rcv() pulled the whole TCP    */
-/* header, options included, into the linear area and checked doff >= 5      */
-/* before any of the probed functions runs.                                  */
+/* The facts of a handshake packet (its options, its origin and its         */
+/* listener's owner are read by internal.h's inline helpers).               */
 
 /* An IPv4 address in 16 bytes, zero past its 4 (three stores: a memset of
  * the 12 is a rep stos here). */

@@ -98,24 +98,29 @@ impl Prefix {
     /// each prefix until one matches).
     #[inline]
     pub fn contains(&self, src: &Source) -> bool {
-        // The address is the prefix itself (`parse`): no bits past `len`.
-        let len = u32::from(self.len);
-        match (src, self.v6) {
-            (Source::V4(a), false) => {
-                let p =
-                    u32::from_be_bytes([self.addr[0], self.addr[1], self.addr[2], self.addr[3]]);
-                // len 0: the whole address is past the prefix.
-                let mask = u32::MAX.checked_shl(32u32.saturating_sub(len)).unwrap_or(0);
-                u32::from_be_bytes(*a) & mask == p
-            }
-            (Source::V6(a), true) => {
+        match src {
+            Source::V4(a) => self.contains_v4(u32::from_be_bytes(*a)),
+            Source::V6(a) if self.v6 => {
+                // The address is the prefix itself (`parse`): no bits
+                // past `len`; len 0: the whole address is past it.
                 let mask = u128::MAX
-                    .checked_shl(128u32.saturating_sub(len))
+                    .checked_shl(128u32.saturating_sub(u32::from(self.len)))
                     .unwrap_or(0);
                 u128::from_be_bytes(*a) & mask == u128::from_be_bytes(self.addr)
             }
-            _ => false,
+            Source::V6(_) => false,
         }
+    }
+
+    /// [`Prefix::contains`] for an IPv4 source `a` (as an integer).
+    #[inline]
+    fn contains_v4(&self, a: u32) -> bool {
+        let p = u32::from_be_bytes([self.addr[0], self.addr[1], self.addr[2], self.addr[3]]);
+        // No bits past `len` (`parse`); len 0: the whole address is past it.
+        let mask = u32::MAX
+            .checked_shl(32u32.saturating_sub(u32::from(self.len)))
+            .unwrap_or(0);
+        !self.v6 && a & mask == p
     }
 }
 
@@ -212,13 +217,7 @@ impl PrefixList {
     #[inline]
     pub fn contains_v4(&self, addr: [u8; 4]) -> bool {
         let a = u32::from_be_bytes(addr);
-        self.prefixes().iter().any(|p| {
-            // len 0: the whole address is past the prefix.
-            let mask = u32::MAX
-                .checked_shl(32u32.saturating_sub(u32::from(p.len)))
-                .unwrap_or(0);
-            !p.v6 && a & mask == u32::from_be_bytes([p.addr[0], p.addr[1], p.addr[2], p.addr[3]])
-        })
+        self.prefixes().iter().any(|p| p.contains_v4(a))
     }
 
     /// Write the list, space-separated, into `buf`; how many bytes were

@@ -89,22 +89,19 @@ impl Trust {
     /// context that is an RCU read-side critical section (softirq,
     /// preemption disabled).
     pub fn trusted(&self, src: &Source) -> bool {
-        match self.active.load(Ordering::Acquire) {
-            0 => false,
-            n => {
-                let slot = &self.slots[(n - 1) & 1];
-                // SAFETY: the active slot is not written until a grace
-                // period after it stops being active, and the caller is
-                // inside an RCU read-side critical section that began
-                // after this load.
-                unsafe { (*slot.get()).contains(src) }
-            }
-        }
+        self.in_force(|list| list.contains(src))
     }
 
     /// [`Trust::trusted`] for an IPv4 source `addr` ([`PrefixList::contains_v4`]).
     #[inline]
     pub fn trusted_v4(&self, addr: [u8; 4]) -> bool {
+        self.in_force(|list| list.contains_v4(addr))
+    }
+
+    /// What `test` says of the list in force; false when none is. Callable
+    /// where [`Trust::trusted`] is.
+    #[inline(always)]
+    fn in_force(&self, test: impl FnOnce(&PrefixList) -> bool) -> bool {
         match self.active.load(Ordering::Acquire) {
             0 => false,
             n => {
@@ -112,8 +109,8 @@ impl Trust {
                 // SAFETY: the active slot is not written until a grace
                 // period after it stops being active, and the caller is
                 // inside an RCU read-side critical section that began
-                // after this load.
-                unsafe { (*slot.get()).contains_v4(addr) }
+                // after this load (the list does not outlive `test`).
+                test(unsafe { &*slot.get() })
             }
         }
     }

@@ -64,13 +64,11 @@ impl Handshake {
     /// `options` must be NULL or point to `options_len` readable bytes for
     /// the lifetime of `self`.
     unsafe fn options(&self) -> &[u8] {
-        let len = (self.options_len as usize).min(wire::MAX_OPTIONS_LEN);
         if self.options.is_null() {
             &[]
         } else {
-            // SAFETY: the caller guarantees `options_len` readable bytes,
-            // and `len` is not more than that.
-            unsafe { core::slice::from_raw_parts(self.options, len) }
+            // SAFETY: the caller guarantees `options_len` readable bytes.
+            unsafe { option_bytes(self.options, self.options_len as usize) }
         }
     }
 }
@@ -124,6 +122,19 @@ pub(crate) unsafe fn own_client(hs: &Handshake, packet: Packet) -> Option<Found>
     }
 }
 
+/// The option list at `options`, `len` bytes long (at most
+/// [`wire::MAX_OPTIONS_LEN`] of them are read).
+///
+/// # Safety
+///
+/// `options` must point to `len` readable bytes for the lifetime `'a`.
+#[inline(always)]
+unsafe fn option_bytes<'a>(options: *const u8, len: usize) -> &'a [u8] {
+    // SAFETY: the caller guarantees `len` readable bytes, and no more are
+    // taken.
+    unsafe { core::slice::from_raw_parts(options, len.min(wire::MAX_OPTIONS_LEN)) }
+}
+
 /// Whether a handshake packet's `options` may name anyone in any
 /// namespace ([`wire::may_name`] under [`config::any_rules`]): the glue's
 /// first test on a SYN or a held-back ACK, before it gathers the packet's
@@ -145,9 +156,8 @@ pub unsafe extern "C" fn toa_options_may_name(options: *const u8, len: usize) ->
 /// `options` must point to `len` readable bytes for the call.
 #[inline]
 unsafe fn may_name(options: *const u8, len: usize) -> bool {
-    let len = len.min(wire::MAX_OPTIONS_LEN);
     // SAFETY: the caller guarantees `len` readable bytes.
-    let options = unsafe { core::slice::from_raw_parts(options, len) };
+    let options = unsafe { option_bytes(options, len) };
     wire::may_name_lazy(options, config::any_kinds_word0(), config::any_rules)
 }
 
@@ -190,8 +200,8 @@ pub unsafe extern "C" fn toa_child_quick(
 }
 
 /// The word to record on the child the kernel is about to make for an IPv4
-/// handshake ACK from another host (not a SYN: no Fast Open child), which
-/// [`toa_child_quick`] did not settle, whose `options` are one TOA option
+/// handshake ACK from another host (not a SYN: no Fast Open child; the
+/// glue asks before [`toa_child_quick`]), whose `options` are one TOA option
 /// naming a usable client ([`wire::lone_ack_client_v4`]: what balancers
 /// send), from `saddr` (the packet's source, network order), in the
 /// namespace whose settings are `settings`: when that client is trusted,
@@ -216,9 +226,8 @@ pub unsafe extern "C" fn toa_child_word_v4(
     // SAFETY: the caller guarantees the settings are live.
     let settings = unsafe { &*settings };
     let o = settings.options();
-    let len = len.min(wire::MAX_OPTIONS_LEN);
     // SAFETY: the caller guarantees `len` readable bytes.
-    let options = unsafe { core::slice::from_raw_parts(options, len) };
+    let options = unsafe { option_bytes(options, len) };
     match wire::lone_ack_client_v4(options, &o.rules()) {
         // The SYN's client only: the ACK's option is the client's own.
         Some(_) if o.named_in() == NamedIn::Syn => 0,
