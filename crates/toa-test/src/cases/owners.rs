@@ -35,7 +35,7 @@ const SMC_PORT: u16 = 7101;
 pub fn cases() -> Vec<Case> {
     vec![
         Case::new(
-            "owners: a kernel user's sk_user_data on its listener (tests/kmod/toa_owner.ko): left alone, the kernel user sees the balancer over IPv4 and IPv6, counted busy, every IPv6 record freed",
+            "owners: a kernel user's sk_user_data on its listener (tests/kmod/toa_owner.ko): left alone, the kernel user sees the balancer over IPv4 and IPv6 (IPv6 and IPv4 clients named), counted busy, every IPv6 record freed",
             kernel_owner,
         ),
         Case::new(
@@ -73,18 +73,28 @@ fn kernel_owner(ctx: &Ctx) -> Result<()> {
     let _owner = Owner;
     let b = kmod::stats()?;
     let client = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7), 4242, 0, 0);
-    for (local, remote) in [
+    // And an IPv4 client in a lone option, as balancers send it: the word
+    // decided at syn_recv_sock's entry finds the owner's word on the child.
+    let client4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 42), 4243);
+    for (local, remote, option) in [
         (
             SocketAddr::new(LB.into(), peer::next_port()),
             SocketAddr::new(GUEST.into(), PORT),
+            opt6(254, client),
         ),
         (
             SocketAddr::new(LB6.into(), peer::next_port()),
             SocketAddr::new(GUEST6.into(), PORT),
+            opt6(254, client),
+        ),
+        (
+            SocketAddr::new(LB.into(), peer::next_port()),
+            SocketAddr::new(GUEST.into(), PORT),
+            peer::opt4(254, client4),
         ),
     ] {
         let hs = Handshake {
-            ack_options: opt6(254, client),
+            ack_options: option,
             ..Handshake::default()
         };
         let _conn = Conn::open(&ctx.tun, local, remote, &hs)?;
@@ -97,7 +107,7 @@ fn kernel_owner(ctx: &Ctx) -> Result<()> {
         if !said.contains(&ip) || !said.contains(&local.port().to_string()) {
             bail!("the kernel user saw {said:?}, not the balancer {local}");
         }
-        if said.contains("2001:db8") {
+        if said.contains("2001:db8") || said.contains(&client4.ip().to_string()) {
             bail!("the kernel user saw the client: {said:?}");
         }
         if !said.ends_with("owner=kept") {
