@@ -165,6 +165,7 @@ const _: () = assert!(Counter::GetnameToaOk as u32 == 2);
 const _: () = assert!(Counter::SynRecvSockToa as u32 == 0);
 const _: () = assert!(Counter::SynRecvSockNoToa as u32 == 1);
 const _: () = assert!(Counter::ToaUserDataBusy as u32 == 6);
+const _: () = assert!(Counter::ToaSyncookieNoToa as u32 == 21);
 
 impl Counter {
     /// Every counter, in index order.

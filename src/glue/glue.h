@@ -109,8 +109,8 @@ void toa_on_child(struct sock *child, const struct toa_handshake *hs);
 bool toa_options_may_name(const u8 *options, size_t len);
 unsigned long toa_child_word_v4(const struct toa_settings *settings, const u8 *options,
 				size_t len, __be32 saddr, u64 now_ms);
-bool toa_child_quick(const struct toa_settings *settings, const u8 *options, size_t len,
-		     bool local, bool v6, bool syncookie, u64 now_ms);
+unsigned int toa_child_quick(const u8 *options, size_t len, bool local, bool v6, bool syncookie,
+			     u64 now_ms);
 /* syn.rs: a SYN, or a handshake ACK a TCP_DEFER_ACCEPT listener holds back */
 void toa_on_request(const struct toa_handshake *hs);
 void toa_syn_table_shape(unsigned int *buckets, size_t *bucket_bytes);

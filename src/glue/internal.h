@@ -100,6 +100,7 @@ static __always_inline void toa_net_stat_add(const struct toa_net *tn, unsigned 
 #define TOA_COUNTER_CHILD_TOA 0		/* Counter::SynRecvSockToa */
 #define TOA_COUNTER_CHILD_NO_TOA 1	/* Counter::SynRecvSockNoToa */
 #define TOA_COUNTER_USER_DATA_BUSY 6	/* Counter::ToaUserDataBusy */
+#define TOA_COUNTER_SYNCOOKIE_NO_TOA 21	/* Counter::ToaSyncookieNoToa */
 
 /*
  * Count one event in sk's namespace, on this CPU, inline (every
@@ -175,8 +176,6 @@ void toa_syn_table_exit(void);
 int toa_syn_hooks_register(void);
 void toa_syn_hooks_unregister(void);
 unsigned long toa_syn_probes_missed(void);
-bool toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
-			const struct request_sock *req);
 void toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 			const struct request_sock *req, bool checked);
 
@@ -243,6 +242,60 @@ static __always_inline unsigned long toa_syn_recv_word(const struct sock *listen
 	options = toa_skb_options(skb, &len);
 	return toa_child_word_v4(toa_net_settings(sock_net(listener)), options, len,
 				 ip_hdr(skb)->saddr, toa_now_ms());
+}
+
+/* A syncookie's request socket is made from the completing ACK
+ * (cookie_v{4,6}_check): no SYN-ACK was ever sent for it, so snt_synack is
+ * 0, unlike any other request socket an ACK completes (a Fast Open child is
+ * made from its SYN). The syncookie bit is set only for cookies a BPF
+ * program checked. */
+static __always_inline bool toa_req_syncookie(const struct sk_buff *skb,
+					      const struct request_sock *req)
+{
+	return req && (req->syncookie || (!tcp_hdr(skb)->syn && !tcp_rsk(req)->snt_synack));
+}
+
+/* toa_child_quick()'s answers (handshake.rs, which asserts them). */
+#define TOA_QUICK_NO_CLIENT 1
+#define TOA_QUICK_SYNCOOKIE 2
+
+/* Whether the child made (or about to be made) for skb, of sk or in its
+ * namespace, can have no client (toa_child_quick); then it is counted
+ * here, inline, as toa_on_child() would count it. */
+static __always_inline bool toa_child_quick_counted(const struct sock *sk,
+						    const struct sk_buff *skb, bool syncookie)
+{
+	const u8 *options;
+	size_t len;
+	unsigned int quick;
+
+	options = toa_skb_options(skb, &len);
+	quick = toa_child_quick(options, len, toa_skb_local(skb),
+				skb->protocol == htons(ETH_P_IPV6), syncookie, toa_now_ms());
+	if (!quick)
+		return false;
+	if (quick & TOA_QUICK_SYNCOOKIE)
+		toa_sk_stat_inc(sk, TOA_COUNTER_SYNCOOKIE_NO_TOA);
+	toa_sk_stat_inc(sk, TOA_COUNTER_CHILD_NO_TOA);
+	return true;
+}
+
+/*
+ * At the entry of syn_recv_sock (hook=direct, hook=ftrace): whether the
+ * child about to be made for skb can have no client (toa_child_quick:
+ * nothing in the packet or in toa's tables): then it is counted now, as
+ * the child would be, and nothing more is done for it. A listener whose
+ * accept queue is full makes no child: its calls take the whole path,
+ * which counts only children made. Inline: every new connection's entry
+ * check asks it.
+ */
+static __always_inline bool toa_syn_recv_quick(const struct sock *listener,
+					       const struct sk_buff *skb,
+					       const struct request_sock *req)
+{
+	if (sk_acceptq_is_full(listener))
+		return false;
+	return toa_child_quick_counted(listener, skb, toa_req_syncookie(skb, req));
 }
 
 /* entry.c: handlers at a function's entry (ftrace_ops or kprobes) */

@@ -515,8 +515,16 @@ static __always_inline void toa_child_store(const struct sock *sk, struct sock *
 }
 
 /* Something is left on this CPU, with softirqs off: take it if it was
- * left for child (of listener sk). */
-static noinline void notrace toa_child_inherit(const struct sock *sk, struct sock *child)
+ * left for child (of listener sk). Inline on x86_64, whose trampoline
+ * calls the handler only when something is left (a call and a return
+ * saved on each new connection); out of line elsewhere, where the handler
+ * runs for every child and stays small. */
+#ifdef CONFIG_X86_64
+#define TOA_CHILD_INHERIT_INLINE __always_inline
+#else
+#define TOA_CHILD_INHERIT_INLINE noinline
+#endif
+static TOA_CHILD_INHERIT_INLINE void notrace toa_child_inherit(const struct sock *sk, struct sock *child)
 {
 	struct toa_child_stash *st = this_cpu_ptr(&toa_child_stash);
 

@@ -144,39 +144,6 @@ static __always_inline void toa_handshake_fill(struct toa_handshake *hs, const s
 	hs->settings = settings;
 }
 
-/* A syncookie's request socket is made from the completing ACK
- * (cookie_v{4,6}_check): no SYN-ACK was ever sent for it, so snt_synack is
- * 0, unlike any other request socket an ACK completes (a Fast Open child is
- * made from its SYN). The syncookie bit is set only for cookies a BPF
- * program checked. */
-static __always_inline bool toa_req_syncookie(const struct sk_buff *skb,
-					      const struct request_sock *req)
-{
-	return req && (req->syncookie || (!tcp_hdr(skb)->syn && !tcp_rsk(req)->snt_synack));
-}
-
-/*
- * At the entry of syn_recv_sock (hook=direct, hook=ftrace): whether the
- * child about to be made for skb can have no client (toa_child_quick:
- * nothing in the packet or in toa's tables): then it is counted now, as
- * the child would be, and nothing more is done for it. A listener whose
- * accept queue is full makes no child: its calls take the whole path,
- * which counts only children made.
- */
-bool notrace toa_syn_recv_quick(const struct sock *listener, const struct sk_buff *skb,
-				const struct request_sock *req)
-{
-	const u8 *options;
-	size_t len;
-
-	if (sk_acceptq_is_full(listener))
-		return false;
-	options = toa_skb_options(skb, &len);
-	return toa_child_quick(toa_net_settings(sock_net(listener)), options, len,
-			       toa_skb_local(skb), skb->protocol == htons(ETH_P_IPV6),
-			       toa_req_syncookie(skb, req), toa_now_ms());
-}
-
 /*
  * The packets' facts for Rust, on the paths that may record a client. Each
  * is out of line: the kernel zeroes a function's locals at its entry
@@ -207,19 +174,13 @@ static noinline notrace void toa_syn_recv_record(struct sock *child, const struc
 void notrace toa_syn_recv_child(struct sock *child, const struct sk_buff *skb,
 				const struct request_sock *req, bool checked)
 {
-	const struct toa_settings *settings = toa_net_settings(sock_net(child));
 	bool syncookie = toa_req_syncookie(skb, req);
-	const u8 *options;
-	size_t len;
 
 	/* Most children: nothing names a client, counted and done (at the
 	 * entry of syn_recv_sock already, if checked). */
-	options = toa_skb_options(skb, &len);
-	if (!checked &&
-	    toa_child_quick(settings, options, len, toa_skb_local(skb),
-			    skb->protocol == htons(ETH_P_IPV6), syncookie, toa_now_ms()))
+	if (!checked && toa_child_quick_counted(child, skb, syncookie))
 		return;
-	toa_syn_recv_record(child, skb, req, settings, syncookie);
+	toa_syn_recv_record(child, skb, req, toa_net_settings(sock_net(child)), syncookie);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -154,49 +154,60 @@ pub unsafe extern "C" fn toa_options_may_name(options: *const u8, len: usize) ->
 /// # Safety
 ///
 /// `options` must point to `len` readable bytes for the call.
-#[inline]
+#[inline(always)]
 unsafe fn may_name(options: *const u8, len: usize) -> bool {
     // SAFETY: the caller guarantees `len` readable bytes.
     let options = unsafe { option_bytes(options, len) };
     wire::may_name_lazy(options, config::any_kinds_word0(), config::any_rules)
 }
 
+/// [`toa_child_quick`]'s answer: the child can have no client (the glue
+/// counts [`Counter::SynRecvSockNoToa`]).
+pub const QUICK_NO_CLIENT: u32 = 1;
+/// [`toa_child_quick`]'s answer's flag: the child is a syncookie's, for a
+/// packet from another host (the glue also counts
+/// [`Counter::ToaSyncookieNoToa`]).
+pub const QUICK_SYNCOOKIE: u32 = 2;
+
+// The glue tells the answers by these numbers (internal.h,
+// TOA_QUICK_*).
+const _: () = assert!(QUICK_NO_CLIENT == 1 && QUICK_SYNCOOKIE == 2);
+
 /// The quick path of [`toa_on_child`]: when the packet creating `child`
 /// cannot name anyone (no option of a kind any namespace takes, a
 /// well-formed list) and no table can hold a client for it (no handshake
 /// entry put, and for a packet from another host no protocol-6 flow
-/// recorded, within their lifetimes), the child has no client: counted as
-/// [`toa_on_child`] counts it, and `true`. Otherwise `false`: the caller
-/// takes the whole path. Callable in softirq.
+/// recorded, within their lifetimes), the child has no client:
+/// [`QUICK_NO_CLIENT`], with [`QUICK_SYNCOOKIE`] for a syncookie's child
+/// from another host; the glue counts them as [`toa_on_child`] counts
+/// such a child (inline, where the call was made: a call saved on every
+/// new connection). Otherwise 0: the caller takes the whole path.
+/// Callable in softirq.
 ///
 /// # Safety
 ///
-/// `settings` must point to a live [`Settings`], and `options` to `len`
-/// readable bytes, for the call.
+/// `options` must point to `len` readable bytes for the call.
 #[no_mangle]
 pub unsafe extern "C" fn toa_child_quick(
-    settings: *const Settings,
     options: *const u8,
     len: usize,
     local: bool,
     v6: bool,
     syncookie: bool,
     now_ms: u64,
-) -> bool {
+) -> u32 {
     // SAFETY: the caller guarantees `len` readable bytes.
     if unsafe { may_name(options, len) }
         || syn::may_hold(now_ms)
         || (!local && !v6 && udp::flows::tcp_may_hold(now_ms))
     {
-        return false;
+        return 0;
     }
-    // SAFETY: the caller guarantees the settings are live.
-    let settings = unsafe { &*settings };
     if syncookie && !local {
-        stats::inc(settings, Counter::ToaSyncookieNoToa);
+        QUICK_NO_CLIENT | QUICK_SYNCOOKIE
+    } else {
+        QUICK_NO_CLIENT
     }
-    stats::inc(settings, Counter::SynRecvSockNoToa);
-    true
 }
 
 /// The word to record on the child the kernel is about to make for an IPv4

@@ -551,7 +551,7 @@ pub fn may_name(options: &[u8], any: &Rules) -> bool {
 /// and where to get the rules only when the list is not one of
 /// [`ordinary`]'s: the rules are five words, which every handshake packet
 /// would otherwise read and lay out for the walk it does not need.
-#[inline]
+#[inline(always)]
 pub fn may_name_lazy(options: &[u8], kinds_word0: u64, any: impl FnOnce() -> Rules) -> bool {
     !ordinary(options, kinds_word0) && may_name_walk(options, &any())
 }
@@ -560,19 +560,27 @@ pub fn may_name_lazy(options: &[u8], kinds_word0: u64, any: impl FnOnce() -> Rul
 /// (2), window scale (3), SACK permitted (4) and timestamps (8).
 const ORDINARY_KINDS: u64 = 1 << 2 | 1 << 3 | 1 << 4 | 1 << 8;
 
-/// Whether `options` is one of the lists Linux itself puts in a handshake
-/// (`tcp_options_write()`'s order, whatever the values), none of whose
+/// Whether `options` is one of the lists the common client stacks (and
+/// Linux itself) put in a handshake, whatever the values, none of whose
 /// kinds is one of the rules' (whose kinds 0 to 63 are `kinds_word0`):
 /// then it names nobody, known in a few word compares instead of a walk
 /// of about 20 instructions an option. Most connections a host makes to
-/// itself and to its neighbours carry exactly these:
+/// itself and to its neighbours, and most SYNs balancers forward, carry
+/// exactly these:
 ///
-/// - the completing ACK: NOP, NOP, timestamps (12 bytes);
-/// - the SYN: MSS, SACK permitted, timestamps, NOP, window scale (20
+/// - Linux's completing ACK: NOP, NOP, timestamps (12 bytes);
+/// - Linux's SYN: MSS, SACK permitted, timestamps, NOP, window scale (20
 ///   bytes); without SACK the SACK option's two bytes are two NOPs;
-/// - the SYN without timestamps: MSS, NOP, NOP, SACK permitted, NOP,
-///   window scale (12 bytes).
-#[inline]
+/// - Linux's SYN without timestamps: MSS, NOP, NOP, SACK permitted, NOP,
+///   window scale (12 bytes);
+/// - Windows' SYN: MSS, NOP, window scale, NOP, NOP, SACK permitted (12
+///   bytes);
+/// - macOS's and iOS's SYN: MSS, NOP, window scale, NOP, NOP, timestamps,
+///   SACK permitted, two EOLs (24 bytes);
+/// - a SYN with the MSS alone (4 bytes: a SYN proxy's, a stack without
+///   extensions);
+/// - no options at all.
+#[inline(always)]
 fn ordinary(options: &[u8], kinds_word0: u64) -> bool {
     // Four bytes from `at`, the first the most significant. The masks
     // below keep the bytes that are kinds and lengths (the others are
@@ -587,18 +595,37 @@ fn ordinary(options: &[u8], kinds_word0: u64) -> bool {
     if kinds_word0 & ORDINARY_KINDS != 0 {
         return false;
     }
-    if let Ok(o) = <&[u8; 12]>::try_from(options) {
-        return word(o, 0) == 0x0101_080a
-            || (word(o, 0) & HEAD == MSS
-                && word(o, 4) == 0x0101_0402
-                && word(o, 8) & TAIL == NOP_WSCALE);
+    match options.len() {
+        0 => true,
+        4 => matches!(*options, [2, 4, _, _]),
+        12 => {
+            let Ok(o) = <&[u8; 12]>::try_from(options) else {
+                return false;
+            };
+            word(o, 0) == 0x0101_080a
+                || (word(o, 0) & HEAD == MSS
+                    && ((word(o, 4) == 0x0101_0402 && word(o, 8) & TAIL == NOP_WSCALE)
+                        || (word(o, 4) & TAIL == NOP_WSCALE && word(o, 8) == 0x0101_0402)))
+        }
+        20 => {
+            let Ok(o) = <&[u8; 20]>::try_from(options) else {
+                return false;
+            };
+            word(o, 0) & HEAD == MSS
+                && (word(o, 4) == 0x0402_080a || word(o, 4) == 0x0101_080a)
+                && word(o, 16) & TAIL == NOP_WSCALE
+        }
+        24 => {
+            let Ok(o) = <&[u8; 24]>::try_from(options) else {
+                return false;
+            };
+            word(o, 0) & HEAD == MSS
+                && word(o, 4) & TAIL == NOP_WSCALE
+                && word(o, 8) == 0x0101_080a
+                && word(o, 20) == 0x0402_0000
+        }
+        _ => false,
     }
-    if let Ok(o) = <&[u8; 20]>::try_from(options) {
-        return word(o, 0) & HEAD == MSS
-            && (word(o, 4) == 0x0402_080a || word(o, 4) == 0x0101_080a)
-            && word(o, 16) & TAIL == NOP_WSCALE;
-    }
-    false
 }
 
 /// [`ordinary`]'s lists, as patterns: what the word compares must agree
@@ -609,10 +636,14 @@ fn ordinary_by_pattern(options: &[u8]) -> bool {
     const NOP: u8 = KIND_NOP;
     matches!(
         *options,
-        [NOP, NOP, 8, 10, _, _, _, _, _, _, _, _]
+        []
+            | [2, 4, _, _]
+            | [NOP, NOP, 8, 10, _, _, _, _, _, _, _, _]
             | [2, 4, _, _, 4, 2, 8, 10, _, _, _, _, _, _, _, _, NOP, 3, 3, _]
             | [2, 4, _, _, NOP, NOP, 8, 10, _, _, _, _, _, _, _, _, NOP, 3, 3, _]
             | [2, 4, _, _, NOP, NOP, 4, 2, NOP, 3, 3, _]
+            | [2, 4, _, _, NOP, 3, 3, _, NOP, NOP, 4, 2]
+            | [2, 4, _, _, NOP, 3, 3, _, NOP, NOP, 8, 10, _, _, _, _, _, _, _, _, 4, 2, 0, 0]
     )
 }
 
@@ -1381,17 +1412,28 @@ mod properties {
         o[0] == KIND_EXP && o.get(2..4) == Some(&FASTOPEN_EXID[..])
     }
 
-    /// Linux's own handshake list `layout` ([`ordinary`]'s four), its
+    /// The number of handshake lists [`ordinary`] knows.
+    const ORDINARY_LAYOUTS: usize = 8;
+
+    /// A common stack's handshake list `layout` ([`ordinary`]'s), its
     /// values (the bytes that are no kind or length) taken from `values`.
-    fn linux_list(layout: usize, values: &[u8]) -> Vec<u8> {
+    fn common_list(layout: usize, values: &[u8]) -> Vec<u8> {
+        // 0xff: a value's byte (the EOLs' zeros are kinds).
+        const V: u8 = 0xff;
         let mut o: Vec<u8> = match layout {
-            0 => vec![1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0],
-            1 => vec![2, 4, 0, 0, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 0],
-            2 => vec![2, 4, 0, 0, 1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 0],
-            _ => vec![2, 4, 0, 0, 1, 1, 4, 2, 1, 3, 3, 0],
+            0 => vec![1, 1, 8, 10, V, V, V, V, V, V, V, V],
+            1 => vec![2, 4, V, V, 4, 2, 8, 10, V, V, V, V, V, V, V, V, 1, 3, 3, V],
+            2 => vec![2, 4, V, V, 1, 1, 8, 10, V, V, V, V, V, V, V, V, 1, 3, 3, V],
+            3 => vec![2, 4, V, V, 1, 1, 4, 2, 1, 3, 3, V],
+            4 => vec![2, 4, V, V, 1, 3, 3, V, 1, 1, 4, 2],
+            5 => vec![
+                2, 4, V, V, 1, 3, 3, V, 1, 1, 8, 10, V, V, V, V, V, V, V, V, 4, 2, 0, 0,
+            ],
+            6 => vec![2, 4, V, V],
+            _ => vec![],
         };
         for (i, b) in o.iter_mut().enumerate() {
-            if *b == 0 {
+            if *b == V {
                 *b = values[i];
             }
         }
@@ -1521,14 +1563,14 @@ mod properties {
 
         #[test]
         fn the_ordinary_lists_agree_with_the_walk(
-            layout in 0usize..4,
-            values in proptest::collection::vec(any::<u8>(), 20),
+            layout in 0usize..ORDINARY_LAYOUTS,
+            values in proptest::collection::vec(any::<u8>(), 24),
             small in 0u64..512,
             r in rules(),
         ) {
-            // Linux's own handshake lists with any values, under rule sets
+            // The common handshake lists with any values, under rule sets
             // that may hold their kinds too (the low word's low bits).
-            let o = linux_list(layout, &values);
+            let o = common_list(layout, &values);
             let mut w = r.kinds.words();
             w[0] = (w[0] & !0x1ff) | small;
             let r = Rules { kinds: Kinds::from_words(w), cdn: r.cdn };
@@ -1541,16 +1583,16 @@ mod properties {
 
         #[test]
         fn the_ordinary_words_are_the_patterns(
-            layout in 0usize..4,
-            values in proptest::collection::vec(any::<u8>(), 20),
+            layout in 0usize..ORDINARY_LAYOUTS,
+            values in proptest::collection::vec(any::<u8>(), 24),
             at in 0usize..20,
             byte in any::<u8>(),
             mutate in any::<bool>(),
         ) {
-            // Linux's lists with any values, and with one byte (kind,
+            // The common lists with any values, and with one byte (kind,
             // length or value) changed to anything.
-            let mut o = linux_list(layout, &values);
-            if mutate {
+            let mut o = common_list(layout, &values);
+            if mutate && !o.is_empty() {
                 let i = at % o.len();
                 o[i] = byte;
             }
@@ -1560,7 +1602,7 @@ mod properties {
 
         #[test]
         fn the_ordinary_words_are_the_patterns_on_any_bytes(
-            bytes in proptest::collection::vec(any::<u8>(), 0..24),
+            bytes in proptest::collection::vec(any::<u8>(), 0..28),
         ) {
             prop_assert_eq!(ordinary(&bytes, 0), ordinary_by_pattern(&bytes));
         }
