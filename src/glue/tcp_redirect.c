@@ -524,7 +524,8 @@ static __always_inline void toa_child_store(const struct sock *sk, struct sock *
 #else
 #define TOA_CHILD_INHERIT_INLINE noinline
 #endif
-static TOA_CHILD_INHERIT_INLINE void notrace toa_child_inherit(const struct sock *sk, struct sock *child)
+static TOA_CHILD_INHERIT_INLINE void notrace toa_child_inherit(const struct sock *sk,
+							      struct sock *child)
 {
 	struct toa_child_stash *st = this_cpu_ptr(&toa_child_stash);
 
