@@ -160,8 +160,8 @@ pub enum Counter {
 // The glue's direct getname path (internal.h, TOA_GETNAME_ANSWERED) tells
 // an answered call by this counter's number.
 const _: () = assert!(Counter::GetnameToaOk as u32 == 2);
-// The glue counts the children whose client it stores itself (internal.h,
-// TOA_COUNTER_*).
+// The glue counts these itself (internal.h, TOA_COUNTER_*): the children
+// whose client it stores, and those toa_child_quick settles.
 const _: () = assert!(Counter::SynRecvSockToa as u32 == 0);
 const _: () = assert!(Counter::SynRecvSockNoToa as u32 == 1);
 const _: () = assert!(Counter::ToaUserDataBusy as u32 == 6);

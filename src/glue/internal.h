@@ -259,9 +259,9 @@ static __always_inline bool toa_req_syncookie(const struct sk_buff *skb,
 #define TOA_QUICK_NO_CLIENT 1
 #define TOA_QUICK_SYNCOOKIE 2
 
-/* Whether the child made (or about to be made) for skb, of sk or in its
- * namespace, can have no client (toa_child_quick); then it is counted
- * here, inline, as toa_on_child() would count it. */
+/* Whether the child made (or about to be made) for skb can have no client
+ * (toa_child_quick); then it is counted here, inline, in the namespace of
+ * sk (the child, or its listener), as toa_on_child() would count it. */
 static __always_inline bool toa_child_quick_counted(const struct sock *sk,
 						    const struct sk_buff *skb, bool syncookie)
 {

@@ -1585,7 +1585,7 @@ mod properties {
         fn the_ordinary_words_are_the_patterns(
             layout in 0usize..ORDINARY_LAYOUTS,
             values in proptest::collection::vec(any::<u8>(), 24),
-            at in 0usize..20,
+            at in 0usize..24,
             byte in any::<u8>(),
             mutate in any::<bool>(),
         ) {
