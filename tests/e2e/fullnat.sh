@@ -24,9 +24,9 @@
 # Everything runs twice, without and with toa.ko, and the script prints
 # what each server saw side by side, one ok/not ok line per expectation and
 # a last line `N passed, M failed`. With toa.ko still loaded, a stress round
-# follows: TOA_E2E_STRESS connections (default 2000; 0: none) from a Python
-# client, half to nginx and half to Python's http.server, each of which
-# must show the client. Each round's diagnostics are printed too: toa's
+# follows: TOA_E2E_STRESS connections (default 2000; 0: none; fewer if
+# 240 s run out first, at least 200) from a Python client, half to nginx
+# and half to Python's http.server, each of which must show the client. Each round's diagnostics are printed too: toa's
 # counters (/proc/net/toa_stats, total column), toa-balancer's (it fails
 # closed: the queue has no `bypass`, and a packet it cannot take is dropped,
 # not passed untagged) and the kernel's for its queue.
@@ -350,12 +350,13 @@ for t in threads:
 for t in threads:
     t.join()
 print(state[80], state[8000], state["failed80"], state["failed8000"],
-      ",".join("%s:%d" % kv for kv in sorted(errors.items())) or "-")
+      ",".join("%s:%d" % kv for kv in sorted(errors.items())) or "-",
+      state["next"])
 EOF2
 )
     t1=$(date +%s.%N)
     sleep 1 # the servers' last log lines
-    read -r stress_nginx_sent stress_python_sent stress_nginx_failed stress_python_failed stress_errors <<<"${out:-0 0 0 0 no-client}"
+    read -r stress_nginx_sent stress_python_sent stress_nginx_failed stress_python_failed stress_errors stress_made <<<"${out:-0 0 0 0 no-client 0}"
     stress_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')
     local nginx_seen python_seen
     nginx_seen=$(awk '{print $1}' "$work/stress.log")
@@ -367,8 +368,10 @@ EOF2
     stress_balancer=$(cat <(echo "$nginx_seen") <(echo "$python_seen") | grep -cx '10.2.0.1')
     stress_misattributed=$((stress_nginx_logged - stress_nginx_client + stress_python_logged - stress_python_client))
     local sent=$((stress_nginx_sent + stress_python_sent)) logged=$((stress_nginx_logged + stress_python_logged))
-    stress_missing=$((n - logged))
-    echo "stress: $n connections ($((n - n / 2)) nginx, $((n / 2)) python): $((stress_nginx_client + stress_python_client)) attributed to the client, $stress_balancer to the balancer, $((stress_misattributed - stress_balancer)) to others, $stress_missing missing; ${stress_secs}s"
+    # Connections made: all n unless the budget ran out first (a slow,
+    # loaded host); every one made must be answered and logged.
+    stress_missing=$((stress_made - logged))
+    echo "stress: $stress_made of $n connections made ($((stress_made - stress_made / 2)) nginx, $((stress_made / 2)) python): $((stress_nginx_client + stress_python_client)) attributed to the client, $stress_balancer to the balancer, $((stress_misattributed - stress_balancer)) to others, $stress_missing missing; ${stress_secs}s"
     echo "stress: answered $sent ($stress_nginx_sent nginx, $stress_python_sent python), failed $((stress_nginx_failed + stress_python_failed)) (errors: $stress_errors); logged $logged ($stress_nginx_logged nginx, $stress_python_logged python)"
 }
 
@@ -463,12 +466,17 @@ if [ -n "$c_udp_server" ]; then
     check "UDP, DPVS NAT64, with toa: the echo reaches the client" "$(get "$with" udp-nat64-echo)" echo
 fi
 if [ "$stress_n" -gt 0 ]; then
-    check "stress, with toa: every one of $stress_n connections answered" \
-        "$((stress_nginx_sent + stress_python_sent))" "$stress_n"
-    check "stress, with toa: nginx logged each of its $((stress_n - stress_n / 2)) from the client" \
-        "$stress_nginx_client" "$((stress_n - stress_n / 2))"
-    check "stress, with toa: Python's http.server logged each of its $((stress_n / 2)) from the client" \
-        "$stress_python_client" "$((stress_n / 2))"
+    # The budget (240 s) may stop a slow host before all $stress_n: what
+    # is asserted is every connection made; a floor keeps it a stress.
+    floor=$((stress_n < 200 ? stress_n : 200))
+    check "stress, with toa: at least $floor connections made" \
+        "$([ "${stress_made:-0}" -ge "$floor" ] && echo yes || echo "no: ${stress_made:-0}")" yes
+    check "stress, with toa: every connection made answered" \
+        "$((stress_nginx_sent + stress_python_sent))" "$stress_made"
+    check "stress, with toa: nginx logged each of its connections from the client" \
+        "$stress_nginx_client" "$((stress_made - stress_made / 2))"
+    check "stress, with toa: Python's http.server logged each of its connections from the client" \
+        "$stress_python_client" "$((stress_made / 2))"
     check "stress, with toa: none misattributed" "$stress_misattributed" 0
     check "stress, with toa: none missing" "$stress_missing" 0
 fi
