@@ -71,6 +71,13 @@ impl Settings {
         if self.own.load(Ordering::Acquire) & group != 0 {
             return None;
         }
+        self.host()
+    }
+
+    /// The host's settings, unless these are the host's (or there is no
+    /// host yet).
+    #[inline(always)]
+    fn host(&self) -> Option<&Settings> {
         let host = HOST.load(Ordering::Acquire);
         if host.is_null() || core::ptr::eq(host, self) {
             return None;
@@ -78,6 +85,24 @@ impl Settings {
         // SAFETY: a non-NULL `HOST` is the initial namespace's live
         // settings, kept until no reader can be here (see `HOST`).
         Some(unsafe { &*host })
+    }
+
+    /// [`Settings::options`] and [`Settings::trust`] at once, with one
+    /// look at which groups follow the host's (every handshake ACK naming
+    /// a client asks for both).
+    #[inline(always)]
+    pub fn options_and_trust(&self) -> (&Options, &Trust) {
+        let own = self.own.load(Ordering::Acquire);
+        let host = if own & (OWN_OPTIONS | OWN_TRUST) == OWN_OPTIONS | OWN_TRUST {
+            None
+        } else {
+            self.host()
+        };
+        let of = |group: u8| match host {
+            Some(h) if own & group == 0 => h,
+            _ => self,
+        };
+        (&of(OWN_OPTIONS).options, &of(OWN_TRUST).trust)
     }
 
     /// The `tcpopt_*` settings in force in the namespace.
@@ -167,8 +192,10 @@ impl Default for Settings {
 }
 
 /// The room the glue keeps for a namespace's [`Settings`]
-/// (`TOA_SETTINGS_MAX`, also checked at load).
-pub const SETTINGS_MAX: usize = 3072;
+/// (`TOA_SETTINGS_MAX`, also checked at load): with the glue's own fields
+/// ahead of it (`struct toa_net`, under 128 bytes) a namespace's toa data
+/// stays one 4 KiB allocation.
+pub const SETTINGS_MAX: usize = 3968;
 
 // The glue keeps a `Settings` after a pointer-sized field of its own, in
 // memory the kernel allocates (at least 8-byte aligned).

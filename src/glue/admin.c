@@ -717,6 +717,9 @@ static void __net_exit toa_net_exit_batch(struct list_head *net_exit_list)
 	mutex_unlock(&toa_nets_mutex);
 }
 
+/* A namespace's toa data: one 4 KiB allocation (settings.rs: SETTINGS_MAX). */
+static_assert(sizeof(struct toa_net) + TOA_SETTINGS_MAX <= 4096);
+
 static struct pernet_operations toa_net_ops = {
 	.init = toa_net_init,
 	.exit = toa_net_exit,

@@ -31,7 +31,7 @@ void toa_admin_unregister(void);
  * and Rust's settings of the namespace (settings.rs), which packet paths
  * hand to Rust with the packet.
  */
-#define TOA_SETTINGS_MAX 3072	/* settings.rs: SETTINGS_MAX */
+#define TOA_SETTINGS_MAX 3968	/* settings.rs: SETTINGS_MAX */
 struct toa_net {
 	struct ctl_table_header *sysctl;
 	/* The namespace's counters: RCU, NULL once it goes (counted as the
@@ -121,6 +121,36 @@ static __always_inline void toa_sk_stat_inc(const struct sock *sk, unsigned int 
 	tn = rcu_dereference_sched(sock_net(sk)->gen)->ptr[toa_net_id];
 	toa_net_stat_add_sched(tn, counter, 1);
 	preempt_enable_notrace();
+}
+
+/*
+ * toa_net_settings() and toa_sk_stat_inc() where softirqs are off and the
+ * caller has checked it (softirq_count(): the handshake's hooks on the
+ * kernel's receive path). Such a section holds off a grace period itself
+ * (with PREEMPT_RT, local_bh_disable() takes an RCU read lock) and keeps
+ * its task on its CPU, so neither needs preempt toggles of its own (an
+ * increment, a decrement and a test a pair on preemptible kernels).
+ */
+static __always_inline const struct toa_settings *toa_net_settings_bh(const struct net *net)
+{
+	const struct toa_net *tn = rcu_dereference_bh(net->gen)->ptr[toa_net_id];
+
+	return (const struct toa_settings *)tn->settings;
+}
+
+static __always_inline void toa_sk_stat_inc_bh(const struct sock *sk, unsigned int counter)
+{
+	const struct toa_net *tn;
+	struct toa_counters __percpu *c;
+
+	if (unlikely(counter >= TOA_MAX_COUNTERS))
+		return;
+	tn = rcu_dereference_bh(sock_net(sk)->gen)->ptr[toa_net_id];
+	c = rcu_dereference_bh(tn->counters);
+	if (likely(c))
+		this_cpu_add(c->v[counter], 1);	/* irq-safe, as toa_net_stat_add_sched() */
+	else
+		toa_host_stat_add(counter, 1);
 }
 
 /* tcp_records.c: the IPv6 record cache and registry */
@@ -231,7 +261,9 @@ static __always_inline bool toa_syn_recv_may_word(const struct sk_buff *skb)
  * about to be made for skb when the packet alone decides its client (an
  * IPv4 ACK naming one trusted client, as balancers send it:
  * toa_child_word_v4), else 0 (then toa_syn_recv_quick(), and
- * toa_syn_recv_child() once the child exists, decide).
+ * toa_syn_recv_child() once the child exists, decide). Only with softirqs
+ * off (the caller leaves the word for __inet_inherit_port's hook, which
+ * needs them off).
  */
 static __always_inline unsigned long toa_syn_recv_word(const struct sock *listener,
 						       const struct sk_buff *skb)
@@ -240,7 +272,7 @@ static __always_inline unsigned long toa_syn_recv_word(const struct sock *listen
 	size_t len;
 
 	options = toa_skb_options(skb, &len);
-	return toa_child_word_v4(toa_net_settings(sock_net(listener)), options, len,
+	return toa_child_word_v4(toa_net_settings_bh(sock_net(listener)), options, len,
 				 ip_hdr(skb)->saddr, toa_now_ms());
 }
 

@@ -502,15 +502,16 @@ static __always_inline void toa_child_stash_put(const struct sock *sk, const str
 /* Store word on child, of listener sk, and count it, as toa_on_child()
  * does for the same client: a busy field keeps its owner's word
  * (record.rs), and a listener's owner that takes its children's field
- * back (SMC) keeps it too. */
+ * back (SMC) keeps it too. Softirqs are off (toa_child_inherit_entry()
+ * checked). */
 static __always_inline void toa_child_store(const struct sock *sk, struct sock *child,
 					    unsigned long word)
 {
 	if (!toa_listener_owner_clears(sk) && toa_sk_claim_word(child, word)) {
-		toa_sk_stat_inc(child, TOA_COUNTER_CHILD_TOA);
+		toa_sk_stat_inc_bh(child, TOA_COUNTER_CHILD_TOA);
 	} else {
-		toa_sk_stat_inc(child, TOA_COUNTER_USER_DATA_BUSY);
-		toa_sk_stat_inc(child, TOA_COUNTER_CHILD_NO_TOA);
+		toa_sk_stat_inc_bh(child, TOA_COUNTER_USER_DATA_BUSY);
+		toa_sk_stat_inc_bh(child, TOA_COUNTER_CHILD_NO_TOA);
 	}
 }
 

@@ -115,12 +115,21 @@ impl Prefix {
     /// [`Prefix::contains`] for an IPv4 source `a` (as an integer).
     #[inline]
     fn contains_v4(&self, a: u32) -> bool {
-        let p = u32::from_be_bytes([self.addr[0], self.addr[1], self.addr[2], self.addr[3]]);
+        self.v4_net().is_some_and(|n| a & n.mask == n.net)
+    }
+
+    /// An IPv4 prefix's network and mask; `None` for an IPv6 prefix.
+    #[inline]
+    fn v4_net(&self) -> Option<V4Net> {
+        if self.v6 {
+            return None;
+        }
+        let net = u32::from_be_bytes([self.addr[0], self.addr[1], self.addr[2], self.addr[3]]);
         // No bits past `len` (`parse`); len 0: the whole address is past it.
         let mask = u32::MAX
             .checked_shl(32u32.saturating_sub(u32::from(self.len)))
             .unwrap_or(0);
-        !self.v6 && a & mask == p
+        Some(V4Net { net, mask })
     }
 }
 
@@ -135,11 +144,29 @@ impl fmt::Display for Prefix {
     }
 }
 
+/// An IPv4 prefix as [`PrefixList::contains_v4`] tests it: the network
+/// and its mask, as integers (`a & mask == net`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct V4Net {
+    net: u32,
+    mask: u32,
+}
+
+impl V4Net {
+    const ZERO: V4Net = V4Net { net: 0, mask: 0 };
+}
+
 /// A list of up to [`MAX_PREFIXES`] prefixes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrefixList {
     len: usize,
     items: [Prefix; MAX_PREFIXES],
+    /// How many of `items` are IPv4 prefixes.
+    v4_len: usize,
+    /// The IPv4 prefixes of `items`, in their order, as networks and
+    /// masks: the test every handshake ACK naming a client asks
+    /// ([`PrefixList::contains_v4`]) is then an AND and a compare a prefix.
+    v4: [V4Net; MAX_PREFIXES],
 }
 
 impl Default for PrefixList {
@@ -153,6 +180,8 @@ impl PrefixList {
     pub const EMPTY: PrefixList = PrefixList {
         len: 0,
         items: [Prefix::ZERO; MAX_PREFIXES],
+        v4_len: 0,
+        v4: [V4Net::ZERO; MAX_PREFIXES],
     };
 
     /// Parse a list separated by commas and/or whitespace into `self`.
@@ -161,13 +190,20 @@ impl PrefixList {
     pub fn parse_into(&mut self, text: &[u8]) -> Option<()> {
         let text = core::str::from_utf8(text).ok()?;
         self.len = 0;
+        self.v4_len = 0;
         for entry in text.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
             if entry.is_empty() {
                 continue;
             }
             let slot = self.items.get_mut(self.len)?;
-            *slot = Prefix::parse(entry)?;
+            let p = Prefix::parse(entry)?;
+            *slot = p;
             self.len += 1;
+            if let Some(net) = p.v4_net() {
+                // At most as many as `items`: the slot is there.
+                *self.v4.get_mut(self.v4_len)? = net;
+                self.v4_len += 1;
+            }
         }
         // A list of only separators (",,") is as bad as any other typo;
         // nothing at all, or only whitespace, is the empty list.
@@ -217,7 +253,11 @@ impl PrefixList {
     #[inline]
     pub fn contains_v4(&self, addr: [u8; 4]) -> bool {
         let a = u32::from_be_bytes(addr);
-        self.prefixes().iter().any(|p| p.contains_v4(a))
+        self.v4
+            .get(..self.v4_len)
+            .unwrap_or(&[])
+            .iter()
+            .any(|n| a & n.mask == n.net)
     }
 
     /// Write the list, space-separated, into `buf`; how many bytes were
@@ -287,6 +327,37 @@ mod tests {
             );
         }
         assert!(!PrefixList::valid(&[0xff, 0xfe]));
+    }
+
+    #[test]
+    fn a_list_parsed_again_forgets_the_last_ones_ipv4_prefixes() {
+        // Trust writes each new list into a slot that held an older one.
+        let mut l = PrefixList::EMPTY;
+        let full = (0..MAX_PREFIXES)
+            .map(|i| format!("10.{i}.0.0/16"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(l.parse_into(full.as_bytes()).is_some());
+        assert!(l.contains_v4([10, 63, 1, 1]));
+        for (text, ins, outs) in [
+            ("192.168.0.0/16 fd00::/8", [192, 168, 3, 4], [10, 0, 1, 1]),
+            ("fd00::/8", [0, 0, 0, 0], [10, 0, 1, 1]),
+            ("", [0, 0, 0, 0], [192, 168, 3, 4]),
+            ("0.0.0.0/0", [10, 63, 1, 1], [0, 0, 0, 0]),
+        ] {
+            assert!(l.parse_into(text.as_bytes()).is_some(), "{text}");
+            if ins != [0; 4] {
+                assert!(l.contains_v4(ins), "{text}: {ins:?}");
+            }
+            if outs != [0; 4] {
+                assert!(!l.contains_v4(outs), "{text}: {outs:?}");
+            }
+            for a in [ins, outs] {
+                assert_eq!(l.contains_v4(a), l.contains(&Source::V4(a)), "{text}: {a:?}");
+            }
+        }
+        // A refused list leaves a partial one; it is never put in force.
+        assert!(l.parse_into(b"10.0.0.0/8 nonsense").is_none());
     }
     use proptest::prelude::*;
 

@@ -196,6 +196,16 @@ impl Options {
     }
 }
 
+/// The kinds in force, read in place (no copy of the set: the handshake
+/// ACK's quick path, `tcp/handshake.rs`); each word as [`Options::rules`]
+/// reads it.
+impl wire::KindWords for Options {
+    #[inline(always)]
+    fn kind_word(&self, i: usize) -> u64 {
+        self.kinds[i & 3].load(Ordering::Relaxed)
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self::new()

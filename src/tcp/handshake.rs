@@ -236,15 +236,16 @@ pub unsafe extern "C" fn toa_child_word_v4(
 ) -> usize {
     // SAFETY: the caller guarantees the settings are live.
     let settings = unsafe { &*settings };
-    let o = settings.options();
+    let (o, trust) = settings.options_and_trust();
     // SAFETY: the caller guarantees `len` readable bytes.
     let options = unsafe { option_bytes(options, len) };
-    match wire::lone_ack_client_v4(options, &o.rules()) {
+    // The kinds read where they are (no copy of the set).
+    match wire::lone_ack_client_v4(options, o) {
         // The SYN's client only: the ACK's option is the client's own.
         Some(_) if o.named_in() == NamedIn::Syn => 0,
         // A SYN or held-back ACK may have named someone (agreeing or not).
         Some(_) if syn::may_hold(now_ms) => 0,
-        Some(_) if !settings.trust().trusted_v4(saddr.to_ne_bytes()) => 0,
+        Some(_) if !trust.trusted_v4(saddr.to_ne_bytes()) => 0,
         Some(ClientAddr::V4 { port, addr }) => stash::encode_v4(port, addr),
         _ => 0,
     }

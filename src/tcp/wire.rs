@@ -303,6 +303,28 @@ impl Kinds {
     }
 }
 
+/// Where a parser reads a set of kinds: a [`Kinds`] value, or a
+/// namespace's settings, whose words it then loads in place (the paths
+/// every handshake ACK passes copy no set; `policy::config::Options`).
+pub trait KindWords {
+    /// Word `i` (0 to 3) of the set: kind `k` is bit `k % 64` of word
+    /// `k / 64`.
+    fn kind_word(&self, i: usize) -> u64;
+
+    /// Whether `kind` is in the set (0 never is), as [`Kinds::contains`].
+    #[inline(always)]
+    fn has_kind(&self, kind: u8) -> bool {
+        kind != 0 && self.kind_word(usize::from(kind / 64)) & (1 << (kind % 64)) != 0
+    }
+}
+
+impl KindWords for Kinds {
+    #[inline(always)]
+    fn kind_word(&self, i: usize) -> u64 {
+        self.0[i & 3]
+    }
+}
+
 impl fmt::Debug for Kinds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.iter()).finish()
@@ -400,7 +422,7 @@ pub fn scan_pick(
     port: [u8; 2],
     pick: Pick,
 ) -> Picked {
-    match lone_v4(options, rules, packet) {
+    match lone_v4(options, &rules.kinds, packet) {
         // One client option in a well-formed list: every pick takes it,
         // and it cannot disagree with another.
         Some(client) => Picked {
@@ -419,16 +441,17 @@ pub fn scan_pick(
 }
 
 /// The client of `options` if the list is exactly one IPv4 TOA option
-/// (length 8) of one of the rules' kinds: alone (8 bytes), or beside the
+/// (length 8) of one of the `kinds`: alone (8 bytes), or beside the
 /// NOP, NOP, timestamps of a Linux client's ACK, ahead of them or behind
 /// (20 bytes). `None` for every other list, which the walk decides, and
-/// under rules that hold NOP's or the timestamps' kind (no configurable
-/// rule set does), or for Fast Open's experimental option in a SYN.
+/// for kinds that hold NOP's or the timestamps' kind (no configurable
+/// rule set does), or for Fast Open's experimental option in a SYN. (The
+/// CDN option has other lengths: the rules' `cdn` plays no part.)
 #[inline]
-fn lone_v4(options: &[u8], rules: &Rules, packet: Packet) -> Option<ClientAddr> {
+fn lone_v4<K: KindWords + ?Sized>(options: &[u8], kinds: &K, packet: Packet) -> Option<ClientAddr> {
     /// NOP, NOP, timestamps' kind and length.
     const NOP_NOP_TS: [u8; 4] = [KIND_NOP, KIND_NOP, 8, 10];
-    if rules.kinds.words()[0] & (1 << KIND_NOP | 1 << 8) != 0 {
+    if kinds.kind_word(0) & (1 << KIND_NOP | 1 << 8) != 0 {
         return None;
     }
     let o: &[u8] = match options.len() {
@@ -440,7 +463,7 @@ fn lone_v4(options: &[u8], rules: &Rules, packet: Packet) -> Option<ClientAddr> 
     let [kind, LEN_V4, p0, p1, a0, a1, a2, a3] = *o else {
         return None;
     };
-    if !rules.kinds.contains(kind)
+    if !kinds.has_kind(kind)
         || (packet == Packet::Syn && kind == KIND_EXP && [p0, p1] == FASTOPEN_EXID)
     {
         return None;
@@ -456,10 +479,11 @@ fn lone_v4(options: &[u8], rules: &Rules, packet: Packet) -> Option<ClientAddr> 
 /// on any port and with any pick (found, [`Format::Toa`], no conflict);
 /// `None` for every other list and for an unspecified client (which
 /// [`scan_pick`] calls malformed), which the whole path decides. The
-/// glue's quick path for a new child (`tcp/handshake.rs`).
+/// glue's quick path for a new child (`tcp/handshake.rs`), which reads
+/// `kinds` in its settings.
 #[inline]
-pub fn lone_ack_client_v4(options: &[u8], rules: &Rules) -> Option<ClientAddr> {
-    lone_v4(options, rules, Packet::Ack).filter(|c| !is_unspecified(c))
+pub fn lone_ack_client_v4<K: KindWords + ?Sized>(options: &[u8], kinds: &K) -> Option<ClientAddr> {
+    lone_v4(options, kinds, Packet::Ack).filter(|c| !is_unspecified(c))
 }
 
 /// [`scan_pick`]'s walk of the list, option by option.
@@ -1498,7 +1522,7 @@ mod properties {
             for options in [&bytes, &shaped, &mutated] {
                 for rules in [r, with, Rules::DEFAULT] {
                     // The ACK's quick answer is the walk's, where it gives one.
-                    let quick = lone_ack_client_v4(options, &rules);
+                    let quick = lone_ack_client_v4(options, &rules.kinds);
                     for pick in [Pick::First, Pick::Last, Pick::Only] {
                         let walked = scan_pick_walk(options, &rules, p, port, pick);
                         prop_assert_eq!(scan_pick(options, &rules, p, port, pick), walked);
@@ -1519,16 +1543,16 @@ mod properties {
             // (Fast Open's identifier is a port that is not zero.)
             let usable = values[2..6] != [0; 4] && (exid || values[..2] != [0; 2]);
             prop_assert_eq!(
-                lone_ack_client_v4(&shaped, &d).is_some(),
+                lone_ack_client_v4(&shaped, &d.kinds).is_some(),
                 usable && ![KIND_EOL, KIND_NOP, 8].contains(&kind)
             );
             // The shapes are taken for every kind a rule set may hold.
             prop_assert_eq!(
-                lone_v4(&shaped, &d, Packet::Ack).is_some(),
+                lone_v4(&shaped, &d.kinds, Packet::Ack).is_some(),
                 ![KIND_EOL, KIND_NOP, 8].contains(&kind)
             );
             prop_assert_eq!(
-                lone_v4(&shaped, &d, Packet::Syn).is_some(),
+                lone_v4(&shaped, &d.kinds, Packet::Syn).is_some(),
                 !([KIND_EOL, KIND_NOP, 8].contains(&kind) || exid && kind == KIND_EXP)
             );
         }
