@@ -353,7 +353,11 @@ mod tests {
                 assert!(!l.contains_v4(outs), "{text}: {outs:?}");
             }
             for a in [ins, outs] {
-                assert_eq!(l.contains_v4(a), l.contains(&Source::V4(a)), "{text}: {a:?}");
+                assert_eq!(
+                    l.contains_v4(a),
+                    l.contains(&Source::V4(a)),
+                    "{text}: {a:?}"
+                );
             }
         }
         // A refused list leaves a partial one; it is never put in force.
