@@ -37,6 +37,7 @@
 
 #define TOA_DIRECT_ARCH 1
 
+#include <asm/alternative-macros.h>
 #include <linux/uaccess.h>
 
 /* The frame a trampoline keeps: a frame record (x29, x30) and x0-x9. */
@@ -101,9 +102,18 @@
 	"cbz x0, 1f\n\t"							\
 	"ldrb w16, [x0, #toa_off_defer_accept]\n\t"				\
 	"cbz w16, 1f\n\t"
-/* The handler tests the per-CPU stash itself (a per-CPU address takes
- * alternatives on arm64: TPIDR_EL1 or _EL2). */
-#define TOA_ASM_SKIP_UNLESS_CHILD_STASHED ""
+/* Nothing is left on this CPU for a child (tcp_redirect.c's
+ * toa_child_stash, whose first member, the listener, is NULL): this CPU's
+ * per-CPU offset, read as the kernel reads it (TPIDR_EL1, or TPIDR_EL2
+ * where the kernel runs at EL2: its alternative, patched at load, as in
+ * __kern_my_cpu_offset()), added to the variable's address, and a load. */
+#define TOA_ASM_SKIP_UNLESS_CHILD_STASHED					\
+	ALTERNATIVE("mrs x16, tpidr_el1", "mrs x16, tpidr_el2",		\
+		    ARM64_HAS_VIRT_HOST_EXTN)					\
+	"adrp x17, toa_child_stash\n\t"						\
+	"add x17, x17, :lo12:toa_child_stash\n\t"				\
+	"ldr x17, [x17, x16]\n\t"						\
+	"cbz x17, 1f\n\t"
 
 /* UDP's protocol-level hooks: the same tests as on x86_64 (direct_x86.h),
  * with x16 and x17. The port, in network order, in w16. */

@@ -376,8 +376,7 @@ int toa_getname_answer_v6(struct socket *sock, struct sockaddr *uaddr, int peer)
  *                                   IPv4 client, and no word is parked
  *                                   (tcp_park.c): nothing to free
  *   TOA_ASM_SKIP_UNLESS_CHILD_STASHED  nothing is left on this CPU for a
- *                                   child (tcp_redirect.c; x86_64 only,
- *                                   arm64's handler tests it)
+ *                                   child (tcp_redirect.c)
  *   TOA_ASM_SKIP_UNLESS_DEFERRING   the first argument, a listener, does
  *                                   not defer accepting, or the fourth
  *                                   (tcp_check_req's fastopen) is true

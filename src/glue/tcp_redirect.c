@@ -469,7 +469,7 @@ struct toa_child_stash {
 	u32 rcv_nxt;			/* the child's: the request's rcv_isn + 1 */
 	__be16 dport;			/* the child's: the packet's source port */
 };
-/* Not static: the x86 trampoline reads it (TOA_ASM_SKIP_UNLESS_CHILD_STASHED). */
+/* Not static: the trampolines read it (TOA_ASM_SKIP_UNLESS_CHILD_STASHED). */
 DEFINE_PER_CPU(struct toa_child_stash, toa_child_stash);
 static bool toa_child_stash_on;
 
@@ -516,17 +516,9 @@ static __always_inline void toa_child_store(const struct sock *sk, struct sock *
 }
 
 /* Something is left on this CPU, with softirqs off: take it if it was
- * left for child (of listener sk). Inline on x86_64, whose trampoline
- * calls the handler only when something is left (a call and a return
- * saved on each new connection); out of line elsewhere, where the handler
- * runs for every child and stays small. */
-#ifdef CONFIG_X86_64
-#define TOA_CHILD_INHERIT_INLINE __always_inline
-#else
-#define TOA_CHILD_INHERIT_INLINE noinline
-#endif
-static TOA_CHILD_INHERIT_INLINE void notrace toa_child_inherit(const struct sock *sk,
-							      struct sock *child)
+ * left for child (of listener sk). Inline: the trampolines (x86_64,
+ * arm64) call the handler only when something is left. */
+static __always_inline void toa_child_inherit(const struct sock *sk, struct sock *child)
 {
 	struct toa_child_stash *st = this_cpu_ptr(&toa_child_stash);
 
