@@ -115,33 +115,33 @@ impl Trust {
         }
     }
 
-    /// The list in force (empty: none), as a copy.
-    ///
-    /// # Safety
-    ///
-    /// The caller must hold the glue's trust mutex.
-    unsafe fn current(&self) -> PrefixList {
-        match self.active.load(Ordering::Relaxed) {
-            0 => PrefixList::EMPTY,
-            // SAFETY: the caller holds the trust mutex: no writer changes
-            // the active slot meanwhile.
-            n => unsafe { *self.slots[(n - 1) & 1].get() },
-        }
-    }
-
-    /// Take `src`'s list.
+    /// Take `src`'s list, copied slot to slot (a list is 1.7 KiB: not
+    /// through the stack).
     ///
     /// # Safety
     ///
     /// The caller must hold the glue's trust mutex, and no reader may see
     /// `self` yet (a namespace being set up).
     pub unsafe fn copy_from(&self, src: &Trust) {
-        // SAFETY: the caller holds the trust mutex.
-        let list = unsafe { src.current() };
-        let next = if list.is_empty() { 0 } else { 1 };
-        // SAFETY: nobody reads `self` yet, and the caller holds the trust
-        // mutex: no other writer.
-        unsafe { *self.slots[0].get() = list };
+        let next = match src.active.load(Ordering::Relaxed) {
+            0 => 0,
+            n => {
+                // SAFETY: the caller holds the trust mutex: no writer
+                // changes `src`'s active slot meanwhile; nobody reads
+                // `self` yet, and no other writer runs. Two different
+                // `Trust`s (a namespace's own is never the one it follows),
+                // so the slots do not overlap.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.slots[(n - 1) & 1].get().cast_const(),
+                        self.slots[0].get(),
+                        1,
+                    );
+                }
+                // An active slot holds a list that is not empty.
+                1
+            }
+        };
         // INVARIANT: slot 1 was never published; slot 0 is published only
         // now, after it was filled.
         self.active.store(next, Ordering::Release);
