@@ -76,15 +76,21 @@ void toa_host_stat_add(unsigned int counter, u64 n);
  * counters are freed after synchronize_rcu(), which waits for such
  * sections too.
  */
-static __always_inline void toa_net_stat_add_sched(const struct toa_net *tn,
-						   unsigned int counter, u64 n)
+/* Count n events in c (a namespace's counters, read under RCU by the
+ * caller), or the host's if the namespace is going (c NULL). */
+static __always_inline void toa_counters_add(struct toa_counters __percpu *c,
+					     unsigned int counter, u64 n)
 {
-	struct toa_counters __percpu *c = rcu_dereference_sched(tn->counters);
-
 	if (likely(c))
 		this_cpu_add(c->v[counter], n);	/* irq-safe: softirqs count too */
 	else
 		toa_host_stat_add(counter, n);
+}
+
+static __always_inline void toa_net_stat_add_sched(const struct toa_net *tn,
+						   unsigned int counter, u64 n)
+{
+	toa_counters_add(rcu_dereference_sched(tn->counters), counter, n);
 }
 
 static __always_inline void toa_net_stat_add(const struct toa_net *tn, unsigned int counter, u64 n)
@@ -131,26 +137,21 @@ static __always_inline void toa_sk_stat_inc(const struct sock *sk, unsigned int 
  * its task on its CPU, so neither needs preempt toggles of its own (an
  * increment, a decrement and a test a pair on preemptible kernels).
  */
+static __always_inline const struct toa_net *toa_net_bh(const struct net *net)
+{
+	return rcu_dereference_bh(net->gen)->ptr[toa_net_id];
+}
+
 static __always_inline const struct toa_settings *toa_net_settings_bh(const struct net *net)
 {
-	const struct toa_net *tn = rcu_dereference_bh(net->gen)->ptr[toa_net_id];
-
-	return (const struct toa_settings *)tn->settings;
+	return (const struct toa_settings *)toa_net_bh(net)->settings;
 }
 
 static __always_inline void toa_sk_stat_inc_bh(const struct sock *sk, unsigned int counter)
 {
-	const struct toa_net *tn;
-	struct toa_counters __percpu *c;
-
 	if (unlikely(counter >= TOA_MAX_COUNTERS))
 		return;
-	tn = rcu_dereference_bh(sock_net(sk)->gen)->ptr[toa_net_id];
-	c = rcu_dereference_bh(tn->counters);
-	if (likely(c))
-		this_cpu_add(c->v[counter], 1);	/* irq-safe, as toa_net_stat_add_sched() */
-	else
-		toa_host_stat_add(counter, 1);
+	toa_counters_add(rcu_dereference_bh(toa_net_bh(sock_net(sk))->counters), counter, 1);
 }
 
 /* tcp_records.c: the IPv6 record cache and registry */

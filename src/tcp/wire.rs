@@ -287,9 +287,10 @@ impl Kinds {
         Kinds([a[0] | b[0], a[1] | b[1], a[2] | b[2], a[3] | b[3]])
     }
 
-    /// Whether `kind` is in the set (0 never is).
-    pub const fn contains(&self, kind: u8) -> bool {
-        kind != 0 && self.0[(kind / 64) as usize] & (1 << (kind % 64)) != 0
+    /// Whether `kind` is in the set (0 never is): [`KindWords::has_kind`],
+    /// the test the settings' words take too.
+    pub fn contains(&self, kind: u8) -> bool {
+        self.has_kind(kind)
     }
 
     /// Whether the set is empty.
@@ -311,7 +312,7 @@ pub trait KindWords {
     /// `k / 64`.
     fn kind_word(&self, i: usize) -> u64;
 
-    /// Whether `kind` is in the set (0 never is), as [`Kinds::contains`].
+    /// Whether `kind` is in the set (0 never is).
     #[inline(always)]
     fn has_kind(&self, kind: u8) -> bool {
         kind != 0 && self.kind_word(usize::from(kind / 64)) & (1 << (kind % 64)) != 0

@@ -26,8 +26,9 @@
 # a last line `N passed, M failed`. With toa.ko still loaded, a stress round
 # follows: TOA_E2E_STRESS connections (default 2000; 0: none; fewer if
 # 240 s run out first, at least 200) from a Python client, half to nginx
-# and half to Python's http.server, each of which must show the client. Each round's diagnostics are printed too: toa's
-# counters (/proc/net/toa_stats, total column), toa-balancer's (it fails
+# and half to Python's http.server, each of which must show the client.
+# Each round's diagnostics are printed too: toa's counters
+# (/proc/net/toa_stats, total column), toa-balancer's (it fails
 # closed: the queue has no `bypass`, and a packet it cannot take is dropped,
 # not passed untagged) and the kernel's for its queue.
 #
